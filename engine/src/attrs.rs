@@ -1,0 +1,255 @@
+//! Filterable attributes and their roaring-bitmap index.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Bound;
+
+use roaring::RoaringBitmap;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// An exact decimal with six fractional digits (money, quantities): never a float.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Decimal(i64);
+
+impl Decimal {
+    const SCALE: i64 = 1_000_000;
+    const FRACTION_DIGITS: usize = 6;
+
+    pub fn from_int(v: i64) -> Option<Self> {
+        v.checked_mul(Self::SCALE).map(Decimal)
+    }
+
+    /// The value in millionths.
+    pub fn micros(self) -> i64 {
+        self.0
+    }
+}
+
+impl std::str::FromStr for Decimal {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || Error::invalid(format!("`{s}` is not a decimal number"));
+        let t = s.trim();
+        let (negative, digits) = match t.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, t.strip_prefix('+').unwrap_or(t)),
+        };
+        let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+        if int.is_empty() && frac.is_empty()
+            || !int.bytes().all(|b| b.is_ascii_digit())
+            || !frac.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(bad());
+        }
+        let frac = frac.trim_end_matches('0');
+        if frac.len() > Self::FRACTION_DIGITS {
+            return Err(Error::invalid(format!(
+                "`{s}` has more than {} decimal places",
+                Self::FRACTION_DIGITS
+            )));
+        }
+        let int_part: i64 = if int.is_empty() {
+            0
+        } else {
+            int.parse().map_err(|_| bad())?
+        };
+        let frac_part: i64 = if frac.is_empty() {
+            0
+        } else {
+            format!("{frac:0<6}").parse().map_err(|_| bad())?
+        };
+        let v = int_part
+            .checked_mul(Self::SCALE)
+            .and_then(|v| v.checked_add(frac_part))
+            .ok_or_else(|| Error::invalid(format!("`{s}` is out of range")))?;
+        Ok(Decimal(if negative { -v } else { v }))
+    }
+}
+
+impl fmt::Display for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        let int = abs / Self::SCALE as u64;
+        let frac = abs % Self::SCALE as u64;
+        if frac == 0 {
+            write!(f, "{sign}{int}")
+        } else {
+            let frac = format!("{frac:06}");
+            write!(f, "{sign}{int}.{}", frac.trim_end_matches('0'))
+        }
+    }
+}
+
+/// One attribute value. Values of different kinds never compare equal.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum AttrValue {
+    #[serde(rename = "b")]
+    Bool(bool),
+    #[serde(rename = "n")]
+    Number(Decimal),
+    #[serde(rename = "k")]
+    Keyword(String),
+}
+
+impl AttrValue {
+    /// Converts a JSON scalar; numbers keep their exact decimal text.
+    pub fn from_json(field: &str, v: &serde_json::Value) -> Result<Self> {
+        match v {
+            serde_json::Value::Bool(b) => Ok(AttrValue::Bool(*b)),
+            serde_json::Value::Number(n) => {
+                Ok(AttrValue::Number(n.to_string().parse().map_err(|e| {
+                    Error::invalid(format!("attribute `{field}`: {e}"))
+                })?))
+            }
+            serde_json::Value::String(s) => Ok(AttrValue::Keyword(s.clone())),
+            other => Err(Error::invalid(format!(
+                "attribute `{field}`: expected a string, number or boolean, got {other}"
+            ))),
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            AttrValue::Bool(b) => serde_json::Value::Bool(*b),
+            AttrValue::Number(d) => d.to_string().parse::<serde_json::Number>().map_or_else(
+                |_| serde_json::Value::String(d.to_string()),
+                serde_json::Value::Number,
+            ),
+            AttrValue::Keyword(s) => serde_json::Value::String(s.clone()),
+        }
+    }
+
+    fn kind(&self) -> u8 {
+        match self {
+            AttrValue::Bool(_) => 0,
+            AttrValue::Number(_) => 1,
+            AttrValue::Keyword(_) => 2,
+        }
+    }
+}
+
+impl fmt::Display for AttrValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttrValue::Bool(b) => write!(f, "{b}"),
+            AttrValue::Number(d) => write!(f, "{d}"),
+            AttrValue::Keyword(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+/// A document's attributes: field name to one or more values (a product's sizes, say).
+pub type Attributes = BTreeMap<String, Vec<AttrValue>>;
+
+pub(crate) const MAX_ATTR_NAME: usize = 128;
+pub(crate) const MAX_ATTR_VALUE: usize = 1024;
+
+pub(crate) fn validate_attributes(attrs: &Attributes, place: &str) -> Result<()> {
+    for (name, values) in attrs {
+        if name.is_empty() || name.len() > MAX_ATTR_NAME {
+            return Err(Error::invalid(format!(
+                "{place}: attribute names must be 1 to {MAX_ATTR_NAME} bytes"
+            )));
+        }
+        for v in values {
+            if let AttrValue::Keyword(s) = v
+                && s.len() > MAX_ATTR_VALUE
+            {
+                return Err(Error::invalid(format!(
+                    "{place}: attribute `{name}` has a value longer than {MAX_ATTR_VALUE} bytes"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bitmaps of chunk ordinals per (field, value). Ordinals of deleted chunks may linger here;
+/// every evaluation intersects with the live set, so they never match.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AttrIndex {
+    fields: BTreeMap<String, BTreeMap<AttrValue, RoaringBitmap>>,
+}
+
+impl AttrIndex {
+    pub fn add(&mut self, ordinal: u32, attrs: &Attributes) {
+        for (name, values) in attrs {
+            let field = self.fields.entry(name.clone()).or_default();
+            for v in values {
+                field.entry(v.clone()).or_default().insert(ordinal);
+            }
+        }
+    }
+
+    pub fn eq(&self, field: &str, value: &AttrValue) -> RoaringBitmap {
+        self.fields
+            .get(field)
+            .and_then(|f| f.get(value))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Union of the bitmaps of values of the same kind within the bounds.
+    pub fn range(
+        &self,
+        field: &str,
+        lower: Bound<&AttrValue>,
+        upper: Bound<&AttrValue>,
+    ) -> RoaringBitmap {
+        let Some(values) = self.fields.get(field) else {
+            return RoaringBitmap::new();
+        };
+        let kind = match (lower, upper) {
+            (Bound::Included(v) | Bound::Excluded(v), _)
+            | (_, Bound::Included(v) | Bound::Excluded(v)) => v.kind(),
+            _ => return values.values().fold(RoaringBitmap::new(), |acc, b| acc | b),
+        };
+        values
+            .range::<AttrValue, _>((lower, upper))
+            .filter(|(v, _)| v.kind() == kind)
+            .fold(RoaringBitmap::new(), |acc, (_, b)| acc | b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_parse_exactly() {
+        let d: Decimal = "19.99".parse().unwrap();
+        assert_eq!(d.micros(), 19_990_000);
+        assert_eq!(d.to_string(), "19.99");
+        assert_eq!("-0.5".parse::<Decimal>().unwrap().to_string(), "-0.5");
+        assert_eq!(
+            "50".parse::<Decimal>().unwrap(),
+            Decimal::from_int(50).unwrap()
+        );
+        assert_eq!("50.000".parse::<Decimal>().unwrap().to_string(), "50");
+        assert!("1.2345678".parse::<Decimal>().is_err());
+        assert!("abc".parse::<Decimal>().is_err());
+        assert!(".".parse::<Decimal>().is_err());
+        assert!("99999999999999999999".parse::<Decimal>().is_err());
+    }
+
+    #[test]
+    fn ranges_stay_within_a_kind() {
+        let mut idx = AttrIndex::default();
+        let n = |s: &str| AttrValue::Number(s.parse().unwrap());
+        idx.add(1, &Attributes::from([("price".into(), vec![n("10")])]));
+        idx.add(2, &Attributes::from([("price".into(), vec![n("49.99")])]));
+        idx.add(3, &Attributes::from([("price".into(), vec![n("50.01")])]));
+        idx.add(
+            4,
+            &Attributes::from([("price".into(), vec![AttrValue::Keyword("cheap".into())])]),
+        );
+        let le50 = idx.range("price", Bound::Unbounded, Bound::Included(&n("50")));
+        assert_eq!(le50.iter().collect::<Vec<_>>(), vec![1, 2]);
+        let gt10 = idx.range("price", Bound::Excluded(&n("10")), Bound::Unbounded);
+        assert_eq!(gt10.iter().collect::<Vec<_>>(), vec![2, 3]);
+    }
+}

@@ -1,0 +1,130 @@
+//! Embedders: the seam between text and vectors.
+//!
+//! Three implementations: [`OnnxEmbedder`] (the local all-MiniLM-L6-v2 run by ONNX Runtime),
+//! [`OpenAiEmbedder`] (any OpenAI-compatible `/v1/embeddings` endpoint) and [`FakeEmbedder`]
+//! (deterministic, for unit tests). The only network access in this crate is the OpenAI-compatible
+//! provider, and only when a user configures it.
+
+mod fake;
+mod onnx;
+mod openai;
+
+pub use fake::FakeEmbedder;
+pub use onnx::{MINILM_MODEL_ID, OnnxEmbedder, OnnxOptions};
+pub use openai::OpenAiEmbedder;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Which model produced a vector, and its dimension. A shard records one; queries must match it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    pub id: String,
+    pub dim: usize,
+}
+
+/// A vector together with the model that produced it, so a mismatch is caught, never searched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embedding {
+    pub model_id: String,
+    pub values: Vec<f32>,
+}
+
+/// Turns text into L2-normalised vectors. Implementations are thread-safe and batch internally.
+pub trait Embedder: Send + Sync {
+    fn spec(&self) -> &ModelSpec;
+
+    /// Embeds a batch of passages; the output has one vector per input, in input order.
+    fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
+
+    /// Embeds one query.
+    fn embed_query(&self, text: &str) -> Result<Embedding> {
+        let mut vectors = self.embed_batch(&[text])?;
+        let values = vectors
+            .pop()
+            .ok_or_else(|| Error::Embedding("the model returned no vector".into()))?;
+        Ok(Embedding {
+            model_id: self.spec().id.clone(),
+            values,
+        })
+    }
+}
+
+/// Checks that `values` is a usable vector of `dim` finite numbers and normalises it in place.
+/// `place` names where the vector came from, for the error message.
+pub(crate) fn check_and_normalise(values: &mut [f32], dim: usize, place: &str) -> Result<()> {
+    if values.len() != dim {
+        return Err(Error::DimensionMismatch {
+            place: place.to_string(),
+            expected: dim,
+            got: values.len(),
+        });
+    }
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        return Err(Error::invalid(format!(
+            "{place}: component {i} of the vector is not a finite number ({})",
+            values[i]
+        )));
+    }
+    let norm = values.iter().map(|v| v * v).sum::<f32>().sqrt();
+    if norm == 0.0 {
+        return Err(Error::invalid(format!("{place}: the vector is all zeros")));
+    }
+    values.iter_mut().for_each(|v| *v /= norm);
+    Ok(())
+}
+
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    // Four independent accumulators let the compiler vectorise the loop.
+    let mut acc = [0.0f32; 8];
+    let chunks_a = a.chunks_exact(8);
+    let chunks_b = b.chunks_exact(8);
+    let tail: f32 = chunks_a
+        .remainder()
+        .iter()
+        .zip(chunks_b.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (ca, cb) in chunks_a.zip(chunks_b) {
+        for i in 0..8 {
+            acc[i] += ca[i] * cb[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalise_rejects_bad_vectors() {
+        let mut v = vec![1.0, f32::NAN, 0.0];
+        let err = check_and_normalise(&mut v, 3, "query").unwrap_err();
+        assert!(err.to_string().contains("component 1"), "{err}");
+        let mut v = vec![0.0; 3];
+        assert!(check_and_normalise(&mut v, 3, "query").is_err());
+        let mut v = vec![1.0; 4];
+        let err = check_and_normalise(&mut v, 3, "query").unwrap_err();
+        assert!(matches!(
+            err,
+            Error::DimensionMismatch {
+                expected: 3,
+                got: 4,
+                ..
+            }
+        ));
+        let mut v = vec![3.0, 4.0];
+        check_and_normalise(&mut v, 2, "query").unwrap();
+        assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6);
+    }
+
+    #[test]
+    fn dot_matches_naive() {
+        let a: Vec<f32> = (0..19).map(|i| i as f32 * 0.5).collect();
+        let b: Vec<f32> = (0..19).map(|i| 1.0 - i as f32).collect();
+        let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert!((dot(&a, &b) - naive).abs() < 1e-3);
+    }
+}

@@ -1,0 +1,35 @@
+//! The synchronous core of Dartmouth Knowledge.
+//!
+//! A knowledge domain is a [`Shard`]: a tantivy BM25 index on disk, an HNSW graph over the chunk
+//! embeddings, roaring bitmaps for tombstones and attribute filters, and a manifest. The engine
+//! knows nothing about transports, SQL or access control: callers hand it documents that are
+//! already chunked and embedded, and queries that already carry their vector.
+//!
+//! Invariants kept here:
+//! - a write batch is applied completely or not at all (one tantivy commit is the commit point);
+//! - the applied change sequence is recorded inside that same commit;
+//! - the same shard and request give the same ranking (ties break on document id, then chunk);
+//! - a query vector from another model or of another dimension is an error.
+
+mod ann;
+mod attrs;
+mod catalog;
+pub mod embed;
+mod error;
+mod filter;
+mod fusion;
+mod schema;
+mod search;
+mod shard;
+mod vectors;
+
+pub use attrs::{AttrValue, Attributes, Decimal};
+pub use catalog::{Catalog, validate_domain_name};
+pub use embed::{Embedder, Embedding, ModelSpec};
+pub use error::{Error, ErrorKind, Result};
+pub use filter::{CompareOp, Filter, MAX_FILTER_DEPTH};
+pub use fusion::{Fusion, RRF_K_DEFAULT};
+pub use search::{BranchHit, Hit, Mode, SearchRequest, SearchResponse, search};
+pub use shard::{
+    Chunk, CommitInfo, Document, DomainSettings, Manifest, Shard, ShardStats, WriteBatch, WriteOp,
+};

@@ -1,0 +1,430 @@
+//! Hybrid retrieval over one or more shards: BM25 ‖ ANN under the same filter, fusion, hydration.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
+use std::sync::Arc;
+
+use roaring::RoaringBitmap;
+use serde::{Deserialize, Serialize};
+use tantivy::collector::{FilterCollector, TopDocs};
+use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::schema::{IndexRecordOption, Value};
+use tantivy::{DocAddress, TantivyDocument, Term};
+
+use crate::embed::{Embedding, check_and_normalise, dot};
+use crate::filter::Filter;
+use crate::fusion::{Fused, Fusion, fuse};
+use crate::schema::english_analyzer;
+use crate::shard::{Shard, Snapshot};
+use crate::{Error, Result};
+
+pub const MAX_K: usize = 1000;
+pub const MAX_CANDIDATES: usize = 10_000;
+pub const MAX_QUERY_BYTES: usize = 16 * 1024;
+const MAX_QUERY_TERMS: usize = 256;
+/// A filter that keeps at most this many chunks is served by an exact scan (recall 1.0).
+const EXACT_SCAN_MAX_ROWS: u64 = 10_000;
+const EF_SEARCH_DEFAULT: usize = 128;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Bm25,
+    Vector,
+    #[default]
+    Hybrid,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "bm25" => Ok(Mode::Bm25),
+            "vector" => Ok(Mode::Vector),
+            "hybrid" => Ok(Mode::Hybrid),
+            other => Err(Error::invalid(format!(
+                "mode `{other}` is not one of bm25, vector, hybrid"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    pub query: String,
+    /// The query's embedding; required by vector and hybrid modes.
+    pub vector: Option<Embedding>,
+    pub mode: Mode,
+    pub k: usize,
+    /// Candidates taken from each branch before fusion (at least `k`).
+    pub candidates: usize,
+    pub fusion: Fusion,
+    pub filter: Option<Filter>,
+    /// HNSW beam width.
+    pub ef_search: usize,
+    /// Extra weight of title matches in BM25 (0 = title and text scored as one field).
+    pub title_boost: f32,
+    /// Keep only the best chunk of each document (before cutting to `k`).
+    pub collapse: bool,
+}
+
+impl SearchRequest {
+    pub fn new(query: impl Into<String>) -> Self {
+        SearchRequest {
+            query: query.into(),
+            vector: None,
+            mode: Mode::Hybrid,
+            k: 10,
+            candidates: 100,
+            fusion: Fusion::default(),
+            filter: None,
+            ef_search: EF_SEARCH_DEFAULT,
+            title_boost: 0.0,
+            collapse: false,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.k == 0 || self.k > MAX_K {
+            return Err(Error::invalid(format!(
+                "k must be 1 to {MAX_K}, got {}",
+                self.k
+            )));
+        }
+        if self.candidates > MAX_CANDIDATES {
+            return Err(Error::invalid(format!(
+                "candidates must be at most {MAX_CANDIDATES}, got {}",
+                self.candidates
+            )));
+        }
+        if self.query.len() > MAX_QUERY_BYTES {
+            return Err(Error::invalid(format!(
+                "query is {} bytes; the limit is {MAX_QUERY_BYTES}",
+                self.query.len()
+            )));
+        }
+        if self.mode != Mode::Vector && self.query.trim().is_empty() {
+            return Err(Error::invalid("query: the query text is empty"));
+        }
+        if self.mode != Mode::Bm25 && self.vector.is_none() {
+            return Err(Error::invalid(format!(
+                "{:?} mode needs a query vector",
+                self.mode
+            )));
+        }
+        if !(self.title_boost.is_finite() && self.title_boost >= 0.0) {
+            return Err(Error::invalid("title_boost must be a finite number >= 0"));
+        }
+        self.fusion.validate().map_err(Error::InvalidInput)
+    }
+}
+
+/// A hit's standing in one branch.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct BranchHit {
+    pub rank: usize,
+    pub score: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hit {
+    pub domain: String,
+    pub doc_id: String,
+    pub chunk_id: String,
+    pub chunk_idx: u64,
+    pub score: f32,
+    pub bm25: Option<BranchHit>,
+    pub vector: Option<BranchHit>,
+    pub title: String,
+    pub text: String,
+    pub url: Option<String>,
+    pub heading: Option<String>,
+    pub char_start: u64,
+    pub char_end: u64,
+    pub attributes: serde_json::Value,
+    /// The change-log sequence of the shard state the hit was read from.
+    pub index_seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchResponse {
+    pub hits: Vec<Hit>,
+    /// Chunks that passed the filter (all live chunks without one), over every shard searched.
+    pub filtered_chunks: u64,
+}
+
+/// A candidate's key across shards: shard position, then ordinal (or document number).
+type Key = (usize, u32);
+
+/// Searches `shards` (already scoped to what the caller may read) and returns the top `k`.
+pub fn search(shards: &[&Shard], req: &SearchRequest) -> Result<SearchResponse> {
+    req.validate()?;
+    let snapshots: Vec<Arc<Snapshot>> = shards.iter().map(|s| s.snapshot()).collect();
+    let query_vector = match (&req.vector, req.mode) {
+        (Some(v), Mode::Vector | Mode::Hybrid) => Some(checked_query_vector(v, &snapshots)?),
+        _ => None,
+    };
+    let depth = req.candidates.max(req.k);
+    let mut bm25: Vec<(Key, f32)> = Vec::new();
+    let mut vector: Vec<(Key, f32)> = Vec::new();
+    let mut filtered_chunks = 0;
+    for (si, snap) in snapshots.iter().enumerate() {
+        let allowed = req
+            .filter
+            .as_ref()
+            .map(|f| Arc::new(f.eval(&snap.attrs, &snap.live)));
+        filtered_chunks += allowed.as_ref().map_or(snap.live.len(), |a| a.len());
+        if req.mode != Mode::Vector {
+            for (o, s) in snap.bm25(&req.query, depth, req.title_boost, allowed.as_ref())? {
+                bm25.push(((si, o), s));
+            }
+        }
+        if let Some(q) = &query_vector {
+            for (o, s) in snap.vector(q, depth, req.ef_search, allowed.as_deref()) {
+                vector.push(((si, o), s));
+            }
+        }
+    }
+    for list in [&mut bm25, &mut vector] {
+        list.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        if req.collapse {
+            collapse_to_documents(list, &snapshots);
+        }
+        list.truncate(depth);
+    }
+    let fused = fuse(&req.fusion, &bm25, &vector);
+    let hits = fused
+        .into_iter()
+        .take(req.k)
+        .map(|f| hydrate(&snapshots, shards, f))
+        .collect::<Result<Vec<Hit>>>()?;
+    Ok(SearchResponse {
+        hits,
+        filtered_chunks,
+    })
+}
+
+/// Keeps only the best chunk of each document.
+fn collapse_to_documents(list: &mut Vec<(Key, f32)>, snapshots: &[Arc<Snapshot>]) {
+    let mut seen = HashSet::new();
+    // Lists are sorted best first, so the first chunk seen of a document is its best.
+    list.retain(|((si, o), _)| seen.insert((*si, snapshots[*si].docs.doc_of[*o as usize])));
+}
+
+fn checked_query_vector(v: &Embedding, snapshots: &[Arc<Snapshot>]) -> Result<Vec<f32>> {
+    let mut values = v.values.clone();
+    for snap in snapshots {
+        if v.model_id != snap.model.id {
+            return Err(Error::ModelMismatch {
+                expected: snap.model.id.clone(),
+                got: v.model_id.clone(),
+            });
+        }
+    }
+    if let Some(snap) = snapshots.first() {
+        check_and_normalise(&mut values, snap.model.dim, "query vector")?;
+    }
+    Ok(values)
+}
+
+fn hydrate(snapshots: &[Arc<Snapshot>], shards: &[&Shard], f: Fused<Key>) -> Result<Hit> {
+    let (si, ordinal) = f.key;
+    let snap = &snapshots[si];
+    let address = *snap.addresses.get(&ordinal).ok_or_else(|| Error::Corrupt {
+        path: shards[si].dir().to_path_buf(),
+        reason: format!("chunk {ordinal} has no index entry"),
+    })?;
+    let doc: TantivyDocument = snap.searcher.doc(address)?;
+    let fl = snap.fields;
+    let text = |field| {
+        doc.get_first(field)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    let num = |field| doc.get_first(field).and_then(|v| v.as_u64()).unwrap_or(0);
+    let doc_id = text(fl.doc_id).unwrap_or_default();
+    let chunk_idx = num(fl.chunk_idx);
+    let attributes = match doc.get_first(fl.attrs).and_then(|v| v.as_bytes()) {
+        Some(bytes) => {
+            let attrs: crate::Attributes =
+                serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
+                    path: shards[si].dir().to_path_buf(),
+                    reason: format!("attributes of chunk {ordinal}: {e}"),
+                })?;
+            serde_json::Value::Object(
+                attrs
+                    .into_iter()
+                    .map(|(k, vs)| {
+                        let v = if vs.len() == 1 {
+                            vs[0].to_json()
+                        } else {
+                            serde_json::Value::Array(vs.iter().map(|v| v.to_json()).collect())
+                        };
+                        (k, v)
+                    })
+                    .collect(),
+            )
+        }
+        None => serde_json::Value::Object(Default::default()),
+    };
+    Ok(Hit {
+        domain: shards[si].name().to_string(),
+        chunk_id: format!("{doc_id}#{chunk_idx}"),
+        doc_id,
+        chunk_idx,
+        score: f.score,
+        bm25: f.bm25.map(|(rank, score)| BranchHit { rank, score }),
+        vector: f.vector.map(|(rank, score)| BranchHit { rank, score }),
+        title: text(fl.title).unwrap_or_default(),
+        text: text(fl.text).unwrap_or_default(),
+        url: text(fl.url),
+        heading: text(fl.heading),
+        char_start: num(fl.char_start),
+        char_end: num(fl.char_end),
+        attributes,
+        index_seq: snap.applied_seq,
+    })
+}
+
+impl Snapshot {
+    /// BM25 top `n` as (ordinal, score), best first, restricted to `allowed` when given.
+    pub(crate) fn bm25(
+        &self,
+        query: &str,
+        n: usize,
+        title_boost: f32,
+        allowed: Option<&Arc<RoaringBitmap>>,
+    ) -> Result<Vec<(u32, f32)>> {
+        let mut analyzer = english_analyzer();
+        let mut stream = analyzer.token_stream(query);
+        let mut terms: Vec<String> = Vec::new();
+        let mut seen = HashSet::new();
+        while let Some(token) = stream.next() {
+            if terms.len() >= MAX_QUERY_TERMS {
+                break;
+            }
+            if seen.insert(token.text.clone()) {
+                terms.push(token.text.clone());
+            }
+        }
+        if terms.is_empty() || n == 0 {
+            return Ok(Vec::new());
+        }
+        if allowed.is_some_and(|a| a.is_empty()) {
+            return Ok(Vec::new());
+        }
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(terms.len() * 2);
+        for t in &terms {
+            clauses.push((
+                Occur::Should,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(self.fields.content, t),
+                    IndexRecordOption::WithFreqs,
+                )),
+            ));
+            if title_boost > 0.0 {
+                clauses.push((
+                    Occur::Should,
+                    Box::new(BoostQuery::new(
+                        Box::new(TermQuery::new(
+                            Term::from_field_text(self.fields.title, t),
+                            IndexRecordOption::WithFreqs,
+                        )),
+                        title_boost,
+                    )),
+                ));
+            }
+        }
+        let query = BooleanQuery::new(clauses);
+        let top: Vec<(f32, DocAddress)> = match allowed {
+            None => self
+                .searcher
+                .search(&query, &TopDocs::with_limit(n).order_by_score())?,
+            Some(bitmap) => {
+                let bitmap = Arc::clone(bitmap);
+                let collector = FilterCollector::new(
+                    "ordinal".to_string(),
+                    move |o: u64| bitmap.contains(o as u32),
+                    TopDocs::with_limit(n).order_by_score(),
+                );
+                self.searcher.search(&query, &collector)?
+            }
+        };
+        let mut out = Vec::with_capacity(top.len());
+        for (score, address) in top {
+            let segment = self.searcher.segment_reader(address.segment_ord);
+            if let Some(o) = segment.fast_fields().u64("ordinal")?.first(address.doc_id) {
+                out.push((o as u32, score));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Nearest `n` chunks by cosine similarity among the live (and `allowed`) ones.
+    pub(crate) fn vector(
+        &self,
+        query: &[f32],
+        n: usize,
+        ef: usize,
+        allowed: Option<&RoaringBitmap>,
+    ) -> Vec<(u32, f32)> {
+        if n == 0 {
+            return Vec::new();
+        }
+        match allowed {
+            Some(rows) if rows.len() <= EXACT_SCAN_MAX_ROWS => self.exact(query, n, rows),
+            Some(rows) => {
+                // Filtered graph walk; widen the beam as the filter gets more selective.
+                let share = rows.len() as f64 / self.live.len().max(1) as f64;
+                let ef = ((ef as f64 / share.max(0.05)) as usize).min(4096);
+                self.ann
+                    .search(query, n, ef, Some(&|id: usize| rows.contains(id as u32)))
+            }
+            None if self.ann.len() as u64 == self.live.len() => self.ann.search(query, n, ef, None),
+            None => {
+                let live = &self.live;
+                self.ann
+                    .search(query, n, ef, Some(&|id: usize| live.contains(id as u32)))
+            }
+        }
+    }
+
+    /// Brute force over `rows`: exact top `n`.
+    pub(crate) fn exact(&self, query: &[f32], n: usize, rows: &RoaringBitmap) -> Vec<(u32, f32)> {
+        // Min-heap of the best n as (score, Reverse(ordinal)) so ties prefer lower ordinals.
+        let mut heap: BinaryHeap<Reverse<(OrdF32, Reverse<u32>)>> =
+            BinaryHeap::with_capacity(n + 1);
+        let mut buf = Vec::with_capacity(query.len());
+        for o in rows {
+            self.vectors.read(o, &mut buf);
+            if buf.len() != query.len() {
+                continue;
+            }
+            let s = dot(query, &buf);
+            heap.push(Reverse((OrdF32(s), Reverse(o))));
+            if heap.len() > n {
+                heap.pop();
+            }
+        }
+        let mut out: Vec<(u32, f32)> = heap
+            .into_iter()
+            .map(|Reverse((s, Reverse(o)))| (o, s.0))
+            .collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        out
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct OrdF32(f32);
+impl Eq for OrdF32 {}
+impl PartialOrd for OrdF32 {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for OrdF32 {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}

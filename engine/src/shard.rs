@@ -1,0 +1,758 @@
+//! A knowledge domain's shard: tantivy + HNSW + bitmaps + manifest, committed as one unit.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use roaring::RoaringBitmap;
+use serde::{Deserialize, Serialize};
+use tantivy::{
+    DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term,
+    directory::MmapDirectory,
+};
+
+use crate::ann::{Ann, AnnParams};
+use crate::attrs::{AttrIndex, Attributes, validate_attributes};
+use crate::embed::{ModelSpec, check_and_normalise};
+use crate::schema::{self, Fields};
+use crate::vectors::{VectorFile, VectorView};
+use crate::{Error, Result};
+
+const FORMAT_VERSION: u32 = 1;
+const MANIFEST: &str = "manifest.json";
+const GRAPH_META: &str = "graph.json";
+/// Vectors appended since the last graph checkpoint that trigger a new one at commit.
+const CHECKPOINT_EVERY: u32 = 20_000;
+/// A checkpoint rebuilds the graph when this share of its points are deleted chunks.
+const REBUILD_DEAD_SHARE: f64 = 0.25;
+pub(crate) const MAX_DOC_ID_LEN: usize = 512;
+
+/// Per-domain settings fixed at creation: the model its vectors come from and how text is chunked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainSettings {
+    pub model: ModelSpec,
+    /// Token budget of a chunk.
+    pub chunk_tokens: usize,
+    /// Tokens shared by consecutive chunks.
+    pub chunk_overlap: usize,
+    /// The BM25 analyzer (only "english" today).
+    pub language: String,
+}
+
+impl DomainSettings {
+    pub fn new(model: ModelSpec) -> Self {
+        DomainSettings {
+            model,
+            chunk_tokens: 256,
+            chunk_overlap: 32,
+            language: "english".into(),
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.model.dim == 0 || self.model.dim > 8192 {
+            return Err(Error::invalid(format!(
+                "model dimension must be 1 to 8192, got {}",
+                self.model.dim
+            )));
+        }
+        if self.chunk_tokens < 16 || self.chunk_overlap >= self.chunk_tokens {
+            return Err(Error::invalid(format!(
+                "chunking needs chunk_tokens >= 16 and chunk_overlap < chunk_tokens, got {} and {}",
+                self.chunk_tokens, self.chunk_overlap
+            )));
+        }
+        if self.language != "english" {
+            return Err(Error::invalid(format!(
+                "language `{}` is not supported (only english)",
+                self.language
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What `manifest.json` holds, plus the applied sequence read from the last commit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub domain: String,
+    pub settings: DomainSettings,
+    /// Last change-log sequence applied (recorded inside the tantivy commit, not in the file).
+    #[serde(skip)]
+    pub applied_seq: u64,
+}
+
+/// A document ready for the index: chunked and embedded by the caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    pub id: String,
+    pub title: String,
+    pub url: Option<String>,
+    pub attributes: Attributes,
+    pub chunks: Vec<Chunk>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chunk {
+    pub text: String,
+    /// Character range of the chunk in the source text, for citations.
+    pub char_start: u64,
+    pub char_end: u64,
+    /// The heading path the chunk sits under (`Returns > Sale items`), if any.
+    pub heading: Option<String>,
+    pub embedding: Vec<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOp {
+    /// Replaces every chunk of the document.
+    Upsert(Document),
+    Delete(String),
+}
+
+/// Operations applied in order, atomically. `seq` is the change-log sequence they come from:
+/// a batch whose `seq` is not above the shard's applied sequence is skipped (idempotent replay).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteBatch {
+    pub model_id: String,
+    pub ops: Vec<WriteOp>,
+    pub seq: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CommitInfo {
+    pub applied_seq: u64,
+    pub upserted: usize,
+    pub deleted: usize,
+    pub chunks: usize,
+    /// True when the batch's sequence had been applied already and nothing was done.
+    pub skipped: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShardStats {
+    pub domain: String,
+    pub documents: u64,
+    pub chunks: u64,
+    pub graph_points: u64,
+    pub applied_seq: u64,
+    pub model: ModelSpec,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CommitPayload {
+    next_ordinal: u32,
+    applied_seq: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct GraphMeta {
+    basename: String,
+    rows: u32,
+}
+
+/// Per-ordinal document numbers and the document names they stand for. Ordinals are never
+/// reused, so this only grows; rebuilt on open from the index.
+#[derive(Clone, Default)]
+pub(crate) struct DocTable {
+    pub doc_of: Vec<u32>,
+    pub names: Vec<String>,
+    by_name: HashMap<String, u32>,
+}
+
+impl DocTable {
+    fn push(&mut self, ordinal: u32, name: &str) {
+        let num = match self.by_name.get(name) {
+            Some(n) => *n,
+            None => {
+                let n = self.names.len() as u32;
+                self.names.push(name.to_string());
+                self.by_name.insert(name.to_string(), n);
+                n
+            }
+        };
+        let ordinal = ordinal as usize;
+        if self.doc_of.len() <= ordinal {
+            self.doc_of.resize(ordinal + 1, u32::MAX);
+        }
+        self.doc_of[ordinal] = num;
+    }
+}
+
+/// An immutable view for searching: every field agrees with one tantivy commit.
+pub(crate) struct Snapshot {
+    pub searcher: Searcher,
+    pub fields: Fields,
+    pub live: RoaringBitmap,
+    /// ordinal -> (segment ord, doc id) for live chunks.
+    pub addresses: HashMap<u32, DocAddress>,
+    pub docs: Arc<DocTable>,
+    pub attrs: Arc<AttrIndex>,
+    pub vectors: VectorView,
+    pub ann: Arc<Ann>,
+    pub applied_seq: u64,
+    pub model: ModelSpec,
+}
+
+struct WriterState {
+    index_writer: IndexWriter,
+    vectors: VectorFile,
+    docs: Arc<DocTable>,
+    attrs: Arc<AttrIndex>,
+    ann: Arc<Ann>,
+    applied_seq: u64,
+    graph_rows: u32,
+}
+
+pub struct Shard {
+    name: String,
+    dir: PathBuf,
+    manifest: Manifest,
+    fields: Fields,
+    reader: IndexReader,
+    writer: Mutex<WriterState>,
+    snapshot: RwLock<Arc<Snapshot>>,
+}
+
+impl Shard {
+    /// Creates an empty shard in `dir` (which must not exist yet).
+    pub fn create(dir: &Path, name: &str, settings: DomainSettings) -> Result<Shard> {
+        settings.validate()?;
+        if dir.exists() {
+            return Err(Error::DomainExists(name.to_string()));
+        }
+        // Build in a sibling directory and rename, so a crash never leaves half a shard.
+        let tmp = dir.with_extension("creating");
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(Error::io(&tmp))?;
+        }
+        std::fs::create_dir_all(tmp.join("bm25")).map_err(Error::io(&tmp))?;
+        let manifest = Manifest {
+            format_version: FORMAT_VERSION,
+            domain: name.to_string(),
+            settings,
+            applied_seq: 0,
+        };
+        write_json_atomic(&tmp.join(MANIFEST), &manifest)?;
+        let (schema, _) = schema::build();
+        let directory = MmapDirectory::open(tmp.join("bm25")).map_err(|e| Error::Corrupt {
+            path: tmp.join("bm25"),
+            reason: e.to_string(),
+        })?;
+        let index = Index::create(directory, schema, tantivy::IndexSettings::default())?;
+        drop(index);
+        std::fs::rename(&tmp, dir).map_err(Error::io(dir))?;
+        Shard::open(dir, name)
+    }
+
+    /// Opens a shard; replays what the last commit covers and drops what it does not.
+    pub fn open(dir: &Path, name: &str) -> Result<Shard> {
+        let manifest_path = dir.join(MANIFEST);
+        let raw = std::fs::read(&manifest_path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::DomainNotFound(name.to_string())
+            } else {
+                Error::io(&manifest_path)(e)
+            }
+        })?;
+        let mut manifest: Manifest = serde_json::from_slice(&raw).map_err(|e| Error::Corrupt {
+            path: manifest_path.clone(),
+            reason: e.to_string(),
+        })?;
+        if manifest.format_version != FORMAT_VERSION {
+            return Err(Error::Corrupt {
+                path: manifest_path,
+                reason: format!(
+                    "format version {} is not supported",
+                    manifest.format_version
+                ),
+            });
+        }
+        let bm25_dir = dir.join("bm25");
+        let directory = MmapDirectory::open(&bm25_dir).map_err(|e| Error::Corrupt {
+            path: bm25_dir.clone(),
+            reason: e.to_string(),
+        })?;
+        let index = Index::open(directory)?;
+        index
+            .tokenizers()
+            .register(schema::ANALYZER, schema::english_analyzer());
+        let fields = schema::fields_of(&index.schema())?;
+        let payload: CommitPayload = match index.load_metas()?.payload {
+            Some(p) => serde_json::from_str(&p).map_err(|e| Error::Corrupt {
+                path: bm25_dir.clone(),
+                reason: format!("commit payload: {e}"),
+            })?,
+            None => CommitPayload {
+                next_ordinal: 0,
+                applied_seq: 0,
+            },
+        };
+        manifest.applied_seq = payload.applied_seq;
+        let dim = manifest.settings.model.dim;
+        let vectors = VectorFile::open(&dir.join("vectors.f32"), dim, payload.next_ordinal)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let searcher = reader.searcher();
+
+        // Rebuild the document table and the attribute bitmaps from the index's fast fields.
+        let mut docs = DocTable::default();
+        let mut attrs = AttrIndex::default();
+        let mut live = RoaringBitmap::new();
+        let mut name_buf = String::new();
+        let mut bytes_buf = Vec::new();
+        for segment in searcher.segment_readers() {
+            let ff = segment.fast_fields();
+            let ordinals = ff.u64("ordinal")?;
+            let doc_ids = ff.str("doc_id")?.ok_or_else(|| Error::Corrupt {
+                path: bm25_dir.clone(),
+                reason: "doc_id column missing".into(),
+            })?;
+            let attr_col = ff.bytes("attrs")?;
+            for doc in segment.doc_ids_alive() {
+                let Some(ordinal) = ordinals.first(doc) else {
+                    continue;
+                };
+                let ordinal = ordinal as u32;
+                live.insert(ordinal);
+                name_buf.clear();
+                if let Some(ord) = doc_ids.term_ords(doc).next() {
+                    doc_ids
+                        .ord_to_str(ord, &mut name_buf)
+                        .map_err(Error::io(&bm25_dir))?;
+                }
+                docs.push(ordinal, &name_buf);
+                if let Some(col) = &attr_col
+                    && let Some(ord) = col.term_ords(doc).next()
+                {
+                    bytes_buf.clear();
+                    col.ord_to_bytes(ord, &mut bytes_buf)
+                        .map_err(Error::io(&bm25_dir))?;
+                    let a: Attributes =
+                        serde_json::from_slice(&bytes_buf).map_err(|e| Error::Corrupt {
+                            path: bm25_dir.clone(),
+                            reason: format!("attributes of chunk {ordinal}: {e}"),
+                        })?;
+                    attrs.add(ordinal, &a);
+                }
+            }
+        }
+        drop(searcher);
+
+        let view = vectors.view()?;
+        let (ann, graph_rows) = load_graph(dir, &view, &live);
+        let index_writer = index.writer_with_num_threads(2, 128 * 1024 * 1024)?;
+        let writer = WriterState {
+            index_writer,
+            vectors,
+            docs: Arc::new(docs),
+            attrs: Arc::new(attrs),
+            ann: Arc::new(ann),
+            applied_seq: payload.applied_seq,
+            graph_rows,
+        };
+        let snapshot = build_snapshot(&reader, fields, &writer, &manifest.settings.model)?;
+        Ok(Shard {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            fields,
+            reader,
+            snapshot: RwLock::new(Arc::new(snapshot)),
+            writer: Mutex::new(writer),
+            manifest,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn manifest(&self) -> Manifest {
+        let mut m = self.manifest.clone();
+        m.applied_seq = self.snapshot().applied_seq;
+        m
+    }
+
+    pub fn settings(&self) -> &DomainSettings {
+        &self.manifest.settings
+    }
+
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+        match self.snapshot.read() {
+            Ok(s) => Arc::clone(&s),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    pub fn stats(&self) -> ShardStats {
+        let snap = self.snapshot();
+        let documents = snap
+            .live
+            .iter()
+            .map(|o| snap.docs.doc_of[o as usize])
+            .collect::<RoaringBitmap>()
+            .len();
+        ShardStats {
+            domain: self.name.clone(),
+            documents,
+            chunks: snap.live.len(),
+            graph_points: snap.ann.len() as u64,
+            applied_seq: snap.applied_seq,
+            model: self.manifest.settings.model.clone(),
+        }
+    }
+
+    fn lock_writer(&self) -> Result<std::sync::MutexGuard<'_, WriterState>> {
+        self.writer.lock().map_err(|_| Error::Corrupt {
+            path: self.dir.clone(),
+            reason: "a previous write panicked; reopen the shard".into(),
+        })
+    }
+
+    /// Applies a batch atomically: validated first, then vectors appended, then one tantivy
+    /// commit that also records the sequence. On any failure the shard is as it was.
+    pub fn apply(&self, batch: WriteBatch) -> Result<CommitInfo> {
+        let mut w = self.lock_writer()?;
+        if let Some(seq) = batch.seq
+            && seq <= w.applied_seq
+        {
+            return Ok(CommitInfo {
+                applied_seq: w.applied_seq,
+                upserted: 0,
+                deleted: 0,
+                chunks: 0,
+                skipped: true,
+            });
+        }
+        let ops = self.validate(batch.ops, &batch.model_id)?;
+        let new_seq = batch.seq.unwrap_or(w.applied_seq + 1);
+        let first_ordinal = w.vectors.rows();
+        let vectors: Vec<&[f32]> = ops
+            .iter()
+            .filter_map(|op| match op {
+                WriteOp::Upsert(d) => Some(d.chunks.iter().map(|c| c.embedding.as_slice())),
+                WriteOp::Delete(_) => None,
+            })
+            .flatten()
+            .collect();
+        let total_chunks = vectors.len();
+        if first_ordinal as usize + total_chunks >= u32::MAX as usize {
+            return Err(Error::invalid("the shard is full (2^32 chunks)"));
+        }
+        w.vectors.append(&vectors)?;
+        drop(vectors);
+
+        let f = self.fields;
+        let mut ordinal = first_ordinal;
+        let mut new_rows: Vec<(u32, &[f32])> = Vec::with_capacity(total_chunks);
+        let mut upserted = 0;
+        let mut deleted = 0;
+        let outcome = (|| -> Result<()> {
+            for op in &ops {
+                match op {
+                    WriteOp::Delete(id) => {
+                        w.index_writer
+                            .delete_term(Term::from_field_text(f.doc_id, id));
+                        deleted += 1;
+                    }
+                    WriteOp::Upsert(doc) => {
+                        w.index_writer
+                            .delete_term(Term::from_field_text(f.doc_id, &doc.id));
+                        let attrs_json = if doc.attributes.is_empty() {
+                            None
+                        } else {
+                            Some(serde_json::to_vec(&doc.attributes).map_err(|e| {
+                                Error::invalid(format!("document `{}`: {e}", doc.id))
+                            })?)
+                        };
+                        for (i, chunk) in doc.chunks.iter().enumerate() {
+                            let mut t = TantivyDocument::default();
+                            t.add_u64(f.ordinal, u64::from(ordinal));
+                            t.add_text(f.doc_id, &doc.id);
+                            t.add_u64(f.chunk_idx, i as u64);
+                            t.add_text(f.content, &doc.title);
+                            t.add_text(f.content, &chunk.text);
+                            t.add_text(f.title, &doc.title);
+                            t.add_text(f.text, &chunk.text);
+                            if let Some(url) = &doc.url {
+                                t.add_text(f.url, url);
+                            }
+                            if let Some(h) = &chunk.heading {
+                                t.add_text(f.heading, h);
+                            }
+                            t.add_u64(f.char_start, chunk.char_start);
+                            t.add_u64(f.char_end, chunk.char_end);
+                            if let Some(a) = &attrs_json {
+                                t.add_bytes(f.attrs, a.as_slice());
+                            }
+                            w.index_writer.add_document(t)?;
+                            new_rows.push((ordinal, chunk.embedding.as_slice()));
+                            ordinal += 1;
+                        }
+                        upserted += 1;
+                    }
+                }
+            }
+            let mut prepared = w.index_writer.prepare_commit()?;
+            let payload = serde_json::to_string(&CommitPayload {
+                next_ordinal: ordinal,
+                applied_seq: new_seq,
+            })
+            .map_err(|e| Error::invalid(e.to_string()))?;
+            prepared.set_payload(&payload);
+            prepared.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = outcome {
+            // Nothing of the batch may survive: drop buffered index operations and the vectors.
+            let _ = w.index_writer.rollback();
+            w.vectors.truncate(first_ordinal)?;
+            return Err(e);
+        }
+        w.applied_seq = new_seq;
+
+        // The commit is durable; now bring the in-memory views up to date.
+        {
+            let state = &mut *w;
+            let docs = Arc::make_mut(&mut state.docs);
+            let attrs = Arc::make_mut(&mut state.attrs);
+            let mut ordinal = first_ordinal;
+            for op in &ops {
+                if let WriteOp::Upsert(doc) = op {
+                    for _ in &doc.chunks {
+                        docs.push(ordinal, &doc.id);
+                        if !doc.attributes.is_empty() {
+                            attrs.add(ordinal, &doc.attributes);
+                        }
+                        ordinal += 1;
+                    }
+                }
+            }
+        }
+        let rows: Vec<(&[f32], usize)> = new_rows.iter().map(|(o, v)| (*v, *o as usize)).collect();
+        w.ann.insert(&rows);
+        self.reader.reload()?;
+        self.publish(&w)?;
+        if w.vectors.rows() - w.graph_rows >= CHECKPOINT_EVERY {
+            self.checkpoint_locked(&mut w)?;
+        }
+        Ok(CommitInfo {
+            applied_seq: new_seq,
+            upserted,
+            deleted,
+            chunks: total_chunks,
+            skipped: false,
+        })
+    }
+
+    /// Validates and normalises every operation before anything is written.
+    fn validate(&self, ops: Vec<WriteOp>, model_id: &str) -> Result<Vec<WriteOp>> {
+        let model = &self.manifest.settings.model;
+        if model_id != model.id {
+            return Err(Error::ModelMismatch {
+                expected: model.id.clone(),
+                got: model_id.to_string(),
+            });
+        }
+        let check_id = |id: &str, place: &str| -> Result<()> {
+            if id.is_empty() || id.len() > MAX_DOC_ID_LEN || id.chars().any(char::is_control) {
+                return Err(Error::invalid(format!(
+                    "{place}: a document id must be 1 to {MAX_DOC_ID_LEN} bytes without control characters"
+                )));
+            }
+            Ok(())
+        };
+        let mut out = Vec::with_capacity(ops.len());
+        for (n, mut op) in ops.into_iter().enumerate() {
+            match &mut op {
+                WriteOp::Delete(id) => check_id(id, &format!("operation {n} (delete)"))?,
+                WriteOp::Upsert(doc) => {
+                    let place = format!("operation {n} (document `{}`)", truncate(&doc.id, 64));
+                    check_id(&doc.id, &place)?;
+                    if doc.chunks.is_empty() {
+                        return Err(Error::invalid(format!(
+                            "{place}: the document has no chunks"
+                        )));
+                    }
+                    validate_attributes(&doc.attributes, &place)?;
+                    for (i, chunk) in doc.chunks.iter_mut().enumerate() {
+                        check_and_normalise(
+                            &mut chunk.embedding,
+                            model.dim,
+                            &format!("{place}, chunk {i}"),
+                        )?;
+                        if chunk.char_end < chunk.char_start {
+                            return Err(Error::invalid(format!(
+                                "{place}, chunk {i}: char range ends before it starts"
+                            )));
+                        }
+                    }
+                }
+            }
+            out.push(op);
+        }
+        Ok(out)
+    }
+
+    /// Swaps in a snapshot that matches the reader's current commit.
+    fn publish(&self, w: &WriterState) -> Result<()> {
+        let snapshot = build_snapshot(&self.reader, self.fields, w, &self.manifest.settings.model)?;
+        let mut slot = match self.snapshot.write() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *slot = Arc::new(snapshot);
+        Ok(())
+    }
+
+    /// Writes the HNSW graph to disk so the next open loads instead of rebuilding; rebuilds the
+    /// graph first when deleted chunks make up too much of it.
+    pub fn checkpoint(&self) -> Result<()> {
+        let mut w = self.lock_writer()?;
+        self.checkpoint_locked(&mut w)
+    }
+
+    fn checkpoint_locked(&self, w: &mut WriterState) -> Result<()> {
+        let snap = self.snapshot();
+        let points = w.ann.len();
+        let dead = points.saturating_sub(snap.live.len() as usize);
+        if points > 0 && dead as f64 > REBUILD_DEAD_SHARE * points as f64 {
+            w.ann = Arc::new(build_graph(&snap.vectors, &snap.live));
+            self.publish(w)?;
+        }
+        let rows = w.vectors.rows();
+        if rows == w.graph_rows && self.dir.join(GRAPH_META).exists() {
+            return Ok(());
+        }
+        let graph_dir = self.dir.join("graph");
+        std::fs::create_dir_all(&graph_dir).map_err(Error::io(&graph_dir))?;
+        let basename = format!("g{rows}");
+        w.ann.dump(&graph_dir, &basename)?;
+        let old = read_graph_meta(&self.dir);
+        write_json_atomic(
+            &self.dir.join(GRAPH_META),
+            &GraphMeta {
+                basename: basename.clone(),
+                rows,
+            },
+        )?;
+        if let Some(old) = old
+            && old.basename != basename
+        {
+            for ext in ["hnsw.graph", "hnsw.data"] {
+                let _ = std::fs::remove_file(graph_dir.join(format!("{}.{ext}", old.basename)));
+            }
+        }
+        w.graph_rows = rows;
+        Ok(())
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+fn build_snapshot(
+    reader: &IndexReader,
+    fields: Fields,
+    w: &WriterState,
+    model: &ModelSpec,
+) -> Result<Snapshot> {
+    let searcher = reader.searcher();
+    let mut live = RoaringBitmap::new();
+    let mut addresses = HashMap::new();
+    for (seg_ord, segment) in searcher.segment_readers().iter().enumerate() {
+        let ordinals = segment.fast_fields().u64("ordinal")?;
+        for doc in segment.doc_ids_alive() {
+            if let Some(o) = ordinals.first(doc) {
+                live.insert(o as u32);
+                addresses.insert(o as u32, DocAddress::new(seg_ord as u32, doc));
+            }
+        }
+    }
+    Ok(Snapshot {
+        searcher,
+        fields,
+        live,
+        addresses,
+        docs: Arc::clone(&w.docs),
+        attrs: Arc::clone(&w.attrs),
+        vectors: w.vectors.view()?,
+        ann: Arc::clone(&w.ann),
+        applied_seq: w.applied_seq,
+        model: model.clone(),
+    })
+}
+
+fn read_graph_meta(dir: &Path) -> Option<GraphMeta> {
+    let raw = std::fs::read(dir.join(GRAPH_META)).ok()?;
+    serde_json::from_slice(&raw).ok()
+}
+
+/// Loads the checkpointed graph and inserts what came after it; rebuilds when there is none.
+/// Returns the graph and the number of vector rows the on-disk checkpoint covers.
+fn load_graph(dir: &Path, vectors: &VectorView, live: &RoaringBitmap) -> (Ann, u32) {
+    if let Some(meta) = read_graph_meta(dir)
+        && meta.rows <= vectors.rows()
+        && let Some(ann) = Ann::load(&dir.join("graph"), &meta.basename)
+    {
+        insert_rows(&ann, vectors, live, meta.rows..vectors.rows());
+        return (ann, meta.rows);
+    }
+    (build_graph(vectors, live), 0)
+}
+
+fn build_graph(vectors: &VectorView, live: &RoaringBitmap) -> Ann {
+    let ann = Ann::new(AnnParams::default(), live.len() as usize);
+    insert_rows(&ann, vectors, live, 0..vectors.rows());
+    ann
+}
+
+fn insert_rows(ann: &Ann, vectors: &VectorView, live: &RoaringBitmap, rows: std::ops::Range<u32>) {
+    const BATCH: usize = 4096;
+    let ordinals: Vec<u32> = rows.filter(|o| live.contains(*o)).collect();
+    for batch in ordinals.chunks(BATCH) {
+        let data: Vec<Vec<f32>> = batch
+            .iter()
+            .map(|o| {
+                let mut v = Vec::new();
+                vectors.read(*o, &mut v);
+                v
+            })
+            .collect();
+        let rows: Vec<(&[f32], usize)> = data
+            .iter()
+            .zip(batch)
+            .map(|(v, o)| (v.as_slice(), *o as usize))
+            .collect();
+        ann.insert(&rows);
+    }
+}
+
+fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::invalid(e.to_string()))?;
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Some(parent) = path.parent() {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
+        Ok(())
+    };
+    write().map_err(Error::io(path))
+}
