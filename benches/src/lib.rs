@@ -1,1 +1,1 @@
-//! placeholder
+//! Benchmarks: the `bench` program (end-to-end figures) lives in `src/bin/bench.rs`.

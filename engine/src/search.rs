@@ -1,7 +1,7 @@
 //! Hybrid retrieval over one or more shards: BM25 ‖ ANN under the same filter, fusion, hydration.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 
 use roaring::RoaringBitmap;
@@ -153,7 +153,8 @@ pub struct SearchResponse {
     pub filtered_chunks: u64,
 }
 
-/// A candidate's key across shards: shard position, then ordinal (or document number).
+/// A candidate's key across shards: shard position, then chunk ordinal (or, when collapsing,
+/// the shard's document number).
 type Key = (usize, u32);
 
 /// Searches `shards` (already scoped to what the caller may read) and returns the top `k`.
@@ -165,6 +166,12 @@ pub fn search(shards: &[&Shard], req: &SearchRequest) -> Result<SearchResponse> 
         _ => None,
     };
     let depth = req.candidates.max(req.k);
+    // Collapsing keeps one chunk per document, so look deeper to still fill `depth` documents.
+    let chunk_depth = if req.collapse {
+        depth.saturating_mul(3).min(MAX_CANDIDATES)
+    } else {
+        depth
+    };
     let mut bm25: Vec<(Key, f32)> = Vec::new();
     let mut vector: Vec<(Key, f32)> = Vec::new();
     let mut filtered_chunks = 0;
@@ -175,20 +182,32 @@ pub fn search(shards: &[&Shard], req: &SearchRequest) -> Result<SearchResponse> 
             .map(|f| Arc::new(f.eval(&snap.attrs, &snap.live)));
         filtered_chunks += allowed.as_ref().map_or(snap.live.len(), |a| a.len());
         if req.mode != Mode::Vector {
-            for (o, s) in snap.bm25(&req.query, depth, req.title_boost, allowed.as_ref())? {
+            for (o, s) in snap.bm25(&req.query, chunk_depth, req.title_boost, allowed.as_ref())? {
                 bm25.push(((si, o), s));
             }
         }
         if let Some(q) = &query_vector {
-            for (o, s) in snap.vector(q, depth, req.ef_search, allowed.as_deref()) {
+            for (o, s) in snap.vector(q, chunk_depth, req.ef_search, allowed.as_deref()) {
                 vector.push(((si, o), s));
             }
         }
     }
-    for list in [&mut bm25, &mut vector] {
+    // With `collapse`, keys become (shard, document number) and each branch remembers the
+    // ordinal of the document's best chunk in that branch.
+    let mut best_chunk: HashMap<Key, [Option<u32>; 2]> = HashMap::new();
+    for (branch, list) in [&mut bm25, &mut vector].into_iter().enumerate() {
         list.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         if req.collapse {
-            collapse_to_documents(list, &snapshots);
+            let mut collapsed = Vec::with_capacity(list.len());
+            for &((si, ordinal), score) in list.iter() {
+                let key = (si, snapshots[si].docs.doc_of[ordinal as usize]);
+                let slot = &mut best_chunk.entry(key).or_default()[branch];
+                if slot.is_none() {
+                    *slot = Some(ordinal);
+                    collapsed.push((key, score));
+                }
+            }
+            *list = collapsed;
         }
         list.truncate(depth);
     }
@@ -196,19 +215,25 @@ pub fn search(shards: &[&Shard], req: &SearchRequest) -> Result<SearchResponse> 
     let hits = fused
         .into_iter()
         .take(req.k)
-        .map(|f| hydrate(&snapshots, shards, f))
+        .map(|f| {
+            let (si, id) = f.key;
+            // The chunk from the branch where the document ranks higher represents it.
+            let [from_bm25, from_vector] = best_chunk.get(&f.key).copied().unwrap_or_default();
+            let vector_ranks_higher =
+                matches!((f.bm25, f.vector), (Some((rb, _)), Some((rv, _))) if rv < rb);
+            let ordinal = if vector_ranks_higher {
+                from_vector
+            } else {
+                from_bm25.or(from_vector)
+            }
+            .unwrap_or(id);
+            hydrate(&snapshots, shards, (si, ordinal), &f)
+        })
         .collect::<Result<Vec<Hit>>>()?;
     Ok(SearchResponse {
         hits,
         filtered_chunks,
     })
-}
-
-/// Keeps only the best chunk of each document.
-fn collapse_to_documents(list: &mut Vec<(Key, f32)>, snapshots: &[Arc<Snapshot>]) {
-    let mut seen = HashSet::new();
-    // Lists are sorted best first, so the first chunk seen of a document is its best.
-    list.retain(|((si, o), _)| seen.insert((*si, snapshots[*si].docs.doc_of[*o as usize])));
 }
 
 fn checked_query_vector(v: &Embedding, snapshots: &[Arc<Snapshot>]) -> Result<Vec<f32>> {
@@ -227,8 +252,12 @@ fn checked_query_vector(v: &Embedding, snapshots: &[Arc<Snapshot>]) -> Result<Ve
     Ok(values)
 }
 
-fn hydrate(snapshots: &[Arc<Snapshot>], shards: &[&Shard], f: Fused<Key>) -> Result<Hit> {
-    let (si, ordinal) = f.key;
+fn hydrate(
+    snapshots: &[Arc<Snapshot>],
+    shards: &[&Shard],
+    (si, ordinal): Key,
+    f: &Fused<Key>,
+) -> Result<Hit> {
     let snap = &snapshots[si];
     let address = *snap.addresses.get(&ordinal).ok_or_else(|| Error::Corrupt {
         path: shards[si].dir().to_path_buf(),

@@ -1,1 +1,16 @@
-//! placeholder
+//! Sources → normalise → chunk → embed → write.
+//!
+//! The indexer turns files into [`dartmouth_engine::Document`]s: it reads a source, splits each
+//! document into chunks that fit the model's token budget (keeping char ranges and heading paths
+//! for citations), embeds them in batches and applies them to a shard. It never talks to a
+//! transport; the CLI and the server drive it.
+
+mod chunk;
+mod error;
+mod job;
+mod source;
+
+pub use chunk::{Chunker, Sizer, TextChunk};
+pub use error::{Error, Result};
+pub use job::{IndexJob, IndexSummary, Progress, embedding_input};
+pub use source::{BeirQuery, Format, SourceDoc, SourceReader, read_beir_queries};

@@ -1,0 +1,155 @@
+//! BEIR layout: `corpus.jsonl`, `queries.jsonl`, `qrels/<split>.tsv`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use dartmouth_indexer::{BeirQuery, read_beir_queries};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{place}: {message}")]
+    Bad { place: String, message: String },
+    #[error("{0}")]
+    Layout(String),
+    #[error(transparent)]
+    Indexer(#[from] dartmouth_indexer::Error),
+}
+
+/// query id -> (document id -> graded relevance > 0).
+pub type Qrels = BTreeMap<String, HashMap<String, u32>>;
+
+pub struct Collection {
+    pub root: PathBuf,
+    pub corpus: PathBuf,
+    pub queries: Vec<BeirQuery>,
+    pub qrels: Qrels,
+}
+
+/// Loads queries and qrels of `split`, checking every judged query and document exists.
+/// Queries without judgments are dropped (BEIR evaluates only judged queries).
+pub fn load_collection(root: &Path, queries_file: &str, split: &str) -> Result<Collection, Error> {
+    let corpus = root.join("corpus.jsonl");
+    let queries_path = root.join(queries_file);
+    let qrels_path = root.join("qrels").join(format!("{split}.tsv"));
+    for p in [&corpus, &queries_path, &qrels_path] {
+        if !p.is_file() {
+            return Err(Error::Layout(format!(
+                "{} is not a BEIR collection: {} is missing",
+                root.display(),
+                p.display()
+            )));
+        }
+    }
+    let doc_ids = corpus_ids(&corpus)?;
+    let queries = read_beir_queries(&queries_path)?;
+    let query_ids: HashSet<&str> = queries.iter().map(|q| q.id.as_str()).collect();
+    let qrels = load_qrels(&qrels_path)?;
+    for (place, (q, docs)) in qrels.iter().enumerate() {
+        if !query_ids.contains(q.as_str()) {
+            return Err(Error::Bad {
+                place: format!("{} (query {q}, entry {})", qrels_path.display(), place + 1),
+                message: format!("query `{q}` is not in {}", queries_path.display()),
+            });
+        }
+        if let Some(d) = docs.keys().find(|d| !doc_ids.contains(d.as_str())) {
+            return Err(Error::Bad {
+                place: format!("{} (query {q})", qrels_path.display()),
+                message: format!("document `{d}` is not in {}", corpus.display()),
+            });
+        }
+    }
+    let queries = queries
+        .into_iter()
+        .filter(|q| qrels.contains_key(&q.id))
+        .collect::<Vec<_>>();
+    if queries.is_empty() {
+        return Err(Error::Layout(format!(
+            "{}: no judged queries",
+            qrels_path.display()
+        )));
+    }
+    Ok(Collection {
+        root: root.to_path_buf(),
+        corpus,
+        queries,
+        qrels,
+    })
+}
+
+fn corpus_ids(path: &Path) -> Result<HashSet<String>, Error> {
+    let file =
+        std::fs::File::open(path).map_err(|e| Error::Layout(format!("{}: {e}", path.display())))?;
+    let mut ids = HashSet::new();
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let place = format!("{}:{}", path.display(), i + 1);
+        let line = line.map_err(|e| Error::Bad {
+            place: place.clone(),
+            message: e.to_string(),
+        })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| Error::Bad {
+            place: place.clone(),
+            message: format!("malformed JSON: {e}"),
+        })?;
+        let id = match &v["_id"] {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => {
+                return Err(Error::Bad {
+                    place,
+                    message: "missing `_id`".into(),
+                });
+            }
+        };
+        if !ids.insert(id.clone()) {
+            return Err(Error::Bad {
+                place,
+                message: format!("duplicate document id `{id}`"),
+            });
+        }
+    }
+    Ok(ids)
+}
+
+/// Reads a qrels TSV (`query-id  corpus-id  score`, optional header); keeps score > 0.
+pub fn load_qrels(path: &Path) -> Result<Qrels, Error> {
+    let file =
+        std::fs::File::open(path).map_err(|e| Error::Layout(format!("{}: {e}", path.display())))?;
+    let mut qrels = Qrels::new();
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let place = format!("{}:{}", path.display(), i + 1);
+        let line = line.map_err(|e| Error::Bad {
+            place: place.clone(),
+            message: e.to_string(),
+        })?;
+        let cols: Vec<&str> = line.split('\t').map(str::trim).collect();
+        if line.trim().is_empty() || (i == 0 && cols.first() == Some(&"query-id")) {
+            continue;
+        }
+        if cols.len() != 3 {
+            return Err(Error::Bad {
+                place,
+                message: format!("expected 3 tab-separated columns, got {}", cols.len()),
+            });
+        }
+        let score: i64 = cols[2].parse().map_err(|_| Error::Bad {
+            place: place.clone(),
+            message: format!("score `{}` is not an integer", cols[2]),
+        })?;
+        let entry = qrels.entry(cols[0].to_string()).or_default();
+        if entry.contains_key(cols[1]) {
+            return Err(Error::Bad {
+                place,
+                message: format!("duplicate judgment for ({}, {})", cols[0], cols[1]),
+            });
+        }
+        if score > 0 {
+            entry.insert(cols[1].to_string(), score as u32);
+        }
+    }
+    qrels.retain(|_, docs| !docs.is_empty());
+    Ok(qrels)
+}

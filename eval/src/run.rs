@@ -1,0 +1,84 @@
+//! Runs a collection's queries through the engine (not over HTTP) and scores them.
+
+use std::collections::BTreeMap;
+
+use dartmouth_engine::{Embedder, Embedding, Fusion, Mode, SearchRequest, Shard, search};
+use serde::Serialize;
+
+use crate::beir::Collection;
+use crate::metrics::{Metrics, evaluate_query, mean};
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RunConfig {
+    /// Documents ranked per query.
+    pub depth: usize,
+    /// Candidates per branch before fusion.
+    pub candidates: usize,
+    pub fusion: Fusion,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            depth: 100,
+            candidates: 100,
+            fusion: Fusion::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModeReport {
+    pub mode: Mode,
+    pub mean: Metrics,
+    pub per_query: BTreeMap<String, Metrics>,
+}
+
+/// Embeds every query once (they are reused across modes and sweeps).
+pub fn embed_queries(
+    collection: &Collection,
+    embedder: &dyn Embedder,
+) -> dartmouth_engine::Result<Vec<Embedding>> {
+    let texts: Vec<&str> = collection.queries.iter().map(|q| q.text.as_str()).collect();
+    Ok(embedder
+        .embed_batch(&texts)?
+        .into_iter()
+        .map(|values| Embedding {
+            model_id: embedder.spec().id.clone(),
+            values,
+        })
+        .collect())
+}
+
+/// Ranks documents for every query in `mode` and scores the ranking against the qrels.
+pub fn evaluate_mode(
+    shard: &Shard,
+    collection: &Collection,
+    query_vectors: Option<&[Embedding]>,
+    mode: Mode,
+    config: &RunConfig,
+) -> dartmouth_engine::Result<ModeReport> {
+    let mut per_query = BTreeMap::new();
+    for (i, q) in collection.queries.iter().enumerate() {
+        let mut req = SearchRequest::new(q.text.clone());
+        req.mode = mode;
+        req.k = config.depth;
+        req.candidates = config.candidates.max(config.depth);
+        req.fusion = config.fusion;
+        req.collapse = true;
+        req.vector = query_vectors.map(|v| v[i].clone());
+        let ranked: Vec<String> = search(&[shard], &req)?
+            .hits
+            .into_iter()
+            .map(|h| h.doc_id)
+            .collect();
+        let judged = &collection.qrels[&q.id];
+        per_query.insert(q.id.clone(), evaluate_query(&ranked, judged));
+    }
+    let all: Vec<Metrics> = per_query.values().copied().collect();
+    Ok(ModeReport {
+        mode,
+        mean: mean(&all),
+        per_query,
+    })
+}

