@@ -31,5 +31,6 @@ pub use filter::{CompareOp, Filter, MAX_FILTER_DEPTH};
 pub use fusion::{Fusion, RRF_K_DEFAULT};
 pub use search::{BranchHit, Hit, Mode, SearchRequest, SearchResponse, search};
 pub use shard::{
-    Chunk, CommitInfo, Document, DomainSettings, Manifest, Shard, ShardStats, WriteBatch, WriteOp,
+    ApplyTimings, Chunk, CommitInfo, Document, DomainSettings, Manifest, Shard, ShardStats,
+    WriteBatch, WriteOp,
 };

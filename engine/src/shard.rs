@@ -129,6 +129,26 @@ pub struct CommitInfo {
     pub chunks: usize,
     /// True when the batch's sequence had been applied already and nothing was done.
     pub skipped: bool,
+    pub timings: ApplyTimings,
+}
+
+/// Where an apply spent its time, in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ApplyTimings {
+    /// Checking and normalising the batch.
+    pub validate_us: u64,
+    /// Appending and syncing the vector rows.
+    pub vectors_us: u64,
+    /// tantivy: adding the chunk documents and committing (the BM25 index).
+    pub index_us: u64,
+    /// Inserting the new vectors into the HNSW graph.
+    pub graph_us: u64,
+    /// Reloading the searcher and publishing the new snapshot.
+    pub publish_us: u64,
+}
+
+fn micros(since: std::time::Instant) -> u64 {
+    since.elapsed().as_micros() as u64
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -430,9 +450,13 @@ impl Shard {
                 deleted: 0,
                 chunks: 0,
                 skipped: true,
+                timings: ApplyTimings::default(),
             });
         }
+        let mut timings = ApplyTimings::default();
+        let t = std::time::Instant::now();
         let ops = self.validate(batch.ops, &batch.model_id)?;
+        timings.validate_us = micros(t);
         let new_seq = batch.seq.unwrap_or(w.applied_seq + 1);
         let first_ordinal = w.vectors.rows();
         let vectors: Vec<&[f32]> = ops
@@ -447,8 +471,11 @@ impl Shard {
         if first_ordinal as usize + total_chunks >= u32::MAX as usize {
             return Err(Error::invalid("the shard is full (2^32 chunks)"));
         }
+        let t = std::time::Instant::now();
         w.vectors.append(&vectors)?;
         drop(vectors);
+        timings.vectors_us = micros(t);
+        let t = std::time::Instant::now();
 
         let f = self.fields;
         let mut ordinal = first_ordinal;
@@ -518,6 +545,7 @@ impl Shard {
             return Err(e);
         }
         w.applied_seq = new_seq;
+        timings.index_us = micros(t);
 
         // The commit is durable; now bring the in-memory views up to date.
         {
@@ -538,9 +566,13 @@ impl Shard {
             }
         }
         let rows: Vec<(&[f32], usize)> = new_rows.iter().map(|(o, v)| (*v, *o as usize)).collect();
+        let t = std::time::Instant::now();
         w.ann.insert(&rows);
+        timings.graph_us = micros(t);
+        let t = std::time::Instant::now();
         self.reader.reload()?;
         self.publish(&w)?;
+        timings.publish_us = micros(t);
         if w.vectors.rows() - w.graph_rows >= CHECKPOINT_EVERY {
             self.checkpoint_locked(&mut w)?;
         }
@@ -550,6 +582,7 @@ impl Shard {
             deleted,
             chunks: total_chunks,
             skipped: false,
+            timings,
         })
     }
 

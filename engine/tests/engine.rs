@@ -489,3 +489,98 @@ fn graph_checkpoint_reloads_and_survives_damage() {
         expect
     );
 }
+
+/// A one-thread OpenAI-compatible embeddings server on loopback, answering `requests` requests.
+fn fake_openai_server(requests: usize) -> (String, std::thread::JoinHandle<Vec<String>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let mut auth_headers = Vec::new();
+        for _ in 0..requests {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut len = 0;
+            let mut path = String::new();
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if path.is_empty() {
+                    path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+                if lower.starts_with("authorization:") {
+                    auth_headers.push(line.trim().to_string());
+                }
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+            }
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            let request: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let inputs: Vec<String> = request["input"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect();
+            let (status, answer) = if inputs.iter().any(|t| t == "fail") {
+                (
+                    "500 Internal Server Error",
+                    r#"{"error":"boom"}"#.to_string(),
+                )
+            } else {
+                let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+                let vectors = embedder().embed_batch(&refs).unwrap();
+                // Answer out of order: the client must use `index`.
+                let data: Vec<serde_json::Value> = vectors
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .map(|(i, v)| serde_json::json!({"object": "embedding", "index": i, "embedding": v}))
+                    .collect();
+                (
+                    "200 OK",
+                    serde_json::json!({ "data": data, "model": request["model"] }).to_string(),
+                )
+            };
+            assert_eq!(path, "/v1/embeddings");
+            let mut stream = stream;
+            write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            )
+            .unwrap();
+        }
+        auth_headers
+    });
+    (url, handle)
+}
+
+#[test]
+fn openai_compatible_embedder_talks_to_a_real_http_server() {
+    use dartmouth_engine::embed::OpenAiEmbedder;
+    let (url, server) = fake_openai_server(2);
+    let remote = OpenAiEmbedder::new(&url, "text-embed", DIM, Some("sk-test".into()));
+    assert_eq!(remote.spec().id, "openai-compatible:text-embed");
+    let texts = ["blue hoodie", "return policy", "blue hoodie in size M"];
+    let got = remote.embed_batch(&texts).unwrap();
+    let want = embedder().embed_batch(&texts).unwrap();
+    for (g, w) in got.iter().zip(&want) {
+        assert!(g.iter().zip(w).all(|(a, b)| (a - b).abs() < 1e-6));
+    }
+    let err = remote.embed_batch(&["fail"]).unwrap_err().to_string();
+    assert!(err.contains("500") && err.contains("boom"), "{err}");
+    let auth = server.join().unwrap();
+    assert_eq!(auth.len(), 2);
+    assert!(
+        auth.iter()
+            .all(|h| h.eq_ignore_ascii_case("authorization: Bearer sk-test")),
+        "{auth:?}"
+    );
+}

@@ -151,6 +151,20 @@ impl SourceReader {
                 return None;
             }
             if buf.len() > MAX_LINE_BYTES && !buf.ends_with(b"\n") {
+                // Skip the rest of the line so the next record keeps its line number.
+                let mut rest = Vec::new();
+                loop {
+                    rest.clear();
+                    match (&mut state.reader)
+                        .take(1 << 20)
+                        .read_until(b'\n', &mut rest)
+                    {
+                        Ok(0) => break,
+                        Ok(_) if rest.ends_with(b"\n") => break,
+                        Ok(_) => {}
+                        Err(e) => return Some(Err(Error::io(&state.path)(e))),
+                    }
+                }
                 return Some(Err(Error::bad(
                     place,
                     format!("line is longer than {} MiB", MAX_LINE_BYTES / (1024 * 1024)),

@@ -206,6 +206,7 @@ fn query_bench(
         let t = Instant::now();
         let mut made = 0;
         let mut copy = 0;
+        let (mut index_us, mut graph_us, mut vectors_us) = (0u64, 0u64, 0u64);
         while made < n {
             let mut ops = Vec::new();
             for (d, v) in corpus.iter().zip(&base_vectors) {

@@ -1,0 +1,158 @@
+//! The `dartmouth` binary end to end, with the deterministic embedder (the real model is
+//! exercised by eval's tests).
+#![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn dartmouth(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dartmouth"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(data: &Path, args: &[&str]) -> String {
+    let out = dartmouth(data, args);
+    assert!(
+        out.status.success(),
+        "dartmouth {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails(data: &Path, args: &[&str]) -> String {
+    let out = dartmouth(data, args);
+    assert!(!out.status.success(), "dartmouth {args:?} should fail");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[test]
+fn create_index_search_and_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sample/help-centre");
+    ok(&data, &["domain", "create", "help", "--embedder", "fake"]);
+    assert!(
+        fails(&data, &["domain", "create", "help", "--embedder", "fake"])
+            .contains("already exists")
+    );
+    assert_eq!(ok(&data, &["domain", "list"]).trim(), "help");
+
+    let summary = ok(
+        &data,
+        &[
+            "index",
+            "--domain",
+            "help",
+            sample.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(summary["documents"], 5);
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(&data, &["domain", "stats", "help", "--json"])).unwrap();
+    assert_eq!(stats["documents"], 5);
+
+    for mode in ["bm25", "vector", "hybrid"] {
+        let out = ok(
+            &data,
+            &[
+                "search",
+                "--domain",
+                "help",
+                "--mode",
+                mode,
+                "-k",
+                "3",
+                "--json",
+                "are sale items final sale",
+            ],
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let hits = v["hits"].as_array().unwrap();
+        assert!(!hits.is_empty(), "{mode}");
+        assert_eq!(hits[0]["doc_id"], "returns.md", "{mode}: {out}");
+        assert_eq!(hits[0]["domain"], "help");
+        for key in [
+            "chunk_id",
+            "score",
+            "title",
+            "text",
+            "bm25_rank",
+            "vector_rank",
+        ] {
+            assert!(hits[0].get(key).is_some(), "{key} missing");
+        }
+    }
+    let human = ok(&data, &["search", "--domain", "help", "express shipping"]);
+    assert!(human.contains("Shipping"), "{human}");
+
+    // --queries: one JSON line per query, hits collapsed to documents.
+    let queries = tmp.path().join("q.jsonl");
+    std::fs::write(&queries, "{\"_id\":\"q1\",\"text\":\"return sale items\"}\n{\"_id\":\"q2\",\"text\":\"organic cotton washing\"}\n").unwrap();
+    let out = ok(
+        &data,
+        &[
+            "search",
+            "--domain",
+            "help",
+            "--queries",
+            queries.to_str().unwrap(),
+            "--json",
+            "-k",
+            "5",
+        ],
+    );
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["query_id"], "q2");
+    let docs: Vec<&str> = lines[0]["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["doc_id"].as_str().unwrap())
+        .collect();
+    let unique: std::collections::HashSet<_> = docs.iter().collect();
+    assert_eq!(unique.len(), docs.len(), "{docs:?}");
+
+    // Errors name the input and the place, and exit non-zero.
+    assert!(fails(&data, &["search", "--domain", "nope", "x"]).contains("domain `nope` not found"));
+    let bad = tmp.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"_id\":\"1\",\"text\":\"fine\"}\n{\"text\":\"no id\"}\n",
+    )
+    .unwrap();
+    let err = fails(&data, &["index", "--domain", "help", bad.to_str().unwrap()]);
+    assert!(err.contains("bad.jsonl:2: missing field `_id`"), "{err}");
+    let err = fails(&data, &["index", "--domain", "help", "/no/such/file.jsonl"]);
+    assert!(err.contains("/no/such/file.jsonl"), "{err}");
+    let empty = tmp.path().join("empty.jsonl");
+    std::fs::write(&empty, "\n").unwrap();
+    assert!(
+        fails(
+            &data,
+            &["index", "--domain", "help", empty.to_str().unwrap()]
+        )
+        .contains("no documents")
+    );
+    assert!(fails(&data, &["search", "--domain", "help", ""]).contains("empty"));
+    assert!(
+        fails(
+            &data,
+            &["search", "--domain", "help", "--filter", "price <", "x"]
+        )
+        .contains("filter")
+    );
+
+    ok(&data, &["domain", "delete", "help"]);
+    assert_eq!(ok(&data, &["domain", "list"]).trim(), "");
+}
