@@ -238,11 +238,14 @@ fn query_bench(
                 made += 1;
             }
             copy += 1;
-            shard.apply(WriteBatch {
+            let info = shard.apply(WriteBatch {
                 model_id: embedder.spec().id.clone(),
                 ops,
                 seq: None,
             })?;
+            index_us += info.timings.index_us;
+            graph_us += info.timings.graph_us;
+            vectors_us += info.timings.vectors_us;
             eprint!("\r{made}/{n} chunks");
         }
         shard.checkpoint()?;
@@ -250,6 +253,19 @@ fn query_bench(
         println!(
             "\nbuilt {n} chunks in {secs:.1} s = {:.0} chunks/s (tantivy + vector file + HNSW, vectors given)",
             n as f64 / secs
+        );
+        let rate = |us: u64| n as f64 / (us.max(1) as f64 / 1e6);
+        println!(
+            "  BM25 index (tantivy add + commit): {:.0} chunks/s",
+            rate(index_us)
+        );
+        println!(
+            "  vector file append + fsync:        {:.0} chunks/s",
+            rate(vectors_us)
+        );
+        println!(
+            "  HNSW insert:                       {:.0} chunks/s",
+            rate(graph_us)
         );
         shard
     };
