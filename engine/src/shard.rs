@@ -208,6 +208,8 @@ pub(crate) struct Snapshot {
     pub live: RoaringBitmap,
     /// ordinal -> (segment ord, doc id) for live chunks.
     pub addresses: HashMap<u32, DocAddress>,
+    /// Each segment's `ordinal` column, opened once per snapshot rather than per hit.
+    pub ordinal_columns: Vec<tantivy::columnar::Column<u64>>,
     pub docs: Arc<DocTable>,
     pub attrs: Arc<AttrIndex>,
     pub vectors: VectorView,
@@ -705,6 +707,7 @@ fn build_snapshot(
     let searcher = reader.searcher();
     let mut live = RoaringBitmap::new();
     let mut addresses = HashMap::new();
+    let mut ordinal_columns = Vec::new();
     for (seg_ord, segment) in searcher.segment_readers().iter().enumerate() {
         let ordinals = segment.fast_fields().u64("ordinal")?;
         for doc in segment.doc_ids_alive() {
@@ -713,12 +716,14 @@ fn build_snapshot(
                 addresses.insert(o as u32, DocAddress::new(seg_ord as u32, doc));
             }
         }
+        ordinal_columns.push(ordinals);
     }
     Ok(Snapshot {
         searcher,
         fields,
         live,
         addresses,
+        ordinal_columns,
         docs: Arc::clone(&w.docs),
         attrs: Arc::clone(&w.attrs),
         vectors: w.vectors.view()?,

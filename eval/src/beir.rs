@@ -14,6 +14,10 @@ pub enum Error {
     Layout(String),
     #[error(transparent)]
     Indexer(#[from] dartmouth_indexer::Error),
+    #[error(transparent)]
+    Engine(#[from] dartmouth_engine::Error),
+    #[error("{0}")]
+    Other(String),
 }
 
 /// query id -> (document id -> graded relevance > 0).

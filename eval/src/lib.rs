@@ -1,11 +1,18 @@
-//! Relevance evaluation: BEIR-layout collections, trec_eval-style metrics, runs through the engine.
+//! Relevance evaluation: BEIR-layout collections, trec_eval-style metrics, runs through the
+//! engine (never over HTTP), fusion sweeps tuned on a training split, reports.
 
 mod beir;
+mod harness;
 mod metrics;
+mod report;
 mod run;
+mod sweep;
 
 pub use beir::{Collection, Error, Qrels, load_collection, load_qrels};
+pub use harness::{EvalOptions, domain_name, evaluate_dataset, prepare_domain};
 pub use metrics::{
     Metrics, evaluate_query, map_at, mean, mrr_at, ndcg_at, precision_at, recall_at,
 };
-pub use run::{ModeReport, RunConfig, embed_queries, evaluate_mode};
+pub use report::{DatasetReport, Report, TuningPoint, TuningReport, checksum, regressions};
+pub use run::{ModeReport, RunConfig, embed_queries, evaluate_mode, rank_queries};
+pub use sweep::{PARAMETERS, Sweep, apply as apply_parameter, grid};

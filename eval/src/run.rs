@@ -15,6 +15,8 @@ pub struct RunConfig {
     /// Candidates per branch before fusion.
     pub candidates: usize,
     pub fusion: Fusion,
+    /// Extra BM25 weight of title matches.
+    pub title_boost: f32,
 }
 
 impl Default for RunConfig {
@@ -23,6 +25,7 @@ impl Default for RunConfig {
             depth: 100,
             candidates: 100,
             fusion: Fusion::default(),
+            title_boost: 0.0,
         }
     }
 }
@@ -50,6 +53,34 @@ pub fn embed_queries(
         .collect())
 }
 
+/// Ranks documents for every query in `mode`: query id -> document ids, best first.
+pub fn rank_queries(
+    shard: &Shard,
+    collection: &Collection,
+    query_vectors: Option<&[Embedding]>,
+    mode: Mode,
+    config: &RunConfig,
+) -> dartmouth_engine::Result<BTreeMap<String, Vec<String>>> {
+    let mut runs = BTreeMap::new();
+    for (i, q) in collection.queries.iter().enumerate() {
+        let mut req = SearchRequest::new(q.text.clone());
+        req.mode = mode;
+        req.k = config.depth;
+        req.candidates = config.candidates.max(config.depth);
+        req.fusion = config.fusion;
+        req.title_boost = config.title_boost;
+        req.collapse = true;
+        req.vector = query_vectors.map(|v| v[i].clone());
+        let ranked: Vec<String> = search(&[shard], &req)?
+            .hits
+            .into_iter()
+            .map(|h| h.doc_id)
+            .collect();
+        runs.insert(q.id.clone(), ranked);
+    }
+    Ok(runs)
+}
+
 /// Ranks documents for every query in `mode` and scores the ranking against the qrels.
 pub fn evaluate_mode(
     shard: &Shard,
@@ -59,21 +90,9 @@ pub fn evaluate_mode(
     config: &RunConfig,
 ) -> dartmouth_engine::Result<ModeReport> {
     let mut per_query = BTreeMap::new();
-    for (i, q) in collection.queries.iter().enumerate() {
-        let mut req = SearchRequest::new(q.text.clone());
-        req.mode = mode;
-        req.k = config.depth;
-        req.candidates = config.candidates.max(config.depth);
-        req.fusion = config.fusion;
-        req.collapse = true;
-        req.vector = query_vectors.map(|v| v[i].clone());
-        let ranked: Vec<String> = search(&[shard], &req)?
-            .hits
-            .into_iter()
-            .map(|h| h.doc_id)
-            .collect();
-        let judged = &collection.qrels[&q.id];
-        per_query.insert(q.id.clone(), evaluate_query(&ranked, judged));
+    for (q, ranked) in rank_queries(shard, collection, query_vectors, mode, config)? {
+        let judged = &collection.qrels[&q];
+        per_query.insert(q, evaluate_query(&ranked, judged));
     }
     let all: Vec<Metrics> = per_query.values().copied().collect();
     Ok(ModeReport {

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use dartmouth_engine::embed::{OnnxEmbedder, OnnxOptions};
 use dartmouth_engine::{DomainSettings, Embedder, Mode, Shard};
-use dartmouth_eval::{RunConfig, embed_queries, evaluate_mode, load_collection};
+use dartmouth_eval::{
+    RunConfig, embed_queries, evaluate_mode, evaluate_query, load_collection, rank_queries,
+};
 use dartmouth_indexer::{Chunker, IndexJob, Progress, Sizer, SourceReader};
 
 fn repo() -> PathBuf {
@@ -150,6 +152,7 @@ fn scifact_ndcg() {
         eprintln!("scifact {mode:?}: {:?}", report.mean);
         scores.push(report.mean.ndcg_at_10);
     }
+    cross_check_with_trec_eval(&shard, &collection, &vectors);
     assert!(scores[0] >= 0.62, "bm25 nDCG@10 {}", scores[0]);
     assert!(scores[1] >= 0.62, "vector nDCG@10 {}", scores[1]);
     // The converted model reproduces the published dense-only figure (0.645) within 0.015.
@@ -159,4 +162,80 @@ fn scifact_ndcg() {
         scores[1]
     );
     assert!(scores[2] >= 0.67, "hybrid nDCG@10 {}", scores[2]);
+}
+
+/// Our metrics on a real hybrid run agree with trec_eval's (through pytrec_eval) per query.
+fn cross_check_with_trec_eval(
+    shard: &Shard,
+    collection: &dartmouth_eval::Collection,
+    vectors: &[dartmouth_engine::Embedding],
+) {
+    let runs = rank_queries(
+        shard,
+        collection,
+        Some(vectors),
+        Mode::Hybrid,
+        &RunConfig::default(),
+    )
+    .unwrap();
+    let mut run_json = serde_json::Map::new();
+    let mut ours = serde_json::Map::new();
+    for (q, ranked) in &runs {
+        // Scores strictly decreasing by rank, so trec_eval's tie-breaking cannot reorder.
+        let scored: serde_json::Map<String, serde_json::Value> = ranked
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.clone(), serde_json::json!((ranked.len() - i) as f64)))
+            .collect();
+        run_json.insert(q.clone(), scored.into());
+        let m = evaluate_query(ranked, &collection.qrels[q]);
+        ours.insert(q.clone(), serde_json::json!({"ndcg_cut_10": m.ndcg_at_10, "recall_100": m.recall_at_100, "P_10": m.p_at_10}));
+    }
+    let qrels: serde_json::Map<String, serde_json::Value> = collection
+        .qrels
+        .iter()
+        .map(|(q, docs)| (q.clone(), serde_json::to_value(docs).unwrap()))
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.json");
+    std::fs::write(
+        &input,
+        serde_json::json!({"run": run_json, "qrels": qrels}).to_string(),
+    )
+    .unwrap();
+    let script = r#"
+import json, sys, pytrec_eval
+d = json.load(open(sys.argv[1]))
+ev = pytrec_eval.RelevanceEvaluator(d["qrels"], {"ndcg_cut.10", "recall.100", "P.10"})
+print(json.dumps(ev.evaluate(d["run"])))
+"#;
+    let python = std::env::var_os("DARTMOUTH_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv/bin/python"));
+    let out = Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pytrec_eval: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(theirs.len(), ours.len());
+    for (q, t) in &theirs {
+        for metric in ["ndcg_cut_10", "recall_100", "P_10"] {
+            let (a, b) = (
+                ours[q][metric].as_f64().unwrap(),
+                t[metric].as_f64().unwrap(),
+            );
+            assert!(
+                (a - b).abs() < 1e-6,
+                "query {q} {metric}: ours {a}, trec_eval {b}"
+            );
+        }
+    }
 }

@@ -61,6 +61,46 @@ enum Command {
     },
     /// Search one or more domains.
     Search(SearchArgs),
+    /// Evaluate relevance on BEIR-layout collections (indexes each once into `eval-<name>`).
+    Eval(EvalArgs),
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// BEIR-layout directories (corpus.jsonl, queries.jsonl, qrels/<split>.tsv).
+    #[arg(required = true)]
+    datasets: Vec<PathBuf>,
+    #[arg(long, default_value = "bm25,vector,hybrid", value_delimiter = ',')]
+    modes: Vec<String>,
+    /// Write report.json, report.md and chart.svg here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The split to report.
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// Tune fusion on this split over the --sweep grid; report the best on --split.
+    #[arg(long)]
+    tune_on: Option<String>,
+    /// NAME=V1,V2,… for rrf_k, bm25_weight, vector_weight, fusion, candidates, title_boost.
+    #[arg(long)]
+    sweep: Vec<String>,
+    /// A report.json to compare against: exit non-zero when a metric drops by more than --max-drop.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    #[arg(long, default_value_t = 0.005)]
+    max_drop: f64,
+    #[arg(long, default_value_t = 100)]
+    candidates: usize,
+    #[arg(long, default_value = "rrf")]
+    fusion: String,
+    #[arg(long, default_value_t = dartmouth_engine::RRF_K_DEFAULT)]
+    rrf_k: f32,
+    #[arg(long, default_value_t = 1.0)]
+    bm25_weight: f32,
+    #[arg(long, default_value_t = 1.0)]
+    vector_weight: f32,
+    #[arg(long, default_value_t = 0.0)]
+    title_boost: f32,
 }
 
 #[derive(Subcommand)]
@@ -155,6 +195,7 @@ pub fn run() -> Result<()> {
             json,
         ),
         Command::Search(args) => search_cmd(&catalog, &cli.models, args),
+        Command::Eval(args) => eval_cmd(&catalog, &cli.data_dir, &cli.models, args),
     }
 }
 
@@ -293,18 +334,12 @@ fn search_cmd(catalog: &Catalog, models: &ModelArgs, args: SearchArgs) -> Result
         .collect::<Result<_, _>>()?;
     let shard_refs: Vec<&Shard> = shards.iter().map(Arc::as_ref).collect();
     let mode: Mode = args.mode.parse()?;
-    let fusion = match args.fusion.as_str() {
-        "rrf" => Fusion::Rrf {
-            k: args.rrf_k,
-            bm25_weight: args.bm25_weight,
-            vector_weight: args.vector_weight,
-        },
-        "weighted" => Fusion::Weighted {
-            bm25_weight: args.bm25_weight,
-            vector_weight: args.vector_weight,
-        },
-        other => bail!("--fusion `{other}` is not one of rrf, weighted"),
-    };
+    let fusion = fusion_of(
+        &args.fusion,
+        args.rrf_k,
+        args.bm25_weight,
+        args.vector_weight,
+    )?;
     let filter = args
         .filter
         .as_deref()
@@ -418,4 +453,140 @@ fn hit_json(h: &Hit) -> serde_json::Value {
         "attributes": h.attributes,
         "index_seq": h.index_seq,
     })
+}
+
+fn fusion_of(name: &str, k: f32, bm25_weight: f32, vector_weight: f32) -> Result<Fusion> {
+    Ok(match name {
+        "rrf" => Fusion::Rrf {
+            k,
+            bm25_weight,
+            vector_weight,
+        },
+        "weighted" => Fusion::Weighted {
+            bm25_weight,
+            vector_weight,
+        },
+        other => bail!("--fusion `{other}` is not one of rrf, weighted"),
+    })
+}
+
+fn git_revision() -> String {
+    let run = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match run(&["rev-parse", "--short=12", "HEAD"]) {
+        Some(rev) => match run(&["status", "--porcelain", "--untracked-files=no"]) {
+            Some(s) if !s.is_empty() => format!("{rev}-dirty"),
+            _ => rev,
+        },
+        None => "unknown".into(),
+    }
+}
+
+fn eval_cmd(
+    catalog: &Catalog,
+    data_dir: &std::path::Path,
+    models: &ModelArgs,
+    args: EvalArgs,
+) -> Result<()> {
+    use dartmouth_eval::{
+        EvalOptions, Report, RunConfig, Sweep, evaluate_dataset, load_collection, prepare_domain,
+        regressions,
+    };
+    let modes: Vec<Mode> = args
+        .modes
+        .iter()
+        .map(|m| m.parse())
+        .collect::<Result<_, _>>()?;
+    let sweeps: Vec<Sweep> = args
+        .sweep
+        .iter()
+        .map(|s| s.parse::<Sweep>().map_err(anyhow::Error::msg))
+        .collect::<Result<_>>()?;
+    if !sweeps.is_empty() && args.tune_on.is_none() {
+        bail!("--sweep needs --tune-on SPLIT (tuning on the reported split would overfit it)");
+    }
+    let options = EvalOptions {
+        modes,
+        config: RunConfig {
+            depth: 100,
+            candidates: args.candidates,
+            fusion: fusion_of(
+                &args.fusion,
+                args.rrf_k,
+                args.bm25_weight,
+                args.vector_weight,
+            )?,
+            title_boost: args.title_boost,
+        },
+        split: args.split.clone(),
+        tune_on: args.tune_on.clone(),
+        sweeps,
+    };
+    // Check every dataset's layout before spending minutes on indexing.
+    let mut collections = Vec::new();
+    for root in &args.datasets {
+        let queries = if root.join(format!("queries_{}.jsonl", args.split)).is_file() {
+            format!("queries_{}.jsonl", args.split)
+        } else {
+            "queries.jsonl".to_string()
+        };
+        collections.push(load_collection(root, &queries, &args.split)?);
+    }
+    let spec = spec_for(EmbedderKind::Minilm, None, None)?;
+    let embedder = models.embedder_for(&spec)?;
+    let mut report = Report {
+        git_revision: git_revision(),
+        model_id: spec.id.clone(),
+        created_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        datasets: Vec::new(),
+    };
+    for (root, collection) in args.datasets.iter().zip(&collections) {
+        let progress = Progress::new(None, std::io::stderr().is_terminal());
+        let shard = prepare_domain(
+            catalog,
+            data_dir,
+            collection,
+            embedder.as_ref(),
+            models.sizer_for(&spec)?,
+            &progress,
+        )?;
+        report
+            .datasets
+            .push(evaluate_dataset(&shard, root, embedder.as_ref(), &options)?);
+    }
+    write!(out(), "{}", report.markdown())?;
+    if let Some(dir) = &args.out {
+        report.write(dir).map_err(anyhow::Error::msg)?;
+        eprintln!("wrote {}/report.json, report.md, chart.svg", dir.display());
+    }
+    if let Some(path) = &args.baseline {
+        let baseline =
+            std::fs::read(path).with_context(|| format!("baseline {}", path.display()))?;
+        let dropped = regressions(&report, &baseline, args.max_drop).map_err(anyhow::Error::msg)?;
+        if !dropped.is_empty() {
+            for d in &dropped {
+                eprintln!("regression: {d}");
+            }
+            bail!(
+                "{} metric(s) dropped more than {} below {}",
+                dropped.len(),
+                args.max_drop,
+                path.display()
+            );
+        }
+        eprintln!(
+            "no metric dropped more than {} below {}",
+            args.max_drop,
+            path.display()
+        );
+    }
+    Ok(())
 }

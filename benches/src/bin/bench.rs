@@ -66,6 +66,12 @@ enum Cmd {
         /// Where the synthetic shard is kept between runs.
         #[arg(long, default_value = "target/bench-data")]
         dir: PathBuf,
+        /// Candidates per branch before fusion.
+        #[arg(long, default_value_t = 100)]
+        candidates: usize,
+        /// Cut each query to its first N words (agents' queries are short; SciFact claims are not).
+        #[arg(long)]
+        max_query_words: Option<usize>,
     },
 }
 
@@ -152,7 +158,17 @@ fn main() -> Result<()> {
             chunks,
             queries,
             dir,
-        } => query_bench(&options(2, 1, 8), &collection, chunks, queries, &dir)?,
+            candidates,
+            max_query_words,
+        } => query_bench(
+            &options(2, 1, 8),
+            &collection,
+            chunks,
+            queries,
+            &dir,
+            candidates,
+            max_query_words,
+        )?,
     }
     Ok(())
 }
@@ -169,6 +185,8 @@ fn query_bench(
     n: usize,
     nq: usize,
     dir: &std::path::Path,
+    candidates: usize,
+    max_query_words: Option<usize>,
 ) -> Result<()> {
     let embedder = OnnxEmbedder::load(options)?;
     let shard_dir = dir.join(format!("shard-{n}"));
@@ -277,7 +295,19 @@ fn query_bench(
     })
     .context("queries")?;
     let qs: Vec<_> = qs.into_iter().cycle().take(nq).collect();
-    let texts: Vec<&str> = qs.iter().map(|q| q.text.as_str()).collect();
+    let cut: Vec<String> = qs
+        .iter()
+        .map(|q| match max_query_words {
+            Some(n) => q
+                .text
+                .split_whitespace()
+                .take(n)
+                .collect::<Vec<_>>()
+                .join(" "),
+            None => q.text.clone(),
+        })
+        .collect();
+    let texts: Vec<&str> = cut.iter().map(String::as_str).collect();
     let t = Instant::now();
     let vectors = embedder.embed_batch(&texts[..texts.len().min(300)])?;
     let _ = t;
@@ -286,6 +316,7 @@ fn query_bench(
         for (i, q) in texts.iter().enumerate() {
             let mut req = SearchRequest::new(*q);
             req.mode = mode;
+            req.candidates = candidates;
             req.vector = Some(Embedding {
                 model_id: embedder.spec().id.clone(),
                 values: vectors[i % vectors.len()].clone(),
@@ -302,11 +333,52 @@ fn query_bench(
             percentile(&lat, 0.99).as_secs_f64() * 1e3
         );
     }
+    // ANN recall@10 against brute force over the shard's vector file (ordinal = row).
+    let raw = std::fs::read(shard_dir.join("vectors.f32"))?;
+    let dim = embedder.spec().dim;
+    let rows: Vec<f32> = raw[8..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let mut found = 0;
+    let probes = vectors.len().min(200);
+    for q in vectors.iter().take(probes) {
+        let mut exact: Vec<(f32, usize)> = rows
+            .chunks_exact(dim)
+            .enumerate()
+            .map(|(i, r)| (r.iter().zip(q).map(|(a, b)| a * b).sum::<f32>(), i))
+            .collect();
+        exact.select_nth_unstable_by(10, |a, b| b.0.total_cmp(&a.0));
+        let mut req = SearchRequest::new("");
+        req.mode = Mode::Vector;
+        req.vector = Some(Embedding {
+            model_id: embedder.spec().id.clone(),
+            values: q.clone(),
+        });
+        let got = search(&[&shard], &req)?;
+        // Compare by score: copies of a document can tie, so ids alone would undercount.
+        let tenth = exact[..10]
+            .iter()
+            .map(|e| e.0)
+            .fold(f32::INFINITY, f32::min);
+        let n = q.iter().map(|x| x * x).sum::<f32>().sqrt();
+        found += got
+            .hits
+            .iter()
+            .filter(|h| h.vector.is_some_and(|v| v.score >= tenth / n - 1e-4))
+            .count();
+    }
+    println!(
+        "ANN recall@10 vs brute force: {:.4} over {probes} queries",
+        found as f64 / (probes * 10) as f64
+    );
+
     // With query embedding (short queries, one at a time).
     let mut lat = Vec::new();
     for q in texts.iter().take(300) {
         let t = Instant::now();
         let mut req = SearchRequest::new(*q);
+        req.candidates = candidates;
         req.vector = Some(embedder.embed_query(q)?);
         std::hint::black_box(search(&[&shard], &req)?);
         lat.push(t.elapsed());

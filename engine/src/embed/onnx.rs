@@ -35,6 +35,9 @@ pub struct OnnxOptions {
     pub intra_threads: usize,
     /// Texts per forward pass.
     pub batch_size: usize,
+    /// Intra-op threads of an extra session kept for single texts (queries), so one query uses
+    /// every core; 0 disables it.
+    pub query_threads: usize,
 }
 
 impl OnnxOptions {
@@ -51,6 +54,7 @@ impl OnnxOptions {
             sessions: cores,
             intra_threads: 1,
             batch_size: 8,
+            query_threads: cores,
         }
     }
 }
@@ -61,6 +65,8 @@ type BatchOutput = (usize, Vec<Vec<f32>>);
 pub struct OnnxEmbedder {
     spec: ModelSpec,
     sessions: Vec<Mutex<TextEmbedding>>,
+    /// Multi-threaded session for single texts; when busy, a pool session serves instead.
+    query_session: Option<Mutex<TextEmbedding>>,
     batch_size: usize,
     round_robin: AtomicUsize,
 }
@@ -121,25 +127,32 @@ impl OnnxEmbedder {
                 tokenizer_config_file: read_model_file(dir, "tokenizer_config.json")?,
             })
         };
-        let mut sessions = Vec::with_capacity(options.sessions.max(1));
-        for _ in 0..options.sessions.max(1) {
+        let new_session = |threads: usize| -> Result<Mutex<TextEmbedding>> {
             let model = UserDefinedEmbeddingModel::new(onnx.clone(), tokenizer_files()?)
                 .with_pooling(Pooling::Mean);
             let init = InitOptionsUserDefined::new()
                 .with_environment(environment.clone())
                 .with_max_length(options.max_tokens)
-                .with_intra_threads(options.intra_threads.max(1));
+                .with_intra_threads(threads.max(1));
             let session = TextEmbedding::try_new_from_user_defined(model, init).map_err(|e| {
                 Error::ModelUnavailable(format!("cannot load {}: {e}", dir.display()))
             })?;
-            sessions.push(Mutex::new(session));
-        }
+            Ok(Mutex::new(session))
+        };
+        let sessions = (0..options.sessions.max(1))
+            .map(|_| new_session(options.intra_threads))
+            .collect::<Result<Vec<_>>>()?;
+        let query_session = match options.query_threads {
+            0 => None,
+            threads => Some(new_session(threads)?),
+        };
         let embedder = OnnxEmbedder {
             spec: ModelSpec {
                 id: options.model_id.clone(),
                 dim,
             },
             sessions,
+            query_session,
             batch_size: options.batch_size.max(1),
             round_robin: AtomicUsize::new(0),
         };
@@ -149,9 +162,17 @@ impl OnnxEmbedder {
     }
 
     fn run(&self, session: usize, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let mut guard = self.sessions[session]
+        let guard = self.sessions[session]
             .lock()
             .map_err(|_| Error::Embedding("an embedding session panicked earlier".into()))?;
+        self.run_on(guard, texts)
+    }
+
+    fn run_on(
+        &self,
+        mut guard: std::sync::MutexGuard<'_, TextEmbedding>,
+        texts: &[&str],
+    ) -> Result<Vec<Vec<f32>>> {
         let mut vectors = guard
             .embed(texts, Some(texts.len()))
             .map_err(|e| Error::Embedding(e.to_string()))?;
@@ -171,6 +192,11 @@ impl Embedder for OnnxEmbedder {
     fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         if texts.is_empty() {
             return Ok(Vec::new());
+        }
+        if texts.len() == 1
+            && let Some(Ok(guard)) = self.query_session.as_ref().map(Mutex::try_lock)
+        {
+            return self.run_on(guard, texts);
         }
         if texts.len() <= self.batch_size {
             let session = self.round_robin.fetch_add(1, Ordering::Relaxed) % self.sessions.len();

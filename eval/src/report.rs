@@ -1,0 +1,271 @@
+//! Evaluation reports: JSON (everything, per query), a Markdown table and an SVG chart.
+
+use std::io::Read;
+use std::path::Path;
+
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::metrics::Metrics;
+use crate::run::{ModeReport, RunConfig};
+
+/// One dataset's results.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatasetReport {
+    pub name: String,
+    pub path: String,
+    /// sha256 over corpus.jsonl, the queries file and the qrels file.
+    pub checksum: String,
+    pub queries: usize,
+    pub config: RunConfig,
+    pub modes: Vec<ModeReport>,
+    pub tuning: Option<TuningReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TuningReport {
+    /// The split the grid was scored on (never the one reported).
+    pub tuned_on: String,
+    /// Every configuration tried with its hybrid nDCG@10 on the tuning split.
+    pub grid: Vec<TuningPoint>,
+    pub best: Vec<(String, String)>,
+    /// Hybrid on the reported split with the best configuration.
+    pub best_on_report_split: Metrics,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TuningPoint {
+    pub params: Vec<(String, String)>,
+    pub ndcg_at_10: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub git_revision: String,
+    pub model_id: String,
+    pub created_unix: u64,
+    pub datasets: Vec<DatasetReport>,
+}
+
+/// sha256 of the files, in order, as hex.
+pub fn checksum(files: &[&Path]) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    for path in files {
+        let mut f = std::fs::File::open(path)?;
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+impl Report {
+    pub fn markdown(&self) -> String {
+        let mut s = String::from(
+            "| dataset | mode | nDCG@10 | Recall@100 | MRR@10 | MAP@100 | P@10 |\n|---|---|---:|---:|---:|---:|---:|\n",
+        );
+        for d in &self.datasets {
+            for m in &d.modes {
+                let x = &m.mean;
+                s.push_str(&format!(
+                    "| {} | {:?} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} |\n",
+                    d.name,
+                    m.mode,
+                    x.ndcg_at_10,
+                    x.recall_at_100,
+                    x.mrr_at_10,
+                    x.map_at_100,
+                    x.p_at_10
+                ));
+            }
+            if let Some(t) = &d.tuning {
+                let params: Vec<String> = t.best.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                s.push_str(&format!(
+                    "| {} | Hybrid tuned on {} ({}) | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} |\n",
+                    d.name,
+                    t.tuned_on,
+                    params.join(" "),
+                    t.best_on_report_split.ndcg_at_10,
+                    t.best_on_report_split.recall_at_100,
+                    t.best_on_report_split.mrr_at_10,
+                    t.best_on_report_split.map_at_100,
+                    t.best_on_report_split.p_at_10
+                ));
+            }
+        }
+        s
+    }
+
+    /// Writes report.json, report.md and chart.svg into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<(), String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let json = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
+        let write = |name: &str, bytes: &[u8]| {
+            std::fs::write(dir.join(name), bytes)
+                .map_err(|e| format!("{}: {e}", dir.join(name).display()))
+        };
+        write("report.json", &json)?;
+        let md = format!(
+            "# Relevance report\n\nrevision `{}`, model `{}`\n\n{}",
+            self.git_revision,
+            self.model_id,
+            self.markdown()
+        );
+        write("report.md", md.as_bytes())?;
+        self.chart(&dir.join("chart.svg"))
+    }
+
+    /// Grouped bars: nDCG@10 per mode, per dataset.
+    fn chart(&self, path: &Path) -> Result<(), String> {
+        let modes: Vec<String> = self
+            .datasets
+            .iter()
+            .flat_map(|d| d.modes.iter().map(|m| format!("{:?}", m.mode)))
+            .fold(Vec::new(), |mut acc, m| {
+                if !acc.contains(&m) {
+                    acc.push(m);
+                }
+                acc
+            });
+        let groups = self.datasets.len().max(1);
+        let per = modes.len().max(1);
+        let root = SVGBackend::new(path, (220 * groups as u32 + 160, 420)).into_drawing_area();
+        let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("nDCG@10 by mode", ("sans-serif", 20))
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0f64..groups as f64, 0f64..1f64)
+            .map_err(|e| err(&e))?;
+        let names: Vec<String> = self.datasets.iter().map(|d| d.name.clone()).collect();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(groups * 2 + 1)
+            .x_label_formatter(&|x| {
+                let i = x.floor() as usize;
+                if (x - i as f64 - 0.5).abs() < 0.26 {
+                    names.get(i).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc("nDCG@10")
+            .draw()
+            .map_err(|e| err(&e))?;
+        let palette = [
+            RGBColor(66, 133, 244),
+            RGBColor(234, 67, 53),
+            RGBColor(52, 168, 83),
+            RGBColor(251, 188, 5),
+        ];
+        for (mi, mode) in modes.iter().enumerate() {
+            let color = palette[mi % palette.len()];
+            let bars: Vec<Rectangle<(f64, f64)>> = self
+                .datasets
+                .iter()
+                .enumerate()
+                .filter_map(|(di, d)| {
+                    let m = d.modes.iter().find(|m| &format!("{:?}", m.mode) == mode)?;
+                    let width = 0.8 / per as f64;
+                    let x0 = di as f64 + 0.1 + mi as f64 * width;
+                    Some(Rectangle::new(
+                        [(x0, 0.0), (x0 + width * 0.9, m.mean.ndcg_at_10)],
+                        color.filled(),
+                    ))
+                })
+                .collect();
+            chart
+                .draw_series(bars)
+                .map_err(|e| err(&e))?
+                .label(mode.clone())
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
+                });
+        }
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.8))
+            .draw()
+            .map_err(|e| err(&e))?;
+        root.present().map_err(|e| err(&e))?;
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+struct BaselineMode {
+    mode: String,
+    mean: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct BaselineDataset {
+    name: String,
+    modes: Vec<BaselineMode>,
+}
+
+#[derive(Deserialize)]
+struct Baseline {
+    datasets: Vec<BaselineDataset>,
+}
+
+/// Metrics that dropped more than `max_drop` below the baseline report (a JSON file written by
+/// [`Report::write`]), as human-readable lines; empty when nothing regressed.
+pub fn regressions(
+    current: &Report,
+    baseline_json: &[u8],
+    max_drop: f64,
+) -> Result<Vec<String>, String> {
+    let baseline: Baseline =
+        serde_json::from_slice(baseline_json).map_err(|e| format!("baseline report: {e}"))?;
+    let current_json = serde_json::to_value(current).map_err(|e| e.to_string())?;
+    let current: Baseline = serde_json::from_value(current_json).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    let mut compared = 0;
+    for bd in &baseline.datasets {
+        let Some(cd) = current.datasets.iter().find(|d| d.name == bd.name) else {
+            continue;
+        };
+        for bm in &bd.modes {
+            let Some(cm) = cd
+                .modes
+                .iter()
+                .find(|m| m.mode.eq_ignore_ascii_case(&bm.mode))
+            else {
+                continue;
+            };
+            for (metric, bv) in &bm.mean {
+                let (Some(b), Some(c)) =
+                    (bv.as_f64(), cm.mean.get(metric).and_then(|v| v.as_f64()))
+                else {
+                    continue;
+                };
+                compared += 1;
+                if c < b - max_drop {
+                    out.push(format!(
+                        "{} {} {metric}: {c:.4} < baseline {b:.4} - {max_drop}",
+                        bd.name, bm.mode
+                    ));
+                }
+            }
+        }
+    }
+    if compared == 0 {
+        return Err("the baseline report shares no dataset and mode with this run".into());
+    }
+    Ok(out)
+}

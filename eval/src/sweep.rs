@@ -1,0 +1,154 @@
+//! Parameter sweeps for fusion tuning: `--sweep rrf_k=10,30,60 --sweep vector_weight=0.3,0.7`.
+
+use dartmouth_engine::Fusion;
+use serde::Serialize;
+
+use crate::run::RunConfig;
+
+/// One swept parameter and the values to try.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sweep {
+    pub name: String,
+    pub values: Vec<String>,
+}
+
+pub const PARAMETERS: &[&str] = &[
+    "rrf_k",
+    "bm25_weight",
+    "vector_weight",
+    "fusion",
+    "candidates",
+    "title_boost",
+];
+
+impl std::str::FromStr for Sweep {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, values) = s
+            .split_once('=')
+            .ok_or_else(|| format!("--sweep `{s}`: expected NAME=V1,V2,…"))?;
+        let name = name.trim().to_string();
+        if !PARAMETERS.contains(&name.as_str()) {
+            return Err(format!(
+                "--sweep `{name}`: unknown parameter (known: {})",
+                PARAMETERS.join(", ")
+            ));
+        }
+        let values: Vec<String> = values
+            .split(',')
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect();
+        if values.is_empty() {
+            return Err(format!("--sweep `{name}`: no values"));
+        }
+        let sweep = Sweep { name, values };
+        for v in &sweep.values {
+            apply(&mut RunConfig::default(), &sweep.name, v)?;
+        }
+        Ok(sweep)
+    }
+}
+
+/// Sets one parameter on a configuration.
+pub fn apply(config: &mut RunConfig, name: &str, value: &str) -> Result<(), String> {
+    let number = || -> Result<f32, String> {
+        value
+            .parse::<f32>()
+            .ok()
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .ok_or_else(|| format!("{name}: `{value}` is not a number >= 0"))
+    };
+    let (k, bw, vw) = match config.fusion {
+        Fusion::Rrf {
+            k,
+            bm25_weight,
+            vector_weight,
+        } => (k, bm25_weight, vector_weight),
+        Fusion::Weighted {
+            bm25_weight,
+            vector_weight,
+        } => (60.0, bm25_weight, vector_weight),
+    };
+    let rrf = matches!(config.fusion, Fusion::Rrf { .. });
+    let rebuild = |rrf: bool, k: f32, bw: f32, vw: f32| {
+        if rrf {
+            Fusion::Rrf {
+                k,
+                bm25_weight: bw,
+                vector_weight: vw,
+            }
+        } else {
+            Fusion::Weighted {
+                bm25_weight: bw,
+                vector_weight: vw,
+            }
+        }
+    };
+    match name {
+        "rrf_k" => config.fusion = rebuild(rrf, number()?, bw, vw),
+        "bm25_weight" => config.fusion = rebuild(rrf, k, number()?, vw),
+        "vector_weight" => config.fusion = rebuild(rrf, k, bw, number()?),
+        "fusion" => match value {
+            "rrf" => config.fusion = rebuild(true, k, bw, vw),
+            "weighted" => config.fusion = rebuild(false, k, bw, vw),
+            other => return Err(format!("fusion: `{other}` is not rrf or weighted")),
+        },
+        "candidates" => {
+            config.candidates = value
+                .parse()
+                .ok()
+                .filter(|c| (1..=10_000).contains(c))
+                .ok_or_else(|| format!("candidates: `{value}` is not 1 to 10000"))?
+        }
+        "title_boost" => config.title_boost = number()?,
+        other => return Err(format!("unknown parameter `{other}`")),
+    }
+    Ok(())
+}
+
+/// Every combination of the sweeps' values, applied on top of `base`.
+pub fn grid(base: &RunConfig, sweeps: &[Sweep]) -> Vec<(Vec<(String, String)>, RunConfig)> {
+    let mut out = vec![(Vec::new(), *base)];
+    for sweep in sweeps {
+        let mut next = Vec::with_capacity(out.len() * sweep.values.len());
+        for (params, config) in &out {
+            for v in &sweep.values {
+                let mut c = *config;
+                if apply(&mut c, &sweep.name, v).is_ok() {
+                    let mut p = params.clone();
+                    p.push((sweep.name.clone(), v.clone()));
+                    next.push((p, c));
+                }
+            }
+        }
+        out = next;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grids_are_cartesian_products() {
+        let sweeps: Vec<Sweep> = ["rrf_k=10,60", "vector_weight=0.3,0.5,0.7"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let g = grid(&RunConfig::default(), &sweeps);
+        assert_eq!(g.len(), 6);
+        assert!(matches!(
+            g[5].1.fusion,
+            Fusion::Rrf { k, vector_weight, .. } if k == 60.0 && (vector_weight - 0.7).abs() < 1e-6
+        ));
+        assert!("nope=1".parse::<Sweep>().is_err());
+        assert!("rrf_k=abc".parse::<Sweep>().is_err());
+        assert!("rrf_k".parse::<Sweep>().is_err());
+        let mut c = RunConfig::default();
+        apply(&mut c, "fusion", "weighted").unwrap();
+        assert!(matches!(c.fusion, Fusion::Weighted { .. }));
+    }
+}
