@@ -50,6 +50,8 @@ pub struct IndexSummary {
     pub embed_seconds: f64,
     pub chunks_per_second: f64,
     pub applied_seq: u64,
+    /// Documents with nothing to index (no title and no text), with where they are.
+    pub skipped: Vec<String>,
 }
 
 pub struct IndexJob<'a> {
@@ -84,12 +86,22 @@ impl IndexJob<'_> {
         let mut documents = 0;
         let mut chunks_total = 0;
         let mut applied_seq = self.shard.manifest().applied_seq;
+        let mut skipped = Vec::new();
         let outcome: Result<()> = std::thread::scope(|scope| {
             scope.spawn(move || {
                 let mut batch = Vec::with_capacity(batch_docs);
                 for item in source {
                     let prepared = item.and_then(|doc| {
-                        let chunks = chunker.chunk(&doc.title, &doc.text, doc.format)?;
+                        let mut chunks = chunker.chunk(&doc.title, &doc.text, doc.format)?;
+                        if chunks.is_empty() && !doc.title.trim().is_empty() {
+                            // A title-only record (half of CACM) is still a document.
+                            chunks.push(TextChunk {
+                                text: String::new(),
+                                char_start: 0,
+                                char_end: 0,
+                                heading: None,
+                            });
+                        }
                         Ok(Prepared { doc, chunks })
                     });
                     match prepared {
@@ -145,7 +157,12 @@ impl IndexJob<'_> {
                         })
                         .collect();
                     if chunks.is_empty() {
-                        return Err(Error::bad(p.doc.place, "the document has no text to index"));
+                        tracing::warn!(place = %p.doc.place, id = %p.doc.id, "document has no text; skipped");
+                        skipped.push(format!(
+                            "{}: document `{}` has no text",
+                            p.doc.place, p.doc.id
+                        ));
+                        continue;
                     }
                     chunks_total += chunks.len();
                     ops.push(WriteOp::Upsert(Document {
@@ -157,6 +174,10 @@ impl IndexJob<'_> {
                     }));
                 }
                 documents += ops.len();
+                if ops.is_empty() {
+                    progress.bar.inc(n_docs);
+                    continue;
+                }
                 let info = self.shard.apply(WriteBatch {
                     model_id: self.embedder.spec().id.clone(),
                     ops,
@@ -187,6 +208,7 @@ impl IndexJob<'_> {
             embed_seconds: embed_time.as_secs_f64(),
             chunks_per_second: chunks_total as f64 / seconds.max(1e-9),
             applied_seq,
+            skipped,
         })
     }
 }
@@ -197,5 +219,51 @@ pub fn embedding_input(title: &str, text: &str) -> String {
         text.to_string()
     } else {
         format!("{title}\n{text}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::Sizer;
+    use dartmouth_engine::embed::FakeEmbedder;
+    use dartmouth_engine::{DomainSettings, Mode, SearchRequest, search};
+
+    #[test]
+    fn empty_records_are_skipped_and_title_only_records_indexed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let corpus = tmp.path().join("c.jsonl");
+        std::fs::write(
+            &corpus,
+            "{\"_id\":\"1\",\"title\":\"Compilers for parallel machines\",\"text\":\"\"}\n\
+             {\"_id\":\"2\",\"title\":\"\",\"text\":\"  \"}\n\
+             {\"_id\":\"3\",\"title\":\"Sorting\",\"text\":\"Quicksort partitions an array.\"}\n",
+        )
+        .unwrap();
+        let embedder = FakeEmbedder::new(32);
+        let settings = DomainSettings::new(embedder.spec().clone());
+        let shard = Arc::new(Shard::create(&tmp.path().join("s"), "s", settings).unwrap());
+        let summary = IndexJob {
+            shard: Arc::clone(&shard),
+            embedder: &embedder,
+            chunker: Chunker::new(Sizer::ApproxChars, 256, 32),
+            batch_docs: 2,
+        }
+        .run(
+            SourceReader::open(&[corpus], None).unwrap(),
+            &Progress::hidden(),
+        )
+        .unwrap();
+        assert_eq!(summary.documents, 2);
+        assert_eq!(summary.skipped.len(), 1);
+        assert!(
+            summary.skipped[0].contains("c.jsonl:2"),
+            "{:?}",
+            summary.skipped
+        );
+        let mut req = SearchRequest::new("parallel compilers");
+        req.mode = Mode::Bm25;
+        let hits = search(&[&shard], &req).unwrap().hits;
+        assert_eq!(hits[0].doc_id, "1");
     }
 }

@@ -215,12 +215,6 @@ fn parse_beir_line(text: &str, place: &str) -> Result<SourceDoc> {
         Some(Value::String(s)) => Some(s.clone()),
         _ => None,
     };
-    if title.trim().is_empty() && text.trim().is_empty() {
-        return Err(Error::bad(
-            place,
-            format!("document `{id}` has no title and no text"),
-        ));
-    }
     Ok(SourceDoc {
         id,
         title,

@@ -284,6 +284,15 @@ fn index(
         batch_docs,
     }
     .run(source, &progress)?;
+    for skipped in summary.skipped.iter().take(10) {
+        eprintln!("skipped {skipped}");
+    }
+    if summary.skipped.len() > 10 {
+        eprintln!(
+            "… and {} more documents without text",
+            summary.skipped.len() - 10
+        );
+    }
     if json {
         writeln!(out(), "{}", serde_json::to_string(&summary)?)?;
     } else {
