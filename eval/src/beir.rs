@@ -82,15 +82,9 @@ pub fn load_collection(root: &Path, queries_file: &str, split: &str) -> Result<C
 }
 
 fn corpus_ids(path: &Path) -> Result<HashSet<String>, Error> {
-    let file =
-        std::fs::File::open(path).map_err(|e| Error::Layout(format!("{}: {e}", path.display())))?;
     let mut ids = HashSet::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let place = format!("{}:{}", path.display(), i + 1);
-        let line = line.map_err(|e| Error::Bad {
-            place: place.clone(),
-            message: e.to_string(),
-        })?;
+    for item in numbered_lines(path)? {
+        let (place, line) = item?;
         if line.trim().is_empty() {
             continue;
         }
@@ -118,17 +112,33 @@ fn corpus_ids(path: &Path) -> Result<HashSet<String>, Error> {
     Ok(ids)
 }
 
-/// Reads a qrels TSV (`query-id  corpus-id  score`, optional header); keeps score > 0.
-pub fn load_qrels(path: &Path) -> Result<Qrels, Error> {
+/// The lines of a file with their `path:line` place; an unreadable file is a layout error.
+fn numbered_lines(
+    path: &Path,
+) -> Result<impl Iterator<Item = Result<(String, String), Error>>, Error> {
     let file =
         std::fs::File::open(path).map_err(|e| Error::Layout(format!("{}: {e}", path.display())))?;
+    let shown = path.display().to_string();
+    Ok(BufReader::new(file)
+        .lines()
+        .enumerate()
+        .map(move |(i, line)| {
+            let place = format!("{shown}:{}", i + 1);
+            match line {
+                Ok(l) => Ok((place, l)),
+                Err(e) => Err(Error::Bad {
+                    place,
+                    message: e.to_string(),
+                }),
+            }
+        }))
+}
+
+/// Reads a qrels TSV (`query-id  corpus-id  score`, optional header); keeps score > 0.
+pub fn load_qrels(path: &Path) -> Result<Qrels, Error> {
     let mut qrels = Qrels::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let place = format!("{}:{}", path.display(), i + 1);
-        let line = line.map_err(|e| Error::Bad {
-            place: place.clone(),
-            message: e.to_string(),
-        })?;
+    for (i, item) in numbered_lines(path)?.enumerate() {
+        let (place, line) = item?;
         let cols: Vec<&str> = line.split('\t').map(str::trim).collect();
         if line.trim().is_empty() || (i == 0 && cols.first() == Some(&"query-id")) {
             continue;

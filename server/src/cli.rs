@@ -89,16 +89,8 @@ struct EvalArgs {
     baseline: Option<PathBuf>,
     #[arg(long, default_value_t = 0.005)]
     max_drop: f64,
-    #[arg(long, default_value_t = 100)]
-    candidates: usize,
-    #[arg(long, default_value = "rrf")]
-    fusion: String,
-    #[arg(long, default_value_t = dartmouth_engine::RRF_K_DEFAULT)]
-    rrf_k: f32,
-    #[arg(long, default_value_t = 1.0)]
-    bm25_weight: f32,
-    #[arg(long, default_value_t = 1.0)]
-    vector_weight: f32,
+    #[command(flatten)]
+    fusion: FusionArgs,
     #[arg(long, default_value_t = 0.0)]
     title_boost: f32,
 }
@@ -137,6 +129,40 @@ enum DomainCommand {
     },
 }
 
+/// How the branches are fused; shared by `search` and `eval`.
+#[derive(clap::Args)]
+struct FusionArgs {
+    /// Candidates per branch before fusion.
+    #[arg(long, default_value_t = 100)]
+    candidates: usize,
+    /// rrf | weighted
+    #[arg(long, default_value = "rrf")]
+    fusion: String,
+    #[arg(long, default_value_t = dartmouth_engine::RRF_K_DEFAULT)]
+    rrf_k: f32,
+    #[arg(long, default_value_t = 1.0)]
+    bm25_weight: f32,
+    #[arg(long, default_value_t = 1.0)]
+    vector_weight: f32,
+}
+
+impl FusionArgs {
+    fn fusion(&self) -> Result<Fusion> {
+        Ok(match self.fusion.as_str() {
+            "rrf" => Fusion::Rrf {
+                k: self.rrf_k,
+                bm25_weight: self.bm25_weight,
+                vector_weight: self.vector_weight,
+            },
+            "weighted" => Fusion::Weighted {
+                bm25_weight: self.bm25_weight,
+                vector_weight: self.vector_weight,
+            },
+            other => bail!("--fusion `{other}` is not one of rrf, weighted"),
+        })
+    }
+}
+
 #[derive(clap::Args)]
 struct SearchArgs {
     /// Domain to search; repeat for several.
@@ -151,18 +177,8 @@ struct SearchArgs {
     mode: String,
     #[arg(short, long, default_value_t = 10)]
     k: usize,
-    /// Candidates per branch before fusion.
-    #[arg(long, default_value_t = 100)]
-    candidates: usize,
-    /// rrf | weighted
-    #[arg(long, default_value = "rrf")]
-    fusion: String,
-    #[arg(long, default_value_t = dartmouth_engine::RRF_K_DEFAULT)]
-    rrf_k: f32,
-    #[arg(long, default_value_t = 1.0)]
-    bm25_weight: f32,
-    #[arg(long, default_value_t = 1.0)]
-    vector_weight: f32,
+    #[command(flatten)]
+    fusion: FusionArgs,
     /// Filter expression, e.g. 'in_stock = true AND price <= 50'.
     #[arg(long)]
     filter: Option<String>,
@@ -343,12 +359,7 @@ fn search_cmd(catalog: &Catalog, models: &ModelArgs, args: SearchArgs) -> Result
         .collect::<Result<_, _>>()?;
     let shard_refs: Vec<&Shard> = shards.iter().map(Arc::as_ref).collect();
     let mode: Mode = args.mode.parse()?;
-    let fusion = fusion_of(
-        &args.fusion,
-        args.rrf_k,
-        args.bm25_weight,
-        args.vector_weight,
-    )?;
+    let fusion = args.fusion.fusion()?;
     let filter = args
         .filter
         .as_deref()
@@ -372,7 +383,7 @@ fn search_cmd(catalog: &Catalog, models: &ModelArgs, args: SearchArgs) -> Result
         let mut r = SearchRequest::new(text);
         r.mode = mode;
         r.k = args.k;
-        r.candidates = args.candidates;
+        r.candidates = args.fusion.candidates;
         r.fusion = fusion;
         r.filter = filter.clone();
         r
@@ -464,21 +475,6 @@ fn hit_json(h: &Hit) -> serde_json::Value {
     })
 }
 
-fn fusion_of(name: &str, k: f32, bm25_weight: f32, vector_weight: f32) -> Result<Fusion> {
-    Ok(match name {
-        "rrf" => Fusion::Rrf {
-            k,
-            bm25_weight,
-            vector_weight,
-        },
-        "weighted" => Fusion::Weighted {
-            bm25_weight,
-            vector_weight,
-        },
-        other => bail!("--fusion `{other}` is not one of rrf, weighted"),
-    })
-}
-
 fn git_revision() -> String {
     let run = |args: &[&str]| {
         std::process::Command::new("git")
@@ -524,13 +520,8 @@ fn eval_cmd(
         modes,
         config: RunConfig {
             depth: 100,
-            candidates: args.candidates,
-            fusion: fusion_of(
-                &args.fusion,
-                args.rrf_k,
-                args.bm25_weight,
-                args.vector_weight,
-            )?,
+            candidates: args.fusion.candidates,
+            fusion: args.fusion.fusion()?,
             title_boost: args.title_boost,
         },
         split: args.split.clone(),
