@@ -167,3 +167,71 @@ pub fn load_qrels(path: &Path) -> Result<Qrels, Error> {
     qrels.retain(|_, docs| !docs.is_empty());
     Ok(qrels)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collection(dir: &Path, corpus: &str, queries: &str, qrels: &str) {
+        std::fs::create_dir_all(dir.join("qrels")).unwrap();
+        std::fs::write(dir.join("corpus.jsonl"), corpus).unwrap();
+        std::fs::write(dir.join("queries.jsonl"), queries).unwrap();
+        std::fs::write(dir.join("qrels/test.tsv"), qrels).unwrap();
+    }
+
+    const CORPUS: &str = "{\"_id\":\"d1\",\"text\":\"a\"}\n{\"_id\":\"d2\",\"text\":\"b\"}\n";
+    const QUERIES: &str = "{\"_id\":\"q1\",\"text\":\"x\"}\n{\"_id\":\"q2\",\"text\":\"y\"}\n";
+
+    #[test]
+    fn loads_and_keeps_only_judged_queries() {
+        let tmp = tempfile::tempdir().unwrap();
+        collection(
+            tmp.path(),
+            CORPUS,
+            QUERIES,
+            "query-id\tcorpus-id\tscore\nq1\td2\t2\nq2\td1\t0\n",
+        );
+        let c = load_collection(tmp.path(), "queries.jsonl", "test").unwrap();
+        assert_eq!(c.queries.len(), 1);
+        assert_eq!(c.qrels["q1"]["d2"], 2);
+    }
+
+    #[test]
+    fn bad_collections_name_the_file_and_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        let err = |corpus: &str, queries: &str, qrels: &str| {
+            collection(tmp.path(), corpus, queries, qrels);
+            load_collection(tmp.path(), "queries.jsonl", "test")
+                .err()
+                .unwrap()
+                .to_string()
+        };
+        let e = err(CORPUS, QUERIES, "q1\td9\t1\n");
+        assert!(e.contains("test.tsv") && e.contains("document `d9`"), "{e}");
+        let e = err(CORPUS, QUERIES, "q7\td1\t1\n");
+        assert!(e.contains("query `q7`"), "{e}");
+        let e = err(CORPUS, QUERIES, "q1\td1\t1\nq1\td1\t1\n");
+        assert!(e.contains("test.tsv:2") && e.contains("duplicate"), "{e}");
+        let e = err(CORPUS, QUERIES, "q1\td1\n");
+        assert!(
+            e.contains("test.tsv:1") && e.contains("3 tab-separated"),
+            "{e}"
+        );
+        let e = err(
+            "{\"_id\":\"d1\"}\n{\"_id\":\"d1\"}\n",
+            QUERIES,
+            "q1\td1\t1\n",
+        );
+        assert!(
+            e.contains("corpus.jsonl:2") && e.contains("duplicate document"),
+            "{e}"
+        );
+        let e = err(CORPUS, "\n", "q1\td1\t1\n");
+        assert!(e.contains("no queries"), "{e}");
+        let e = load_collection(&tmp.path().join("nope"), "queries.jsonl", "test")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("is not a BEIR collection"), "{e}");
+    }
+}

@@ -269,3 +269,61 @@ pub fn regressions(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dartmouth_engine::Mode;
+
+    fn report(ndcg: f64) -> Report {
+        Report {
+            git_revision: "test".into(),
+            model_id: "m".into(),
+            created_unix: 0,
+            datasets: vec![DatasetReport {
+                name: "tiny".into(),
+                path: "/tiny".into(),
+                checksum: "00".into(),
+                queries: 1,
+                config: RunConfig::default(),
+                modes: vec![ModeReport {
+                    mode: Mode::Hybrid,
+                    mean: Metrics {
+                        ndcg_at_10: ndcg,
+                        ..Metrics::default()
+                    },
+                    per_query: Default::default(),
+                }],
+                tuning: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn writes_reports_and_flags_regressions() {
+        let tmp = tempfile::tempdir().unwrap();
+        report(0.70).write(tmp.path()).unwrap();
+        let baseline = std::fs::read(tmp.path().join("report.json")).unwrap();
+        assert!(
+            std::fs::read_to_string(tmp.path().join("chart.svg"))
+                .unwrap()
+                .contains("<svg")
+        );
+        assert!(
+            std::fs::read_to_string(tmp.path().join("report.md"))
+                .unwrap()
+                .contains("| tiny | Hybrid | 0.7000")
+        );
+        assert!(
+            regressions(&report(0.696), &baseline, 0.005)
+                .unwrap()
+                .is_empty()
+        );
+        let dropped = regressions(&report(0.69), &baseline, 0.005).unwrap();
+        assert_eq!(dropped.len(), 1);
+        assert!(dropped[0].contains("ndcg_at_10"), "{dropped:?}");
+        let mut other = report(0.7);
+        other.datasets[0].name = "else".into();
+        assert!(regressions(&other, &baseline, 0.005).is_err());
+    }
+}

@@ -138,7 +138,11 @@ mod tests {
             .iter()
             .map(|s| s.parse().unwrap())
             .collect();
-        let g = grid(&RunConfig::default(), &sweeps);
+        let base = RunConfig {
+            fusion: Fusion::rrf(),
+            ..RunConfig::default()
+        };
+        let g = grid(&base, &sweeps);
         assert_eq!(g.len(), 6);
         assert!(matches!(
             g[5].1.fusion,

@@ -135,8 +135,8 @@ struct FusionArgs {
     /// Candidates per branch before fusion.
     #[arg(long, default_value_t = 100)]
     candidates: usize,
-    /// rrf | weighted
-    #[arg(long, default_value = "rrf")]
+    /// weighted (min-max normalised scores; tuned default) | rrf
+    #[arg(long, default_value = "weighted")]
     fusion: String,
     #[arg(long, default_value_t = dartmouth_engine::RRF_K_DEFAULT)]
     rrf_k: f32,
