@@ -76,7 +76,7 @@ impl Fusion {
 
 /// One candidate after fusion: its fused score and where it stood in each branch.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Fused<K> {
+pub struct Fused<K> {
     pub key: K,
     pub score: f32,
     /// (1-based rank, raw score) in the BM25 list.
@@ -86,7 +86,7 @@ pub(crate) struct Fused<K> {
 
 /// Fuses two lists, each sorted best first. The output is sorted by fused score, ties broken by
 /// the key's order, so the result is deterministic.
-pub(crate) fn fuse<K: Copy + Eq + Hash + Ord>(
+pub fn fuse<K: Copy + Eq + Hash + Ord>(
     fusion: &Fusion,
     bm25: &[(K, f32)],
     vector: &[(K, f32)],

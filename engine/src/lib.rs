@@ -28,7 +28,7 @@ pub use catalog::{Catalog, validate_domain_name};
 pub use embed::{Embedder, Embedding, ModelSpec};
 pub use error::{Error, ErrorKind, Result};
 pub use filter::{CompareOp, Filter, MAX_FILTER_DEPTH};
-pub use fusion::{Fusion, RRF_K_DEFAULT};
+pub use fusion::{Fused, Fusion, RRF_K_DEFAULT, fuse};
 pub use search::{BranchHit, Hit, Mode, SearchRequest, SearchResponse, search};
 pub use shard::{
     ApplyTimings, Chunk, CommitInfo, Document, DomainSettings, Manifest, Shard, ShardStats,
