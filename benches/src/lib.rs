@@ -1,1 +1,2 @@
-//! Benchmarks: the `bench` program (end-to-end figures) lives in `src/bin/bench.rs`.
+//! Benchmarks for Dartmouth Knowledge: the end-to-end `bench` program (`src/bin/bench.rs`) and the
+//! criterion micro-benchmarks (`benches/micro.rs`). `scripts/bench.sh` runs both.
