@@ -22,7 +22,8 @@ pub struct EvalOptions {
     pub sweeps: Vec<Sweep>,
 }
 
-fn queries_file(root: &Path, split: &str) -> String {
+/// The queries of `split`: `queries_<split>.jsonl` when the collection has one, else `queries.jsonl`.
+pub fn queries_file(root: &Path, split: &str) -> String {
     let specific = format!("queries_{split}.jsonl");
     if root.join(&specific).is_file() {
         specific

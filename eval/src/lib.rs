@@ -9,7 +9,7 @@ mod run;
 mod sweep;
 
 pub use beir::{Collection, Error, Qrels, load_collection, load_qrels};
-pub use harness::{EvalOptions, domain_name, evaluate_dataset, prepare_domain};
+pub use harness::{EvalOptions, domain_name, evaluate_dataset, prepare_domain, queries_file};
 pub use metrics::{
     Metrics, evaluate_query, map_at, mean, mrr_at, ndcg_at, precision_at, recall_at,
 };

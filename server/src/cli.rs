@@ -501,7 +501,7 @@ fn eval_cmd(
 ) -> Result<()> {
     use dartmouth_eval::{
         EvalOptions, Report, RunConfig, Sweep, evaluate_dataset, load_collection, prepare_domain,
-        regressions,
+        queries_file, regressions,
     };
     let modes: Vec<Mode> = args
         .modes
@@ -531,12 +531,11 @@ fn eval_cmd(
     // Check every dataset's layout before spending minutes on indexing.
     let mut collections = Vec::new();
     for root in &args.datasets {
-        let queries = if root.join(format!("queries_{}.jsonl", args.split)).is_file() {
-            format!("queries_{}.jsonl", args.split)
-        } else {
-            "queries.jsonl".to_string()
-        };
-        collections.push(load_collection(root, &queries, &args.split)?);
+        collections.push(load_collection(
+            root,
+            &queries_file(root, &args.split),
+            &args.split,
+        )?);
     }
     let spec = spec_for(EmbedderKind::Minilm, None, None)?;
     let embedder = models.embedder_for(&spec)?;
