@@ -1,7 +1,30 @@
-//! Knowledge domains as an access-controlled unit: principals, groups, grants, API keys, JWT
-//! verification, audit, and the transactional store (SQLite / PostgreSQL) whose changelog the
-//! engine's shards apply.
+//! Knowledge domains as an access-controlled unit, on a transactional store whose changelog the
+//! shards apply ("the store is the log, the indexes are views").
 //!
-//! Empty on purpose until that work lands: the engine already records the applied changelog
-//! sequence in every shard commit and skips replayed sequences, which is what this crate's
-//! applier will rely on. This crate depends on no other member.
+//! - `Store` (`store.rs`): SQLite (default, in the data directory) or PostgreSQL through sqlx,
+//!   each with its own migrations; the bootstrap admin on a new store.
+//! - `admin.rs`: domains, principals, groups, grants, API keys (256-bit secrets, stored as
+//!   SHA-256, a short public id, revocable, optional expiry and domain restriction), audit.
+//! - `access.rs`: `Caller` (who; only from a credential or the local operator) and `Pass`
+//!   (which domains; only from `Store::authorize`). A domain the caller may not use is reported
+//!   exactly as one that does not exist.
+//! - `content.rs`: documents, chunks with embeddings, and the changelog; writes acknowledge
+//!   with their sequence.
+//!
+//! This crate depends on no other member: settings and attributes are carried as JSON.
+
+mod access;
+mod admin;
+mod content;
+mod error;
+mod model;
+pub mod names;
+mod store;
+
+pub use access::{Caller, Pass};
+pub use error::{Error, Result};
+pub use model::{
+    AuditEntry, Change, Domain, Grant, KeyInfo, Principal, PrincipalKind, Role, StoredChunk,
+    StoredDocument, Write,
+};
+pub use store::{BOOTSTRAP_ADMIN, Backend, Store};

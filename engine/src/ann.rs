@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use hnsw_rs::anndists::dist::Distance;
-use hnsw_rs::prelude::{AnnT, FilterT, Hnsw, HnswIo};
+use hnsw_rs::prelude::{AnnT, Hnsw, HnswIo};
 
 use crate::embed::dot;
 use crate::{Error, Result};
@@ -17,6 +17,9 @@ use crate::{Error, Result};
 /// asserts `1 - dot >= 0`, which rounding breaks for near-identical vectors.)
 #[derive(Default, Clone, Copy)]
 pub(crate) struct CosineDistance;
+
+/// A point's ordinal and its neighbours' ordinals on each layer, from layer 0.
+pub(crate) type PointLinks = (u32, Vec<Vec<u32>>);
 
 impl Distance<f32> for CosineDistance {
     fn eval(&self, va: &[f32], vb: &[f32]) -> f32 {
@@ -72,31 +75,34 @@ impl Ann {
         }
     }
 
-    /// The `k` nearest ordinals with their cosine similarity, best first, among those `allow`s.
-    pub fn search(
-        &self,
-        query: &[f32],
-        k: usize,
-        ef: usize,
-        allow: Option<&dyn Fn(usize) -> bool>,
-    ) -> Vec<(u32, f32)> {
-        struct Allow<'a>(&'a dyn Fn(usize) -> bool);
-        impl FilterT for Allow<'_> {
-            fn hnsw_filter(&self, id: &usize) -> bool {
-                (self.0)(*id)
-            }
+    /// Every point as (ordinal, neighbour ordinals per layer from 0), and the entry point (a
+    /// point of the top layer), for `FlatGraph::copy`.
+    pub fn adjacency(&self) -> (Vec<PointLinks>, Option<u32>) {
+        if self.graph.get_nb_point() == 0 {
+            // hnsw_rs's point iterator unwraps the entry point.
+            return (Vec::new(), None);
         }
-        let ef = ef.max(k);
-        let found = match allow {
-            Some(f) => self
-                .graph
-                .search_filter(query, k, ef, Some(&Allow(f) as &dyn FilterT)),
-            None => self.graph.search(query, k, ef),
-        };
-        found
+        let mut entry: Option<(u8, u32)> = None;
+        let points = self
+            .graph
+            .get_point_indexation()
             .into_iter()
-            .map(|n| (n.d_id as u32, 1.0 - n.distance))
-            .collect()
+            .map(|p| {
+                let ordinal = p.get_origin_id() as u32;
+                let level = p.get_point_id().0;
+                if entry.is_none_or(|(l, _)| level > l) {
+                    entry = Some((level, ordinal));
+                }
+                let layers = p
+                    .get_neighborhood_id()
+                    .into_iter()
+                    .take(usize::from(level) + 1)
+                    .map(|layer| layer.into_iter().map(|n| n.d_id as u32).collect())
+                    .collect();
+                (ordinal, layers)
+            })
+            .collect();
+        (points, entry.map(|(_, o)| o))
     }
 
     /// Writes `<basename>.hnsw.graph` and `<basename>.hnsw.data` into `dir`.

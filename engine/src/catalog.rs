@@ -90,6 +90,34 @@ impl Catalog {
         Ok(names)
     }
 
+    /// A directory on the catalog's file system where a replacement shard for `name` can be
+    /// built before `replace` swaps it in.
+    pub fn scratch_dir(&self, name: &str) -> Result<PathBuf> {
+        validate_domain_name(name)?;
+        Ok(self.root.join(format!(".rebuild-{name}")))
+    }
+
+    /// Swaps the shard built in `built` (from `scratch_dir`) in for the domain's current one.
+    /// Shards already handed out keep serving the old files until dropped.
+    pub fn replace(&self, name: &str, built: &Path) -> Result<()> {
+        validate_domain_name(name)?;
+        let mut open = self.open.write().map_err(|_| poisoned(&self.root))?;
+        let dir = self.dir_of(name);
+        let old = self.root.join(format!(".replaced-{name}"));
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(Error::io(&old))?;
+        }
+        if dir.exists() {
+            std::fs::rename(&dir, &old).map_err(Error::io(&dir))?;
+        }
+        std::fs::rename(built, &dir).map_err(Error::io(built))?;
+        open.remove(name);
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(Error::io(&old))?;
+        }
+        Ok(())
+    }
+
     /// Removes the domain's shard from disk. Renamed away first, so a crash leaves no half shard.
     pub fn delete(&self, name: &str) -> Result<()> {
         validate_domain_name(name).map_err(|_| Error::DomainNotFound(name.to_string()))?;

@@ -25,13 +25,13 @@ pub enum Fusion {
 }
 
 impl Default for Fusion {
-    /// Equal-weight fusion of min-max normalised scores: what tuning on SciFact's training split
-    /// chose over RRF (train nDCG@10 0.736 vs 0.720 for RRF k=60; test 0.722 vs 0.710). The
-    /// evidence is `reports/scifact-tuning/report.json`.
+    /// Weighted fusion of min-max normalised scores, vector weight 0.7: what tuning on SciFact's
+    /// training split chose (train nDCG@10 0.739; equal weights 0.739, RRF k=60 0.727; test 0.729).
+    /// The evidence is `reports/scifact-tuning/report.json`.
     fn default() -> Self {
         Fusion::Weighted {
             bm25_weight: 1.0,
-            vector_weight: 1.0,
+            vector_weight: 0.7,
         }
     }
 }

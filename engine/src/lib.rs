@@ -17,6 +17,7 @@ mod catalog;
 pub mod embed;
 mod error;
 mod filter;
+mod flat;
 mod fusion;
 mod schema;
 mod search;

@@ -30,6 +30,9 @@ pub(crate) struct Fields {
     pub chunk_idx: Field,
     /// Title and text, analysed together: the field BM25 searches.
     pub content: Field,
+    /// Title and whole text of the document, on its first chunk only: the field document-level
+    /// BM25 searches (chunk scores pooled by max favour short tail chunks; see `search.rs`).
+    pub document: Field,
     /// The title alone, indexed for optional title boosting, and stored.
     pub title: Field,
     /// The chunk text, stored for hydration.
@@ -54,6 +57,14 @@ pub(crate) fn build() -> (Schema, Fields) {
         doc_id: b.add_text_field("doc_id", STRING | STORED | FAST),
         chunk_idx: b.add_u64_field("chunk_idx", STORED | FAST),
         content: b.add_text_field("content", text_options.clone()),
+        document: b.add_text_field(
+            "document",
+            TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer(ANALYZER)
+                    .set_index_option(IndexRecordOption::WithFreqs),
+            ),
+        ),
         title: b.add_text_field("title", text_options.set_stored()),
         text: b.add_text_field("text", STORED),
         url: b.add_text_field("url", STORED),
@@ -72,6 +83,7 @@ pub(crate) fn fields_of(schema: &Schema) -> tantivy::Result<Fields> {
         doc_id: f("doc_id")?,
         chunk_idx: f("chunk_idx")?,
         content: f("content")?,
+        document: f("document")?,
         title: f("title")?,
         text: f("text")?,
         url: f("url")?,

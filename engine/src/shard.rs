@@ -14,11 +14,12 @@ use tantivy::{
 use crate::ann::{Ann, AnnParams};
 use crate::attrs::{AttrIndex, Attributes, validate_attributes};
 use crate::embed::{ModelSpec, check_and_normalise};
+use crate::flat::{FlatGraph, RECOPY_ROWS};
 use crate::schema::{self, Fields};
 use crate::vectors::{VectorFile, VectorView};
 use crate::{Error, Result};
 
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
 const MANIFEST: &str = "manifest.json";
 const GRAPH_META: &str = "graph.json";
 /// Vectors appended since the last graph checkpoint that trigger a new one at commit.
@@ -50,7 +51,7 @@ impl DomainSettings {
         }
     }
 
-    pub(crate) fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> Result<()> {
         if self.model.dim == 0 || self.model.dim > 8192 {
             return Err(Error::invalid(format!(
                 "model dimension must be 1 to 8192, got {}",
@@ -206,14 +207,23 @@ pub(crate) struct Snapshot {
     pub searcher: Searcher,
     pub fields: Fields,
     pub live: RoaringBitmap,
+    /// Live documents (= live chunks with chunk_idx 0).
+    pub documents: u64,
+    /// First chunks including deleted ones not yet merged away: the document count that goes with
+    /// tantivy's document frequencies, which also include them (as tantivy's own `max_doc` does).
+    pub first_chunks: u64,
     /// ordinal -> (segment ord, doc id) for live chunks.
     pub addresses: HashMap<u32, DocAddress>,
     /// Each segment's `ordinal` column, opened once per snapshot rather than per hit.
     pub ordinal_columns: Vec<tantivy::columnar::Column<u64>>,
+    /// Each segment's `chunk_idx` column (hits without payload read nothing else).
+    pub chunk_idx_columns: Vec<tantivy::columnar::Column<u64>>,
     pub docs: Arc<DocTable>,
     pub attrs: Arc<AttrIndex>,
     pub vectors: VectorView,
     pub ann: Arc<Ann>,
+    /// The copy of `ann` that searches walk (see `flat.rs`).
+    pub flat: Arc<FlatGraph>,
     pub applied_seq: u64,
     pub model: ModelSpec,
 }
@@ -224,8 +234,24 @@ struct WriterState {
     docs: Arc<DocTable>,
     attrs: Arc<AttrIndex>,
     ann: Arc<Ann>,
+    /// The searched copy of `ann` and the graph it was copied from.
+    flat: Arc<FlatGraph>,
+    flat_of: Arc<Ann>,
     applied_seq: u64,
     graph_rows: u32,
+}
+
+impl WriterState {
+    /// Re-copies the graph for search when it was rebuilt or has grown by `RECOPY_ROWS` rows.
+    fn refresh_flat(&mut self) {
+        let rows = self.vectors.rows();
+        if !Arc::ptr_eq(&self.flat_of, &self.ann)
+            || rows.saturating_sub(self.flat.upto) > RECOPY_ROWS
+        {
+            self.flat = Arc::new(FlatGraph::copy(&self.ann, rows));
+            self.flat_of = Arc::clone(&self.ann);
+        }
+    }
 }
 
 pub struct Shard {
@@ -368,15 +394,19 @@ impl Shard {
         let view = vectors.view()?;
         let (ann, graph_rows) = load_graph(dir, &view, &live);
         let index_writer = index.writer_with_num_threads(2, 128 * 1024 * 1024)?;
-        let writer = WriterState {
+        let ann = Arc::new(ann);
+        let mut writer = WriterState {
             index_writer,
             vectors,
             docs: Arc::new(docs),
             attrs: Arc::new(attrs),
-            ann: Arc::new(ann),
+            flat: Arc::new(FlatGraph::copy(&ann, 0)),
+            flat_of: Arc::clone(&ann),
+            ann,
             applied_seq: payload.applied_seq,
             graph_rows,
         };
+        writer.flat = Arc::new(FlatGraph::copy(&writer.ann, writer.vectors.rows()));
         let snapshot = build_snapshot(&reader, fields, &writer, &manifest.settings.model)?;
         Ok(Shard {
             name: name.to_string(),
@@ -391,6 +421,11 @@ impl Shard {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The changelog sequence the shard has applied up to.
+    pub fn applied_seq(&self) -> u64 {
+        self.snapshot().applied_seq
     }
 
     pub fn dir(&self) -> &Path {
@@ -416,15 +451,9 @@ impl Shard {
 
     pub fn stats(&self) -> ShardStats {
         let snap = self.snapshot();
-        let documents = snap
-            .live
-            .iter()
-            .map(|o| snap.docs.doc_of[o as usize])
-            .collect::<RoaringBitmap>()
-            .len();
         ShardStats {
             domain: self.name.clone(),
-            documents,
+            documents: snap.documents,
             chunks: snap.live.len(),
             graph_points: snap.ann.len() as u64,
             applied_seq: snap.applied_seq,
@@ -442,6 +471,17 @@ impl Shard {
     /// Applies a batch atomically: validated first, then vectors appended, then one tantivy
     /// commit that also records the sequence. On any failure the shard is as it was.
     pub fn apply(&self, batch: WriteBatch) -> Result<CommitInfo> {
+        self.apply_inner(batch, true)
+    }
+
+    /// Applies a batch without moving the applied sequence (`batch.seq` is ignored): for
+    /// rebuilding a shard from a store snapshot, whose sequence a last, sequenced batch records.
+    pub fn apply_unsequenced(&self, mut batch: WriteBatch) -> Result<CommitInfo> {
+        batch.seq = None;
+        self.apply_inner(batch, false)
+    }
+
+    fn apply_inner(&self, batch: WriteBatch, advance: bool) -> Result<CommitInfo> {
         let mut w = self.lock_writer()?;
         if let Some(seq) = batch.seq
             && seq <= w.applied_seq
@@ -459,7 +499,11 @@ impl Shard {
         let t = std::time::Instant::now();
         let ops = self.validate(batch.ops, &batch.model_id)?;
         timings.validate_us = micros(t);
-        let new_seq = batch.seq.unwrap_or(w.applied_seq + 1);
+        let new_seq = match (advance, batch.seq) {
+            (false, _) => w.applied_seq,
+            (true, Some(seq)) => seq,
+            (true, None) => w.applied_seq + 1,
+        };
         let first_ordinal = w.vectors.rows();
         let vectors: Vec<&[f32]> = ops
             .iter()
@@ -511,6 +555,10 @@ impl Shard {
                             t.add_text(f.content, &chunk.text);
                             t.add_text(f.title, &doc.title);
                             t.add_text(f.text, &chunk.text);
+                            if i == 0 {
+                                t.add_text(f.document, &doc.title);
+                                t.add_text(f.document, document_text(&doc.chunks));
+                            }
                             if let Some(url) = &doc.url {
                                 t.add_text(f.url, url);
                             }
@@ -573,7 +621,7 @@ impl Shard {
         timings.graph_us = micros(t);
         let t = std::time::Instant::now();
         self.reader.reload()?;
-        self.publish(&w)?;
+        self.publish(&mut w)?;
         timings.publish_us = micros(t);
         if w.vectors.rows() - w.graph_rows >= CHECKPOINT_EVERY {
             self.checkpoint_locked(&mut w)?;
@@ -638,7 +686,8 @@ impl Shard {
     }
 
     /// Swaps in a snapshot that matches the reader's current commit.
-    fn publish(&self, w: &WriterState) -> Result<()> {
+    fn publish(&self, w: &mut WriterState) -> Result<()> {
+        w.refresh_flat();
         let snapshot = build_snapshot(&self.reader, self.fields, w, &self.manifest.settings.model)?;
         let mut slot = match self.snapshot.write() {
             Ok(s) => s,
@@ -691,6 +740,26 @@ impl Shard {
     }
 }
 
+/// The document's text rebuilt from its chunks: overlaps (known from the char ranges) are taken
+/// once; chunks without a range are concatenated.
+fn document_text(chunks: &[Chunk]) -> String {
+    let mut out = String::new();
+    let mut covered = 0u64;
+    for c in chunks {
+        if c.char_end <= c.char_start {
+            out.push_str(&c.text);
+        } else if c.char_end > covered {
+            let skip = covered.saturating_sub(c.char_start) as usize;
+            out.extend(c.text.chars().skip(skip));
+            covered = c.char_end;
+        } else {
+            continue;
+        }
+        out.push('\n');
+    }
+    out
+}
+
 fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
@@ -708,26 +777,40 @@ fn build_snapshot(
     let mut live = RoaringBitmap::new();
     let mut addresses = HashMap::new();
     let mut ordinal_columns = Vec::new();
+    let mut chunk_idx_columns = Vec::new();
+    let (mut documents, mut first_chunks) = (0, 0);
     for (seg_ord, segment) in searcher.segment_readers().iter().enumerate() {
         let ordinals = segment.fast_fields().u64("ordinal")?;
+        let chunk_idx = segment.fast_fields().u64("chunk_idx")?;
         for doc in segment.doc_ids_alive() {
             if let Some(o) = ordinals.first(doc) {
                 live.insert(o as u32);
                 addresses.insert(o as u32, DocAddress::new(seg_ord as u32, doc));
             }
+            if chunk_idx.first(doc) == Some(0) {
+                documents += 1;
+            }
         }
+        first_chunks += (0..segment.max_doc())
+            .filter(|&d| chunk_idx.first(d) == Some(0))
+            .count() as u64;
         ordinal_columns.push(ordinals);
+        chunk_idx_columns.push(chunk_idx);
     }
     Ok(Snapshot {
         searcher,
         fields,
         live,
+        documents,
+        first_chunks,
         addresses,
         ordinal_columns,
+        chunk_idx_columns,
         docs: Arc::clone(&w.docs),
         attrs: Arc::clone(&w.attrs),
         vectors: w.vectors.view()?,
         ann: Arc::clone(&w.ann),
+        flat: Arc::clone(&w.flat),
         applied_seq: w.applied_seq,
         model: model.clone(),
     })

@@ -15,6 +15,9 @@ use memmap2::Mmap;
 
 use crate::{Error, Result};
 
+#[cfg(not(target_endian = "little"))]
+compile_error!("the vector file is read in place as little-endian f32");
+
 const MAGIC: &[u8; 4] = b"DKV1";
 const HEADER: usize = 8;
 
@@ -133,6 +136,17 @@ impl VectorFile {
 impl VectorView {
     pub fn rows(&self) -> u32 {
         self.rows
+    }
+
+    /// Row `ordinal` in place: the map is page-aligned and the header is 8 bytes, so rows are
+    /// f32-aligned; the file is little-endian, as the machine must be (checked at compile time).
+    pub fn row(&self, ordinal: u32) -> Option<&[f32]> {
+        let map = self.map.as_ref()?;
+        if ordinal >= self.rows {
+            return None;
+        }
+        let start = HEADER + ordinal as usize * self.dim * 4;
+        bytemuck::try_cast_slice(&map[start..start + self.dim * 4]).ok()
     }
 
     /// Copies row `ordinal` into `out` (little-endian decode; no alignment assumptions).

@@ -42,13 +42,18 @@ fn hnsw_recall_at_10_is_at_least_095_on_20k_random_vectors() {
     };
     let shard = Shard::create(&tmp.path().join("r"), "r", DomainSettings::new(model)).unwrap();
     let _ = FakeEmbedder::new(DIM).spec();
-    for (b, block) in vectors.chunks(5000).enumerate() {
+    // Large batches, then small ones: the last rows arrive after the searched copy of the graph
+    // was taken and are found by the exact pass over rows added since (see flat.rs).
+    let mut start = 0;
+    while start < N {
+        let size = if start < 18_000 { 6000 } else { 100 };
+        let block = &vectors[start..(start + size).min(N)];
         let ops = block
             .iter()
             .enumerate()
             .map(|(i, v)| {
                 WriteOp::Upsert(Document {
-                    id: format!("v{}", b * 5000 + i),
+                    id: format!("v{}", start + i),
                     title: String::new(),
                     url: None,
                     attributes: Default::default(),
@@ -69,6 +74,7 @@ fn hnsw_recall_at_10_is_at_least_095_on_20k_random_vectors() {
                 seq: None,
             })
             .unwrap();
+        start += size;
     }
     let mut found = 0usize;
     for q in &queries {

@@ -584,3 +584,55 @@ fn openai_compatible_embedder_talks_to_a_real_http_server() {
         "{auth:?}"
     );
 }
+
+#[test]
+fn document_retrieval_scores_whole_documents_and_cites_the_best_chunk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shard = new_shard(tmp.path());
+    let filler = "orchards need water sunlight pruning and patience every season ".repeat(20);
+    let long_first = format!("{filler} kiwi");
+    shard
+        .apply(batch(vec![
+            // Two mentions spread over a long document, one of them in a short tail chunk.
+            WriteOp::Upsert(doc("long", "Orchard", &[&long_first, "kiwi"], &[])),
+            // One mention in a short document.
+            WriteOp::Upsert(doc(
+                "short",
+                "Fruit",
+                &["a kiwi is a fuzzy brown berry from vines"],
+                &[],
+            )),
+        ]))
+        .unwrap();
+    let mut req = request("kiwi", Mode::Bm25);
+    // Chunk level: the two-word tail chunk wins on length normalisation.
+    let chunks = search(&[&shard], &req).unwrap();
+    assert_eq!(chunks.hits[0].chunk_id, "long#1");
+    // Document level: the short document, where kiwi is denser, wins; the long document is
+    // still cited by its best chunk, not its first.
+    req.collapse = true;
+    let docs = search(&[&shard], &req).unwrap();
+    let got: Vec<&str> = docs.hits.iter().map(|h| h.chunk_id.as_str()).collect();
+    assert_eq!(got, ["short#0", "long#1"]);
+    assert!(docs.hits[1].text.contains("kiwi") && docs.hits[1].url.is_some());
+    // Without payload: the same ids, ranks and scores, nothing read from the document store.
+    req.with_payload = false;
+    let bare = search(&[&shard], &req).unwrap();
+    for (a, b) in bare.hits.iter().zip(&docs.hits) {
+        assert_eq!(
+            (&a.chunk_id, &a.doc_id, a.chunk_idx),
+            (&b.chunk_id, &b.doc_id, b.chunk_idx)
+        );
+        assert_eq!((a.score, a.bm25, a.vector), (b.score, b.bm25, b.vector));
+        assert!(a.text.is_empty() && a.url.is_none());
+    }
+    req.with_payload = true;
+    assert_eq!(shard.stats().documents, 2);
+    shard
+        .apply(batch(vec![WriteOp::Delete("short".into())]))
+        .unwrap();
+    assert_eq!(shard.stats().documents, 1);
+    let docs = search(&[&shard], &req).unwrap();
+    assert_eq!(docs.hits.len(), 1);
+    assert_eq!(docs.hits[0].chunk_id, "long#1");
+}

@@ -76,7 +76,7 @@ pub fn prepare_domain(
     let settings = DomainSettings::new(embedder.spec().clone());
     let shard = catalog.create(&name, settings.clone())?;
     IndexJob {
-        shard: Arc::clone(&shard),
+        sink: shard.clone(),
         embedder,
         chunker: Chunker::new(sizer, settings.chunk_tokens, settings.chunk_overlap),
         batch_docs: 256,

@@ -70,6 +70,7 @@ pub fn rank_queries(
         req.fusion = config.fusion;
         req.title_boost = config.title_boost;
         req.collapse = true;
+        req.with_payload = false;
         req.vector = query_vectors.map(|v| v[i].clone());
         let ranked: Vec<String> = search(&[shard], &req)?
             .hits

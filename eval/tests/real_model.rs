@@ -128,7 +128,7 @@ fn scifact_ndcg() {
     let shard =
         Arc::new(Shard::create(&tmp.path().join("scifact"), "scifact", settings.clone()).unwrap());
     let summary = IndexJob {
-        shard: Arc::clone(&shard),
+        sink: shard.clone(),
         embedder: &e,
         chunker: Chunker::new(
             Sizer::from_model_dir(&model_dir()).unwrap(),
@@ -153,15 +153,20 @@ fn scifact_ndcg() {
         scores.push(report.mean.ndcg_at_10);
     }
     cross_check_with_trec_eval(&shard, &collection, &vectors);
-    assert!(scores[0] >= 0.62, "bm25 nDCG@10 {}", scores[0]);
-    assert!(scores[1] >= 0.62, "vector nDCG@10 {}", scores[1]);
+    // Issue 6's targets (measured here: 0.686 / 0.652 / 0.729), and hybrid above LanceDB's 0.716.
+    assert!(scores[0] >= 0.68, "bm25 nDCG@10 {}", scores[0]);
+    assert!(scores[1] >= 0.64, "vector nDCG@10 {}", scores[1]);
     // The converted model reproduces the published dense-only figure (0.645) within 0.015.
     assert!(
         (scores[1] - 0.645).abs() <= 0.015,
         "vector nDCG@10 {} vs published 0.645",
         scores[1]
     );
-    assert!(scores[2] >= 0.67, "hybrid nDCG@10 {}", scores[2]);
+    assert!(scores[2] >= 0.72, "hybrid nDCG@10 {}", scores[2]);
+    assert!(
+        scores[2] >= scores[0].max(scores[1]) + 0.02,
+        "hybrid {scores:?} not 0.02 above the best single mode"
+    );
 }
 
 /// Our metrics on a real hybrid run agree with trec_eval's (through pytrec_eval) per query.

@@ -17,6 +17,8 @@ pub enum Error {
     Tokenizer(String),
     #[error(transparent)]
     Engine(#[from] dartmouth_engine::Error),
+    #[error(transparent)]
+    Store(dartmouth_domains::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::bounded;
-use dartmouth_engine::{Chunk, Document, Embedder, Shard, WriteBatch, WriteOp};
+use dartmouth_engine::{Chunk, Document, DomainSettings, Embedder, Shard, WriteBatch, WriteOp};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
@@ -54,8 +54,49 @@ pub struct IndexSummary {
     pub skipped: Vec<String>,
 }
 
+/// Where an indexing job's batches go: straight into a shard, or through the store, whose
+/// changelog the shard then applies.
+pub trait Sink: Send + Sync {
+    fn name(&self) -> &str;
+    fn settings(&self) -> &DomainSettings;
+    /// The sequence already acknowledged before the job (0 for a new domain).
+    fn acknowledged(&self) -> u64;
+    /// Durably writes one batch; returns the sequence that acknowledges it.
+    fn write(&self, model_id: &str, ops: Vec<WriteOp>) -> Result<u64>;
+    /// Called once after the last batch.
+    fn finish(&self) -> Result<()>;
+}
+
+impl Sink for Shard {
+    fn name(&self) -> &str {
+        Shard::name(self)
+    }
+
+    fn settings(&self) -> &DomainSettings {
+        Shard::settings(self)
+    }
+
+    fn acknowledged(&self) -> u64 {
+        self.applied_seq()
+    }
+
+    fn write(&self, model_id: &str, ops: Vec<WriteOp>) -> Result<u64> {
+        Ok(self
+            .apply(WriteBatch {
+                model_id: model_id.to_string(),
+                ops,
+                seq: None,
+            })?
+            .applied_seq)
+    }
+
+    fn finish(&self) -> Result<()> {
+        Ok(self.checkpoint()?)
+    }
+}
+
 pub struct IndexJob<'a> {
-    pub shard: Arc<Shard>,
+    pub sink: Arc<dyn Sink + 'a>,
     pub embedder: &'a dyn Embedder,
     pub chunker: Chunker,
     /// Documents per write batch (one atomic commit each).
@@ -73,9 +114,9 @@ impl IndexJob<'_> {
     /// leaves the shard as it was.
     pub fn run(self, source: SourceReader, progress: &Progress) -> Result<IndexSummary> {
         let started = Instant::now();
-        if self.embedder.spec() != &self.shard.settings().model {
+        if self.embedder.spec() != &self.sink.settings().model {
             return Err(Error::Engine(dartmouth_engine::Error::ModelMismatch {
-                expected: self.shard.settings().model.id.clone(),
+                expected: self.sink.settings().model.id.clone(),
                 got: self.embedder.spec().id.clone(),
             }));
         }
@@ -85,7 +126,7 @@ impl IndexJob<'_> {
         let mut embed_time = Duration::ZERO;
         let mut documents = 0;
         let mut chunks_total = 0;
-        let mut applied_seq = self.shard.manifest().applied_seq;
+        let mut applied_seq = self.sink.acknowledged();
         let mut skipped = Vec::new();
         let outcome: Result<()> = std::thread::scope(|scope| {
             scope.spawn(move || {
@@ -178,12 +219,7 @@ impl IndexJob<'_> {
                     progress.bar.inc(n_docs);
                     continue;
                 }
-                let info = self.shard.apply(WriteBatch {
-                    model_id: self.embedder.spec().id.clone(),
-                    ops,
-                    seq: None,
-                })?;
-                applied_seq = info.applied_seq;
+                applied_seq = self.sink.write(&self.embedder.spec().id, ops)?;
                 progress.bar.inc(n_docs);
                 let secs = started.elapsed().as_secs_f64().max(1e-9);
                 progress.bar.set_message(format!(
@@ -198,10 +234,10 @@ impl IndexJob<'_> {
         if documents == 0 {
             return Err(Error::Input("the input holds no documents".into()));
         }
-        self.shard.checkpoint()?;
+        self.sink.finish()?;
         let seconds = started.elapsed().as_secs_f64();
         Ok(IndexSummary {
-            domain: self.shard.name().to_string(),
+            domain: self.sink.name().to_string(),
             documents,
             chunks: chunks_total,
             seconds,
@@ -244,7 +280,7 @@ mod tests {
         let settings = DomainSettings::new(embedder.spec().clone());
         let shard = Arc::new(Shard::create(&tmp.path().join("s"), "s", settings).unwrap());
         let summary = IndexJob {
-            shard: Arc::clone(&shard),
+            sink: shard.clone(),
             embedder: &embedder,
             chunker: Chunker::new(Sizer::ApproxChars, 256, 32),
             batch_docs: 2,

@@ -5,12 +5,14 @@
 //! for citations), embeds them in batches and applies them to a shard. It never talks to a
 //! transport; the CLI and the server drive it.
 
+mod applier;
 mod chunk;
 mod error;
 mod job;
 mod source;
 
+pub use applier::{Applier, StoreSink, content_hash, domain_settings, to_document, to_write};
 pub use chunk::{Chunker, Sizer, TextChunk};
 pub use error::{Error, Result};
-pub use job::{IndexJob, IndexSummary, Progress, embedding_input};
+pub use job::{IndexJob, IndexSummary, Progress, Sink, embedding_input};
 pub use source::{BeirQuery, Format, SourceDoc, SourceReader, read_beir_queries};

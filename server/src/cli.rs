@@ -6,10 +6,13 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use dartmouth_domains::{Caller, PrincipalKind, Role, Store};
 use dartmouth_engine::{
     Catalog, DomainSettings, Filter, Fusion, Hit, Mode, SearchRequest, Shard, search,
 };
-use dartmouth_indexer::{Chunker, Format, IndexJob, Progress, SourceReader, read_beir_queries};
+use dartmouth_indexer::{
+    Applier, Chunker, Format, IndexJob, Progress, SourceReader, StoreSink, read_beir_queries,
+};
 use serde_json::json;
 
 use crate::models::{EmbedderKind, ModelArgs, spec_for};
@@ -29,6 +32,13 @@ struct Cli {
         global = true
     )]
     data_dir: PathBuf,
+    /// The store: sqlite://… or postgres://… [default: store.sqlite3 in the data directory]
+    #[arg(long, env = "DARTMOUTH_STORE", global = true)]
+    store: Option<String>,
+    /// Act as this principal (its grants decide what is visible); the local operator is the
+    /// bootstrap admin otherwise.
+    #[arg(long = "as", global = true)]
+    as_principal: Option<String>,
     #[command(flatten)]
     models: ModelArgs,
     #[command(subcommand)]
@@ -63,6 +73,76 @@ enum Command {
     Search(SearchArgs),
     /// Evaluate relevance on BEIR-layout collections (indexes each once into `eval-<name>`).
     Eval(EvalArgs),
+    /// Create and list principals (agents, users, services, groups); add group members.
+    Principal {
+        #[command(subcommand)]
+        command: PrincipalCommand,
+    },
+    /// Give a principal read, write or admin on a domain.
+    Grant {
+        principal: String,
+        domain: String,
+        /// read | write | admin
+        role: String,
+    },
+    /// Take a principal's grant on a domain away.
+    Revoke { principal: String, domain: String },
+    /// Create, list and revoke API keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Rebuild a domain's shard from the store (no re-embedding).
+    Reindex {
+        #[arg(long)]
+        domain: String,
+    },
+    /// Who did what, and every denied access.
+    Audit {
+        /// How far back: 30s, 15m, 1h, 7d.
+        #[arg(long, default_value = "1h")]
+        since: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PrincipalCommand {
+    Create {
+        name: String,
+        /// agent | user | service | group
+        #[arg(long, default_value = "agent")]
+        kind: String,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add MEMBER to GROUP (a principal of kind group).
+    AddMember { group: String, member: String },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Prints the key once; only its hash is stored.
+    Create {
+        #[arg(long)]
+        principal: String,
+        /// Restrict the key to these domains (repeat); it can only narrow the grants.
+        #[arg(long = "domain")]
+        domains: Vec<String>,
+        /// Expire after this long: 30s, 15m, 1h, 7d.
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Revoke {
+        id: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -99,6 +179,8 @@ struct EvalArgs {
 enum DomainCommand {
     Create {
         name: String,
+        #[arg(long, default_value = "")]
+        description: String,
         /// The embedding model of the domain's vectors.
         #[arg(long, value_enum, default_value = "minilm")]
         embedder: EmbedderKind,
@@ -140,23 +222,32 @@ struct FusionArgs {
     fusion: String,
     #[arg(long, default_value_t = dartmouth_engine::RRF_K_DEFAULT)]
     rrf_k: f32,
-    #[arg(long, default_value_t = 1.0)]
-    bm25_weight: f32,
-    #[arg(long, default_value_t = 1.0)]
-    vector_weight: f32,
+    /// Weight of the BM25 branch [default: 1]
+    #[arg(long)]
+    bm25_weight: Option<f32>,
+    /// Weight of the vector branch [default: 0.7 for weighted (tuned), 1 for rrf]
+    #[arg(long)]
+    vector_weight: Option<f32>,
 }
 
 impl FusionArgs {
     fn fusion(&self) -> Result<Fusion> {
+        let bm25_weight = self.bm25_weight.unwrap_or(1.0);
         Ok(match self.fusion.as_str() {
             "rrf" => Fusion::Rrf {
                 k: self.rrf_k,
-                bm25_weight: self.bm25_weight,
-                vector_weight: self.vector_weight,
+                bm25_weight,
+                vector_weight: self.vector_weight.unwrap_or(1.0),
             },
-            "weighted" => Fusion::Weighted {
-                bm25_weight: self.bm25_weight,
-                vector_weight: self.vector_weight,
+            "weighted" => match Fusion::default() {
+                Fusion::Weighted { vector_weight, .. } => Fusion::Weighted {
+                    bm25_weight,
+                    vector_weight: self.vector_weight.unwrap_or(vector_weight),
+                },
+                Fusion::Rrf { .. } => Fusion::Weighted {
+                    bm25_weight,
+                    vector_weight: self.vector_weight.unwrap_or(1.0),
+                },
             },
             other => bail!("--fusion `{other}` is not one of rrf, weighted"),
         })
@@ -189,12 +280,88 @@ struct SearchArgs {
     json: bool,
 }
 
+/// What every command works with: the store, the shards, who is acting, and a runtime for the
+/// store's futures (the engine is synchronous).
+struct Ctx {
+    rt: tokio::runtime::Runtime,
+    store: Store,
+    catalog: Catalog,
+    caller: Caller,
+}
+
+impl Ctx {
+    fn block<T>(&self, f: impl Future<Output = dartmouth_domains::Result<T>>) -> Result<T> {
+        Ok(self.rt.block_on(f)?)
+    }
+
+    fn applier(&self) -> Applier<'_> {
+        Applier {
+            store: &self.store,
+            catalog: &self.catalog,
+            runtime: self.rt.handle().clone(),
+        }
+    }
+}
+
+/// `30s`, `15m`, `1h`, `7d` in milliseconds.
+fn parse_duration(text: &str) -> Result<i64> {
+    let (n, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: i64 = n
+        .parse()
+        .with_context(|| format!("duration `{text}`: expected a number then s, m, h or d"))?;
+    let ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => bail!("duration `{text}`: the unit must be s, m, h or d"),
+    };
+    n.checked_mul(ms)
+        .with_context(|| format!("duration `{text}` is too long"))
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 pub fn run() -> Result<()> {
     let cli = Cli::parse();
+    std::fs::create_dir_all(&cli.data_dir)
+        .with_context(|| format!("data directory {}", cli.data_dir.display()))?;
     let catalog = Catalog::open(&cli.data_dir)
         .with_context(|| format!("data directory {}", cli.data_dir.display()))?;
+    if let Command::Eval(args) = cli.command {
+        // Evaluation domains live in the catalog only: they are rebuilt from the collections.
+        return eval_cmd(&catalog, &cli.data_dir, &cli.models, args);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let url = cli
+        .store
+        .clone()
+        .unwrap_or_else(|| Store::sqlite_url(&cli.data_dir));
+    let store = rt
+        .block_on(Store::open(&url))
+        .with_context(|| format!("store {}", url.split('@').next_back().unwrap_or("")))?;
+    let operator = rt.block_on(store.local_admin())?;
+    let caller = match &cli.as_principal {
+        Some(name) => rt.block_on(store.act_as(&operator, name))?,
+        None => operator,
+    };
+    let ctx = Ctx {
+        rt,
+        store,
+        catalog,
+        caller,
+    };
     match cli.command {
-        Command::Domain { command } => domain(&catalog, command),
+        Command::Domain { command } => domain(&ctx, command),
         Command::Index {
             domain,
             paths,
@@ -202,7 +369,7 @@ pub fn run() -> Result<()> {
             batch_docs,
             json,
         } => index(
-            &catalog,
+            &ctx,
             &cli.models,
             &domain,
             &paths,
@@ -210,19 +377,183 @@ pub fn run() -> Result<()> {
             batch_docs,
             json,
         ),
-        Command::Search(args) => search_cmd(&catalog, &cli.models, args),
-        Command::Eval(args) => eval_cmd(&catalog, &cli.data_dir, &cli.models, args),
+        Command::Search(args) => search_cmd(&ctx, &cli.models, args),
+        Command::Eval(_) => unreachable!("handled above"),
+        Command::Principal { command } => principal_cmd(&ctx, command),
+        Command::Grant {
+            principal,
+            domain,
+            role,
+        } => {
+            let g =
+                ctx.block(
+                    ctx.store
+                        .grant(&ctx.caller, &principal, &domain, Role::parse(&role)?),
+                )?;
+            writeln!(
+                out(),
+                "granted {} {} on {}",
+                g.principal,
+                g.role.as_str(),
+                g.domain
+            )?;
+            Ok(())
+        }
+        Command::Revoke { principal, domain } => {
+            ctx.block(ctx.store.revoke_grant(&ctx.caller, &principal, &domain))?;
+            writeln!(out(), "revoked {principal}'s grant on {domain}")?;
+            Ok(())
+        }
+        Command::Key { command } => key_cmd(&ctx, command),
+        Command::Reindex { domain } => {
+            let pass = ctx.block(ctx.store.authorize(
+                &ctx.caller,
+                std::slice::from_ref(&domain),
+                Role::Admin,
+            ))?;
+            let started = std::time::Instant::now();
+            let seq = ctx.applier().rebuild(&pass.domains()[0])?;
+            let stats = ctx.catalog.get(&domain)?.stats();
+            writeln!(
+                out(),
+                "rebuilt {domain} from the store: {} documents, {} chunks, sequence {seq}, {:.1} s",
+                stats.documents,
+                stats.chunks,
+                started.elapsed().as_secs_f64()
+            )?;
+            Ok(())
+        }
+        Command::Audit { since, json } => {
+            let entries = ctx.block(
+                ctx.store
+                    .audit_since(&ctx.caller, now_millis() - parse_duration(&since)?),
+            )?;
+            let mut out = out();
+            for e in entries {
+                if json {
+                    writeln!(out, "{}", serde_json::to_string(&e)?)?;
+                } else {
+                    writeln!(
+                        out,
+                        "{} {:<8} {:<16} {:<18} {:<24} {}",
+                        e.at, e.outcome, e.actor, e.action, e.target, e.detail
+                    )?;
+                }
+            }
+            Ok(())
+        }
     }
+}
+
+fn principal_cmd(ctx: &Ctx, command: PrincipalCommand) -> Result<()> {
+    match command {
+        PrincipalCommand::Create { name, kind } => {
+            let p = ctx.block(ctx.store.create_principal(
+                &ctx.caller,
+                &name,
+                PrincipalKind::parse(&kind)?,
+            ))?;
+            writeln!(out(), "created {} {}", p.kind.as_str(), p.name)?;
+        }
+        PrincipalCommand::List { json } => {
+            let ps = ctx.block(ctx.store.list_principals(&ctx.caller))?;
+            let grants = ctx.block(ctx.store.list_grants(&ctx.caller))?;
+            if json {
+                writeln!(out(), "{}", json!({ "principals": ps, "grants": grants }))?;
+            } else {
+                for p in ps {
+                    let mine: Vec<String> = grants
+                        .iter()
+                        .filter(|g| g.principal == p.name)
+                        .map(|g| format!("{}:{}", g.domain, g.role.as_str()))
+                        .collect();
+                    writeln!(
+                        out(),
+                        "{:<24} {:<8}{} {}",
+                        p.name,
+                        p.kind.as_str(),
+                        if p.superuser { " (admin)" } else { "" },
+                        mine.join(" ")
+                    )?;
+                }
+            }
+        }
+        PrincipalCommand::AddMember { group, member } => {
+            ctx.block(ctx.store.add_member(&ctx.caller, &group, &member))?;
+            writeln!(out(), "added {member} to {group}")?;
+        }
+    }
+    Ok(())
+}
+
+fn key_cmd(ctx: &Ctx, command: KeyCommand) -> Result<()> {
+    match command {
+        KeyCommand::Create {
+            principal,
+            domains,
+            expires_in,
+        } => {
+            let expires_at = expires_in
+                .as_deref()
+                .map(parse_duration)
+                .transpose()?
+                .map(|d| now_millis() + d);
+            let only = (!domains.is_empty()).then_some(domains);
+            let (info, secret) =
+                ctx.block(
+                    ctx.store
+                        .create_key(&ctx.caller, &principal, only, expires_at),
+                )?;
+            eprintln!(
+                "created key {} for {}; the secret below is shown once, store it now",
+                info.id, info.principal
+            );
+            writeln!(out(), "{secret}")?;
+        }
+        KeyCommand::List { json } => {
+            let keys = ctx.block(ctx.store.list_keys(&ctx.caller))?;
+            let mut out = out();
+            for k in keys {
+                if json {
+                    writeln!(out, "{}", serde_json::to_string(&k)?)?;
+                } else {
+                    let state = if k.revoked_at.is_some() {
+                        "revoked"
+                    } else if k.expires_at.is_some_and(|e| e <= now_millis()) {
+                        "expired"
+                    } else {
+                        "active"
+                    };
+                    writeln!(
+                        out,
+                        "{}  {:<20} {:<8} {}",
+                        k.id,
+                        k.principal,
+                        state,
+                        k.domains
+                            .map(|d| d.join(","))
+                            .unwrap_or_else(|| "all granted".into())
+                    )?;
+                }
+            }
+        }
+        KeyCommand::Revoke { id } => {
+            ctx.block(ctx.store.revoke_key(&ctx.caller, &id))?;
+            writeln!(out(), "revoked key {id}")?;
+        }
+    }
+    Ok(())
 }
 
 fn out() -> std::io::StdoutLock<'static> {
     std::io::stdout().lock()
 }
 
-fn domain(catalog: &Catalog, command: DomainCommand) -> Result<()> {
+fn domain(ctx: &Ctx, command: DomainCommand) -> Result<()> {
     match command {
         DomainCommand::Create {
             name,
+            description,
             embedder,
             openai_model,
             dim,
@@ -233,21 +564,36 @@ fn domain(catalog: &Catalog, command: DomainCommand) -> Result<()> {
                 DomainSettings::new(spec_for(embedder, openai_model.as_deref(), dim)?);
             settings.chunk_tokens = chunk_tokens;
             settings.chunk_overlap = chunk_overlap;
-            catalog.create(&name, settings)?;
+            settings.validate()?;
+            dartmouth_engine::validate_domain_name(&name)?;
+            let d = ctx.block(ctx.store.create_domain(
+                &ctx.caller,
+                &name,
+                &description,
+                &serde_json::to_value(&settings)?,
+            ))?;
+            ctx.applier().shard(&d)?;
             writeln!(out(), "created domain {name}")?;
         }
         DomainCommand::List { json } => {
-            let names = catalog.list()?;
+            let domains = ctx.block(ctx.store.list_domains(&ctx.caller))?;
             if json {
+                let names: Vec<&str> = domains.iter().map(|d| d.name.as_str()).collect();
                 writeln!(out(), "{}", json!({ "domains": names }))?;
             } else {
-                for n in names {
-                    writeln!(out(), "{n}")?;
+                for d in domains {
+                    writeln!(out(), "{:<24} {}", d.name, d.description)?;
                 }
             }
         }
         DomainCommand::Stats { name, json } => {
-            let stats = catalog.get(&name)?.stats();
+            let pass = ctx.block(ctx.store.authorize(
+                &ctx.caller,
+                std::slice::from_ref(&name),
+                Role::Read,
+            ))?;
+            ctx.applier().catch_up(&pass.domains()[0])?;
+            let stats = ctx.catalog.get(&name)?.stats();
             if json {
                 writeln!(out(), "{}", serde_json::to_string(&stats)?)?;
             } else {
@@ -264,7 +610,11 @@ fn domain(catalog: &Catalog, command: DomainCommand) -> Result<()> {
             }
         }
         DomainCommand::Delete { name } => {
-            catalog.delete(&name)?;
+            ctx.block(ctx.store.delete_domain(&ctx.caller, &name))?;
+            match ctx.catalog.delete(&name) {
+                Ok(()) | Err(dartmouth_engine::Error::DomainNotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
             writeln!(out(), "deleted domain {name}")?;
         }
     }
@@ -272,7 +622,7 @@ fn domain(catalog: &Catalog, command: DomainCommand) -> Result<()> {
 }
 
 fn index(
-    catalog: &Catalog,
+    ctx: &Ctx,
     models: &ModelArgs,
     domain: &str,
     paths: &[PathBuf],
@@ -280,7 +630,14 @@ fn index(
     batch_docs: usize,
     json: bool,
 ) -> Result<()> {
-    let shard: Arc<Shard> = catalog.get(domain)?;
+    let pass = ctx.block(
+        ctx.store
+            .authorize(&ctx.caller, &[domain.to_string()], Role::Write),
+    )?;
+    let target = pass.domains()[0].clone();
+    let applier = ctx.applier();
+    applier.catch_up(&target)?;
+    let shard: Arc<Shard> = applier.shard(&target)?;
     let format: Option<Format> = format.map(str::parse).transpose()?;
     let source = SourceReader::open(paths, format)?;
     let total = count_documents(paths, format);
@@ -294,7 +651,12 @@ fn index(
     );
     let progress = Progress::new(total, std::io::stderr().is_terminal());
     let summary = IndexJob {
-        shard: Arc::clone(&shard),
+        sink: Arc::new(StoreSink {
+            applier: &applier,
+            pass,
+            domain: target,
+            shard: Arc::clone(&shard),
+        }),
         embedder: embedder.as_ref(),
         chunker,
         batch_docs,
@@ -351,11 +713,17 @@ fn bytecount_lines(bytes: &[u8]) -> u64 {
         .count() as u64
 }
 
-fn search_cmd(catalog: &Catalog, models: &ModelArgs, args: SearchArgs) -> Result<()> {
-    let shards: Vec<Arc<Shard>> = args
-        .domains
+fn search_cmd(ctx: &Ctx, models: &ModelArgs, args: SearchArgs) -> Result<()> {
+    // Only what the caller may read; a domain it may not read is reported as missing.
+    let pass = ctx.block(ctx.store.authorize(&ctx.caller, &args.domains, Role::Read))?;
+    let applier = ctx.applier();
+    let shards: Vec<Arc<Shard>> = pass
+        .domains()
         .iter()
-        .map(|d| catalog.get(d))
+        .map(|d| {
+            applier.catch_up(d)?;
+            applier.shard(d)
+        })
         .collect::<Result<_, _>>()?;
     let shard_refs: Vec<&Shard> = shards.iter().map(Arc::as_ref).collect();
     let mode: Mode = args.mode.parse()?;

@@ -1,0 +1,256 @@
+//! `bench query`: builds (once) a shard from the benchmark corpus and measures indexing
+//! throughput, query latency per mode, ANN recall/QPS against brute force over an ef sweep, and
+//! peak RSS while building and while serving.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use dartmouth_engine::{
+    Chunk, Document, DomainSettings, Embedder, Embedding, Mode, SearchRequest, Shard, WriteBatch,
+    WriteOp, search,
+};
+use rayon::prelude::*;
+use serde_json::json;
+
+use crate::corpus::Corpus;
+
+pub struct QueryArgs {
+    pub collection: PathBuf,
+    pub chunks: usize,
+    pub queries: usize,
+    pub dir: PathBuf,
+    pub candidates: usize,
+    pub efs: Vec<usize>,
+    pub json: Option<PathBuf>,
+}
+
+pub fn run(embedder: &dyn Embedder, args: &QueryArgs) -> Result<()> {
+    let corpus = Corpus::ensure(&args.dir, &args.collection, args.chunks, embedder)?;
+    let n = corpus.chunks;
+    let shard_dir = args.dir.join(format!("index-v2-{n}"));
+    let complete = args.dir.join(format!("index-v2-{n}.complete"));
+    let mut report = json!({ "chunks": n, "model": corpus.model, "candidates": args.candidates });
+
+    if !complete.exists() {
+        if shard_dir.exists() {
+            std::fs::remove_dir_all(&shard_dir)?;
+        }
+        reset_peak_rss();
+        report["build"] = build(embedder, &corpus, &shard_dir)?;
+        report["build"]["peak_rss_mib"] = peak_rss_mib().into();
+        std::fs::write(&complete, report["build"].to_string())?;
+    } else {
+        report["build"] = serde_json::from_slice(&std::fs::read(&complete)?)?;
+        println!(
+            "shard {} already built: {}",
+            shard_dir.display(),
+            report["build"]
+        );
+    }
+
+    // Serving footprint: a fresh open, then every query below.
+    reset_peak_rss();
+    let t = Instant::now();
+    let shard = Shard::open(&shard_dir, "bench")?;
+    report["open_ms"] = (t.elapsed().as_secs_f64() * 1e3).into();
+    let model_id = embedder.spec().id.clone();
+    let nq = args.queries.min(corpus.queries.len()).max(1);
+    let texts = &corpus.queries[..nq];
+    let vectors = &corpus.query_vectors[..nq];
+
+    for mode in [Mode::Bm25, Mode::Vector, Mode::Hybrid] {
+        let mut lat = Vec::with_capacity(nq);
+        for (q, v) in texts.iter().zip(vectors) {
+            let mut req = SearchRequest::new(q.as_str());
+            req.mode = mode;
+            req.candidates = args.candidates;
+            req.vector = Some(Embedding {
+                model_id: model_id.clone(),
+                values: v.clone(),
+            });
+            let t = Instant::now();
+            std::hint::black_box(search(&[&shard], &req)?);
+            lat.push(t.elapsed());
+        }
+        let (p50, p99) = p50_p99(&mut lat);
+        println!(
+            "{mode:?} (vector given): p50 {p50:.3} ms  p99 {p99:.3} ms  over {nq} queries, {n} chunks"
+        );
+        report["modes"][format!("{mode:?}").to_lowercase()] =
+            json!({"p50_ms": p50, "p99_ms": p99, "queries": nq});
+    }
+
+    // Serving footprint: open plus every query above (before the brute-force truth below, whose
+    // copy of the vectors is the benchmark's, not the engine's).
+    report["serve_peak_rss_mib"] = peak_rss_mib().into();
+
+    // ANN at equal recall: brute-force truth, then recall@10 and QPS for each ef.
+    let probes = nq.min(300);
+    let rows = corpus.vectors()?;
+    let truth: Vec<f32> = vectors[..probes]
+        .par_iter()
+        .map(|q| tenth_best(&rows, q))
+        .collect();
+    drop(rows);
+    let mut ann = Vec::new();
+    for &ef in &args.efs {
+        let mut found = 0;
+        let t = Instant::now();
+        for (q, &tenth) in vectors[..probes].iter().zip(&truth) {
+            let mut req = SearchRequest::new("");
+            req.mode = Mode::Vector;
+            req.ef_search = ef;
+            // Ids and scores, as hnswlib returns; the per-mode latencies above include payloads.
+            req.with_payload = false;
+            req.vector = Some(Embedding {
+                model_id: model_id.clone(),
+                values: q.clone(),
+            });
+            let got = search(&[&shard], &req)?;
+            // By score, not id: copies of a document nearly tie.
+            found += got
+                .hits
+                .iter()
+                .filter(|h| h.vector.is_some_and(|v| v.score >= tenth - 1e-4))
+                .count();
+        }
+        let qps = probes as f64 / t.elapsed().as_secs_f64();
+        let recall = found as f64 / (probes * 10) as f64;
+        println!(
+            "ANN ef {ef}: recall@10 {recall:.4}  {qps:.0} QPS (engine search, ids and scores, k 10)"
+        );
+        ann.push(json!({"ef": ef, "recall_at_10": recall, "qps": qps}));
+    }
+    report["ann"] = ann.into();
+
+    // Hybrid including the query embedding, one query at a time.
+    let mut lat = Vec::new();
+    for q in texts.iter().take(300) {
+        let t = Instant::now();
+        let mut req = SearchRequest::new(q.as_str());
+        req.candidates = args.candidates;
+        req.vector = Some(embedder.embed_query(q)?);
+        std::hint::black_box(search(&[&shard], &req)?);
+        lat.push(t.elapsed());
+    }
+    let (p50, p99) = p50_p99(&mut lat);
+    println!("Hybrid with query embedding: p50 {p50:.3} ms  p99 {p99:.3} ms");
+    report["hybrid_with_embedding"] = json!({"p50_ms": p50, "p99_ms": p99});
+    println!(
+        "peak RSS: building {} MiB, open + all queries {} MiB",
+        report["build"]["peak_rss_mib"], report["serve_peak_rss_mib"]
+    );
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| path.display().to_string())?;
+    }
+    Ok(())
+}
+
+fn build(embedder: &dyn Embedder, corpus: &Corpus, dir: &Path) -> Result<serde_json::Value> {
+    let shard = Shard::create(dir, "bench", DomainSettings::new(embedder.spec().clone()))?;
+    let model_id = embedder.spec().id.clone();
+    let t = Instant::now();
+    let (mut index_us, mut graph_us, mut vectors_us, mut made) = (0u64, 0u64, 0u64, 0usize);
+    let mut ops = Vec::new();
+    let mut flush = |ops: &mut Vec<WriteOp>| -> Result<()> {
+        let info = shard.apply(WriteBatch {
+            model_id: model_id.clone(),
+            ops: std::mem::take(ops),
+            seq: None,
+        })?;
+        index_us += info.timings.index_us;
+        graph_us += info.timings.graph_us;
+        vectors_us += info.timings.vectors_us;
+        Ok(())
+    };
+    corpus.for_each_chunk(|c, embedding| {
+        ops.push(WriteOp::Upsert(Document {
+            id: c.id,
+            title: c.title,
+            url: None,
+            attributes: Default::default(),
+            chunks: vec![Chunk {
+                text: c.text,
+                char_start: 0,
+                char_end: 0,
+                heading: None,
+                embedding,
+            }],
+        }));
+        made += 1;
+        if ops.len() == 5000 {
+            flush(&mut ops)?;
+            eprint!("\r{made}/{} chunks", corpus.chunks);
+        }
+        Ok(())
+    })?;
+    flush(&mut ops)?;
+    shard.checkpoint()?;
+    let secs = t.elapsed().as_secs_f64();
+    let n = made as f64;
+    let rate = |us: u64| n / (us.max(1) as f64 / 1e6);
+    let report = json!({
+        "seconds": secs,
+        "chunks_per_s": n / secs,
+        "bm25_chunks_per_s": rate(index_us),
+        "vector_file_chunks_per_s": rate(vectors_us),
+        "hnsw_chunks_per_s": rate(graph_us),
+    });
+    println!(
+        "\nbuilt {made} chunks in {secs:.1} s = {:.0} chunks/s (vectors given): BM25 {:.0}/s, vector file {:.0}/s, HNSW {:.0}/s",
+        n / secs,
+        rate(index_us),
+        rate(vectors_us),
+        rate(graph_us)
+    );
+    Ok(report)
+}
+
+/// The 10th best cosine similarity of `q` (unit length) over `rows` (normalised here).
+fn tenth_best(rows: &[Vec<f32>], q: &[f32]) -> f32 {
+    let mut sims: Vec<f32> = rows
+        .iter()
+        .map(|r| {
+            let norm = r
+                .iter()
+                .map(|x| x * x)
+                .sum::<f32>()
+                .sqrt()
+                .max(f32::MIN_POSITIVE);
+            r.iter().zip(q).map(|(a, b)| a * b).sum::<f32>() / norm
+        })
+        .collect();
+    let qn = q
+        .iter()
+        .map(|x| x * x)
+        .sum::<f32>()
+        .sqrt()
+        .max(f32::MIN_POSITIVE);
+    sims.select_nth_unstable_by(9, |a, b| b.total_cmp(a));
+    sims[9] / qn
+}
+
+fn p50_p99(lat: &mut [Duration]) -> (f64, f64) {
+    lat.sort();
+    let at = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3;
+    (at(0.5), at(0.99))
+}
+
+/// Resets the kernel's peak-RSS mark for this process (Linux: `/proc/self/clear_refs`).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident set size since the last reset, in MiB (`VmHWM`).
+fn peak_rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
+}

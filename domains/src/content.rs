@@ -1,0 +1,255 @@
+//! Documents, chunks and the changelog. A write commits its rows and one changelog row per
+//! document in one transaction; the acknowledgement is the last sequence it took. Appliers read
+//! the changelog from a shard's applied sequence onwards.
+
+use std::collections::HashMap;
+
+use sqlx::Row;
+
+use crate::access::Pass;
+use crate::model::{
+    Change, Role, StoredChunk, StoredDocument, Write, embedding_bytes, embedding_from_bytes,
+    now_millis,
+};
+use crate::names::validate_text;
+use crate::store::{Backend, Store};
+use crate::{Error, Result};
+
+pub const MAX_EXTERNAL_ID: usize = 512;
+
+fn check_id(id: &str) -> Result<()> {
+    if id.is_empty() {
+        return Err(Error::invalid("document id", "must not be empty"));
+    }
+    validate_text("document id", id, MAX_EXTERNAL_ID)
+}
+
+impl Store {
+    /// Commits `writes` to `domain` in one transaction; returns the last changelog sequence.
+    pub async fn write(&self, pass: &Pass, domain: &str, writes: &[Write]) -> Result<u64> {
+        if pass.role() < Role::Write {
+            return Err(Error::not_found("domain", domain));
+        }
+        let d = pass
+            .domain(domain)
+            .ok_or_else(|| Error::not_found("domain", domain))?;
+        for w in writes {
+            match w {
+                Write::Upsert(doc) => {
+                    check_id(&doc.external_id)?;
+                    if doc.chunks.is_empty() {
+                        return Err(Error::invalid(
+                            "chunks",
+                            format!("document `{}` has no chunks", doc.external_id),
+                        ));
+                    }
+                }
+                Write::Delete(id) => check_id(id)?,
+            }
+        }
+        let now = now_millis();
+        let mut tx = self.pool.begin().await?;
+        if self.backend() == Backend::Postgres {
+            // Writers of one domain commit in sequence order, so an applier that has seen
+            // sequence n never later meets a smaller one.
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(d.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let mut last = 0i64;
+        for w in writes {
+            let (op, id) = match w {
+                Write::Upsert(doc) => ("upsert", doc.external_id.as_str()),
+                Write::Delete(id) => ("delete", id.as_str()),
+            };
+            last = sqlx::query(
+                "INSERT INTO changelog (domain_id, op, external_id, at) VALUES ($1, $2, $3, $4) RETURNING seq",
+            )
+            .bind(d.id)
+            .bind(op)
+            .bind(id)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("seq")?;
+            sqlx::query("DELETE FROM chunks WHERE domain_id = $1 AND external_id = $2")
+                .bind(d.id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM documents WHERE domain_id = $1 AND external_id = $2")
+                .bind(d.id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            if let Write::Upsert(doc) = w {
+                sqlx::query(
+                    "INSERT INTO documents (domain_id, external_id, content_hash, title, url, attributes, seq) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(d.id)
+                .bind(id)
+                .bind(&doc.content_hash)
+                .bind(&doc.title)
+                .bind(doc.url.as_deref())
+                .bind(doc.attributes.to_string())
+                .bind(last)
+                .execute(&mut *tx)
+                .await?;
+                for (i, c) in doc.chunks.iter().enumerate() {
+                    sqlx::query(
+                        "INSERT INTO chunks (domain_id, external_id, idx, text, char_start, char_end, heading, embedding) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    )
+                    .bind(d.id)
+                    .bind(id)
+                    .bind(i as i64)
+                    .bind(&c.text)
+                    .bind(c.char_start as i64)
+                    .bind(c.char_end as i64)
+                    .bind(c.heading.as_deref())
+                    .bind(embedding_bytes(&c.embedding))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(last as u64)
+    }
+
+    /// The content hashes of `ids` that are stored in the domain (for skipping unchanged ones).
+    pub async fn content_hashes(
+        &self,
+        domain_id: i64,
+        ids: &[String],
+    ) -> Result<HashMap<String, String>> {
+        let mut out = HashMap::new();
+        for id in ids {
+            if let Some(row) = sqlx::query(
+                "SELECT content_hash FROM documents WHERE domain_id = $1 AND external_id = $2",
+            )
+            .bind(domain_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            {
+                out.insert(id.clone(), row.try_get("content_hash")?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The latest changelog sequence of a domain (0 when it has none).
+    pub async fn last_seq(&self, domain_id: i64) -> Result<u64> {
+        let row = sqlx::query("SELECT MAX(seq) AS s FROM changelog WHERE domain_id = $1")
+            .bind(domain_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>("s")?.unwrap_or(0) as u64)
+    }
+
+    /// Up to `limit` changes of a domain after `after`, each with the document's current state.
+    pub async fn changes_since(
+        &self,
+        domain_id: i64,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<Change>> {
+        let rows = sqlx::query(
+            "SELECT seq, op, external_id FROM changelog WHERE domain_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(domain_id)
+        .bind(after as i64)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let Some(last) = rows.last() else {
+            return Ok(Vec::new());
+        };
+        let upto: i64 = last.try_get("seq")?;
+        let docs = self
+            .documents_where(
+                domain_id,
+                "AND d.external_id IN (SELECT external_id FROM changelog \
+                 WHERE domain_id = $1 AND seq > $2 AND seq <= $3 AND op = 'upsert')",
+                Some((after as i64, upto)),
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("external_id")?;
+                let op: String = r.try_get("op")?;
+                Ok(Change {
+                    seq: r.try_get::<i64, _>("seq")? as u64,
+                    document: if op == "upsert" {
+                        docs.get(&id).cloned()
+                    } else {
+                        None
+                    },
+                    external_id: id,
+                })
+            })
+            .collect()
+    }
+
+    /// Every document of a domain, for rebuilding its shard.
+    pub async fn all_documents(&self, domain_id: i64) -> Result<Vec<StoredDocument>> {
+        let mut docs: Vec<StoredDocument> = self
+            .documents_where(domain_id, "", None)
+            .await?
+            .into_values()
+            .collect();
+        docs.sort_by(|a, b| a.external_id.cmp(&b.external_id));
+        Ok(docs)
+    }
+
+    async fn documents_where(
+        &self,
+        domain_id: i64,
+        filter: &'static str,
+        range: Option<(i64, i64)>,
+    ) -> Result<HashMap<String, StoredDocument>> {
+        let sql = format!(
+            "SELECT d.external_id, d.title, d.url, d.attributes, d.content_hash, \
+             k.text, k.char_start, k.char_end, k.heading, k.embedding \
+             FROM documents d JOIN chunks k ON k.domain_id = d.domain_id AND k.external_id = d.external_id \
+             WHERE d.domain_id = $1 {filter} ORDER BY d.external_id, k.idx"
+        );
+        // The SQL is one of two fixed strings; every value is bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(domain_id);
+        if let Some((after, upto)) = range {
+            q = q.bind(after).bind(upto);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        let mut out: HashMap<String, StoredDocument> = HashMap::new();
+        for r in rows {
+            let id: String = r.try_get("external_id")?;
+            let doc = match out.get_mut(&id) {
+                Some(d) => d,
+                None => {
+                    let attributes: String = r.try_get("attributes")?;
+                    out.entry(id.clone()).or_insert(StoredDocument {
+                        external_id: id.clone(),
+                        title: r.try_get("title")?,
+                        url: r.try_get("url")?,
+                        attributes: serde_json::from_str(&attributes)
+                            .map_err(|e| Error::invalid("attributes", e.to_string()))?,
+                        content_hash: r.try_get("content_hash")?,
+                        chunks: Vec::new(),
+                    })
+                }
+            };
+            let embedding: Vec<u8> = r.try_get("embedding")?;
+            doc.chunks.push(StoredChunk {
+                text: r.try_get("text")?,
+                char_start: r.try_get::<i64, _>("char_start")? as u64,
+                char_end: r.try_get::<i64, _>("char_end")? as u64,
+                heading: r.try_get("heading")?,
+                embedding: embedding_from_bytes(&embedding),
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,39 @@
+use thiserror::Error;
+
+/// Errors of the domains crate. `NotFound` is also what a caller gets for a domain it may not
+/// read: the two are indistinguishable by design.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("{what} `{name}` does not exist")]
+    NotFound { what: &'static str, name: String },
+    #[error("{what} `{name}` already exists")]
+    Conflict { what: &'static str, name: String },
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("not authenticated: {0}")]
+    Unauthenticated(String),
+    #[error("permission denied: {0}")]
+    Forbidden(String),
+    #[error("store: {0}")]
+    Store(#[from] sqlx::Error),
+    #[error("store migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl Error {
+    pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Error::Invalid {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn not_found(what: &'static str, name: &str) -> Self {
+        Error::NotFound {
+            what,
+            name: crate::names::shown(name),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,181 @@
+//! What the store holds, as the rest of the system sees it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Domain {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    /// The engine's `DomainSettings` as JSON (this crate depends on no other member).
+    pub settings: serde_json::Value,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrincipalKind {
+    Agent,
+    User,
+    Service,
+    Group,
+}
+
+impl PrincipalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalKind::Agent => "agent",
+            PrincipalKind::User => "user",
+            PrincipalKind::Service => "service",
+            PrincipalKind::Group => "group",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "agent" => PrincipalKind::Agent,
+            "user" => PrincipalKind::User,
+            "service" => PrincipalKind::Service,
+            "group" => PrincipalKind::Group,
+            other => {
+                return Err(Error::invalid(
+                    "kind",
+                    format!(
+                        "`{}` is not agent, user, service or group",
+                        crate::names::shown(other)
+                    ),
+                ));
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Principal {
+    pub id: i64,
+    pub name: String,
+    pub kind: PrincipalKind,
+    /// May administer everything (the bootstrap admin).
+    pub superuser: bool,
+    pub created_at: i64,
+}
+
+/// What a grant allows on a domain; each role includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Read,
+    Write,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Write => "write",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "read" => Role::Read,
+            "write" => Role::Write,
+            "admin" => Role::Admin,
+            other => {
+                return Err(Error::invalid(
+                    "role",
+                    format!(
+                        "`{}` is not read, write or admin",
+                        crate::names::shown(other)
+                    ),
+                ));
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Grant {
+    pub principal: String,
+    pub domain: String,
+    pub role: Role,
+}
+
+/// An API key as listed: never the secret, never the hash.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeyInfo {
+    /// The short public prefix that identifies the key (`dk_1a2b3c4d`).
+    pub id: String,
+    pub principal: String,
+    pub domains: Option<Vec<String>>,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub detail: String,
+}
+
+/// A document as stored: enough to rebuild its chunks in a shard without re-embedding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDocument {
+    pub external_id: String,
+    pub title: String,
+    pub url: Option<String>,
+    /// The engine's `Attributes` as JSON.
+    pub attributes: serde_json::Value,
+    /// Hash of the source content; unchanged documents are not re-embedded.
+    pub content_hash: String,
+    pub chunks: Vec<StoredChunk>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredChunk {
+    pub text: String,
+    pub char_start: u64,
+    pub char_end: u64,
+    pub heading: Option<String>,
+    pub embedding: Vec<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    Upsert(StoredDocument),
+    Delete(String),
+}
+
+/// One changelog entry with the document's current state (`None`: delete it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub seq: u64,
+    pub external_id: String,
+    pub document: Option<StoredDocument>,
+}
+
+pub(crate) fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+pub(crate) fn embedding_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub(crate) fn embedding_from_bytes(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}

@@ -1,0 +1,237 @@
+//! The applier: brings shards up to the store's changelog. Every batch is applied with the
+//! sequence of its last change, which the shard records in the same commit; sequences at or
+//! below the shard's are skipped, so replay after a crash is idempotent.
+
+use std::sync::Arc;
+
+use dartmouth_domains::{Change, Domain, Pass, Store, StoredChunk, StoredDocument, Write};
+use dartmouth_engine::{
+    Attributes, Catalog, Chunk, Document, DomainSettings, Shard, WriteBatch, WriteOp,
+};
+use tokio::runtime::Handle;
+
+use crate::job::Sink;
+use crate::{Error, Result};
+
+/// Changes read and applied per shard commit.
+const BATCH: u32 = 512;
+
+pub struct Applier<'a> {
+    pub store: &'a Store,
+    pub catalog: &'a Catalog,
+    /// The runtime the store's futures run on; the applier itself is synchronous (shard
+    /// commits block), so call it outside async code or from `spawn_blocking`.
+    pub runtime: Handle,
+}
+
+/// The engine's settings of a domain, from its JSON in the store.
+pub fn domain_settings(domain: &Domain) -> Result<DomainSettings> {
+    serde_json::from_value(domain.settings.clone()).map_err(|e| {
+        Error::Input(format!(
+            "domain `{}`: settings in the store are unreadable: {e}",
+            domain.name
+        ))
+    })
+}
+
+pub fn to_document(doc: StoredDocument) -> Result<Document> {
+    let attributes: Attributes = serde_json::from_value(doc.attributes).map_err(|e| {
+        Error::Input(format!(
+            "document `{}`: attributes in the store are unreadable: {e}",
+            doc.external_id
+        ))
+    })?;
+    Ok(Document {
+        id: doc.external_id,
+        title: doc.title,
+        url: doc.url,
+        attributes,
+        chunks: doc
+            .chunks
+            .into_iter()
+            .map(|c| Chunk {
+                text: c.text,
+                char_start: c.char_start,
+                char_end: c.char_end,
+                heading: c.heading,
+                embedding: c.embedding,
+            })
+            .collect(),
+    })
+}
+
+/// The store's form of a shard write (`content_hash` identifies the source content).
+pub fn to_write(op: &WriteOp, content_hash: impl Fn(&Document) -> String) -> Result<Write> {
+    Ok(match op {
+        WriteOp::Delete(id) => Write::Delete(id.clone()),
+        WriteOp::Upsert(doc) => Write::Upsert(StoredDocument {
+            external_id: doc.id.clone(),
+            title: doc.title.clone(),
+            url: doc.url.clone(),
+            attributes: serde_json::to_value(&doc.attributes)
+                .map_err(|e| Error::Input(format!("document `{}`: {e}", doc.id)))?,
+            content_hash: content_hash(doc),
+            chunks: doc
+                .chunks
+                .iter()
+                .map(|c| StoredChunk {
+                    text: c.text.clone(),
+                    char_start: c.char_start,
+                    char_end: c.char_end,
+                    heading: c.heading.clone(),
+                    embedding: c.embedding.clone(),
+                })
+                .collect(),
+        }),
+    })
+}
+
+fn batch_of(changes: Vec<Change>, model_id: &str) -> Result<WriteBatch> {
+    let seq = changes.last().map(|c| c.seq);
+    let ops = changes
+        .into_iter()
+        .map(|c| match c.document {
+            Some(doc) => Ok(WriteOp::Upsert(to_document(doc)?)),
+            None => Ok(WriteOp::Delete(c.external_id)),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(WriteBatch {
+        model_id: model_id.to_string(),
+        ops,
+        seq,
+    })
+}
+
+impl Applier<'_> {
+    fn block<T>(&self, f: impl Future<Output = dartmouth_domains::Result<T>>) -> Result<T> {
+        self.runtime.block_on(f).map_err(Error::Store)
+    }
+
+    /// The domain's shard, created empty when this node has none yet.
+    pub fn shard(&self, domain: &Domain) -> Result<Arc<Shard>> {
+        match self.catalog.get(&domain.name) {
+            Ok(s) => Ok(s),
+            Err(dartmouth_engine::Error::DomainNotFound(_)) => Ok(self
+                .catalog
+                .create(&domain.name, domain_settings(domain)?)?),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Applies every change after the shard's applied sequence; returns the sequence reached.
+    pub fn catch_up(&self, domain: &Domain) -> Result<u64> {
+        let shard = self.shard(domain)?;
+        let model_id = shard.settings().model.id.clone();
+        let mut applied = shard.applied_seq();
+        loop {
+            let changes = self.block(self.store.changes_since(domain.id, applied, BATCH))?;
+            if changes.is_empty() {
+                return Ok(applied);
+            }
+            let info = shard.apply(batch_of(changes, &model_id)?)?;
+            applied = info.applied_seq;
+        }
+    }
+
+    /// Rebuilds the domain's shard from the store (no re-embedding) next to the current one and
+    /// swaps it in; changes committed meanwhile are applied after the swap.
+    pub fn rebuild(&self, domain: &Domain) -> Result<u64> {
+        let settings = domain_settings(domain)?;
+        // The sequence first: the documents read after it are at least that recent, and
+        // `catch_up` re-applies anything newer (upserts carry the current state).
+        let upto = self.block(self.store.last_seq(domain.id))?;
+        let docs = self.block(self.store.all_documents(domain.id))?;
+        let dir = self.catalog.scratch_dir(&domain.name)?;
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(Error::io(&dir))?;
+        }
+        let model_id = settings.model.id.clone();
+        let shard = Shard::create(&dir, &domain.name, settings)?;
+        let mut docs = docs.into_iter().peekable();
+        while docs.peek().is_some() {
+            let ops = docs
+                .by_ref()
+                .take(BATCH as usize)
+                .map(|d| Ok(WriteOp::Upsert(to_document(d)?)))
+                .collect::<Result<Vec<_>>>()?;
+            shard.apply_unsequenced(WriteBatch {
+                model_id: model_id.clone(),
+                ops,
+                seq: None,
+            })?;
+        }
+        if upto > 0 {
+            shard.apply(WriteBatch {
+                model_id,
+                ops: Vec::new(),
+                seq: Some(upto),
+            })?;
+        }
+        shard.checkpoint()?;
+        drop(shard);
+        self.catalog.replace(&domain.name, &dir)?;
+        self.catch_up(domain)
+    }
+}
+
+/// An indexing job's sink that writes through the store: each batch commits to the store with
+/// its changelog rows (the acknowledgement), then the applier brings the shard up to it.
+pub struct StoreSink<'a> {
+    pub applier: &'a Applier<'a>,
+    pub pass: Pass,
+    pub domain: Domain,
+    pub shard: Arc<Shard>,
+}
+
+impl Sink for StoreSink<'_> {
+    fn name(&self) -> &str {
+        &self.domain.name
+    }
+
+    fn settings(&self) -> &DomainSettings {
+        self.shard.settings()
+    }
+
+    fn acknowledged(&self) -> u64 {
+        self.shard.applied_seq()
+    }
+
+    fn write(&self, model_id: &str, ops: Vec<WriteOp>) -> Result<u64> {
+        if model_id != self.shard.settings().model.id {
+            return Err(dartmouth_engine::Error::ModelMismatch {
+                expected: self.shard.settings().model.id.clone(),
+                got: model_id.to_string(),
+            }
+            .into());
+        }
+        let writes = ops
+            .iter()
+            .map(|op| to_write(op, content_hash))
+            .collect::<Result<Vec<_>>>()?;
+        let seq = self.applier.block(self.applier.store.write(
+            &self.pass,
+            &self.domain.name,
+            &writes,
+        ))?;
+        self.applier.catch_up(&self.domain)?;
+        Ok(seq)
+    }
+
+    fn finish(&self) -> Result<()> {
+        Ok(self.shard.checkpoint()?)
+    }
+}
+
+/// SHA-256 over a document's title, url and chunk texts: what decides whether it changed.
+pub fn content_hash(doc: &Document) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(doc.title.as_bytes());
+    h.update([0]);
+    h.update(doc.url.as_deref().unwrap_or("").as_bytes());
+    for c in &doc.chunks {
+        h.update([0]);
+        h.update(c.text.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
