@@ -7,6 +7,19 @@ cd "$(dirname "$0")/.."
 eval "$(scripts/setup-model.sh)"
 export ORT_DYLIB_PATH DARTMOUTH_MODEL_DIR DARTMOUTH_PYTHON
 
+# PostgreSQL server binaries for the store conformance suite (the tests start their own
+# throwaway cluster as the `postgres` user; Debian's package creates that user).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  else
+    echo "error: PostgreSQL server binaries are missing: sudo apt-get install postgresql" >&2
+    exit 1
+  fi
+fi
+
 if [ ! -d ../shared/datasets ]; then
   echo "error: ../shared/datasets is missing (the judged collections the tests read)" >&2
   exit 1

@@ -8,6 +8,8 @@
 //! - `access.rs`: `Caller` (who; only from a credential or the local operator) and `Pass`
 //!   (which domains; only from `Store::authorize`). A domain the caller may not use is reported
 //!   exactly as one that does not exist.
+//! - `jwt.rs`: JWT verification (algorithm pinned per key, selected by `kid`; `exp`, `aud`,
+//!   `iss`, `sub` required) and delegated tokens that can only narrow a principal's grants.
 //! - `content.rs`: documents, chunks with embeddings, and the changelog; writes acknowledge
 //!   with their sequence.
 //!
@@ -17,12 +19,14 @@ mod access;
 mod admin;
 mod content;
 mod error;
+mod jwt;
 mod model;
 pub mod names;
 mod store;
 
 pub use access::{Caller, Pass};
 pub use error::{Error, Result};
+pub use jwt::{JwtConfig, JwtKey, MAX_DELEGATION_SECS};
 pub use model::{
     AuditEntry, Change, Domain, Grant, KeyInfo, Principal, PrincipalKind, Role, StoredChunk,
     StoredDocument, Write,

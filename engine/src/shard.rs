@@ -394,6 +394,9 @@ impl Shard {
         let view = vectors.view()?;
         let (ann, graph_rows) = load_graph(dir, &view, &live);
         let index_writer = index.writer_with_num_threads(2, 128 * 1024 * 1024)?;
+        // A process killed mid-commit leaves files no commit refers to (a `.del` file, say);
+        // the next writer would reuse their names and fail. Remove them before any write.
+        index_writer.garbage_collect_files().wait()?;
         let ann = Arc::new(ann);
         let mut writer = WriterState {
             index_writer,

@@ -68,6 +68,9 @@ enum Command {
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
+        /// Print `ack <sequence>` on stdout as each batch is acknowledged by the store.
+        #[arg(long)]
+        print_acks: bool,
     },
     /// Search one or more domains.
     Search(SearchArgs),
@@ -339,7 +342,8 @@ pub fn run() -> Result<()> {
         // Evaluation domains live in the catalog only: they are rebuilt from the collections.
         return eval_cmd(&catalog, &cli.data_dir, &cli.models, args);
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()?;
     let url = cli
@@ -368,14 +372,18 @@ pub fn run() -> Result<()> {
             format,
             batch_docs,
             json,
+            print_acks,
         } => index(
             &ctx,
             &cli.models,
-            &domain,
-            &paths,
-            format.as_deref(),
-            batch_docs,
-            json,
+            &IndexArgs {
+                domain,
+                paths,
+                format,
+                batch_docs,
+                json,
+                print_acks,
+            },
         ),
         Command::Search(args) => search_cmd(&ctx, &cli.models, args),
         Command::Eval(_) => unreachable!("handled above"),
@@ -621,15 +629,56 @@ fn domain(ctx: &Ctx, command: DomainCommand) -> Result<()> {
     Ok(())
 }
 
-fn index(
-    ctx: &Ctx,
-    models: &ModelArgs,
-    domain: &str,
-    paths: &[PathBuf],
-    format: Option<&str>,
+struct IndexArgs {
+    domain: String,
+    paths: Vec<PathBuf>,
+    format: Option<String>,
     batch_docs: usize,
     json: bool,
-) -> Result<()> {
+    print_acks: bool,
+}
+
+/// Prints each acknowledgement as it happens (for callers that track what is durable).
+struct AckPrinter<'a>(StoreSink<'a>);
+
+impl dartmouth_indexer::Sink for AckPrinter<'_> {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn settings(&self) -> &DomainSettings {
+        self.0.settings()
+    }
+
+    fn acknowledged(&self) -> u64 {
+        self.0.acknowledged()
+    }
+
+    fn write(
+        &self,
+        model_id: &str,
+        ops: Vec<dartmouth_engine::WriteOp>,
+    ) -> dartmouth_indexer::Result<u64> {
+        let seq = self.0.write(model_id, ops)?;
+        let mut out = out();
+        // A closed stdout must not fail an index job whose writes are already durable.
+        let _ = writeln!(out, "ack {seq}").and_then(|()| out.flush());
+        Ok(seq)
+    }
+
+    fn finish(&self) -> dartmouth_indexer::Result<()> {
+        self.0.finish()
+    }
+}
+
+fn index(ctx: &Ctx, models: &ModelArgs, args: &IndexArgs) -> Result<()> {
+    let (domain, paths, format, batch_docs, json) = (
+        args.domain.as_str(),
+        &args.paths,
+        args.format.as_deref(),
+        args.batch_docs,
+        args.json,
+    );
     let pass = ctx.block(
         ctx.store
             .authorize(&ctx.caller, &[domain.to_string()], Role::Write),
@@ -650,13 +699,19 @@ fn index(
         settings.chunk_overlap,
     );
     let progress = Progress::new(total, std::io::stderr().is_terminal());
+    let sink = StoreSink {
+        applier: &applier,
+        pass,
+        domain: target,
+        shard: Arc::clone(&shard),
+    };
+    let sink: Arc<dyn dartmouth_indexer::Sink + '_> = if args.print_acks {
+        Arc::new(AckPrinter(sink))
+    } else {
+        Arc::new(sink)
+    };
     let summary = IndexJob {
-        sink: Arc::new(StoreSink {
-            applier: &applier,
-            pass,
-            domain: target,
-            shard: Arc::clone(&shard),
-        }),
+        sink,
         embedder: embedder.as_ref(),
         chunker,
         batch_docs,

@@ -124,7 +124,9 @@ fn create_index_search_and_errors() {
     assert_eq!(unique.len(), docs.len(), "{docs:?}");
 
     // Errors name the input and the place, and exit non-zero.
-    assert!(fails(&data, &["search", "--domain", "nope", "x"]).contains("domain `nope` not found"));
+    assert!(
+        fails(&data, &["search", "--domain", "nope", "x"]).contains("domain `nope` does not exist")
+    );
     let bad = tmp.path().join("bad.jsonl");
     std::fs::write(
         &bad,
@@ -155,4 +157,124 @@ fn create_index_search_and_errors() {
 
     ok(&data, &["domain", "delete", "help"]);
     assert_eq!(ok(&data, &["domain", "list"]).trim(), "");
+}
+
+#[test]
+fn domains_are_access_controlled_through_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sample/help-centre");
+    let sample = sample.to_str().unwrap();
+    ok(
+        &data,
+        &[
+            "domain",
+            "create",
+            "kb",
+            "--embedder",
+            "fake",
+            "--description",
+            "Help centre",
+        ],
+    );
+    ok(&data, &["domain", "create", "secret", "--embedder", "fake"]);
+    ok(&data, &["index", "--domain", "kb", sample]);
+    ok(&data, &["index", "--domain", "secret", sample]);
+    ok(&data, &["principal", "create", "agent", "--kind", "agent"]);
+    ok(&data, &["grant", "agent", "kb", "read"]);
+
+    let query = ["search", "--json", "-k", "3", "--domain"];
+    let mine = ok(
+        &data,
+        &[&["--as", "agent"], &query[..], &["kb", "refund"]].concat(),
+    );
+    let hits: serde_json::Value = serde_json::from_str(&mine).unwrap();
+    assert!(!hits["hits"].as_array().unwrap().is_empty());
+    // Another domain's content is indistinguishable from a domain that does not exist.
+    let hidden = fails(
+        &data,
+        &[&["--as", "agent"], &query[..], &["secret", "refund"]].concat(),
+    );
+    let absent = fails(
+        &data,
+        &[&["--as", "agent"], &query[..], &["nope", "refund"]].concat(),
+    );
+    assert_eq!(hidden.replace("secret", "X"), absent.replace("nope", "X"));
+    assert!(!hidden.contains("permission"), "{hidden}");
+    // A reader cannot write, and cannot administer.
+    assert!(
+        fails(&data, &["--as", "agent", "index", "--domain", "kb", sample])
+            .contains("does not exist")
+    );
+    assert!(
+        !fails(
+            &data,
+            &["--as", "agent", "grant", "agent", "secret", "read"]
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        ok(&data, &["--as", "agent", "domain", "list", "--json"]).trim(),
+        r#"{"domains":["kb"]}"#
+    );
+    assert!(
+        fails(&data, &["--as", "nobody", "domain", "list"])
+            .contains("principal `nobody` does not exist")
+    );
+
+    // Keys: shown once, listed by id, revocable.
+    let secret = ok(
+        &data,
+        &[
+            "key",
+            "create",
+            "--principal",
+            "agent",
+            "--expires-in",
+            "1d",
+        ],
+    );
+    let secret = secret.trim();
+    assert!(secret.starts_with("dk_") && secret.len() == 67, "{secret}");
+    let listed = ok(&data, &["key", "list"]);
+    assert!(listed.contains(&secret[..11]) && !listed.contains(secret));
+    ok(&data, &["key", "revoke", &secret[..11]]);
+    assert!(ok(&data, &["key", "list"]).contains("revoked"));
+
+    // Rebuilding from the store gives the same shard and the same answers.
+    let before = ok(&data, &[&query[..], &["kb", "refund"]].concat());
+    let rebuilt = ok(&data, &["reindex", "--domain", "kb"]);
+    assert!(rebuilt.contains("5 documents"), "{rebuilt}");
+    let after = ok(&data, &[&query[..], &["kb", "refund"]].concat());
+    let ids = |s: &str| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(s).unwrap();
+        v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["chunk_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(&before), ids(&after));
+    // A shard lost from disk is rebuilt from the changelog on next use.
+    std::fs::remove_dir_all(data.join("shards/kb")).unwrap();
+    assert_eq!(
+        ids(&ok(&data, &[&query[..], &["kb", "refund"]].concat())),
+        ids(&before)
+    );
+
+    // The audit shows the admin actions and the refusals.
+    let audit = ok(&data, &["audit", "--since", "1h", "--json"]);
+    assert!(audit.contains(r#""action":"grant""#));
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains(r#""outcome":"denied""#) && l.contains(r#""target":"secret""#))
+    );
+    assert!(fails(&data, &["--as", "agent", "audit"]).contains("admin"));
+    assert!(fails(&data, &["audit", "--since", "5 minutes"]).contains("duration"));
+
+    ok(&data, &["domain", "delete", "kb"]);
+    assert!(!ok(&data, &["domain", "list"]).contains("kb"));
+    assert!(!data.join("shards/kb").exists());
 }
