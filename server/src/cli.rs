@@ -53,25 +53,7 @@ enum Command {
         command: DomainCommand,
     },
     /// Index files into a domain: BEIR corpus.jsonl, Markdown or text (files or directories).
-    Index {
-        #[arg(long)]
-        domain: String,
-        /// Files or directories.
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-        /// beir | markdown | text (detected from the file name by default).
-        #[arg(long)]
-        format: Option<String>,
-        /// Documents per atomic write batch.
-        #[arg(long, default_value_t = 256)]
-        batch_docs: usize,
-        /// Print the summary as JSON.
-        #[arg(long)]
-        json: bool,
-        /// Print `ack <sequence>` on stdout as each batch is acknowledged by the store.
-        #[arg(long)]
-        print_acks: bool,
-    },
+    Index(IndexArgs),
     /// Search one or more domains.
     Search(SearchArgs),
     /// Evaluate relevance on BEIR-layout collections (indexes each once into `eval-<name>`).
@@ -366,25 +348,7 @@ pub fn run() -> Result<()> {
     };
     match cli.command {
         Command::Domain { command } => domain(&ctx, command),
-        Command::Index {
-            domain,
-            paths,
-            format,
-            batch_docs,
-            json,
-            print_acks,
-        } => index(
-            &ctx,
-            &cli.models,
-            &IndexArgs {
-                domain,
-                paths,
-                format,
-                batch_docs,
-                json,
-                print_acks,
-            },
-        ),
+        Command::Index(args) => index(&ctx, &cli.models, &args),
         Command::Search(args) => search_cmd(&ctx, &cli.models, args),
         Command::Eval(_) => unreachable!("handled above"),
         Command::Principal { command } => principal_cmd(&ctx, command),
@@ -629,12 +593,24 @@ fn domain(ctx: &Ctx, command: DomainCommand) -> Result<()> {
     Ok(())
 }
 
+#[derive(clap::Args)]
 struct IndexArgs {
+    #[arg(long)]
     domain: String,
+    /// Files or directories.
+    #[arg(required = true)]
     paths: Vec<PathBuf>,
+    /// beir | markdown | text (detected from the file name by default).
+    #[arg(long)]
     format: Option<String>,
+    /// Documents per atomic write batch.
+    #[arg(long, default_value_t = 256)]
     batch_docs: usize,
+    /// Print the summary as JSON.
+    #[arg(long)]
     json: bool,
+    /// Print `ack <sequence>` on stdout as each batch is acknowledged by the store.
+    #[arg(long)]
     print_acks: bool,
 }
 

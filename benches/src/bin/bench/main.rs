@@ -56,27 +56,7 @@ enum Cmd {
         batch: usize,
     },
     /// Query latency per mode on a shard of `chunks` chunks.
-    Query {
-        #[arg(long, default_value = "../shared/datasets/ir/scifact")]
-        collection: PathBuf,
-        #[arg(long, default_value_t = 100_000)]
-        chunks: usize,
-        /// Queries to time (at most as many as the collection has).
-        #[arg(long, default_value_t = 2000)]
-        queries: usize,
-        /// Where the synthetic shard is kept between runs.
-        #[arg(long, default_value = "target/bench-data")]
-        dir: PathBuf,
-        /// Candidates per branch before fusion.
-        #[arg(long, default_value_t = 100)]
-        candidates: usize,
-        /// ef_search values for the ANN recall/QPS sweep.
-        #[arg(long, value_delimiter = ',', default_value = "16,32,64,96,128,256")]
-        efs: Vec<usize>,
-        /// Also write the figures as JSON here (read by benches/compare/compare.py).
-        #[arg(long)]
-        json: Option<PathBuf>,
-    },
+    Query(query::QueryArgs),
 }
 
 fn main() -> Result<()> {
@@ -157,26 +137,7 @@ fn main() -> Result<()> {
             std::fs::remove_dir_all(&tmp).ok();
             std::fs::remove_file(&subset).ok();
         }
-        Cmd::Query {
-            collection,
-            chunks,
-            queries,
-            dir,
-            candidates,
-            efs,
-            json,
-        } => query::run(
-            &OnnxEmbedder::load(&options(2, 1, 8))?,
-            &query::QueryArgs {
-                collection,
-                chunks,
-                queries,
-                dir,
-                candidates,
-                efs,
-                json,
-            },
-        )?,
+        Cmd::Query(args) => query::run(&OnnxEmbedder::load(&options(2, 1, 8))?, &args)?,
     }
     Ok(())
 }

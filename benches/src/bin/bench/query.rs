@@ -15,13 +15,26 @@ use serde_json::json;
 
 use crate::corpus::Corpus;
 
+#[derive(clap::Args)]
 pub struct QueryArgs {
+    #[arg(long, default_value = "../shared/datasets/ir/scifact")]
     pub collection: PathBuf,
+    #[arg(long, default_value_t = 100_000)]
     pub chunks: usize,
+    /// Queries to time (at most as many as the collection has).
+    #[arg(long, default_value_t = 2000)]
     pub queries: usize,
+    /// Where the synthetic shard is kept between runs.
+    #[arg(long, default_value = "target/bench-data")]
     pub dir: PathBuf,
+    /// Candidates per branch before fusion.
+    #[arg(long, default_value_t = 100)]
     pub candidates: usize,
+    /// ef_search values for the ANN recall/QPS sweep.
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64,96,128,256")]
     pub efs: Vec<usize>,
+    /// Also write the figures as JSON here (read by benches/compare/compare.py).
+    #[arg(long)]
     pub json: Option<PathBuf>,
 }
 
