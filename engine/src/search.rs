@@ -374,28 +374,30 @@ fn hydrate(
         path: shards[si].dir().to_path_buf(),
         reason: format!("chunk {ordinal} has no index entry"),
     })?;
+    // Ids, ranks and scores come from in-memory tables; the payload from the document store.
+    let doc_id = snap.docs.names[snap.docs.doc_of[ordinal as usize] as usize].clone();
+    let chunk_idx = snap.chunk_idx_columns[address.segment_ord as usize]
+        .first(address.doc_id)
+        .unwrap_or(0);
+    let mut hit = Hit {
+        domain: shards[si].name().to_string(),
+        chunk_id: format!("{doc_id}#{chunk_idx}"),
+        doc_id,
+        chunk_idx,
+        score: f.score,
+        bm25: f.bm25.map(|(rank, score)| BranchHit { rank, score }),
+        vector: f.vector.map(|(rank, score)| BranchHit { rank, score }),
+        title: String::new(),
+        text: String::new(),
+        url: None,
+        heading: None,
+        char_start: 0,
+        char_end: 0,
+        attributes: serde_json::Value::Object(Default::default()),
+        index_seq: snap.applied_seq,
+    };
     if !with_payload {
-        let doc_id = snap.docs.names[snap.docs.doc_of[ordinal as usize] as usize].clone();
-        let chunk_idx = snap.chunk_idx_columns[address.segment_ord as usize]
-            .first(address.doc_id)
-            .unwrap_or(0);
-        return Ok(Hit {
-            domain: shards[si].name().to_string(),
-            chunk_id: format!("{doc_id}#{chunk_idx}"),
-            doc_id,
-            chunk_idx,
-            score: f.score,
-            bm25: f.bm25.map(|(rank, score)| BranchHit { rank, score }),
-            vector: f.vector.map(|(rank, score)| BranchHit { rank, score }),
-            title: String::new(),
-            text: String::new(),
-            url: None,
-            heading: None,
-            char_start: 0,
-            char_end: 0,
-            attributes: serde_json::Value::Object(Default::default()),
-            index_seq: snap.applied_seq,
-        });
+        return Ok(hit);
     }
     let doc: TantivyDocument = snap.searcher.doc(address)?;
     let fl = snap.fields;
@@ -405,48 +407,33 @@ fn hydrate(
             .map(str::to_string)
     };
     let num = |field| doc.get_first(field).and_then(|v| v.as_u64()).unwrap_or(0);
-    let doc_id = text(fl.doc_id).unwrap_or_default();
-    let chunk_idx = num(fl.chunk_idx);
-    let attributes = match doc.get_first(fl.attrs).and_then(|v| v.as_bytes()) {
-        Some(bytes) => {
-            let attrs: crate::Attributes =
-                serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
-                    path: shards[si].dir().to_path_buf(),
-                    reason: format!("attributes of chunk {ordinal}: {e}"),
-                })?;
-            serde_json::Value::Object(
-                attrs
-                    .into_iter()
-                    .map(|(k, vs)| {
-                        let v = if vs.len() == 1 {
-                            vs[0].to_json()
-                        } else {
-                            serde_json::Value::Array(vs.iter().map(|v| v.to_json()).collect())
-                        };
-                        (k, v)
-                    })
-                    .collect(),
-            )
-        }
-        None => serde_json::Value::Object(Default::default()),
-    };
-    Ok(Hit {
-        domain: shards[si].name().to_string(),
-        chunk_id: format!("{doc_id}#{chunk_idx}"),
-        doc_id,
-        chunk_idx,
-        score: f.score,
-        bm25: f.bm25.map(|(rank, score)| BranchHit { rank, score }),
-        vector: f.vector.map(|(rank, score)| BranchHit { rank, score }),
-        title: text(fl.title).unwrap_or_default(),
-        text: text(fl.text).unwrap_or_default(),
-        url: text(fl.url),
-        heading: text(fl.heading),
-        char_start: num(fl.char_start),
-        char_end: num(fl.char_end),
-        attributes,
-        index_seq: snap.applied_seq,
-    })
+    if let Some(bytes) = doc.get_first(fl.attrs).and_then(|v| v.as_bytes()) {
+        let attrs: crate::Attributes =
+            serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
+                path: shards[si].dir().to_path_buf(),
+                reason: format!("attributes of chunk {ordinal}: {e}"),
+            })?;
+        hit.attributes = serde_json::Value::Object(
+            attrs
+                .into_iter()
+                .map(|(k, vs)| {
+                    let v = if vs.len() == 1 {
+                        vs[0].to_json()
+                    } else {
+                        serde_json::Value::Array(vs.iter().map(|v| v.to_json()).collect())
+                    };
+                    (k, v)
+                })
+                .collect(),
+        );
+    }
+    hit.title = text(fl.title).unwrap_or_default();
+    hit.text = text(fl.text).unwrap_or_default();
+    hit.url = text(fl.url);
+    hit.heading = text(fl.heading);
+    hit.char_start = num(fl.char_start);
+    hit.char_end = num(fl.char_end);
+    Ok(hit)
 }
 
 impl Snapshot {
