@@ -12,7 +12,7 @@ use crate::model::{
     now_millis,
 };
 use crate::names::validate_text;
-use crate::store::{Backend, Store};
+use crate::store::Store;
 use crate::{Error, Result};
 
 pub const MAX_EXTERNAL_ID: usize = 512;
@@ -25,7 +25,8 @@ fn check_id(id: &str) -> Result<()> {
 }
 
 impl Store {
-    /// Commits `writes` to `domain` in one transaction; returns the last changelog sequence.
+    /// Commits `writes` to `domain` in one transaction; returns the domain's last changelog
+    /// sequence (sequences count per domain).
     pub async fn write(&self, pass: &Pass, domain: &str, writes: &[Write]) -> Result<u64> {
         if pass.role() < Role::Write {
             return Err(Error::not_found("domain", domain));
@@ -49,30 +50,34 @@ impl Store {
         }
         let now = now_millis();
         let mut tx = self.pool.begin().await?;
-        if self.backend() == Backend::Postgres {
-            // Writers of one domain commit in sequence order, so an applier that has seen
-            // sequence n never later meets a smaller one.
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(d.id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let mut last = 0i64;
-        for w in writes {
+        // Take this write's sequences from the domain's counter. On PostgreSQL the row lock
+        // also orders the domain's writers: an applier that has seen sequence n never later
+        // meets a smaller one.
+        let last: i64 = sqlx::query(
+            "UPDATE domains SET last_seq = last_seq + $2 WHERE id = $1 RETURNING last_seq",
+        )
+        .bind(d.id)
+        .bind(writes.len() as i64)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| Error::not_found("domain", domain))?
+        .try_get("last_seq")?;
+        let first = last - writes.len() as i64 + 1;
+        for (seq, w) in (first..).zip(writes) {
             let (op, id) = match w {
                 Write::Upsert(doc) => ("upsert", doc.external_id.as_str()),
                 Write::Delete(id) => ("delete", id.as_str()),
             };
-            last = sqlx::query(
-                "INSERT INTO changelog (domain_id, op, external_id, at) VALUES ($1, $2, $3, $4) RETURNING seq",
+            sqlx::query(
+                "INSERT INTO changelog (domain_id, domain_seq, op, external_id, at) VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(d.id)
+            .bind(seq)
             .bind(op)
             .bind(id)
             .bind(now)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("seq")?;
+            .execute(&mut *tx)
+            .await?;
             sqlx::query("DELETE FROM chunks WHERE domain_id = $1 AND external_id = $2")
                 .bind(d.id)
                 .bind(id)
@@ -94,7 +99,7 @@ impl Store {
                 .bind(&doc.title)
                 .bind(doc.url.as_deref())
                 .bind(doc.attributes.to_string())
-                .bind(last)
+                .bind(seq)
                 .execute(&mut *tx)
                 .await?;
                 for (i, c) in doc.chunks.iter().enumerate() {
@@ -143,11 +148,14 @@ impl Store {
 
     /// The latest changelog sequence of a domain (0 when it has none).
     pub async fn last_seq(&self, domain_id: i64) -> Result<u64> {
-        let row = sqlx::query("SELECT MAX(seq) AS s FROM changelog WHERE domain_id = $1")
+        let row = sqlx::query("SELECT last_seq FROM domains WHERE id = $1")
             .bind(domain_id)
-            .fetch_one(&self.pool)
+            .fetch_optional(&self.pool)
             .await?;
-        Ok(row.try_get::<Option<i64>, _>("s")?.unwrap_or(0) as u64)
+        Ok(match row {
+            Some(r) => r.try_get::<i64, _>("last_seq")? as u64,
+            None => 0,
+        })
     }
 
     /// Up to `limit` changes of a domain after `after`, each with the document's current state.
@@ -158,7 +166,8 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<Change>> {
         let rows = sqlx::query(
-            "SELECT seq, op, external_id FROM changelog WHERE domain_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            "SELECT domain_seq AS seq, op, external_id FROM changelog \
+             WHERE domain_id = $1 AND domain_seq > $2 ORDER BY domain_seq LIMIT $3",
         )
         .bind(domain_id)
         .bind(after as i64)
@@ -173,7 +182,7 @@ impl Store {
             .documents_where(
                 domain_id,
                 "AND d.external_id IN (SELECT external_id FROM changelog \
-                 WHERE domain_id = $1 AND seq > $2 AND seq <= $3 AND op = 'upsert')",
+                 WHERE domain_id = $1 AND domain_seq > $2 AND domain_seq <= $3 AND op = 'upsert')",
                 Some((after as i64, upto)),
             )
             .await?;

@@ -276,6 +276,22 @@ async fn conformance(url: &str) {
         .await
         .unwrap();
     assert!(s1 < s2 && s2 < s3);
+    assert_eq!(
+        (s1, s2, s3),
+        (1, 3, 4),
+        "one sequence per change, counted per domain"
+    );
+    assert_eq!(store.last_seq(kb.id).await.unwrap(), s3);
+    // Another domain's writes neither take nor reveal support-kb's sequences.
+    let other = store
+        .authorize(&admin, &["store-catalog".into()], Role::Write)
+        .await
+        .unwrap();
+    let o1 = store
+        .write(&other, "store-catalog", &[Write::Upsert(doc("x", "xi"))])
+        .await
+        .unwrap();
+    assert_eq!(o1, 1);
     assert_eq!(store.last_seq(kb.id).await.unwrap(), s3);
     let changes = store.changes_since(kb.id, 0, 100).await.unwrap();
     assert_eq!(changes.len(), 4);
