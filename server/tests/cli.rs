@@ -2,10 +2,12 @@
 //! exercised by eval's tests).
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
+use std::ffi::OsStr;
+use std::fmt::Debug;
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn dartmouth(data: &Path, args: &[&str]) -> Output {
+fn dartmouth<S: AsRef<OsStr>>(data: &Path, args: &[S]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_dartmouth"))
         .arg("--data-dir")
         .arg(data)
@@ -14,7 +16,7 @@ fn dartmouth(data: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn ok(data: &Path, args: &[&str]) -> String {
+fn ok<S: AsRef<OsStr> + Debug>(data: &Path, args: &[S]) -> String {
     let out = dartmouth(data, args);
     assert!(
         out.status.success(),
@@ -24,7 +26,7 @@ fn ok(data: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn fails(data: &Path, args: &[&str]) -> String {
+fn fails<S: AsRef<OsStr> + Debug>(data: &Path, args: &[S]) -> String {
     let out = dartmouth(data, args);
     assert!(!out.status.success(), "dartmouth {args:?} should fail");
     String::from_utf8(out.stderr).unwrap()
@@ -277,4 +279,63 @@ fn domains_are_access_controlled_through_the_store() {
     ok(&data, &["domain", "delete", "kb"]);
     assert!(!ok(&data, &["domain", "list"]).contains("kb"));
     assert!(!data.join("shards/kb").exists());
+}
+
+#[path = "../../domains/tests/pg.rs"]
+mod pg;
+
+/// The same commands on PostgreSQL (`--store postgres://…`): the shards stay local, the store
+/// is the cluster.
+#[test]
+fn the_cli_runs_on_postgresql() {
+    let cluster = pg::PgCluster::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sample/help-centre");
+    let sample = sample.to_str().unwrap();
+    let url = cluster.url.clone();
+    let on_pg = |args: &[&str]| -> Vec<String> {
+        ["--store", url.as_str()]
+            .iter()
+            .chain(args)
+            .map(|s| (*s).to_string())
+            .collect()
+    };
+    ok(
+        &data,
+        &on_pg(&["domain", "create", "kb", "--embedder", "fake"]),
+    );
+    ok(
+        &data,
+        &on_pg(&["domain", "create", "secret", "--embedder", "fake"]),
+    );
+    let listed = ok(&data, &on_pg(&["domain", "list"]));
+    let names: Vec<&str> = listed.lines().map(str::trim).collect();
+    assert_eq!(names, ["kb", "secret"]);
+    assert!(
+        !data.join("store.sqlite3").exists(),
+        "the SQLite store was used"
+    );
+    ok(&data, &on_pg(&["index", "--domain", "kb", sample]));
+    ok(
+        &data,
+        &on_pg(&["principal", "create", "agent", "--kind", "agent"]),
+    );
+    ok(&data, &on_pg(&["grant", "agent", "kb", "read"]));
+    let search = |domain: &str| -> Vec<String> {
+        on_pg(&[
+            "--as", "agent", "search", "--json", "--domain", domain, "refund",
+        ])
+    };
+    let hits: serde_json::Value = serde_json::from_str(&ok(&data, &search("kb"))).unwrap();
+    assert!(!hits["hits"].as_array().unwrap().is_empty());
+    let hidden = fails(&data, &search("secret"));
+    let absent = fails(&data, &search("nope"));
+    assert_eq!(hidden.replace("secret", "X"), absent.replace("nope", "X"));
+    // The shard is a view: lose it, and it is rebuilt from the cluster.
+    std::fs::remove_dir_all(data.join("shards/kb")).unwrap();
+    ok(&data, &on_pg(&["reindex", "--domain", "kb"]));
+    let again: serde_json::Value = serde_json::from_str(&ok(&data, &search("kb"))).unwrap();
+    assert_eq!(again["hits"], hits["hits"]);
+    assert!(ok(&data, &on_pg(&["audit", "--since", "1h"])).contains("denied"));
 }
