@@ -3,6 +3,10 @@
 //! `cargo bench -p dartmouth-benches` (the embedding group needs scripts/setup-model.sh's
 //! ORT_DYLIB_PATH and DARTMOUTH_MODEL_DIR and is skipped without them).
 #![allow(clippy::unwrap_used, reason = "benchmark setup fails loudly")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "benchmarks search catalog-only shards directly"
+)]
 
 use std::hint::black_box;
 

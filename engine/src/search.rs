@@ -158,7 +158,20 @@ impl SearchRequest {
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> Result<()> {
+        self.validate_parameters()?;
+        if self.mode != Mode::Bm25 && self.vector.is_none() {
+            return Err(Error::invalid(format!(
+                "{:?} mode needs a query vector",
+                self.mode
+            )));
+        }
+        Ok(())
+    }
+
+    /// Everything `validate` checks except the query vector, which only a caller that knows
+    /// the domains' model can supply.
+    pub fn validate_parameters(&self) -> Result<()> {
         if self.k == 0 || self.k > MAX_K {
             return Err(Error::invalid(format!(
                 "k must be 1 to {MAX_K}, got {}",
@@ -179,12 +192,6 @@ impl SearchRequest {
         }
         if self.mode != Mode::Vector && self.query.trim().is_empty() {
             return Err(Error::invalid("query: the query text is empty"));
-        }
-        if self.mode != Mode::Bm25 && self.vector.is_none() {
-            return Err(Error::invalid(format!(
-                "{:?} mode needs a query vector",
-                self.mode
-            )));
         }
         if !(self.title_boost.is_finite() && self.title_boost >= 0.0) {
             return Err(Error::invalid("title_boost must be a finite number >= 0"));
@@ -220,7 +227,7 @@ pub struct Hit {
     pub index_seq: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SearchResponse {
     pub hits: Vec<Hit>,
     /// Chunks that passed the filter (all live chunks without one), over every shard searched.

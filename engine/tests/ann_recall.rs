@@ -1,5 +1,9 @@
 //! HNSW recall against exact search on random vectors (the oracle is brute force).
 #![allow(clippy::unwrap_used, reason = "test helpers fail loudly")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the engine's own tests search shards directly"
+)]
 
 use dartmouth_engine::embed::FakeEmbedder;
 use dartmouth_engine::{

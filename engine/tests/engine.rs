@@ -1,5 +1,9 @@
 //! Engine integration tests: real tantivy index on disk, real HNSW graph, fake embedder.
 #![allow(clippy::unwrap_used, reason = "test helpers fail loudly")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the engine's own tests search shards directly"
+)]
 
 use std::collections::BTreeMap;
 

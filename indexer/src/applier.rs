@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use dartmouth_domains::{Change, Domain, Pass, Store, StoredChunk, StoredDocument, Write};
 use dartmouth_engine::{
-    Attributes, Catalog, Chunk, Document, DomainSettings, Shard, WriteBatch, WriteOp,
+    Attributes, Catalog, Chunk, Document, DomainSettings, ModelSpec, SearchRequest, SearchResponse,
+    Shard, WriteBatch, WriteOp,
 };
 use tokio::runtime::Handle;
 
@@ -118,19 +119,36 @@ impl Applier<'_> {
         }
     }
 
-    /// Applies every change after the shard's applied sequence; returns the sequence reached.
+    /// Applies every change after the shard's applied sequence, up to the last one committed
+    /// when it read the changelog; returns the sequence reached. (Changes committed while it
+    /// applies are left to the next call, so a steady stream of writes cannot keep it here.)
     pub fn catch_up(&self, domain: &Domain) -> Result<u64> {
         let shard = self.shard(domain)?;
         let model_id = shard.settings().model.id.clone();
         let mut applied = shard.applied_seq();
         loop {
             let changes = self.block(self.store.changes_since(domain.id, applied, BATCH))?;
-            if changes.is_empty() {
+            let full = changes.len() == BATCH as usize;
+            if !changes.is_empty() {
+                applied = shard.apply(batch_of(changes, &model_id)?)?.applied_seq;
+            }
+            if !full {
                 return Ok(applied);
             }
-            let info = shard.apply(batch_of(changes, &model_id)?)?;
-            applied = info.applied_seq;
         }
+    }
+
+    /// The shards `pass` opens, each caught up to the store: the one way to search a domain.
+    pub fn reader(&self, pass: &Pass) -> Result<Reader> {
+        let shards = pass
+            .domains()
+            .iter()
+            .map(|d| {
+                self.catch_up(d)?;
+                self.shard(d)
+            })
+            .collect::<Result<_>>()?;
+        Ok(Reader { shards })
     }
 
     /// Rebuilds the domain's shard from the store (no re-embedding) next to the current one and
@@ -171,6 +189,48 @@ impl Applier<'_> {
         drop(shard);
         self.catalog.replace(&domain.name, &dir)?;
         self.catch_up(domain)
+    }
+}
+
+/// What a [`Pass`] lets its holder search. Built only by [`Applier::reader`], so a search
+/// cannot reach a shard the pass does not open (`clippy.toml` forbids calling
+/// `dartmouth_engine::search` anywhere else outside tests, evaluation and benchmarks).
+pub struct Reader {
+    shards: Vec<Arc<Shard>>,
+}
+
+impl Reader {
+    /// The embedding model every opened domain shares (`None` when the pass opens none); an
+    /// error when they differ, since one query vector cannot serve two models.
+    pub fn model(&self) -> Result<Option<&ModelSpec>> {
+        let Some(first) = self.shards.first() else {
+            return Ok(None);
+        };
+        let spec = &first.settings().model;
+        if let Some(other) = self.shards.iter().find(|s| &s.settings().model != spec) {
+            return Err(Error::Input(format!(
+                "domains {} and {} use different embedding models; search them separately",
+                first.name(),
+                other.name()
+            )));
+        }
+        Ok(Some(spec))
+    }
+
+    pub fn domains(&self) -> impl Iterator<Item = &str> {
+        self.shards.iter().map(|s| s.name())
+    }
+
+    /// Searches the opened domains. A pass that opens none finds nothing (there is no model to
+    /// embed the query with, so no vector is required).
+    pub fn search(&self, req: &SearchRequest) -> Result<SearchResponse> {
+        if self.shards.is_empty() {
+            req.validate_parameters()?;
+            return Ok(SearchResponse::default());
+        }
+        let refs: Vec<&Shard> = self.shards.iter().map(Arc::as_ref).collect();
+        #[allow(clippy::disallowed_methods, reason = "the pass scoped these shards")]
+        Ok(dartmouth_engine::search(&refs, req)?)
     }
 }
 

@@ -259,6 +259,7 @@ pub fn embedding_input(title: &str, text: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods, reason = "checks the shard the job wrote")]
 mod tests {
     use super::*;
     use crate::chunk::Sizer;

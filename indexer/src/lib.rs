@@ -11,7 +11,9 @@ mod error;
 mod job;
 mod source;
 
-pub use applier::{Applier, StoreSink, content_hash, domain_settings, to_document, to_write};
+pub use applier::{
+    Applier, Reader, StoreSink, content_hash, domain_settings, to_document, to_write,
+};
 pub use chunk::{Chunker, Sizer, TextChunk};
 pub use error::{Error, Result};
 pub use job::{IndexJob, IndexSummary, Progress, Sink, embedding_input};

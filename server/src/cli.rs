@@ -7,9 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use dartmouth_domains::{Caller, PrincipalKind, Role, Store};
-use dartmouth_engine::{
-    Catalog, DomainSettings, Filter, Fusion, Hit, Mode, SearchRequest, Shard, search,
-};
+use dartmouth_engine::{Catalog, DomainSettings, Filter, Fusion, Hit, Mode, SearchRequest, Shard};
 use dartmouth_indexer::{
     Applier, Chunker, Format, IndexJob, Progress, SourceReader, StoreSink, read_beir_queries,
 };
@@ -747,16 +745,7 @@ fn bytecount_lines(bytes: &[u8]) -> u64 {
 fn search_cmd(ctx: &Ctx, models: &ModelArgs, args: SearchArgs) -> Result<()> {
     // Only what the caller may read; a domain it may not read is reported as missing.
     let pass = ctx.block(ctx.store.authorize(&ctx.caller, &args.domains, Role::Read))?;
-    let applier = ctx.applier();
-    let shards: Vec<Arc<Shard>> = pass
-        .domains()
-        .iter()
-        .map(|d| {
-            applier.catch_up(d)?;
-            applier.shard(d)
-        })
-        .collect::<Result<_, _>>()?;
-    let shard_refs: Vec<&Shard> = shards.iter().map(Arc::as_ref).collect();
+    let reader = ctx.applier().reader(&pass)?;
     let mode: Mode = args.mode.parse()?;
     let fusion = args.fusion.fusion()?;
     let filter = args
@@ -765,18 +754,10 @@ fn search_cmd(ctx: &Ctx, models: &ModelArgs, args: SearchArgs) -> Result<()> {
         .map(Filter::parse)
         .transpose()
         .context("--filter")?;
-    let spec = shards[0].settings().model.clone();
-    if let Some(other) = shards.iter().find(|s| s.settings().model != spec) {
-        bail!(
-            "domains {} and {} use different embedding models; search them separately",
-            shards[0].name(),
-            other.name()
-        );
-    }
-    let embedder = if mode == Mode::Bm25 {
-        None
-    } else {
-        Some(models.embedder_for(&spec)?)
+    let spec = reader.model()?.cloned();
+    let embedder = match &spec {
+        Some(spec) if mode != Mode::Bm25 => Some(models.embedder_for(spec)?),
+        _ => None,
     };
     let base = |text: &str| {
         let mut r = SearchRequest::new(text);
@@ -801,11 +782,17 @@ fn search_cmd(ctx: &Ctx, models: &ModelArgs, args: SearchArgs) -> Result<()> {
         for (i, q) in queries.iter().enumerate() {
             let mut req = base(&q.text);
             req.collapse = true;
-            req.vector = vectors.as_ref().map(|v| dartmouth_engine::Embedding {
-                model_id: spec.id.clone(),
-                values: v[i].clone(),
-            });
-            let response = search(&shard_refs, &req).with_context(|| format!("query {}", q.id))?;
+            req.vector =
+                vectors
+                    .as_ref()
+                    .zip(spec.as_ref())
+                    .map(|(v, spec)| dartmouth_engine::Embedding {
+                        model_id: spec.id.clone(),
+                        values: v[i].clone(),
+                    });
+            let response = reader
+                .search(&req)
+                .with_context(|| format!("query {}", q.id))?;
             let hits: Vec<_> = response.hits.iter().map(hit_json).collect();
             writeln!(out, "{}", json!({ "query_id": q.id, "hits": hits }))?;
         }
@@ -818,7 +805,7 @@ fn search_cmd(ctx: &Ctx, models: &ModelArgs, args: SearchArgs) -> Result<()> {
     if let Some(e) = &embedder {
         req.vector = Some(e.embed_query(&query)?);
     }
-    let response = search(&shard_refs, &req)?;
+    let response = reader.search(&req)?;
     let mut out = out();
     if args.json {
         let hits: Vec<_> = response.hits.iter().map(hit_json).collect();

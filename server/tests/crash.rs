@@ -3,6 +3,10 @@
 //! document is searchable, and nothing is half-present (the shard holds exactly the store's
 //! documents and chunks once the changelog is applied).
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "checks the shard itself after a crash"
+)]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

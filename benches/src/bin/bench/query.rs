@@ -1,6 +1,10 @@
 //! `bench query`: builds (once) a shard from the benchmark corpus and measures indexing
 //! throughput, query latency per mode, ANN recall/QPS against brute force over an ef sweep, and
 //! peak RSS while building and while serving.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "benchmarks search catalog-only shards directly"
+)]
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
