@@ -4,10 +4,13 @@
 //! - `bench query`: indexing throughput, in-process query latency (p50/p99) per mode, ANN
 //!   recall/QPS and peak RSS on a shard of 100k or 1M chunks built from the benchmark corpus
 //!   (real SciFact text and real-model vectors, perturbed; see `corpus.rs`).
+//! - `bench store`: acknowledged writes through the store (single and batched) and the delay
+//!   from acknowledgement to searchable while an applier tails the changelog.
 #![allow(clippy::print_stdout, reason = "a benchmark program reports on stdout")]
 
 mod corpus;
 mod query;
+mod store;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -57,6 +60,8 @@ enum Cmd {
     },
     /// Query latency per mode on a shard of `chunks` chunks.
     Query(query::QueryArgs),
+    /// Acknowledged writes through the store, and how soon they are searchable.
+    Store(store::StoreArgs),
 }
 
 fn main() -> Result<()> {
@@ -137,6 +142,7 @@ fn main() -> Result<()> {
             std::fs::remove_dir_all(&tmp).ok();
             std::fs::remove_file(&subset).ok();
         }
+        Cmd::Store(args) => store::run(&args)?,
         Cmd::Query(args) => query::run(&OnnxEmbedder::load(&options(2, 1, 8))?, &args)?,
     }
     Ok(())
