@@ -193,6 +193,20 @@ impl AttrIndex {
             .unwrap_or_default()
     }
 
+    /// Each value of `field` with the number of `within`'s ordinals that carry it.
+    pub fn value_counts<'a>(
+        &'a self,
+        field: &str,
+        within: &'a RoaringBitmap,
+    ) -> impl Iterator<Item = (AttrValue, u64)> + 'a {
+        self.fields
+            .get(field)
+            .into_iter()
+            .flat_map(|values| values.iter())
+            .map(move |(v, b)| (v.clone(), b.intersection_len(within)))
+            .filter(|(_, n)| *n > 0)
+    }
+
     /// Union of the bitmaps of values of the same kind within the bounds.
     pub fn range(
         &self,

@@ -19,6 +19,7 @@ mod error;
 mod filter;
 mod flat;
 mod fusion;
+mod highlight;
 mod schema;
 mod search;
 mod shard;
@@ -30,7 +31,11 @@ pub use embed::{Embedder, Embedding, ModelSpec};
 pub use error::{Error, ErrorKind, Result};
 pub use filter::{CompareOp, Filter, MAX_FILTER_DEPTH};
 pub use fusion::{Fused, Fusion, RRF_K_DEFAULT, fuse};
-pub use search::{BranchHit, Hit, Mode, SearchRequest, SearchResponse, search};
+pub use highlight::{snippet, term_ranges};
+pub use search::{
+    BranchHit, FacetCount, Hit, MAX_FACET_SIZE, MAX_FACETS, MAX_K, MAX_QUERY_BYTES, Mode,
+    SearchRequest, SearchResponse, SearchTimings, search,
+};
 pub use shard::{
     ApplyTimings, Chunk, CommitInfo, Document, DomainSettings, Manifest, Shard, ShardStats,
     WriteBatch, WriteOp,

@@ -1,8 +1,9 @@
 //! Hybrid retrieval over one or more shards: BM25 ‖ ANN under the same filter, fusion, hydration.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Instant;
 
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,7 @@ use tantivy::query::{
 use tantivy::schema::{Field, IndexRecordOption, Value};
 use tantivy::{DocAddress, Searcher, TantivyDocument, Term};
 
+use crate::attrs::AttrValue;
 use crate::embed::{Embedding, check_and_normalise, dot};
 use crate::filter::Filter;
 use crate::fusion::{Fused, Fusion, fuse};
@@ -91,6 +93,8 @@ pub const MAX_K: usize = 1000;
 pub const MAX_CANDIDATES: usize = 10_000;
 pub const MAX_QUERY_BYTES: usize = 16 * 1024;
 const MAX_QUERY_TERMS: usize = 256;
+pub const MAX_FACETS: usize = 32;
+pub const MAX_FACET_SIZE: usize = 1000;
 /// A filter that keeps at most this many chunks is served by an exact scan (recall 1.0).
 const EXACT_SCAN_MAX_ROWS: u64 = 10_000;
 const EF_SEARCH_DEFAULT: usize = 128;
@@ -139,6 +143,10 @@ pub struct SearchRequest {
     /// it hits carry ids, ranks and scores only, read from in-memory tables, as Qdrant's
     /// `with_payload: false` or Elasticsearch's `_source: false` (evaluation, id-only callers).
     pub with_payload: bool,
+    /// Attribute fields to count values of, over the documents that pass the filter.
+    pub facets: Vec<String>,
+    /// Values reported per facet (the most frequent first).
+    pub facet_size: usize,
 }
 
 impl SearchRequest {
@@ -155,6 +163,8 @@ impl SearchRequest {
             title_boost: 0.0,
             collapse: false,
             with_payload: true,
+            facets: Vec::new(),
+            facet_size: 10,
         }
     }
 
@@ -192,6 +202,14 @@ impl SearchRequest {
         }
         if self.mode != Mode::Vector && self.query.trim().is_empty() {
             return Err(Error::invalid("query: the query text is empty"));
+        }
+        if self.facets.len() > MAX_FACETS
+            || self.facet_size == 0
+            || self.facet_size > MAX_FACET_SIZE
+        {
+            return Err(Error::invalid(format!(
+                "facets: at most {MAX_FACETS} fields and 1 to {MAX_FACET_SIZE} values each"
+            )));
         }
         if !(self.title_boost.is_finite() && self.title_boost >= 0.0) {
             return Err(Error::invalid("title_boost must be a finite number >= 0"));
@@ -232,6 +250,32 @@ pub struct SearchResponse {
     pub hits: Vec<Hit>,
     /// Chunks that passed the filter (all live chunks without one), over every shard searched.
     pub filtered_chunks: u64,
+    /// Documents that passed the filter, over every shard searched.
+    pub filtered_documents: u64,
+    /// Per requested facet field, its most frequent values among the documents that passed the
+    /// filter (the query text does not narrow them: the vector branch matches every document).
+    pub facets: BTreeMap<String, Vec<FacetCount>>,
+    pub timings: SearchTimings,
+}
+
+/// Where a search spent its time, in microseconds (branches summed over shards; in hybrid mode
+/// the two branches run in parallel, so their sum can exceed the wall time).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SearchTimings {
+    pub bm25_us: u64,
+    pub ann_us: u64,
+    pub fuse_us: u64,
+    pub hydrate_us: u64,
+}
+
+fn micros(since: Instant) -> u64 {
+    since.elapsed().as_micros() as u64
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FacetCount {
+    pub value: serde_json::Value,
+    pub count: u64,
 }
 
 /// A candidate's key across shards: shard position, then chunk ordinal (or, when collapsing,
@@ -272,40 +316,63 @@ pub fn search(shards: &[&Shard], req: &SearchRequest) -> Result<SearchResponse> 
     };
     let mut bm25: Vec<(Key, f32)> = Vec::new();
     let mut vector: Vec<(Key, f32)> = Vec::new();
+    let mut timings = SearchTimings::default();
     let mut filtered_chunks = 0;
+    let mut filtered_documents = 0;
+    let mut facet_counts: BTreeMap<String, BTreeMap<AttrValue, u64>> = BTreeMap::new();
     for (si, snap) in snapshots.iter().enumerate() {
         let allowed = req
             .filter
             .as_ref()
             .map(|f| Arc::new(f.eval(&snap.attrs, &snap.live)));
         filtered_chunks += allowed.as_ref().map_or(snap.live.len(), |a| a.len());
+        let passing_heads = match &allowed {
+            Some(a) => &snap.heads & a.as_ref(),
+            None => snap.heads.clone(),
+        };
+        filtered_documents += passing_heads.len();
+        for field in &req.facets {
+            let counts = facet_counts.entry(field.clone()).or_default();
+            for (value, n) in snap.attrs.value_counts(field, &passing_heads) {
+                *counts.entry(value).or_default() += n;
+            }
+        }
         let bm25_branch = || {
             if req.mode == Mode::Vector {
-                return Ok(Vec::new());
+                return (Ok(Vec::new()), 0);
             }
+            let t = Instant::now();
             let n = if level == Level::Document {
                 depth
             } else {
                 chunk_depth
             };
-            snap.bm25(&terms, level, n, req.title_boost, allowed.as_ref())
+            let hits = snap.bm25(&terms, level, n, req.title_boost, allowed.as_ref());
+            (hits, micros(t))
         };
         let vector_branch = || match &query_vector {
-            Some(q) => snap.vector(q, chunk_depth, req.ef_search, allowed.as_deref()),
-            None => Vec::new(),
+            Some(q) => {
+                let t = Instant::now();
+                let hits = snap.vector(q, chunk_depth, req.ef_search, allowed.as_deref());
+                (hits, micros(t))
+            }
+            None => (Vec::new(), 0),
         };
         // The two branches are independent: run them on both cores. A single branch runs here
         // (handing it to the pool would only add a thread wake-up).
-        let (bm25_hits, vector_hits) = match req.mode {
+        let ((bm25_hits, bm25_us), (vector_hits, ann_us)) = match req.mode {
             Mode::Hybrid => rayon::join(bm25_branch, vector_branch),
-            Mode::Bm25 => (bm25_branch(), Vec::new()),
-            Mode::Vector => (Ok(Vec::new()), vector_branch()),
+            Mode::Bm25 => (bm25_branch(), (Vec::new(), 0)),
+            Mode::Vector => ((Ok(Vec::new()), 0), vector_branch()),
         };
+        timings.bm25_us += bm25_us;
+        timings.ann_us += ann_us;
         bm25.extend(bm25_hits?.into_iter().map(|(o, s)| ((si, o), s)));
         vector.extend(vector_hits.into_iter().map(|(o, s)| ((si, o), s)));
     }
     // With `collapse`, keys become (shard, document number) and each branch remembers the
     // ordinal of the document's best chunk in that branch.
+    let t = Instant::now();
     let mut best_chunk: HashMap<Key, [Option<u32>; 2]> = HashMap::new();
     for (branch, list) in [&mut bm25, &mut vector].into_iter().enumerate() {
         list.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -324,6 +391,8 @@ pub fn search(shards: &[&Shard], req: &SearchRequest) -> Result<SearchResponse> 
         list.truncate(depth);
     }
     let fused = fuse(&req.fusion, &bm25, &vector);
+    timings.fuse_us = micros(t);
+    let t = Instant::now();
     let hits = fused
         .into_iter()
         .take(req.k)
@@ -347,9 +416,29 @@ pub fn search(shards: &[&Shard], req: &SearchRequest) -> Result<SearchResponse> 
             hydrate(&snapshots, shards, (si, ordinal), &f, req.with_payload)
         })
         .collect::<Result<Vec<Hit>>>()?;
+    timings.hydrate_us = micros(t);
     Ok(SearchResponse {
+        timings,
         hits,
         filtered_chunks,
+        filtered_documents,
+        facets: facet_counts
+            .into_iter()
+            .map(|(field, counts)| {
+                let mut counts: Vec<(AttrValue, u64)> = counts.into_iter().collect();
+                // Most frequent first; ties in value order, so the answer is deterministic.
+                counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                counts.truncate(req.facet_size);
+                let values = counts
+                    .into_iter()
+                    .map(|(v, count)| FacetCount {
+                        value: v.to_json(),
+                        count,
+                    })
+                    .collect();
+                (field, values)
+            })
+            .collect(),
     })
 }
 

@@ -207,6 +207,8 @@ pub(crate) struct Snapshot {
     pub searcher: Searcher,
     pub fields: Fields,
     pub live: RoaringBitmap,
+    /// Ordinals of live documents' first chunks (one per document: facets count these).
+    pub heads: RoaringBitmap,
     /// Live documents (= live chunks with chunk_idx 0).
     pub documents: u64,
     /// First chunks including deleted ones not yet merged away: the document count that goes with
@@ -778,6 +780,7 @@ fn build_snapshot(
 ) -> Result<Snapshot> {
     let searcher = reader.searcher();
     let mut live = RoaringBitmap::new();
+    let mut heads = RoaringBitmap::new();
     let mut addresses = HashMap::new();
     let mut ordinal_columns = Vec::new();
     let mut chunk_idx_columns = Vec::new();
@@ -786,12 +789,16 @@ fn build_snapshot(
         let ordinals = segment.fast_fields().u64("ordinal")?;
         let chunk_idx = segment.fast_fields().u64("chunk_idx")?;
         for doc in segment.doc_ids_alive() {
-            if let Some(o) = ordinals.first(doc) {
+            let ordinal = ordinals.first(doc);
+            if let Some(o) = ordinal {
                 live.insert(o as u32);
                 addresses.insert(o as u32, DocAddress::new(seg_ord as u32, doc));
             }
             if chunk_idx.first(doc) == Some(0) {
                 documents += 1;
+                if let Some(o) = ordinal {
+                    heads.insert(o as u32);
+                }
             }
         }
         first_chunks += (0..segment.max_doc())
@@ -804,6 +811,7 @@ fn build_snapshot(
         searcher,
         fields,
         live,
+        heads,
         documents,
         first_chunks,
         addresses,

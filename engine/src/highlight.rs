@@ -1,0 +1,114 @@
+//! Query-term highlighting for snippets: the text is analysed with the same English analyzer as
+//! the index (lower-casing, stop words, stemming), so "Returns" in a chunk is marked for a query
+//! that says "return".
+
+use std::collections::HashSet;
+
+use tantivy::tokenizer::TokenStream;
+
+use crate::schema::english_analyzer;
+
+/// Byte ranges of `text`'s tokens whose analysed form is one of `query`'s, in order.
+pub fn term_ranges(text: &str, query: &str) -> Vec<(usize, usize)> {
+    let mut analyzer = english_analyzer();
+    let mut terms = HashSet::new();
+    {
+        let mut stream = analyzer.token_stream(query);
+        while let Some(t) = stream.next() {
+            terms.insert(t.text.clone());
+        }
+    }
+    if terms.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut stream = analyzer.token_stream(text);
+    while let Some(t) = stream.next() {
+        if terms.contains(&t.text) {
+            out.push((t.offset_from, t.offset_to));
+        }
+    }
+    out
+}
+
+/// A snippet of at most about `max_chars` characters around the densest run of query terms,
+/// with each term wrapped in `pre`/`post` (`…` marks cut ends). The text is returned as data:
+/// markers are the only additions.
+pub fn snippet(text: &str, query: &str, max_chars: usize, pre: &str, post: &str) -> String {
+    let ranges = term_ranges(text, query);
+    // Window start: the term that begins the window holding the most terms.
+    let mut best = (0usize, 0usize); // (count, start byte)
+    for (i, (start, _)) in ranges.iter().enumerate() {
+        let window_end = text[*start..]
+            .char_indices()
+            .nth(max_chars)
+            .map_or(text.len(), |(b, _)| start + b);
+        let count = ranges[i..]
+            .iter()
+            .take_while(|(_, e)| *e <= window_end)
+            .count();
+        if count > best.0 {
+            best = (count, *start);
+        }
+    }
+    // Back up a little so the first term has some context, to a char boundary.
+    let lead = max_chars / 6;
+    let mut from = best.1;
+    for (n, (b, _)) in text[..best.1].char_indices().rev().enumerate() {
+        if n >= lead {
+            break;
+        }
+        from = b;
+    }
+    let to = text[from..]
+        .char_indices()
+        .nth(max_chars)
+        .map_or(text.len(), |(b, _)| from + b);
+    let mut out = String::with_capacity(to - from + 16);
+    if from > 0 {
+        out.push('…');
+    }
+    let mut at = from;
+    for &(s, e) in ranges.iter().filter(|(s, e)| *s >= from && *e <= to) {
+        out.push_str(&text[at..s]);
+        out.push_str(pre);
+        out.push_str(&text[s..e]);
+        out.push_str(post);
+        at = e;
+    }
+    out.push_str(&text[at..to]);
+    if to < text.len() {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_stemmed_terms_and_keeps_the_text() {
+        let text = "Returns are free. We accept returned items within 30 days; shipping is extra.";
+        assert_eq!(
+            snippet(text, "return policy", 200, "<em>", "</em>"),
+            "<em>Returns</em> are free. We accept <em>returned</em> items within 30 days; shipping is extra."
+        );
+        assert_eq!(term_ranges(text, "the of"), Vec::new());
+    }
+
+    #[test]
+    fn windows_around_the_terms_on_char_boundaries() {
+        let text = format!(
+            "{} hoodie in blue, size M {}",
+            "é".repeat(300),
+            "ü".repeat(300)
+        );
+        let s = snippet(&text, "blue hoodie", 40, "[", "]");
+        assert!(s.starts_with('…') && s.ends_with('…'), "{s}");
+        assert!(s.contains("[hoodie] in [blue]"), "{s}");
+        // No terms: the start of the text.
+        let s = snippet("plain text here", "zebra", 5, "[", "]");
+        assert_eq!(s, "plain…");
+    }
+}
