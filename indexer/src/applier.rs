@@ -151,6 +151,16 @@ impl Applier<'_> {
         Ok(Reader { shards })
     }
 
+    /// The shards `pass` opens as they are, for a server whose applier tails the changelog.
+    pub fn reader_as_is(&self, pass: &Pass) -> Result<Reader> {
+        let shards = pass
+            .domains()
+            .iter()
+            .map(|d| self.shard(d))
+            .collect::<Result<_>>()?;
+        Ok(Reader { shards })
+    }
+
     /// Rebuilds the domain's shard from the store (no re-embedding) next to the current one and
     /// swaps it in; changes committed meanwhile are applied after the swap.
     pub fn rebuild(&self, domain: &Domain) -> Result<u64> {
@@ -219,6 +229,11 @@ impl Reader {
 
     pub fn domains(&self) -> impl Iterator<Item = &str> {
         self.shards.iter().map(|s| s.name())
+    }
+
+    /// Each opened domain with the changelog sequence its shard has applied.
+    pub fn applied(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.shards.iter().map(|s| (s.name(), s.applied_seq()))
     }
 
     /// Searches the opened domains. A pass that opens none finds nothing (there is no model to

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::chunk::{Chunker, TextChunk};
-use crate::source::{SourceDoc, SourceReader};
+use crate::source::SourceDoc;
 use crate::{Error, Result};
 
 /// Reports progress on stderr (hidden when stderr is not a terminal or when disabled).
@@ -112,7 +112,11 @@ impl IndexJob<'_> {
     /// Runs the job to the end, or stops at the first bad record. Batches before it are
     /// committed (re-running is idempotent: documents are upserted by id); the failing batch
     /// leaves the shard as it was.
-    pub fn run(self, source: SourceReader, progress: &Progress) -> Result<IndexSummary> {
+    pub fn run<S>(self, source: S, progress: &Progress) -> Result<IndexSummary>
+    where
+        S: IntoIterator<Item = Result<SourceDoc>>,
+        S::IntoIter: Send,
+    {
         let started = Instant::now();
         if self.embedder.spec() != &self.sink.settings().model {
             return Err(Error::Engine(dartmouth_engine::Error::ModelMismatch {
@@ -128,6 +132,7 @@ impl IndexJob<'_> {
         let mut chunks_total = 0;
         let mut applied_seq = self.sink.acknowledged();
         let mut skipped = Vec::new();
+        let source = source.into_iter();
         let outcome: Result<()> = std::thread::scope(|scope| {
             scope.spawn(move || {
                 let mut batch = Vec::with_capacity(batch_docs);
@@ -210,7 +215,7 @@ impl IndexJob<'_> {
                         id: p.doc.id,
                         title: p.doc.title,
                         url: p.doc.url,
-                        attributes: Default::default(),
+                        attributes: p.doc.attributes,
                         chunks,
                     }));
                 }
@@ -263,6 +268,7 @@ pub fn embedding_input(title: &str, text: &str) -> String {
 mod tests {
     use super::*;
     use crate::chunk::Sizer;
+    use crate::source::SourceReader;
     use dartmouth_engine::embed::FakeEmbedder;
     use dartmouth_engine::{DomainSettings, Mode, SearchRequest, search};
 

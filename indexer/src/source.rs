@@ -58,6 +58,8 @@ pub struct SourceDoc {
     pub format: Format,
     /// Where it came from, for error messages (`corpus.jsonl:12`).
     pub place: String,
+    /// Filterable attributes (vendor, price, in_stock, …); the same on every chunk.
+    pub attributes: dartmouth_engine::Attributes,
 }
 
 /// Streams documents from files, one at a time, so a corpus of any size is read in bounded memory.
@@ -216,6 +218,7 @@ fn parse_beir_line(text: &str, place: &str) -> Result<SourceDoc> {
         _ => None,
     };
     Ok(SourceDoc {
+        attributes: Default::default(),
         id,
         title,
         text,
@@ -266,6 +269,7 @@ fn read_document_file(path: &Path, format: Format, id: &str) -> Result<SourceDoc
         _ => stem,
     };
     Ok(SourceDoc {
+        attributes: Default::default(),
         id: id.to_string(),
         title,
         text,
