@@ -17,6 +17,13 @@ use crate::{Error, Result};
 
 pub const MAX_EXTERNAL_ID: usize = 512;
 
+/// The values `documents_where`'s extra condition binds after the domain id.
+enum Extra<'a> {
+    None,
+    Range(i64, i64),
+    Id(&'a str),
+}
+
 fn check_id(id: &str) -> Result<()> {
     if id.is_empty() {
         return Err(Error::invalid("document id", "must not be empty"));
@@ -183,7 +190,7 @@ impl Store {
                 domain_id,
                 "AND d.external_id IN (SELECT external_id FROM changelog \
                  WHERE domain_id = $1 AND domain_seq > $2 AND domain_seq <= $3 AND op = 'upsert')",
-                Some((after as i64, upto)),
+                Extra::Range(after as i64, upto),
             )
             .await?;
         rows.iter()
@@ -203,10 +210,27 @@ impl Store {
             .collect()
     }
 
+    /// One stored document of a domain with its chunks (`None` when there is none).
+    pub async fn document(
+        &self,
+        pass: &Pass,
+        domain: &str,
+        id: &str,
+    ) -> Result<Option<StoredDocument>> {
+        let d = pass
+            .domain(domain)
+            .ok_or_else(|| Error::not_found("domain", domain))?;
+        check_id(id)?;
+        let mut docs = self
+            .documents_where(d.id, "AND d.external_id = $2", Extra::Id(id))
+            .await?;
+        Ok(docs.remove(id))
+    }
+
     /// Every document of a domain, for rebuilding its shard.
     pub async fn all_documents(&self, domain_id: i64) -> Result<Vec<StoredDocument>> {
         let mut docs: Vec<StoredDocument> = self
-            .documents_where(domain_id, "", None)
+            .documents_where(domain_id, "", Extra::None)
             .await?
             .into_values()
             .collect();
@@ -218,7 +242,7 @@ impl Store {
         &self,
         domain_id: i64,
         filter: &'static str,
-        range: Option<(i64, i64)>,
+        extra: Extra<'_>,
     ) -> Result<HashMap<String, StoredDocument>> {
         let sql = format!(
             "SELECT d.external_id, d.title, d.url, d.attributes, d.content_hash, \
@@ -226,10 +250,12 @@ impl Store {
              FROM documents d JOIN chunks k ON k.domain_id = d.domain_id AND k.external_id = d.external_id \
              WHERE d.domain_id = $1 {filter} ORDER BY d.external_id, k.idx"
         );
-        // The SQL is one of two fixed strings; every value is bound.
+        // The SQL is one of three fixed strings; every value is bound.
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(domain_id);
-        if let Some((after, upto)) = range {
-            q = q.bind(after).bind(upto);
+        match extra {
+            Extra::None => {}
+            Extra::Range(after, upto) => q = q.bind(after).bind(upto),
+            Extra::Id(id) => q = q.bind(id.to_string()),
         }
         let rows = q.fetch_all(&self.pool).await?;
         let mut out: HashMap<String, StoredDocument> = HashMap::new();

@@ -21,6 +21,7 @@ pub const MAX_DELEGATION_SECS: u64 = 900;
 const LEEWAY_SECS: u64 = 30;
 
 /// One verification key.
+#[derive(Clone)]
 pub struct JwtKey {
     pub kid: String,
     pub algorithm: Algorithm,
@@ -62,6 +63,7 @@ impl JwtKey {
 }
 
 /// What tokens must carry to be accepted, and the keys that may have signed them.
+#[derive(Clone)]
 pub struct JwtConfig {
     pub issuer: String,
     pub audience: String,

@@ -29,6 +29,6 @@ pub use error::{Error, Result};
 pub use jwt::{JwtConfig, JwtKey, MAX_DELEGATION_SECS};
 pub use model::{
     AuditEntry, Change, Domain, Grant, KeyInfo, Principal, PrincipalKind, Role, StoredChunk,
-    StoredDocument, Write,
+    StoredDocument, Write, now_millis,
 };
 pub use store::{BOOTSTRAP_ADMIN, Backend, Store};

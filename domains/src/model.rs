@@ -164,7 +164,8 @@ pub struct Change {
     pub document: Option<StoredDocument>,
 }
 
-pub(crate) fn now_millis() -> i64 {
+/// Milliseconds since the Unix epoch (the store's timestamps).
+pub fn now_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
