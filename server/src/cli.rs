@@ -13,7 +13,9 @@ use dartmouth_indexer::{
 };
 use serde_json::json;
 
-use crate::models::{EmbedderKind, ModelArgs, spec_for};
+use dartmouth_server::config::ServeArgs;
+use dartmouth_server::models::{EmbedderKind, ModelArgs, spec_for};
+use dartmouth_server::service::{Service, ServiceConfig};
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +47,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the HTTP and gRPC query server (http://127.0.0.1:8787, grpc 127.0.0.1:50051).
+    Serve(ServeArgs),
     /// Create, list, inspect and delete knowledge domains.
     Domain {
         #[command(subcommand)]
@@ -286,6 +290,34 @@ impl Ctx {
     }
 }
 
+fn serve_cmd(catalog: Catalog, cli: &Cli, args: &ServeArgs) -> Result<()> {
+    let config = args.resolve()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.workers)
+        .enable_all()
+        .build()?;
+    let url = cli
+        .store
+        .clone()
+        .unwrap_or_else(|| Store::sqlite_url(&cli.data_dir));
+    rt.block_on(async {
+        let store = Store::open(&url)
+            .await
+            .with_context(|| format!("store {}", url.split('@').next_back().unwrap_or("")))?;
+        let svc = Service::new(ServiceConfig {
+            store,
+            catalog: Arc::new(catalog),
+            models: cli.models.clone(),
+            jwt: config.jwt.clone(),
+            rate_limit: config.rate_limit,
+            limits: config.limits.clone(),
+            cache_entries: config.cache_entries,
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        dartmouth_server::serve(config, Arc::new(svc)).await
+    })
+}
+
 /// `30s`, `15m`, `1h`, `7d` in milliseconds.
 fn parse_duration(text: &str) -> Result<i64> {
     let (n, unit) = text.split_at(
@@ -322,6 +354,9 @@ pub fn run() -> Result<()> {
         // Evaluation domains live in the catalog only: they are rebuilt from the collections.
         return eval_cmd(&catalog, &cli.data_dir, &cli.models, args);
     }
+    if let Command::Serve(args) = &cli.command {
+        return serve_cmd(catalog, &cli, args);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -348,7 +383,7 @@ pub fn run() -> Result<()> {
         Command::Domain { command } => domain(&ctx, command),
         Command::Index(args) => index(&ctx, &cli.models, &args),
         Command::Search(args) => search_cmd(&ctx, &cli.models, args),
-        Command::Eval(_) => unreachable!("handled above"),
+        Command::Eval(_) | Command::Serve(_) => unreachable!("handled above"),
         Command::Principal { command } => principal_cmd(&ctx, command),
         Command::Grant {
             principal,

@@ -1,1 +1,150 @@
-//! placeholder
+//! The query server: one service layer (`service.rs`) behind two transports, HTTP (`http.rs`,
+//! axum) and gRPC (`grpc.rs`, tonic), with one error table (`error.rs`), one auth and rate-limit
+//! path, Prometheus metrics and an applier task that tails the store's changelog.
+
+pub mod codec;
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod http;
+pub mod metrics;
+pub mod models;
+pub mod openapi;
+pub mod service;
+
+/// The generated gRPC types (`dartmouth.v1`), clients included for tests and tools.
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    unused_qualifications,
+    reason = "generated code"
+)]
+pub mod proto {
+    tonic::include_proto!("dartmouth.v1");
+
+    /// The descriptor set gRPC reflection serves.
+    pub const DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/dartmouth_descriptor.bin"));
+}
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::ServeConfig;
+use crate::service::Service;
+
+/// Runs both servers until SIGINT/SIGTERM, then drains in-flight requests. Prints one line,
+/// `listening http=ADDR grpc=ADDR`, once both sockets are bound (tests and scripts read it).
+pub async fn serve(config: ServeConfig, svc: Arc<Service>) -> Result<()> {
+    let http_listener = TcpListener::bind(config.http)
+        .await
+        .with_context(|| format!("http: cannot listen on {}", config.http))?;
+    let grpc_listener = TcpListener::bind(config.grpc)
+        .await
+        .with_context(|| format!("grpc: cannot listen on {}", config.grpc))?;
+    let http_addr: SocketAddr = http_listener.local_addr()?;
+    let grpc_addr: SocketAddr = grpc_listener.local_addr()?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    // The applier: every domain's new changes become searchable within `apply_interval`.
+    let applier = {
+        let svc = Arc::clone(&svc);
+        let mut rx = stop_rx.clone();
+        let interval = config.apply_interval;
+        tokio::spawn(async move {
+            loop {
+                let svc2 = Arc::clone(&svc);
+                match tokio::task::spawn_blocking(move || svc2.apply_all()).await {
+                    Ok(Ok(_)) => svc.set_ready(),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "applier"),
+                    Err(e) => tracing::error!(error = %e, "applier task"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = rx.wait_for(|s| *s) => return,
+                }
+            }
+        })
+    };
+
+    let app = http::router(Arc::clone(&svc));
+    let http_server = axum::serve(http_listener, app)
+        .with_graceful_shutdown(stopped(stop_rx.clone()))
+        .into_future();
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<proto::retrieval_server::RetrievalServer<grpc::Grpc>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("grpc reflection")?;
+    let retrieval = proto::retrieval_server::RetrievalServer::new(grpc::Grpc {
+        svc: Arc::clone(&svc),
+    })
+    .max_decoding_message_size(config.limits.max_body_bytes);
+    let grpc_server = tonic::transport::Server::builder()
+        .timeout(Duration::from_secs(60))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(retrieval)
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(grpc_listener),
+            stopped(stop_rx.clone()),
+        );
+
+    tracing::info!(%http_addr, %grpc_addr, "serving");
+    #[allow(
+        clippy::print_stdout,
+        reason = "the one line scripts and tests wait for"
+    )]
+    {
+        println!("listening http={http_addr} grpc={grpc_addr}");
+    }
+
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: draining requests");
+        let _ = stop_tx.send(true);
+    });
+    let (h, g) = tokio::join!(http_server, grpc_server);
+    h.context("http server")?;
+    g.context("grpc server")?;
+    let _ = applier.await;
+    svc.store().close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,7 +1,6 @@
-//! The `dartmouth` binary: the command line and (later) the HTTP and gRPC server.
+//! The `dartmouth` binary: the command line, and `dartmouth serve` (HTTP and gRPC).
 
 mod cli;
-mod models;
 
 use std::process::ExitCode;
 

@@ -1,0 +1,323 @@
+//! The HTTP transport (axum): decode, call the service, encode. Errors are JSON
+//! `{"error": {"code": "...", "message": "..."}}` with the status from the one table.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{
+    DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Request, State,
+};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderValue, StatusCode, request::Parts};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use dartmouth_domains::Caller;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tracing::Instrument;
+
+use crate::error::{ApiError, Code};
+use crate::service::{
+    ContextInput, DomainInput, GrantInput, IngestInput, KeyInput, PrincipalInput, SearchInput,
+    Service,
+};
+
+type Svc = State<Arc<Service>>;
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.code.http(),
+            Json(json!({ "error": { "code": self.code, "message": self.message } })),
+        )
+            .into_response();
+        if let Some(after) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&after.as_secs().max(1).to_string())
+        {
+            response.headers_mut().insert(RETRY_AFTER, v);
+        }
+        response
+    }
+}
+
+/// The authenticated caller of a request (API key or JWT), rate limit applied.
+pub struct Authed(pub Caller);
+
+impl FromRequestParts<Arc<Service>> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, svc: &Arc<Service>) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .map(|v| {
+                v.to_str().map_err(|_| {
+                    ApiError::new(Code::Unauthenticated, "authorization: not printable ASCII")
+                })
+            })
+            .transpose()?;
+        Ok(Authed(svc.authenticate(header).await?))
+    }
+}
+
+/// A JSON body whose errors name the field (`k: invalid type…`, `unknown field …`). Any
+/// content type is read as JSON (`curl -d` sends form encoding by default).
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<Arc<Service>> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &Arc<Service>) -> Result<Self, ApiError> {
+        // A body announced larger than the limit is refused before any of it is read.
+        let announced = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(n) = announced
+            && n > state.limits.max_body_bytes as u64
+        {
+            return Err(ApiError::new(
+                Code::PayloadTooLarge,
+                format!(
+                    "body: {n} bytes announced; the limit is {}",
+                    state.limits.max_body_bytes
+                ),
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(Code::PayloadTooLarge, "body: larger than the limit")
+                } else {
+                    ApiError::invalid(format!("body: {}", rejection.body_text()))
+                }
+            })?;
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(de).map(Body).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." {
+                ApiError::invalid(format!("body: {inner}"))
+            } else {
+                ApiError::invalid(format!("{path}: {inner}"))
+            }
+        })
+    }
+}
+
+pub fn router(svc: Arc<Service>) -> Router {
+    let limit = svc.limits.max_body_bytes;
+    let api = Router::new()
+        .route("/v1/search", post(search))
+        .route("/v1/context", post(context))
+        .route("/v1/domains", get(list_domains).post(create_domain))
+        .route("/v1/domains/{domain}", delete(delete_domain))
+        .route("/v1/domains/{domain}/documents", post(ingest))
+        .route("/v1/domains/{domain}/documents/{id}", get(document))
+        .route(
+            "/v1/domains/{domain}/documents/{id}/chunks/{idx}",
+            get(chunk),
+        )
+        .route(
+            "/v1/principals",
+            get(list_principals).post(create_principal),
+        )
+        .route("/v1/grants", get(list_grants).post(grant))
+        .route("/v1/grants/{principal}/{domain}", delete(revoke_grant))
+        .route("/v1/keys", get(list_keys).post(create_key))
+        .route("/v1/keys/{id}", delete(revoke_key))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .route(
+            "/openapi.json",
+            get(|| async { Json(crate::openapi::document()) }),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&svc),
+            observe,
+        ));
+    api.fallback(|| async { ApiError::new(Code::NotFound, "no such route; see /openapi.json") })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(svc)
+}
+
+/// Request id (taken from `x-request-id` or made), a tracing span, the latency histogram.
+async fn observe(State(svc): Svc, matched: MatchedPath, req: Request, next: Next) -> Response {
+    let route = matched.as_str().to_string();
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 128)
+        .map_or_else(new_request_id, str::to_string);
+    let span =
+        tracing::info_span!("http", request_id = %id, method = %req.method(), route = %route);
+    let started = Instant::now();
+    let mut response = next.run(req).instrument(span.clone()).await;
+    let status = response.status();
+    span.in_scope(|| {
+        tracing::info!(
+            status = status.as_u16(),
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "done"
+        );
+    });
+    svc.metrics
+        .request("http", &route, status.as_str(), started.elapsed());
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}
+
+pub fn new_request_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+async fn search(State(svc): Svc, Authed(c): Authed, Body(input): Body<SearchInput>) -> Response {
+    svc.search(&c, input).await.map(Json).into_response()
+}
+
+async fn context(State(svc): Svc, Authed(c): Authed, Body(input): Body<ContextInput>) -> Response {
+    svc.context(&c, input).await.map(Json).into_response()
+}
+
+async fn document(
+    State(svc): Svc,
+    Authed(c): Authed,
+    Path((domain, id)): Path<(String, String)>,
+) -> Response {
+    svc.document(&c, &domain, &id)
+        .await
+        .map(Json)
+        .into_response()
+}
+
+async fn chunk(
+    State(svc): Svc,
+    Authed(c): Authed,
+    Path((domain, id, idx)): Path<(String, String, String)>,
+) -> Response {
+    let Ok(idx) = idx.parse::<usize>() else {
+        return ApiError::invalid(format!("idx: `{idx}` is not a chunk number")).into_response();
+    };
+    match svc.document(&c, &domain, &id).await {
+        Ok(doc) => match doc.chunks.into_iter().nth(idx) {
+            Some(chunk) => Json(json!({
+                "domain": doc.domain, "doc_id": doc.doc_id, "title": doc.title, "url": doc.url,
+                "chunk": chunk,
+            }))
+            .into_response(),
+            None => {
+                ApiError::new(Code::NotFound, format!("chunk {idx} does not exist")).into_response()
+            }
+        },
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn ingest(
+    State(svc): Svc,
+    Authed(c): Authed,
+    Path(domain): Path<String>,
+    Body(input): Body<IngestInput>,
+) -> Response {
+    svc.ingest(&c, &domain, input)
+        .await
+        .map(Json)
+        .into_response()
+}
+
+async fn list_domains(State(svc): Svc, Authed(c): Authed) -> Response {
+    svc.list_domains(&c).await.map(Json).into_response()
+}
+
+async fn create_domain(
+    State(svc): Svc,
+    Authed(c): Authed,
+    Body(input): Body<DomainInput>,
+) -> Response {
+    svc.create_domain(&c, input)
+        .await
+        .map(|d| (StatusCode::CREATED, Json(d)))
+        .into_response()
+}
+
+async fn delete_domain(State(svc): Svc, Authed(c): Authed, Path(domain): Path<String>) -> Response {
+    svc.delete_domain(&c, &domain)
+        .await
+        .map(Json)
+        .into_response()
+}
+
+async fn list_principals(State(svc): Svc, Authed(c): Authed) -> Response {
+    svc.list_principals(&c).await.map(Json).into_response()
+}
+
+async fn create_principal(
+    State(svc): Svc,
+    Authed(c): Authed,
+    Body(input): Body<PrincipalInput>,
+) -> Response {
+    svc.create_principal(&c, input)
+        .await
+        .map(|p| (StatusCode::CREATED, Json(p)))
+        .into_response()
+}
+
+async fn list_grants(State(svc): Svc, Authed(c): Authed) -> Response {
+    svc.list_grants(&c).await.map(Json).into_response()
+}
+
+async fn grant(State(svc): Svc, Authed(c): Authed, Body(input): Body<GrantInput>) -> Response {
+    svc.grant(&c, input).await.map(Json).into_response()
+}
+
+async fn revoke_grant(
+    State(svc): Svc,
+    Authed(c): Authed,
+    Path((principal, domain)): Path<(String, String)>,
+) -> Response {
+    svc.revoke_grant(&c, &principal, &domain)
+        .await
+        .map(|()| StatusCode::NO_CONTENT)
+        .into_response()
+}
+
+async fn list_keys(State(svc): Svc, Authed(c): Authed) -> Response {
+    svc.list_keys(&c).await.map(Json).into_response()
+}
+
+async fn create_key(State(svc): Svc, Authed(c): Authed, Body(input): Body<KeyInput>) -> Response {
+    svc.create_key(&c, input)
+        .await
+        .map(|k| (StatusCode::CREATED, Json(k)))
+        .into_response()
+}
+
+async fn revoke_key(State(svc): Svc, Authed(c): Authed, Path(id): Path<String>) -> Response {
+    svc.revoke_key(&c, &id)
+        .await
+        .map(|()| StatusCode::NO_CONTENT)
+        .into_response()
+}
+
+async fn ready(State(svc): Svc) -> Response {
+    match svc.check_ready().await {
+        Ok(()) => "ready".into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn metrics(State(svc): Svc) -> Response {
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        svc.metrics.render(),
+    )
+        .into_response()
+}

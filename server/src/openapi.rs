@@ -1,0 +1,163 @@
+//! The OpenAPI 3.1 document served at `/openapi.json`, written out by hand from the routes in
+//! `http.rs` and the contract types in `service.rs` (a test checks every route is in it).
+
+use serde_json::{Value, json};
+
+fn body(schema: Value) -> Value {
+    json!({ "required": true, "content": { "application/json": { "schema": schema } } })
+}
+
+fn ok(description: &str, schema: Value) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": schema } } })
+}
+
+fn op(summary: &str, request: Option<Value>, response: Value, params: &[&str]) -> Value {
+    let mut o = json!({
+        "summary": summary,
+        "security": [{ "bearer": [] }],
+        "responses": {
+            "200": response,
+            "default": { "$ref": "#/components/responses/Error" }
+        }
+    });
+    if let Some(r) = request {
+        o["requestBody"] = r;
+    }
+    if !params.is_empty() {
+        o["parameters"] = Value::Array(
+            params
+                .iter()
+                .map(|p| json!({ "name": p, "in": "path", "required": true, "schema": { "type": "string" } }))
+                .collect(),
+        );
+    }
+    o
+}
+
+fn r(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn array(of: Value) -> Value {
+    json!({ "type": "array", "items": of })
+}
+
+pub fn document() -> Value {
+    let open = |summary: &str| json!({ "summary": summary, "responses": { "200": { "description": "ok" } } });
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Dartmouth Knowledge",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Hybrid BM25 + vector retrieval over access-controlled knowledge domains. Every /v1 route needs `Authorization: Bearer <API key or JWT>`; a domain the caller cannot read answers exactly as one that does not exist."
+        },
+        "paths": {
+            "/v1/search": { "post": op("Search the domains the caller may read", Some(body(r("SearchInput"))), ok("hits", r("SearchOutput")), &[]) },
+            "/v1/context": { "post": op("A token budget of cited passages for a prompt", Some(body(r("ContextInput"))), ok("context", r("ContextOutput")), &[]) },
+            "/v1/domains": {
+                "get": op("Domains the caller can read", None, ok("domains", array(r("Domain"))), &[]),
+                "post": op("Create a domain (admin)", Some(body(r("DomainInput"))), ok("created", r("Domain")), &[])
+            },
+            "/v1/domains/{domain}": { "delete": op("Delete a domain with its documents (admin)", None, ok("deleted", r("Domain")), &["domain"]) },
+            "/v1/domains/{domain}/documents": { "post": op("Ingest documents (writer): chunked, embedded, acknowledged with a sequence", Some(body(r("IngestInput"))), ok("acknowledged", r("IngestOutput")), &["domain"]) },
+            "/v1/domains/{domain}/documents/{id}": { "get": op("One document with its chunks (reader)", None, ok("document", r("Document")), &["domain", "id"]) },
+            "/v1/domains/{domain}/documents/{id}/chunks/{idx}": { "get": op("One chunk (reader)", None, ok("chunk", json!({"type": "object"})), &["domain", "id", "idx"]) },
+            "/v1/principals": {
+                "get": op("Principals (admin)", None, ok("principals", array(json!({"type": "object"}))), &[]),
+                "post": op("Create a principal (admin)", Some(body(json!({"type": "object", "required": ["name", "kind"], "properties": {"name": {"type": "string"}, "kind": {"enum": ["agent", "user", "service", "group"]}}}))), ok("created", json!({"type": "object"})), &[])
+            },
+            "/v1/grants": {
+                "get": op("Grants (admin)", None, ok("grants", array(json!({"type": "object"}))), &[]),
+                "post": op("Grant a role on a domain (the domain's admin)", Some(body(json!({"type": "object", "required": ["principal", "domain", "role"], "properties": {"principal": {"type": "string"}, "domain": {"type": "string"}, "role": {"enum": ["read", "write", "admin"]}}}))), ok("granted", json!({"type": "object"})), &[])
+            },
+            "/v1/grants/{principal}/{domain}": { "delete": op("Revoke a grant", None, json!({"description": "revoked"}), &["principal", "domain"]) },
+            "/v1/keys": {
+                "get": op("API keys (admin: all; others: their own)", None, ok("keys", array(json!({"type": "object"}))), &[]),
+                "post": op("Create an API key; the secret is returned once", Some(body(json!({"type": "object", "required": ["principal"], "properties": {"principal": {"type": "string"}, "domains": array(json!({"type": "string"})), "expires_in": {"type": "integer", "description": "seconds"}}}))), ok("created", json!({"type": "object", "properties": {"key": {"type": "object"}, "secret": {"type": "string"}}})), &[])
+            },
+            "/v1/keys/{id}": { "delete": op("Revoke a key", None, json!({"description": "revoked"}), &["id"]) },
+            "/healthz": { "get": open("Liveness") },
+            "/readyz": { "get": open("Readiness: the store answers and the applier has run") },
+            "/metrics": { "get": open("Prometheus metrics") },
+            "/openapi.json": { "get": open("This document") }
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "responses": {
+                "Error": ok("An error: `code` is stable (invalid_argument, unauthenticated, permission_denied, not_found, conflict, payload_too_large, rate_limited, unavailable, internal); 429 carries Retry-After", json!({
+                    "type": "object",
+                    "properties": { "error": { "type": "object", "properties": { "code": { "type": "string" }, "message": { "type": "string" } } } }
+                }))
+            },
+            "schemas": {
+                "SearchInput": {
+                    "type": "object", "required": ["query"], "additionalProperties": false,
+                    "properties": {
+                        "query": { "type": "string" },
+                        "domains": array(json!({"type": "string"})),
+                        "k": { "type": "integer", "minimum": 1, "maximum": 100 },
+                        "mode": { "enum": ["bm25", "vector", "hybrid"] },
+                        "fusion": { "type": "object", "additionalProperties": false, "properties": {
+                            "method": { "enum": ["weighted", "rrf"] }, "bm25_weight": { "type": "number" },
+                            "vector_weight": { "type": "number" }, "rrf_k": { "type": "number" } } },
+                        "candidates": { "type": "integer" },
+                        "filter": { "type": "string", "description": "e.g. in_stock = true AND price <= 50" },
+                        "facets": array(json!({"type": "string"})),
+                        "facet_size": { "type": "integer" },
+                        "explain": { "type": "boolean" },
+                        "min_seq": { "type": "object", "additionalProperties": { "type": "integer" }, "description": "domain → acknowledged sequence to wait for" },
+                        "collapse": { "type": "boolean" }
+                    }
+                },
+                "Hit": {
+                    "type": "object",
+                    "properties": {
+                        "domain": {"type": "string"}, "doc_id": {"type": "string"}, "chunk_id": {"type": "string"},
+                        "chunk_idx": {"type": "integer"}, "title": {"type": "string"}, "url": {"type": ["string", "null"]},
+                        "heading": {"type": ["string", "null"]}, "text": {"type": "string"}, "snippet": {"type": "string"},
+                        "char_start": {"type": "integer"}, "char_end": {"type": "integer"}, "score": {"type": "number"},
+                        "bm25": {"type": ["object", "null"]}, "vector": {"type": ["object", "null"]},
+                        "model": {"type": "string"}, "index_seq": {"type": "integer"}, "attributes": {"type": "object"},
+                        "explain": {"type": "object"}
+                    }
+                },
+                "SearchOutput": {
+                    "type": "object",
+                    "properties": {
+                        "hits": array(r("Hit")),
+                        "total": { "type": "object", "properties": { "documents": {"type": "integer"}, "chunks": {"type": "integer"} } },
+                        "facets": { "type": "object", "additionalProperties": array(json!({"type": "object", "properties": {"value": {}, "count": {"type": "integer"}}})) },
+                        "domains": array(json!({"type": "string"})),
+                        "took_ms": { "type": "number" }
+                    }
+                },
+                "ContextInput": {
+                    "type": "object", "required": ["query"], "additionalProperties": false,
+                    "properties": {
+                        "query": {"type": "string"}, "domains": array(json!({"type": "string"})),
+                        "max_tokens": {"type": "integer"}, "mode": { "enum": ["bm25", "vector", "hybrid"] },
+                        "filter": {"type": "string"}, "min_seq": {"type": "object"}
+                    }
+                },
+                "ContextOutput": {
+                    "type": "object",
+                    "properties": {
+                        "context": {"type": "string"}, "tokens": {"type": "integer"},
+                        "passages": array(json!({"type": "object", "properties": {
+                            "marker": {"type": "integer"}, "domain": {"type": "string"}, "doc_id": {"type": "string"},
+                            "chunk_ids": array(json!({"type": "string"})), "title": {"type": "string"}, "url": {"type": ["string", "null"]},
+                            "text": {"type": "string"}, "char_start": {"type": "integer"}, "char_end": {"type": "integer"},
+                            "score": {"type": "number"}, "tokens": {"type": "integer"} }}))
+                    }
+                },
+                "Domain": { "type": "object", "properties": { "id": {"type": "integer"}, "name": {"type": "string"}, "description": {"type": "string"}, "settings": {"type": "object"}, "created_at": {"type": "integer"} } },
+                "DomainInput": { "type": "object", "required": ["name"], "additionalProperties": false, "properties": { "name": {"type": "string"}, "description": {"type": "string"}, "embedder": { "enum": ["minilm", "fake"] } } },
+                "IngestInput": { "type": "object", "required": ["documents"], "additionalProperties": false, "properties": { "documents": array(json!({
+                    "type": "object", "required": ["id"], "additionalProperties": false,
+                    "properties": { "id": {"type": "string"}, "title": {"type": "string"}, "text": {"type": "string"}, "url": {"type": "string"}, "attributes": {"type": "object"} } })) } },
+                "IngestOutput": { "type": "object", "properties": { "domain": {"type": "string"}, "documents": {"type": "integer"}, "chunks": {"type": "integer"}, "seq": {"type": "integer"} } },
+                "Document": { "type": "object", "properties": { "domain": {"type": "string"}, "doc_id": {"type": "string"}, "title": {"type": "string"}, "url": {"type": ["string", "null"]}, "attributes": {"type": "object"}, "chunks": array(json!({"type": "object"})) } }
+            }
+        }
+    })
+}

@@ -1,0 +1,1197 @@
+//! The service layer both transports call. Handlers only decode, call one of these methods with
+//! the authenticated caller, and encode; everything else — rate limits, request limits, access,
+//! caching, embedding, searching, context packing — happens here, once.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dartmouth_domains::{
+    Caller, Domain, Grant, JwtConfig, KeyInfo, Pass, Principal, PrincipalKind, Role, Store,
+    StoredDocument,
+};
+use dartmouth_engine::{
+    BranchHit, Catalog, DomainSettings, Embedder, Embedding, FacetCount, Filter, Fusion, MAX_K,
+    MAX_QUERY_BYTES, Mode, ModelSpec, SearchRequest,
+};
+use dartmouth_indexer::{Applier, Chunker, IndexJob, Progress, SourceDoc, StoreSink};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::runtime::Handle;
+
+use crate::error::{ApiError, ApiResult, Code};
+use crate::metrics::Metrics;
+use crate::models::ModelArgs;
+
+/// Request limits, checked before any work.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_k: usize,
+    pub max_query_bytes: usize,
+    pub max_filter_bytes: usize,
+    pub max_domains: usize,
+    pub max_context_tokens: usize,
+    pub max_ingest_documents: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 8 * 1024 * 1024,
+            max_k: 100,
+            max_query_bytes: 4096,
+            max_filter_bytes: 4096,
+            max_domains: 64,
+            max_context_tokens: 16_000,
+            max_ingest_documents: 1000,
+        }
+    }
+}
+
+/// Requests per second and burst, per principal, shared by HTTP and gRPC.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+pub struct ServiceConfig {
+    pub store: Store,
+    pub catalog: Arc<Catalog>,
+    pub models: ModelArgs,
+    pub jwt: Option<JwtConfig>,
+    pub rate_limit: Option<RateLimit>,
+    pub limits: Limits,
+    pub cache_entries: usize,
+}
+
+pub struct Service {
+    store: Store,
+    catalog: Arc<Catalog>,
+    models: ModelArgs,
+    embedders: Mutex<HashMap<String, Arc<dyn Embedder>>>,
+    jwt: Option<JwtConfig>,
+    limiter: Option<DefaultKeyedRateLimiter<String>>,
+    pub limits: Limits,
+    pub metrics: Metrics,
+    /// Query embeddings, keyed by the caller's scope (the domains it may read), model and text.
+    embed_cache: Cache<Vec<f32>>,
+    /// Search results, keyed by scope, each domain's applied sequence and the request.
+    result_cache: Cache<SearchOutput>,
+    ready: AtomicBool,
+}
+
+// ---- the contract ------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FusionInput {
+    /// "weighted" (default) or "rrf".
+    #[serde(default)]
+    pub method: Option<String>,
+    #[serde(default)]
+    pub bm25_weight: Option<f32>,
+    #[serde(default)]
+    pub vector_weight: Option<f32>,
+    #[serde(default)]
+    pub rrf_k: Option<f32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchInput {
+    pub query: String,
+    /// Empty: every domain the caller may read.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    #[serde(default)]
+    pub k: Option<usize>,
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    #[serde(default)]
+    pub fusion: Option<FusionInput>,
+    #[serde(default)]
+    pub candidates: Option<usize>,
+    #[serde(default)]
+    pub filter: Option<String>,
+    #[serde(default)]
+    pub facets: Vec<String>,
+    #[serde(default)]
+    pub facet_size: Option<usize>,
+    #[serde(default)]
+    pub explain: bool,
+    /// Read your own writes: domain → the sequence its write was acknowledged with.
+    #[serde(default)]
+    pub min_seq: BTreeMap<String, u64>,
+    /// One hit per document.
+    #[serde(default)]
+    pub collapse: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HitOut {
+    pub domain: String,
+    pub doc_id: String,
+    pub chunk_id: String,
+    pub chunk_idx: u64,
+    pub title: String,
+    pub url: Option<String>,
+    pub heading: Option<String>,
+    pub text: String,
+    /// `text` around the query terms, each wrapped in `<em>…</em>`.
+    pub snippet: String,
+    pub char_start: u64,
+    pub char_end: u64,
+    pub score: f32,
+    pub bm25: Option<BranchHit>,
+    pub vector: Option<BranchHit>,
+    pub model: String,
+    pub index_seq: u64,
+    pub attributes: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explain: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Totals {
+    pub documents: u64,
+    pub chunks: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchOutput {
+    pub hits: Vec<HitOut>,
+    pub total: Totals,
+    pub facets: BTreeMap<String, Vec<FacetCount>>,
+    /// The domains searched.
+    pub domains: Vec<String>,
+    pub took_ms: f64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContextInput {
+    pub query: String,
+    #[serde(default)]
+    pub domains: Vec<String>,
+    #[serde(default)]
+    pub max_tokens: Option<usize>,
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    #[serde(default)]
+    pub filter: Option<String>,
+    #[serde(default)]
+    pub min_seq: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PassageOut {
+    pub marker: usize,
+    pub domain: String,
+    pub doc_id: String,
+    pub chunk_ids: Vec<String>,
+    pub title: String,
+    pub url: Option<String>,
+    pub text: String,
+    pub char_start: u64,
+    pub char_end: u64,
+    pub score: f32,
+    pub tokens: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ContextOutput {
+    /// The passages, each headed by `[marker]` and its provenance, ready to paste into a prompt.
+    pub context: String,
+    pub passages: Vec<PassageOut>,
+    pub tokens: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChunkOut {
+    pub chunk_id: String,
+    pub idx: usize,
+    pub text: String,
+    pub char_start: u64,
+    pub char_end: u64,
+    pub heading: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DocumentOut {
+    pub domain: String,
+    pub doc_id: String,
+    pub title: String,
+    pub url: Option<String>,
+    pub attributes: Value,
+    pub chunks: Vec<ChunkOut>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestDocument {
+    pub id: String,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub text: String,
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Filterable attributes: `{"vendor": "Acme", "price": 19.99, "tags": ["a", "b"]}`.
+    #[serde(default)]
+    pub attributes: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestInput {
+    pub documents: Vec<IngestDocument>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestOutput {
+    pub domain: String,
+    pub documents: usize,
+    pub chunks: usize,
+    /// The domain's changelog sequence this ingest was acknowledged with: pass it as
+    /// `min_seq` to read your own writes.
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainInput {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// "minilm" (default) or "fake" (deterministic hashing, for tests and demos).
+    #[serde(default)]
+    pub embedder: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalInput {
+    pub name: String,
+    pub kind: PrincipalKind,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantInput {
+    pub principal: String,
+    pub domain: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyInput {
+    pub principal: String,
+    #[serde(default)]
+    pub domains: Option<Vec<String>>,
+    /// Seconds from now.
+    #[serde(default)]
+    pub expires_in: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NewKey {
+    pub key: KeyInfo,
+    /// Shown once; only its SHA-256 is stored.
+    pub secret: String,
+}
+
+// ---- implementation ----------------------------------------------------------------------
+
+impl Service {
+    pub fn new(config: ServiceConfig) -> ApiResult<Service> {
+        let limiter = match config.rate_limit {
+            Some(r) => {
+                let per_second = std::num::NonZeroU32::new(r.per_second)
+                    .ok_or_else(|| ApiError::invalid("rate limit must be at least 1/s"))?;
+                let burst = std::num::NonZeroU32::new(r.burst.max(1))
+                    .ok_or_else(|| ApiError::invalid("burst must be at least 1"))?;
+                Some(RateLimiter::keyed(
+                    Quota::per_second(per_second).allow_burst(burst),
+                ))
+            }
+            None => None,
+        };
+        Ok(Service {
+            store: config.store,
+            catalog: config.catalog,
+            models: config.models,
+            embedders: Mutex::new(HashMap::new()),
+            jwt: config.jwt,
+            limiter,
+            limits: config.limits,
+            metrics: Metrics::new(),
+            embed_cache: Cache::new(config.cache_entries),
+            result_cache: Cache::new(config.cache_entries),
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    fn applier(&self) -> Applier<'_> {
+        Applier {
+            store: &self.store,
+            catalog: &self.catalog,
+            runtime: Handle::current(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// The caller a bearer credential stands for (an API key `dk_…` or a JWT), then the
+    /// principal's rate limit. Both transports call this and only this.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> ApiResult<Caller> {
+        let outcome = self.authenticate_inner(authorization).await;
+        if let Err(e) = &outcome {
+            self.metrics.denied(e.code);
+        }
+        let caller = outcome?;
+        if let Some(limiter) = &self.limiter
+            && let Err(not_until) = limiter.check_key(&caller.name().to_string())
+        {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            self.metrics.denied(Code::RateLimited);
+            let mut e = ApiError::new(
+                Code::RateLimited,
+                format!(
+                    "rate limit of principal `{}` exceeded; retry after {} ms",
+                    caller.name(),
+                    wait.as_millis()
+                ),
+            );
+            e.retry_after = Some(wait);
+            return Err(e);
+        }
+        Ok(caller)
+    }
+
+    async fn authenticate_inner(&self, authorization: Option<&str>) -> ApiResult<Caller> {
+        let header = authorization.ok_or_else(|| {
+            ApiError::new(
+                Code::Unauthenticated,
+                "missing credentials: send `Authorization: Bearer <key or token>`",
+            )
+        })?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::new(
+                    Code::Unauthenticated,
+                    "authorization: expected `Bearer <key or token>`",
+                )
+            })?;
+        if token.starts_with("dk_") {
+            return Ok(self.store.authenticate_key(token).await?);
+        }
+        match &self.jwt {
+            Some(config) => Ok(self.store.authenticate_jwt(config, token).await?),
+            None => Err(ApiError::new(
+                Code::Unauthenticated,
+                "invalid credentials (no JWT issuer is configured; use an API key)",
+            )),
+        }
+    }
+
+    async fn authorize(&self, caller: &Caller, domains: &[String], role: Role) -> ApiResult<Pass> {
+        if domains.len() > self.limits.max_domains {
+            return Err(ApiError::invalid(format!(
+                "domains: at most {} per request",
+                self.limits.max_domains
+            )));
+        }
+        match self.store.authorize(caller, domains, role).await {
+            Ok(pass) => Ok(pass),
+            Err(e) => {
+                let e = self.refine_denial(caller, domains, role, e.into()).await;
+                self.metrics.denied(e.code);
+                Err(e)
+            }
+        }
+    }
+
+    /// A caller refused a role on domains it can read learns that it lacks the role (403);
+    /// otherwise the answer stays that of a missing domain (404), revealing nothing.
+    async fn refine_denial(
+        &self,
+        caller: &Caller,
+        domains: &[String],
+        role: Role,
+        e: ApiError,
+    ) -> ApiError {
+        // Only the domain's own "does not exist" is refined (not a missing principal's).
+        if e.code != Code::NotFound
+            || !e.message.starts_with("domain `")
+            || role == Role::Read
+            || domains.is_empty()
+        {
+            return e;
+        }
+        match self.store.authorize(caller, domains, Role::Read).await {
+            Ok(_) => ApiError::new(
+                Code::PermissionDenied,
+                format!(
+                    "principal `{}` may not {} {}",
+                    caller.name(),
+                    if role == Role::Admin {
+                        "administer"
+                    } else {
+                        "write to"
+                    },
+                    domains.join(", ")
+                ),
+            ),
+            Err(_) => e,
+        }
+    }
+
+    fn embedder(&self, spec: &ModelSpec) -> ApiResult<Arc<dyn Embedder>> {
+        let mut map = self.embedders.lock().map_err(ApiError::internal)?;
+        if let Some(e) = map.get(&spec.id) {
+            return Ok(Arc::clone(e));
+        }
+        let e: Arc<dyn Embedder> = Arc::from(self.models.embedder_for(spec).map_err(|e| {
+            tracing::warn!(error = %e, model = %spec.id, "embedder unavailable");
+            ApiError::new(
+                Code::Unavailable,
+                format!("the model `{}` is unavailable (logged)", spec.id),
+            )
+        })?);
+        map.insert(spec.id.clone(), Arc::clone(&e));
+        Ok(e)
+    }
+
+    fn check_search(&self, input: &SearchInput) -> ApiResult<()> {
+        let l = &self.limits;
+        if input.query.len() > l.max_query_bytes {
+            return Err(ApiError::invalid(format!(
+                "query: {} bytes; the limit is {}",
+                input.query.len(),
+                l.max_query_bytes.min(MAX_QUERY_BYTES)
+            )));
+        }
+        if let Some(k) = input.k
+            && (k == 0 || k > l.max_k.min(MAX_K))
+        {
+            return Err(ApiError::invalid(format!(
+                "k: must be 1 to {}, got {k}",
+                l.max_k.min(MAX_K)
+            )));
+        }
+        if let Some(f) = &input.filter
+            && f.len() > l.max_filter_bytes
+        {
+            return Err(ApiError::invalid(format!(
+                "filter: {} bytes; the limit is {}",
+                f.len(),
+                l.max_filter_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Waits for (by applying) each `min_seq` domain's changes up to the given sequence.
+    async fn read_your_writes(
+        self: &Arc<Self>,
+        pass: &Pass,
+        min_seq: &BTreeMap<String, u64>,
+    ) -> ApiResult<()> {
+        for (name, &seq) in min_seq {
+            let domain = pass.domain(name).cloned().ok_or_else(|| {
+                ApiError::from(dartmouth_domains::Error::NotFound {
+                    what: "domain",
+                    name: dartmouth_domains::names::shown(name),
+                })
+            })?;
+            let shard = self.applier().shard(&domain)?;
+            if shard.applied_seq() >= seq {
+                continue;
+            }
+            let reached = self
+                .blocking(move |s| Ok(s.applier().catch_up(&domain)?))
+                .await?;
+            if reached < seq {
+                return Err(ApiError::invalid(format!(
+                    "min_seq.{name}: sequence {seq} has not been written (the domain is at {reached})"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs CPU-bound or blocking work off the async workers.
+    async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Service) -> ApiResult<T> + Send + 'static,
+    ) -> ApiResult<T> {
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || f(&this))
+            .await
+            .map_err(ApiError::internal)?
+    }
+
+    pub async fn search(
+        self: &Arc<Self>,
+        caller: &Caller,
+        input: SearchInput,
+    ) -> ApiResult<SearchOutput> {
+        let started = Instant::now();
+        self.check_search(&input)?;
+        let pass = self.authorize(caller, &input.domains, Role::Read).await?;
+        self.read_your_writes(&pass, &input.min_seq).await?;
+        let mut out = self.search_pass(&pass, &input).await?;
+        out.took_ms = started.elapsed().as_secs_f64() * 1e3;
+        Ok(out)
+    }
+
+    async fn search_pass(&self, pass: &Pass, input: &SearchInput) -> ApiResult<SearchOutput> {
+        let reader = self.applier().reader_as_is(pass)?;
+        let scope: Vec<String> = reader.domains().map(str::to_string).collect();
+        let cache_key = format!(
+            "{:?}|{}",
+            reader.applied().collect::<Vec<_>>(),
+            serde_json::to_string(&(
+                input.query.as_str(),
+                &input.k,
+                &input.mode,
+                &input.fusion,
+                &input.candidates,
+                &input.filter,
+                &input.facets,
+                &input.facet_size,
+                input.explain,
+                input.collapse
+            ))
+            .map_err(ApiError::internal)?
+        );
+        if let Some(hit) = self.result_cache.get(&cache_key) {
+            self.metrics.cache("result", true);
+            return Ok((*hit).clone());
+        }
+        self.metrics.cache("result", false);
+        let mode = input.mode.unwrap_or_default();
+        let mut req = SearchRequest::new(input.query.clone());
+        req.mode = mode;
+        req.k = input.k.unwrap_or(10);
+        req.candidates = input.candidates.unwrap_or(100);
+        req.collapse = input.collapse;
+        req.facets = input.facets.clone();
+        req.facet_size = input.facet_size.unwrap_or(10);
+        req.fusion = fusion_of(input.fusion.as_ref())?;
+        req.filter = input
+            .filter
+            .as_deref()
+            .filter(|f| !f.trim().is_empty())
+            .map(|f| Filter::parse(f).map_err(|e| ApiError::invalid(format!("filter: {e}"))))
+            .transpose()?;
+        req.validate_parameters()?;
+        let spec = reader.model()?.cloned();
+        if mode != Mode::Bm25
+            && let Some(spec) = &spec
+        {
+            req.vector = Some(self.embed_query(&scope, spec, &input.query).await?);
+        }
+        let explain = input.explain;
+        let fusion = req.fusion;
+        let query = input.query.clone();
+        let model = spec.map(|s| s.id).unwrap_or_default();
+        let metrics = self.metrics.clone();
+        let out = tokio::task::spawn_blocking(move || -> ApiResult<SearchOutput> {
+            let response = reader.search(&req)?;
+            metrics.stages(&response.timings);
+            let hits = response
+                .hits
+                .into_iter()
+                .map(|h| HitOut {
+                    snippet: dartmouth_engine::snippet(&h.text, &query, 240, "<em>", "</em>"),
+                    explain: explain.then(|| explain_hit(&fusion, h.bm25, h.vector, h.score)),
+                    domain: h.domain,
+                    doc_id: h.doc_id,
+                    chunk_id: h.chunk_id,
+                    chunk_idx: h.chunk_idx,
+                    title: h.title,
+                    url: h.url,
+                    heading: h.heading,
+                    text: h.text,
+                    char_start: h.char_start,
+                    char_end: h.char_end,
+                    score: h.score,
+                    bm25: h.bm25,
+                    vector: h.vector,
+                    model: model.clone(),
+                    index_seq: h.index_seq,
+                    attributes: h.attributes,
+                })
+                .collect();
+            Ok(SearchOutput {
+                hits,
+                total: Totals {
+                    documents: response.filtered_documents,
+                    chunks: response.filtered_chunks,
+                },
+                facets: response.facets,
+                domains: reader.domains().map(str::to_string).collect(),
+                took_ms: 0.0,
+            })
+        })
+        .await
+        .map_err(ApiError::internal)??;
+        self.result_cache.put(cache_key, out.clone());
+        Ok(out)
+    }
+
+    async fn embed_query(
+        &self,
+        scope: &[String],
+        spec: &ModelSpec,
+        query: &str,
+    ) -> ApiResult<Embedding> {
+        let key = format!("{scope:?}|{}|{query}", spec.id);
+        if let Some(v) = self.embed_cache.get(&key) {
+            self.metrics.cache("embedding", true);
+            return Ok(Embedding {
+                model_id: spec.id.clone(),
+                values: (*v).clone(),
+            });
+        }
+        self.metrics.cache("embedding", false);
+        let embedder = self.embedder(spec)?;
+        let text = query.to_string();
+        let t = Instant::now();
+        let e = tokio::task::spawn_blocking(move || embedder.embed_query(&text))
+            .await
+            .map_err(ApiError::internal)??;
+        self.metrics.stage("embed", t.elapsed());
+        self.embed_cache.put(key, e.values.clone());
+        Ok(e)
+    }
+
+    pub async fn context(
+        self: &Arc<Self>,
+        caller: &Caller,
+        input: ContextInput,
+    ) -> ApiResult<ContextOutput> {
+        let budget = input.max_tokens.unwrap_or(1000);
+        if budget == 0 || budget > self.limits.max_context_tokens {
+            return Err(ApiError::invalid(format!(
+                "max_tokens: must be 1 to {}, got {budget}",
+                self.limits.max_context_tokens
+            )));
+        }
+        let search = SearchInput {
+            query: input.query,
+            domains: input.domains,
+            k: Some(self.limits.max_k.min(50)),
+            mode: input.mode,
+            filter: input.filter,
+            min_seq: input.min_seq,
+            ..SearchInput::default()
+        };
+        let found = self.search(caller, search).await?;
+        Ok(pack_context(found.hits, budget))
+    }
+
+    pub async fn document(
+        &self,
+        caller: &Caller,
+        domain: &str,
+        id: &str,
+    ) -> ApiResult<DocumentOut> {
+        let pass = self
+            .authorize(caller, &[domain.to_string()], Role::Read)
+            .await?;
+        let doc = self
+            .store
+            .document(&pass, domain, id)
+            .await?
+            .ok_or_else(|| {
+                ApiError::new(
+                    Code::NotFound,
+                    format!(
+                        "document `{}` does not exist in domain `{domain}`",
+                        dartmouth_domains::names::shown(id)
+                    ),
+                )
+            })?;
+        Ok(document_out(domain, doc))
+    }
+
+    pub async fn ingest(
+        self: &Arc<Self>,
+        caller: &Caller,
+        domain: &str,
+        input: IngestInput,
+    ) -> ApiResult<IngestOutput> {
+        if input.documents.is_empty() || input.documents.len() > self.limits.max_ingest_documents {
+            return Err(ApiError::invalid(format!(
+                "documents: send 1 to {} per request, got {}",
+                self.limits.max_ingest_documents,
+                input.documents.len()
+            )));
+        }
+        let mut sources = Vec::with_capacity(input.documents.len());
+        for (i, d) in input.documents.into_iter().enumerate() {
+            let place = format!("documents[{i}]");
+            let mut attributes = dartmouth_engine::Attributes::new();
+            for (name, value) in &d.attributes {
+                let values = match value {
+                    Value::Array(items) => items.clone(),
+                    other => vec![other.clone()],
+                };
+                let parsed = values
+                    .iter()
+                    .map(|v| dartmouth_engine::AttrValue::from_json(name, v))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| ApiError::invalid(format!("{place}.attributes.{name}: {e}")))?;
+                attributes.insert(name.clone(), parsed);
+            }
+            if d.id.is_empty() {
+                return Err(ApiError::invalid(format!("{place}.id: must not be empty")));
+            }
+            sources.push(SourceDoc {
+                id: d.id,
+                title: d.title,
+                text: d.text,
+                url: d.url,
+                format: dartmouth_indexer::Format::Text,
+                place,
+                attributes,
+            });
+        }
+        let pass = self
+            .authorize(caller, &[domain.to_string()], Role::Write)
+            .await?;
+        let domain_row: Domain = pass
+            .domain(domain)
+            .cloned()
+            .ok_or_else(|| ApiError::internal("pass without its domain"))?;
+        let name = domain.to_string();
+        self.blocking(move |s| {
+            let applier = s.applier();
+            let shard = applier.shard(&domain_row)?;
+            let settings: DomainSettings = shard.settings().clone();
+            let embedder = s.embedder(&settings.model)?;
+            let sizer = s
+                .models
+                .sizer_for(&settings.model)
+                .map_err(|e| ApiError::new(Code::Unavailable, format!("tokenizer: {e}")))?;
+            let sink = Arc::new(StoreSink {
+                applier: &applier,
+                pass,
+                domain: domain_row.clone(),
+                shard,
+            });
+            let summary = IndexJob {
+                sink,
+                embedder: embedder.as_ref(),
+                chunker: Chunker::new(sizer, settings.chunk_tokens, settings.chunk_overlap),
+                batch_docs: 64,
+            }
+            .run(sources.into_iter().map(Ok), &Progress::hidden())?;
+            Ok(IngestOutput {
+                domain: name,
+                documents: summary.documents,
+                chunks: summary.chunks,
+                seq: summary.applied_seq,
+            })
+        })
+        .await
+    }
+
+    // ---- admin: the store checks the role (superuser or the domain's admin) ----
+
+    pub async fn list_domains(&self, caller: &Caller) -> ApiResult<Vec<Domain>> {
+        Ok(self.store.list_domains(caller).await?)
+    }
+
+    pub async fn create_domain(&self, caller: &Caller, input: DomainInput) -> ApiResult<Domain> {
+        let kind = match input.embedder.as_deref().unwrap_or("minilm") {
+            "minilm" => crate::models::EmbedderKind::Minilm,
+            "fake" => crate::models::EmbedderKind::Fake,
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "embedder: `{other}` is not one of minilm, fake"
+                )));
+            }
+        };
+        let spec = crate::models::spec_for(kind, None, None)
+            .map_err(|e| ApiError::invalid(e.to_string()))?;
+        let settings = DomainSettings::new(spec);
+        settings.validate()?;
+        let json = serde_json::to_value(&settings).map_err(ApiError::internal)?;
+        let domain = self
+            .store
+            .create_domain(caller, &input.name, &input.description, &json)
+            .await?;
+        self.applier().shard(&domain)?;
+        Ok(domain)
+    }
+
+    pub async fn delete_domain(&self, caller: &Caller, name: &str) -> ApiResult<Domain> {
+        let domain = self.store.delete_domain(caller, name).await?;
+        match self.catalog.delete(name) {
+            Ok(()) | Err(dartmouth_engine::Error::DomainNotFound(_)) => Ok(domain),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn list_principals(&self, caller: &Caller) -> ApiResult<Vec<Principal>> {
+        Ok(self.store.list_principals(caller).await?)
+    }
+
+    pub async fn create_principal(
+        &self,
+        caller: &Caller,
+        input: PrincipalInput,
+    ) -> ApiResult<Principal> {
+        Ok(self
+            .store
+            .create_principal(caller, &input.name, input.kind)
+            .await?)
+    }
+
+    pub async fn list_grants(&self, caller: &Caller) -> ApiResult<Vec<Grant>> {
+        Ok(self.store.list_grants(caller).await?)
+    }
+
+    pub async fn grant(&self, caller: &Caller, input: GrantInput) -> ApiResult<Grant> {
+        match self
+            .store
+            .grant(caller, &input.principal, &input.domain, input.role)
+            .await
+        {
+            Ok(g) => Ok(g),
+            Err(e) => Err(self
+                .refine_denial(
+                    caller,
+                    std::slice::from_ref(&input.domain),
+                    Role::Admin,
+                    e.into(),
+                )
+                .await),
+        }
+    }
+
+    pub async fn revoke_grant(
+        &self,
+        caller: &Caller,
+        principal: &str,
+        domain: &str,
+    ) -> ApiResult<()> {
+        match self.store.revoke_grant(caller, principal, domain).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self
+                .refine_denial(caller, &[domain.to_string()], Role::Admin, e.into())
+                .await),
+        }
+    }
+
+    pub async fn list_keys(&self, caller: &Caller) -> ApiResult<Vec<KeyInfo>> {
+        Ok(self.store.list_keys(caller).await?)
+    }
+
+    pub async fn create_key(&self, caller: &Caller, input: KeyInput) -> ApiResult<NewKey> {
+        let expires_at = input
+            .expires_in
+            .map(|s| dartmouth_domains::now_millis() + (s.min(10 * 365 * 86_400) as i64) * 1000);
+        let (key, secret) = self
+            .store
+            .create_key(caller, &input.principal, input.domains, expires_at)
+            .await?;
+        Ok(NewKey { key, secret })
+    }
+
+    pub async fn revoke_key(&self, caller: &Caller, id: &str) -> ApiResult<()> {
+        Ok(self.store.revoke_key(caller, id).await?)
+    }
+
+    /// Readiness: the store answers.
+    pub async fn check_ready(&self) -> ApiResult<()> {
+        if !self.is_ready() {
+            return Err(ApiError::new(Code::Unavailable, "starting"));
+        }
+        self.store.ping().await?;
+        Ok(())
+    }
+
+    /// Applies every domain's new changes; returns the largest backlog seen (in changes).
+    pub fn apply_all(&self) -> ApiResult<u64> {
+        let applier = self.applier();
+        let admin = applier.runtime.block_on(self.store.local_admin())?;
+        let domains = applier.runtime.block_on(self.store.list_domains(&admin))?;
+        let mut lag = 0;
+        for d in &domains {
+            let last = applier.runtime.block_on(self.store.last_seq(d.id))?;
+            let applied = applier.shard(d)?.applied_seq();
+            lag = lag.max(last.saturating_sub(applied));
+            if last > applied {
+                let t = Instant::now();
+                applier.catch_up(d)?;
+                self.metrics.stage("apply", t.elapsed());
+            }
+        }
+        self.metrics.set_lag(lag);
+        Ok(lag)
+    }
+}
+
+fn fusion_of(input: Option<&FusionInput>) -> ApiResult<Fusion> {
+    let Some(f) = input else {
+        return Ok(Fusion::default());
+    };
+    let bm25_weight = f.bm25_weight.unwrap_or(1.0);
+    Ok(match f.method.as_deref().unwrap_or("weighted") {
+        "rrf" => Fusion::Rrf {
+            k: f.rrf_k.unwrap_or(dartmouth_engine::RRF_K_DEFAULT),
+            bm25_weight,
+            vector_weight: f.vector_weight.unwrap_or(1.0),
+        },
+        "weighted" => {
+            let default_vector = match Fusion::default() {
+                Fusion::Weighted { vector_weight, .. } => vector_weight,
+                Fusion::Rrf { .. } => 1.0,
+            };
+            Fusion::Weighted {
+                bm25_weight,
+                vector_weight: f.vector_weight.unwrap_or(default_vector),
+            }
+        }
+        other => {
+            return Err(ApiError::invalid(format!(
+                "fusion.method: `{other}` is not one of weighted, rrf"
+            )));
+        }
+    })
+}
+
+fn explain_hit(
+    fusion: &Fusion,
+    bm25: Option<BranchHit>,
+    vector: Option<BranchHit>,
+    score: f32,
+) -> Value {
+    let formula = match fusion {
+        Fusion::Rrf {
+            k,
+            bm25_weight,
+            vector_weight,
+        } => format!(
+            "rrf: {bm25_weight} / ({k} + bm25.rank) + {vector_weight} / ({k} + vector.rank); a branch that missed adds 0"
+        ),
+        Fusion::Weighted {
+            bm25_weight,
+            vector_weight,
+        } => format!(
+            "weighted: {bm25_weight} × minmax(bm25.score) + {vector_weight} × minmax(vector.score) over each branch's candidates; a branch that missed adds 0"
+        ),
+    };
+    serde_json::json!({
+        "fusion": fusion,
+        "formula": formula,
+        "bm25": bm25,
+        "vector": vector,
+        "score": score,
+    })
+}
+
+/// Rough token count for an LLM prompt: one token per 4 characters (OpenAI's rule of thumb;
+/// model tokenizers differ, so budgets keep a margin).
+pub fn estimate_tokens(text: &str) -> usize {
+    text.chars().count().div_ceil(4)
+}
+
+/// Fills `budget` tokens with the best passages: hits in score order, one passage per document
+/// (chunks of the same document merged in text order, overlaps removed), each with a marker.
+pub fn pack_context(hits: Vec<HitOut>, budget: usize) -> ContextOutput {
+    struct Building {
+        score: f32,
+        first: HitOut,
+        chunks: Vec<HitOut>,
+    }
+    let mut docs: Vec<Building> = Vec::new();
+    let mut used = 0usize;
+    for hit in hits {
+        let cost = estimate_tokens(&hit.text) + 1;
+        if let Some(b) = docs
+            .iter_mut()
+            .find(|b| b.first.domain == hit.domain && b.first.doc_id == hit.doc_id)
+        {
+            // A chunk whose range the passage already covers adds nothing.
+            if b.chunks
+                .iter()
+                .any(|c| c.char_start <= hit.char_start && hit.char_end <= c.char_end)
+            {
+                continue;
+            }
+            if used + cost > budget {
+                continue;
+            }
+            used += cost;
+            b.chunks.push(hit);
+            continue;
+        }
+        let header = format!(
+            "[{}] {} ({}/{})\n",
+            docs.len() + 1,
+            hit.title,
+            hit.domain,
+            hit.doc_id
+        );
+        let cost = cost + estimate_tokens(&header);
+        if used + cost > budget {
+            continue;
+        }
+        used += cost;
+        docs.push(Building {
+            score: hit.score,
+            first: hit.clone(),
+            chunks: vec![hit],
+        });
+    }
+    let mut passages = Vec::with_capacity(docs.len());
+    let mut context = String::new();
+    for (i, mut b) in docs.into_iter().enumerate() {
+        b.chunks.sort_by_key(|c| (c.char_start, c.char_end));
+        let mut text = String::new();
+        let mut end = 0u64;
+        for c in &b.chunks {
+            if !text.is_empty() {
+                if c.char_start > end {
+                    text.push_str(" … ");
+                } else {
+                    // Overlapping neighbours: keep only the part after what is already there.
+                    let skip = (end - c.char_start) as usize;
+                    text.extend(c.text.chars().skip(skip));
+                    end = end.max(c.char_end);
+                    continue;
+                }
+            }
+            text.push_str(&c.text);
+            end = end.max(c.char_end);
+        }
+        let marker = i + 1;
+        let first = &b.first;
+        let mut header = format!(
+            "[{marker}] {} — {}/{}",
+            first.title, first.domain, first.doc_id
+        );
+        if let Some(url) = &first.url {
+            header.push_str(&format!(" <{url}>"));
+        }
+        context.push_str(&header);
+        context.push('\n');
+        context.push_str(&text);
+        context.push_str("\n\n");
+        passages.push(PassageOut {
+            marker,
+            domain: first.domain.clone(),
+            doc_id: first.doc_id.clone(),
+            chunk_ids: b.chunks.iter().map(|c| c.chunk_id.clone()).collect(),
+            title: first.title.clone(),
+            url: first.url.clone(),
+            tokens: estimate_tokens(&text),
+            char_start: b.chunks.first().map_or(0, |c| c.char_start),
+            char_end: end,
+            score: b.score,
+            text,
+        });
+    }
+    let tokens = estimate_tokens(&context);
+    ContextOutput {
+        context,
+        passages,
+        tokens,
+    }
+}
+
+fn document_out(domain: &str, doc: StoredDocument) -> DocumentOut {
+    let chunks = doc
+        .chunks
+        .into_iter()
+        .enumerate()
+        .map(|(idx, c)| ChunkOut {
+            chunk_id: format!("{}#{idx}", doc.external_id),
+            idx,
+            text: c.text,
+            char_start: c.char_start,
+            char_end: c.char_end,
+            heading: c.heading,
+        })
+        .collect();
+    DocumentOut {
+        domain: domain.to_string(),
+        doc_id: doc.external_id,
+        title: doc.title,
+        url: doc.url,
+        attributes: doc.attributes,
+        chunks,
+    }
+}
+
+/// A bounded map with insertion-order eviction, safe to share between requests.
+struct Cache<V> {
+    capacity: usize,
+    inner: Mutex<Entries<V>>,
+}
+
+/// The values by key, and the keys in insertion order (the eviction order).
+type Entries<V> = (HashMap<String, Arc<V>>, VecDeque<String>);
+
+impl<V> Cache<V> {
+    fn new(capacity: usize) -> Self {
+        Cache {
+            capacity,
+            inner: Mutex::new((HashMap::new(), VecDeque::new())),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<Arc<V>> {
+        if self.capacity == 0 {
+            return None;
+        }
+        self.inner.lock().ok()?.0.get(key).cloned()
+    }
+
+    fn put(&self, key: String, value: V) {
+        if self.capacity == 0 {
+            return;
+        }
+        let Ok(mut guard) = self.inner.lock() else {
+            return;
+        };
+        let (map, order) = &mut *guard;
+        if map.insert(key.clone(), Arc::new(value)).is_none() {
+            order.push_back(key);
+        }
+        while order.len() > self.capacity {
+            if let Some(old) = order.pop_front() {
+                map.remove(&old);
+            }
+        }
+    }
+}
+
+/// How long readiness may take before the applier has caught up once.
+pub const STARTUP_GRACE: Duration = Duration::from_secs(60);

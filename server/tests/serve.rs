@@ -1,0 +1,734 @@
+//! `dartmouth serve` on loopback, with real HTTP (ureq) and gRPC (tonic) clients: the same hits
+//! on both transports, the endpoint × role matrix, bad input, rate limits shared by both
+//! transports, read-your-writes, operations endpoints. The deterministic embedder stands in for
+//! the model (the real one is exercised by eval's tests).
+#![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dartmouth_server::proto::retrieval_client::RetrievalClient;
+use dartmouth_server::proto::{self as pb};
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+
+const JWT_SECRET: &str = "a-test-secret-that-is-at-least-32-bytes";
+
+fn cli(data: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_dartmouth"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "dartmouth {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn key_for(data: &Path, principal: &str) -> String {
+    let out = cli(data, &["key", "create", "--principal", principal]);
+    out.split_whitespace()
+        .find(|w| w.starts_with("dk_") && w.len() > 40)
+        .unwrap()
+        .to_string()
+}
+
+struct Server {
+    child: Child,
+    http: String,
+    grpc: String,
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two domains (help, secret) with the sample help centre; principals and keys per role.
+fn setup() -> (tempfile::TempDir, PathBuf, Keys) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sample/help-centre");
+    let sample = sample.to_str().unwrap();
+    for d in ["help", "secret", "scratch"] {
+        cli(&data, &["domain", "create", d, "--embedder", "fake"]);
+    }
+    cli(&data, &["index", "--domain", "help", sample]);
+    cli(&data, &["index", "--domain", "secret", sample]);
+    for (p, domain, role) in [
+        ("reader", "help", "read"),
+        ("writer", "help", "write"),
+        ("other", "secret", "read"),
+    ] {
+        cli(&data, &["principal", "create", p, "--kind", "agent"]);
+        cli(&data, &["grant", p, domain, role]);
+    }
+    let keys = Keys {
+        reader: key_for(&data, "reader"),
+        writer: key_for(&data, "writer"),
+        other: key_for(&data, "other"),
+        admin: key_for(&data, "admin"),
+    };
+    (dir, data, keys)
+}
+
+struct Keys {
+    reader: String,
+    writer: String,
+    other: String,
+    admin: String,
+}
+
+fn start(dir: tempfile::TempDir, data: PathBuf, extra: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dartmouth"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args([
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--grpc",
+            "127.0.0.1:0",
+            "--jwt-issuer",
+            "dk-test",
+            "--jwt-audience",
+            "dartmouth",
+            "--jwt-hs256-secret",
+            JWT_SECRET,
+            "--apply-interval-ms",
+            "20",
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = |name: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} address in {line:?}"))
+            .to_string()
+    };
+    let server = Server {
+        http: format!("http://{}", addr("http")),
+        grpc: format!("http://{}", addr("grpc")),
+        child,
+        _dir: dir,
+        data,
+    };
+    // Ready once the applier has run.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while call(&server, "GET", "/readyz", None, None).0 != 200 {
+        assert!(Instant::now() < deadline, "server never became ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server
+}
+
+/// (status, JSON body or the raw text as a string, headers we look at)
+fn call(
+    s: &Server,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let (status, body, _) = call_full(s, method, path, key, body);
+    (status, body)
+}
+
+fn call_full(
+    s: &Server,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value, Option<String>) {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let url = format!("{}{path}", s.http);
+    let auth = key.map(|k| format!("Bearer {k}"));
+    let response = match (method, body) {
+        ("GET", _) => {
+            let mut r = agent.get(&url);
+            if let Some(a) = &auth {
+                r = r.header("Authorization", a);
+            }
+            r.call()
+        }
+        ("DELETE", _) => {
+            let mut r = agent.delete(&url);
+            if let Some(a) = &auth {
+                r = r.header("Authorization", a);
+            }
+            r.call()
+        }
+        (_, b) => {
+            let mut r = agent.post(&url).header("Content-Type", "application/json");
+            if let Some(a) = &auth {
+                r = r.header("Authorization", a);
+            }
+            r.send(b.unwrap_or("").as_bytes())
+        }
+    };
+    let mut response = response.unwrap();
+    let status = response.status().as_u16();
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value, retry)
+}
+
+fn jwt(sub: &str, exp_offset: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims = json!({"sub": sub, "iss": "dk-test", "aud": "dartmouth", "exp": now + exp_offset});
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some("hs256".into());
+    jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn grpc_client(s: &Server) -> RetrievalClient<Channel> {
+    let channel = Channel::from_shared(s.grpc.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    RetrievalClient::new(channel)
+}
+
+fn with_key<T>(msg: T, key: Option<&str>) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    if let Some(k) = key {
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {k}").parse().unwrap());
+    }
+    r
+}
+
+#[test]
+fn one_contract_over_http_and_grpc_with_access_control() {
+    let (dir, data, keys) = setup();
+    let s = start(dir, data, &["--rate-limit", "0"]);
+    let rt = runtime();
+
+    // The same request gives the same hits on both transports.
+    let (status, http) = call(
+        &s,
+        "POST",
+        "/v1/search",
+        Some(&keys.reader),
+        Some(
+            r#"{"query":"return policy for sale items","domains":["help"],"k":5,"explain":true,"facets":["none"]}"#,
+        ),
+    );
+    assert_eq!(status, 200, "{http}");
+    let grpc = rt.block_on(async {
+        grpc_client(&s)
+            .await
+            .search(with_key(
+                pb::SearchRequest {
+                    query: "return policy for sale items".into(),
+                    domains: vec!["help".into()],
+                    k: 5,
+                    explain: true,
+                    ..Default::default()
+                },
+                Some(&keys.reader),
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    let http_hits: Vec<(String, String, f32)> = http["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["chunk_id"].as_str().unwrap().to_string(),
+                h["snippet"].as_str().unwrap().to_string(),
+                h["score"].as_f64().unwrap() as f32,
+            )
+        })
+        .collect();
+    let grpc_hits: Vec<(String, String, f32)> = grpc
+        .hits
+        .iter()
+        .map(|h| (h.chunk_id.clone(), h.snippet.clone(), h.score))
+        .collect();
+    assert!(!http_hits.is_empty());
+    assert_eq!(http_hits, grpc_hits);
+    assert_eq!(http["total"]["documents"], grpc.total_documents);
+    let first = &http["hits"][0];
+    for field in [
+        "domain",
+        "doc_id",
+        "chunk_id",
+        "title",
+        "text",
+        "snippet",
+        "char_start",
+        "char_end",
+        "score",
+        "model",
+        "index_seq",
+        "explain",
+    ] {
+        assert!(!first[field].is_null(), "hit without {field}: {first}");
+    }
+    assert!(first["snippet"].as_str().unwrap().contains("<em>"));
+    assert_eq!(first["model"], "fake-hash-384");
+
+    // Context: cited passages within the budget.
+    let (status, ctx) = call(
+        &s,
+        "POST",
+        "/v1/context",
+        Some(&keys.reader),
+        Some(r#"{"query":"refund for a damaged item","domains":["help"],"max_tokens":300}"#),
+    );
+    assert_eq!(status, 200, "{ctx}");
+    assert!(ctx["tokens"].as_u64().unwrap() <= 300, "{ctx}");
+    assert!(ctx["context"].as_str().unwrap().starts_with("[1] "));
+    let docs: Vec<&str> = ctx["passages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["doc_id"].as_str().unwrap())
+        .collect();
+    let mut unique = docs.clone();
+    unique.dedup();
+    assert_eq!(docs.len(), unique.len(), "one passage per document");
+
+    // The matrix: every route × {none, expired token, reader of another domain, reader,
+    // writer, admin}. An unreadable domain answers exactly like a missing one (404).
+    let expired = jwt("reader", -3600);
+    let creds: [(&str, Option<&str>); 6] = [
+        ("none", None),
+        ("expired", Some(&expired)),
+        ("other", Some(&keys.other)),
+        ("reader", Some(&keys.reader)),
+        ("writer", Some(&keys.writer)),
+        ("admin", Some(&keys.admin)),
+    ];
+    let search = r#"{"query":"refund","domains":["help"]}"#;
+    let ingest =
+        r#"{"documents":[{"id":"new.md","title":"New","text":"A brand new returns page."}]}"#;
+    let matrix: Vec<(&str, &str, Option<&str>, [u16; 6])> = vec![
+        (
+            "POST",
+            "/v1/search",
+            Some(search),
+            [401, 401, 404, 200, 200, 200],
+        ),
+        (
+            "POST",
+            "/v1/context",
+            Some(search),
+            [401, 401, 404, 200, 200, 200],
+        ),
+        (
+            "GET",
+            "/v1/domains/help/documents/returns.md",
+            None,
+            [401, 401, 404, 200, 200, 200],
+        ),
+        (
+            "GET",
+            "/v1/domains/help/documents/returns.md/chunks/0",
+            None,
+            [401, 401, 404, 200, 200, 200],
+        ),
+        (
+            "POST",
+            "/v1/domains/help/documents",
+            Some(ingest),
+            [401, 401, 404, 403, 200, 200],
+        ),
+        ("GET", "/v1/domains", None, [401, 401, 200, 200, 200, 200]),
+        (
+            "POST",
+            "/v1/domains",
+            Some(r#"{"name":"made","embedder":"fake"}"#),
+            [401, 401, 403, 403, 403, 201],
+        ),
+        (
+            "GET",
+            "/v1/principals",
+            None,
+            [401, 401, 403, 403, 403, 200],
+        ),
+        (
+            "POST",
+            "/v1/principals",
+            Some(r#"{"name":"newbie","kind":"agent"}"#),
+            [401, 401, 403, 403, 403, 201],
+        ),
+        ("GET", "/v1/grants", None, [401, 401, 403, 403, 403, 200]),
+        (
+            "POST",
+            "/v1/grants",
+            Some(r#"{"principal":"other","domain":"help","role":"read"}"#),
+            [401, 401, 404, 403, 403, 200],
+        ),
+        // `other` can read help by now (the row above granted it): 403, not 404.
+        (
+            "DELETE",
+            "/v1/grants/other/help",
+            None,
+            [401, 401, 403, 403, 403, 204],
+        ),
+        ("GET", "/v1/keys", None, [401, 401, 403, 403, 403, 200]),
+        (
+            "POST",
+            "/v1/keys",
+            Some(r#"{"principal":"reader"}"#),
+            [401, 401, 403, 201, 403, 201],
+        ),
+        (
+            "DELETE",
+            "/v1/domains/scratch",
+            None,
+            [401, 401, 404, 404, 404, 200],
+        ),
+        ("GET", "/healthz", None, [200; 6]),
+        ("GET", "/readyz", None, [200; 6]),
+        ("GET", "/metrics", None, [200; 6]),
+        ("GET", "/openapi.json", None, [200; 6]),
+    ];
+    let mut failures = Vec::new();
+    for (method, path, body, expected) in &matrix {
+        for ((who, key), want) in creds.iter().zip(expected) {
+            let (got, reply) = call(&s, method, path, *key, *body);
+            if got != *want {
+                failures.push(format!(
+                    "{method} {path} as {who}: {got} (want {want}) {reply}"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // 404 for an unreadable domain is byte-identical to a missing one.
+    let (_, hidden) = call(&s, "POST", "/v1/search", Some(&keys.other), Some(search));
+    let (_, missing) = call(
+        &s,
+        "POST",
+        "/v1/search",
+        Some(&keys.other),
+        Some(r#"{"query":"refund","domains":["nope"]}"#),
+    );
+    assert_eq!(
+        hidden.to_string().replace("help", "X"),
+        missing.to_string().replace("nope", "X")
+    );
+    // A valid JWT works like the principal's key.
+    assert_eq!(
+        call(
+            &s,
+            "POST",
+            "/v1/search",
+            Some(&jwt("reader", 600)),
+            Some(search)
+        )
+        .0,
+        200
+    );
+
+    // The same matrix over gRPC.
+    let codes = rt.block_on(async {
+        let mut c = grpc_client(&s).await;
+        let mut out = Vec::new();
+        for (who, key) in &creds {
+            let search = c
+                .search(with_key(
+                    pb::SearchRequest {
+                        query: "refund".into(),
+                        domains: vec!["help".into()],
+                        ..Default::default()
+                    },
+                    *key,
+                ))
+                .await
+                .map(|_| tonic::Code::Ok)
+                .unwrap_or_else(|e| e.code());
+            let context = c
+                .context(with_key(
+                    pb::ContextRequest {
+                        query: "refund".into(),
+                        domains: vec!["help".into()],
+                        ..Default::default()
+                    },
+                    *key,
+                ))
+                .await
+                .map(|_| tonic::Code::Ok)
+                .unwrap_or_else(|e| e.code());
+            let doc = c
+                .get_document(with_key(
+                    pb::GetDocumentRequest {
+                        domain: "help".into(),
+                        doc_id: "returns.md".into(),
+                    },
+                    *key,
+                ))
+                .await
+                .map(|_| tonic::Code::Ok)
+                .unwrap_or_else(|e| e.code());
+            out.push((*who, search, context, doc));
+        }
+        out
+    });
+    use tonic::Code::{NotFound, Ok as Fine, Unauthenticated};
+    let want = [Unauthenticated, Unauthenticated, NotFound, Fine, Fine, Fine];
+    for ((who, a, b, c), w) in codes.iter().zip(want) {
+        assert_eq!((*a, *b, *c), (w, w, w), "grpc as {who}");
+    }
+
+    // Read your own writes: the ingest acknowledges a sequence; min_seq waits for it.
+    let (status, ack) = call(
+        &s,
+        "POST",
+        "/v1/domains/help/documents",
+        Some(&keys.writer),
+        Some(
+            r#"{"documents":[{"id":"fresh.md","title":"Fresh","text":"Zanzibar shipping is free this week.","attributes":{"tier":"gold"}}]}"#,
+        ),
+    );
+    assert_eq!(status, 200, "{ack}");
+    let body = json!({"query":"zanzibar shipping","domains":["help"],"mode":"bm25","min_seq":{"help": ack["seq"]},"facets":["tier"]}).to_string();
+    let (status, found) = call(&s, "POST", "/v1/search", Some(&keys.reader), Some(&body));
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["hits"][0]["doc_id"], "fresh.md", "{found}");
+    assert_eq!(found["facets"]["tier"][0]["count"], 1, "{found}");
+
+    // Operations.
+    let (_, metrics) = call(&s, "GET", "/metrics", None, None);
+    let metrics = metrics.as_str().unwrap();
+    for name in [
+        "dartmouth_request_duration_seconds_bucket",
+        "dartmouth_stage_duration_seconds_bucket{stage=\"bm25\"",
+        "dartmouth_denied_total{code=\"unauthenticated\"}",
+        "dartmouth_cache_total",
+        "dartmouth_applier_lag_changes",
+    ] {
+        assert!(metrics.contains(name), "metrics lack {name}");
+    }
+    assert!(!metrics.contains("secret"), "metrics name a domain");
+    let (_, openapi) = call(&s, "GET", "/openapi.json", None, None);
+    for (_, path, _, _) in &matrix {
+        let templated = path
+            .replace(
+                "/help/documents/returns.md/chunks/0",
+                "/{domain}/documents/{id}/chunks/{idx}",
+            )
+            .replace("/help/documents/returns.md", "/{domain}/documents/{id}")
+            .replace("/help/documents", "/{domain}/documents")
+            .replace("/v1/grants/other/help", "/v1/grants/{principal}/{domain}")
+            .replace("/v1/domains/scratch", "/v1/domains/{domain}");
+        assert!(
+            !openapi["paths"][&templated].is_null(),
+            "openapi lacks {templated}"
+        );
+    }
+    let health = rt.block_on(async {
+        let channel = Channel::from_shared(s.grpc.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        tonic_health::pb::health_client::HealthClient::new(channel)
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "dartmouth.v1.Retrieval".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+    });
+    assert_eq!(
+        health,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    let _ = &s.data;
+}
+
+/// Raw bytes over TCP: a request that announces 100 MB is refused without being read.
+fn raw_http(addr: &str, head: &str, body_prefix: &[u8]) -> (String, Duration) {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(addr.trim_start_matches("http://")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    let _ = stream.write_all(body_prefix);
+    let mut buf = [0u8; 4096];
+    let n = stream.read(&mut buf).unwrap_or(0);
+    (
+        String::from_utf8_lossy(&buf[..n]).to_string(),
+        started.elapsed(),
+    )
+}
+
+#[test]
+fn bad_input_gets_a_clear_4xx_and_the_server_keeps_serving() {
+    let (dir, data, keys) = setup();
+    let s = start(dir, data, &["--rate-limit", "0"]);
+    let k = Some(keys.reader.as_str());
+    let cases: [(&str, String, &str); 8] = [
+        ("malformed JSON", r#"{"query": "#.to_string(), "EOF"),
+        ("wrong type", r#"{"query": 5}"#.to_string(), "query"),
+        ("unknown field", r#"{"query": "a", "colour": 1}"#.to_string(), "colour"),
+        ("k = 1,000,000", r#"{"query": "a", "k": 1000000}"#.to_string(), "k"),
+        (
+            "a 1 MB query",
+            json!({"query": "a".repeat(1 << 20)}).to_string(),
+            "query",
+        ),
+        (
+            "a filter nested 100,000 deep",
+            json!({"query": "a", "filter": format!("{}a = 1{}", "(".repeat(100_000), ")".repeat(100_000))}).to_string(),
+            "filter",
+        ),
+        (
+            "a filter nested 40 deep",
+            json!({"query": "a", "filter": format!("{}a = 1{}", "(".repeat(40), ")".repeat(40))}).to_string(),
+            "filter",
+        ),
+        ("a bad mode", r#"{"query": "a", "mode": "psychic"}"#.to_string(), "mode"),
+    ];
+    for (what, body, field) in &cases {
+        let started = Instant::now();
+        let (status, reply) = call(&s, "POST", "/v1/search", k, Some(body));
+        assert_eq!(status, 400, "{what}: {reply}");
+        assert_eq!(reply["error"]["code"], "invalid_argument", "{what}");
+        let message = reply["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(field),
+            "{what}: `{message}` does not name {field}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{what} took {:?}",
+            started.elapsed()
+        );
+    }
+    // A 100 MB body: refused from its announced length, before it is read.
+    let addr = s.http.clone();
+    let head = format!(
+        "POST /v1/search HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        keys.reader,
+        100 * 1024 * 1024
+    );
+    let (reply, took) = raw_http(&addr, &head, &vec![b' '; 64 * 1024]);
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert!(reply.contains("payload_too_large"), "{reply}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+
+    // Invalid UTF-8 in a gRPC string field: INVALID_ARGUMENT, not INTERNAL.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct RawSearch {
+        #[prost(bytes = "vec", tag = "1")]
+        query: Vec<u8>,
+    }
+    let rt = runtime();
+    let status = rt.block_on(async {
+        let channel = Channel::from_shared(s.grpc.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready().await.unwrap();
+        let path =
+            tonic::codegen::http::uri::PathAndQuery::from_static("/dartmouth.v1.Retrieval/Search");
+        let codec: tonic_prost::ProstCodec<RawSearch, pb::SearchResponse> =
+            tonic_prost::ProstCodec::default();
+        grpc.unary(
+            with_key(
+                RawSearch {
+                    query: vec![b'a', 0xff, 0xfe],
+                },
+                k,
+            ),
+            path,
+            codec,
+        )
+        .await
+        .unwrap_err()
+    });
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+
+    // Still serving.
+    let (status, reply) = call(&s, "POST", "/v1/search", k, Some(r#"{"query":"refund"}"#));
+    assert_eq!(status, 200, "{reply}");
+}
+
+#[test]
+fn one_rate_limit_budget_across_http_and_grpc() {
+    let (dir, data, keys) = setup();
+    let s = start(dir, data, &["--rate-limit", "1", "--rate-burst", "2"]);
+    let body = r#"{"query":"refund","domains":["help"],"mode":"bm25"}"#;
+    let k = Some(keys.reader.as_str());
+    assert_eq!(call(&s, "POST", "/v1/search", k, Some(body)).0, 200);
+    assert_eq!(call(&s, "POST", "/v1/search", k, Some(body)).0, 200);
+    // The budget is spent: gRPC is refused too.
+    let rt = runtime();
+    let status = rt.block_on(async {
+        grpc_client(&s)
+            .await
+            .search(with_key(
+                pb::SearchRequest {
+                    query: "refund".into(),
+                    ..Default::default()
+                },
+                k,
+            ))
+            .await
+            .unwrap_err()
+    });
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    let (status, reply, retry) = call_full(&s, "POST", "/v1/search", k, Some(body));
+    assert_eq!(status, 429, "{reply}");
+    assert_eq!(reply["error"]["code"], "rate_limited");
+    assert!(retry.is_some_and(|r| r.parse::<u64>().unwrap() >= 1));
+    // Another principal has its own budget.
+    assert_eq!(
+        call(&s, "POST", "/v1/search", Some(&keys.writer), Some(body)).0,
+        200
+    );
+}
