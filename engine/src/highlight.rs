@@ -8,79 +8,106 @@ use tantivy::tokenizer::TokenStream;
 
 use crate::schema::english_analyzer;
 
-/// Byte ranges of `text`'s tokens whose analysed form is one of `query`'s, in order.
-pub fn term_ranges(text: &str, query: &str) -> Vec<(usize, usize)> {
-    let mut analyzer = english_analyzer();
-    let mut terms = HashSet::new();
-    {
-        let mut stream = analyzer.token_stream(query);
-        while let Some(t) = stream.next() {
-            terms.insert(t.text.clone());
-        }
-    }
-    if terms.is_empty() {
-        return Vec::new();
-    }
-    let mut out = Vec::new();
-    let mut stream = analyzer.token_stream(text);
-    while let Some(t) = stream.next() {
-        if terms.contains(&t.text) {
-            out.push((t.offset_from, t.offset_to));
-        }
-    }
-    out
+thread_local! {
+    static ANALYZER: std::cell::RefCell<tantivy::tokenizer::TextAnalyzer> =
+        std::cell::RefCell::new(english_analyzer());
 }
 
-/// A snippet of at most about `max_chars` characters around the densest run of query terms,
-/// with each term wrapped in `pre`/`post` (`…` marks cut ends). The text is returned as data:
-/// markers are the only additions.
-pub fn snippet(text: &str, query: &str, max_chars: usize, pre: &str, post: &str) -> String {
-    let ranges = term_ranges(text, query);
-    // Window start: the term that begins the window holding the most terms.
-    let mut best = (0usize, 0usize); // (count, start byte)
-    for (i, (start, _)) in ranges.iter().enumerate() {
-        let window_end = text[*start..]
+/// Marks a query's terms in texts: the query is analysed once, each text on demand.
+pub struct Highlighter {
+    terms: HashSet<String>,
+}
+
+impl Highlighter {
+    pub fn new(query: &str) -> Highlighter {
+        let mut terms = HashSet::new();
+        ANALYZER.with_borrow_mut(|analyzer| {
+            let mut stream = analyzer.token_stream(query);
+            while let Some(t) = stream.next() {
+                terms.insert(t.text.clone());
+            }
+        });
+        Highlighter { terms }
+    }
+
+    /// Byte ranges of `text`'s tokens whose analysed form is one of the query's, in order.
+    pub fn term_ranges(&self, text: &str) -> Vec<(usize, usize)> {
+        if self.terms.is_empty() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        ANALYZER.with_borrow_mut(|analyzer| {
+            let mut stream = analyzer.token_stream(text);
+            while let Some(t) = stream.next() {
+                if self.terms.contains(&t.text) {
+                    out.push((t.offset_from, t.offset_to));
+                }
+            }
+        });
+        out
+    }
+
+    /// A snippet of at most about `max_chars` characters around the densest run of query
+    /// terms, each wrapped in `pre`/`post` (`…` marks cut ends). The text is returned as data:
+    /// markers are the only additions.
+    pub fn snippet(&self, text: &str, max_chars: usize, pre: &str, post: &str) -> String {
+        let ranges = self.term_ranges(text);
+        // Window start: the term that begins the window holding the most terms.
+        let mut best = (0usize, 0usize); // (count, start byte)
+        for (i, (start, _)) in ranges.iter().enumerate() {
+            let window_end = text[*start..]
+                .char_indices()
+                .nth(max_chars)
+                .map_or(text.len(), |(b, _)| start + b);
+            let count = ranges[i..]
+                .iter()
+                .take_while(|(_, e)| *e <= window_end)
+                .count();
+            if count > best.0 {
+                best = (count, *start);
+            }
+        }
+        // Back up a little so the first term has some context, to a char boundary.
+        let lead = max_chars / 6;
+        let mut from = best.1;
+        for (n, (b, _)) in text[..best.1].char_indices().rev().enumerate() {
+            if n >= lead {
+                break;
+            }
+            from = b;
+        }
+        let to = text[from..]
             .char_indices()
             .nth(max_chars)
-            .map_or(text.len(), |(b, _)| start + b);
-        let count = ranges[i..]
-            .iter()
-            .take_while(|(_, e)| *e <= window_end)
-            .count();
-        if count > best.0 {
-            best = (count, *start);
+            .map_or(text.len(), |(b, _)| from + b);
+        let mut out = String::with_capacity(to - from + 16);
+        if from > 0 {
+            out.push('…');
         }
-    }
-    // Back up a little so the first term has some context, to a char boundary.
-    let lead = max_chars / 6;
-    let mut from = best.1;
-    for (n, (b, _)) in text[..best.1].char_indices().rev().enumerate() {
-        if n >= lead {
-            break;
+        let mut at = from;
+        for &(s, e) in ranges.iter().filter(|(s, e)| *s >= from && *e <= to) {
+            out.push_str(&text[at..s]);
+            out.push_str(pre);
+            out.push_str(&text[s..e]);
+            out.push_str(post);
+            at = e;
         }
-        from = b;
+        out.push_str(&text[at..to]);
+        if to < text.len() {
+            out.push('…');
+        }
+        out
     }
-    let to = text[from..]
-        .char_indices()
-        .nth(max_chars)
-        .map_or(text.len(), |(b, _)| from + b);
-    let mut out = String::with_capacity(to - from + 16);
-    if from > 0 {
-        out.push('…');
-    }
-    let mut at = from;
-    for &(s, e) in ranges.iter().filter(|(s, e)| *s >= from && *e <= to) {
-        out.push_str(&text[at..s]);
-        out.push_str(pre);
-        out.push_str(&text[s..e]);
-        out.push_str(post);
-        at = e;
-    }
-    out.push_str(&text[at..to]);
-    if to < text.len() {
-        out.push('…');
-    }
-    out
+}
+
+/// Byte ranges of `text`'s tokens whose analysed form is one of `query`'s, in order.
+pub fn term_ranges(text: &str, query: &str) -> Vec<(usize, usize)> {
+    Highlighter::new(query).term_ranges(text)
+}
+
+/// [`Highlighter::snippet`] for one text.
+pub fn snippet(text: &str, query: &str, max_chars: usize, pre: &str, post: &str) -> String {
+    Highlighter::new(query).snippet(text, max_chars, pre, post)
 }
 
 #[cfg(test)]

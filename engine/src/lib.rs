@@ -31,7 +31,7 @@ pub use embed::{Embedder, Embedding, ModelSpec};
 pub use error::{Error, ErrorKind, Result};
 pub use filter::{CompareOp, Filter, MAX_FILTER_DEPTH};
 pub use fusion::{Fused, Fusion, RRF_K_DEFAULT, fuse};
-pub use highlight::{snippet, term_ranges};
+pub use highlight::{Highlighter, snippet, term_ranges};
 pub use search::{
     BranchHit, FacetCount, Hit, MAX_FACET_SIZE, MAX_FACETS, MAX_K, MAX_QUERY_BYTES, Mode,
     SearchRequest, SearchResponse, SearchTimings, search,

@@ -311,7 +311,8 @@ fn serve_cmd(catalog: Catalog, cli: &Cli, args: &ServeArgs) -> Result<()> {
             jwt: config.jwt.clone(),
             rate_limit: config.rate_limit,
             limits: config.limits.clone(),
-            cache_entries: config.cache_entries,
+            embedding_cache_entries: config.embedding_cache_entries,
+            result_cache_entries: config.result_cache_entries,
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?;
         dartmouth_server::serve(config, Arc::new(svc)).await

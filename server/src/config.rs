@@ -32,10 +32,14 @@ pub struct ServeArgs {
     /// Largest request body in bytes [default: 8 MiB].
     #[arg(long, env = "DARTMOUTH_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
-    /// Entries in each of the query-embedding and result caches; 0 turns them off
+    /// Query embeddings kept (per scope, model and text); 0 turns the cache off
     /// [default: 10000].
-    #[arg(long, env = "DARTMOUTH_CACHE_ENTRIES")]
-    pub cache_entries: Option<usize>,
+    #[arg(long, env = "DARTMOUTH_EMBEDDING_CACHE_ENTRIES")]
+    pub embedding_cache_entries: Option<usize>,
+    /// Search results kept (per scope, applied sequences and request); 0 turns the cache off
+    /// [default: 10000].
+    #[arg(long, env = "DARTMOUTH_RESULT_CACHE_ENTRIES")]
+    pub result_cache_entries: Option<usize>,
     /// How often the applier looks for new changes, in milliseconds [default: 100].
     #[arg(long, env = "DARTMOUTH_APPLY_INTERVAL_MS")]
     pub apply_interval_ms: Option<u64>,
@@ -70,7 +74,8 @@ struct FileConfig {
     max_k: Option<usize>,
     max_query_bytes: Option<usize>,
     max_context_tokens: Option<usize>,
-    cache_entries: Option<usize>,
+    embedding_cache_entries: Option<usize>,
+    result_cache_entries: Option<usize>,
     apply_interval_ms: Option<u64>,
     workers: Option<usize>,
     jwt: Option<JwtFile>,
@@ -92,7 +97,8 @@ pub struct ServeConfig {
     pub grpc: SocketAddr,
     pub rate_limit: Option<RateLimit>,
     pub limits: Limits,
-    pub cache_entries: usize,
+    pub embedding_cache_entries: usize,
+    pub result_cache_entries: usize,
     pub apply_interval: Duration,
     pub workers: usize,
     pub jwt: Option<JwtConfig>,
@@ -160,7 +166,14 @@ impl ServeArgs {
             grpc: self.grpc.or(file.grpc).unwrap_or(default_addr(50051)),
             rate_limit,
             limits,
-            cache_entries: self.cache_entries.or(file.cache_entries).unwrap_or(10_000),
+            embedding_cache_entries: self
+                .embedding_cache_entries
+                .or(file.embedding_cache_entries)
+                .unwrap_or(10_000),
+            result_cache_entries: self
+                .result_cache_entries
+                .or(file.result_cache_entries)
+                .unwrap_or(10_000),
             apply_interval: Duration::from_millis(
                 self.apply_interval_ms
                     .or(file.apply_interval_ms)

@@ -65,7 +65,8 @@ pub struct ServiceConfig {
     pub jwt: Option<JwtConfig>,
     pub rate_limit: Option<RateLimit>,
     pub limits: Limits,
-    pub cache_entries: usize,
+    pub embedding_cache_entries: usize,
+    pub result_cache_entries: usize,
 }
 
 pub struct Service {
@@ -330,8 +331,8 @@ impl Service {
             limiter,
             limits: config.limits,
             metrics: Metrics::new(),
-            embed_cache: Cache::new(config.cache_entries),
-            result_cache: Cache::new(config.cache_entries),
+            embed_cache: Cache::new(config.embedding_cache_entries),
+            result_cache: Cache::new(config.result_cache_entries),
             ready: AtomicBool::new(false),
         })
     }
@@ -621,11 +622,12 @@ impl Service {
         let out = tokio::task::spawn_blocking(move || -> ApiResult<SearchOutput> {
             let response = reader.search(&req)?;
             metrics.stages(&response.timings);
+            let highlighter = dartmouth_engine::Highlighter::new(&query);
             let hits = response
                 .hits
                 .into_iter()
                 .map(|h| HitOut {
-                    snippet: dartmouth_engine::snippet(&h.text, &query, 240, "<em>", "</em>"),
+                    snippet: highlighter.snippet(&h.text, 240, "<em>", "</em>"),
                     explain: explain.then(|| explain_hit(&fusion, h.bm25, h.vector, h.score)),
                     domain: h.domain,
                     doc_id: h.doc_id,
