@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets up a fresh machine and runs Dartmouth Knowledge on the embedded default:
-# prepares the model, builds, indexes the bundled sample into ./data and searches it.
+# Sets up a fresh machine and runs Dartmouth Knowledge on the embedded default (SQLite store and
+# local shards in ./data): prepares the model, builds, indexes the bundled sample, searches it
+# once from the command line, then serves it over HTTP (127.0.0.1:8787) and gRPC (127.0.0.1:50051).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,14 +10,30 @@ export ORT_DYLIB_PATH DARTMOUTH_MODEL_DIR
 cargo build --release --bin dartmouth
 bin=target/release/dartmouth
 data="${DARTMOUTH_DATA_DIR:-./data}"
+dk() { "$bin" --data-dir "$data" "$@"; }
 
-if ! "$bin" --data-dir "$data" domain list | grep -qx help-centre; then
-  "$bin" --data-dir "$data" domain create help-centre
+if ! dk domain list | grep -q '^help-centre\b'; then
+  dk domain create help-centre --description "Help centre articles"
 fi
-"$bin" --data-dir "$data" index --domain help-centre sample/help-centre
-"$bin" --data-dir "$data" domain stats help-centre
+dk index --domain help-centre sample/help-centre
+dk domain stats help-centre
 echo
 echo '$ dartmouth search --domain help-centre "can I return sale items?"'
-"$bin" --data-dir "$data" search --domain help-centre -k 3 "can I return sale items?"
-echo
-echo "Ready. Try: $bin --data-dir $data search --domain help-centre --mode hybrid --json \"express shipping cost\""
+dk search --domain help-centre -k 3 "can I return sale items?"
+
+# An agent that may read the help centre, with an API key kept (mode 600) in the data directory.
+key_file="$data/support-agent.key"
+if [[ ! -s "$key_file" ]]; then
+  dk principal list | grep -q '^support-agent\b' || dk principal create support-agent --kind agent
+  dk grant support-agent help-centre read
+  (umask 077 && dk key create --principal support-agent | grep -o 'dk_[0-9a-f]\{64\}' > "$key_file")
+fi
+cat <<MSG
+
+Serving. In another shell:
+  KEY=\$(cat $key_file)
+  curl -H "Authorization: Bearer \$KEY" localhost:8787/v1/search -d '{"query":"return policy for sale items","domains":["help-centre"],"k":3}'
+  curl -H "Authorization: Bearer \$KEY" localhost:8787/v1/context -d '{"query":"can I return a gift card?","max_tokens":300}'
+Stop with Ctrl-C (in-flight requests finish first).
+MSG
+exec "$bin" --data-dir "$data" serve

@@ -4,11 +4,14 @@
 //! - `bench query`: indexing throughput, in-process query latency (p50/p99) per mode, ANN
 //!   recall/QPS and peak RSS on a shard of 100k or 1M chunks built from the benchmark corpus
 //!   (real SciFact text and real-model vectors, perturbed; see `corpus.rs`).
+//! - `bench load`: `dartmouth serve` over the 100k shard, driven over HTTP at concurrency 1, 16
+//!   and 64; p50/p99 and QPS per mode, with the query embedded per request and cached.
 //! - `bench store`: acknowledged writes through the store (single and batched) and the delay
 //!   from acknowledgement to searchable while an applier tails the changelog.
 #![allow(clippy::print_stdout, reason = "a benchmark program reports on stdout")]
 
 mod corpus;
+mod load;
 mod query;
 mod store;
 
@@ -62,6 +65,8 @@ enum Cmd {
     Query(query::QueryArgs),
     /// Acknowledged writes through the store, and how soon they are searchable.
     Store(store::StoreArgs),
+    /// `dartmouth serve` under load over HTTP on loopback at several concurrencies.
+    Load(load::LoadArgs),
 }
 
 fn main() -> Result<()> {
@@ -143,6 +148,7 @@ fn main() -> Result<()> {
             std::fs::remove_file(&subset).ok();
         }
         Cmd::Store(args) => store::run(&args)?,
+        Cmd::Load(args) => load::run(&OnnxEmbedder::load(&options(2, 1, 8))?, &args)?,
         Cmd::Query(args) => query::run(&OnnxEmbedder::load(&options(2, 1, 8))?, &args)?,
     }
     Ok(())

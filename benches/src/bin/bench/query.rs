@@ -15,7 +15,7 @@ use dartmouth_engine::{
     WriteOp, search,
 };
 use rayon::prelude::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::corpus::Corpus;
 
@@ -42,29 +42,41 @@ pub struct QueryArgs {
     pub json: Option<PathBuf>,
 }
 
-pub fn run(embedder: &dyn Embedder, args: &QueryArgs) -> Result<()> {
-    let corpus = Corpus::ensure(&args.dir, &args.collection, args.chunks, embedder)?;
+/// The benchmark corpus of `chunks` chunks and its shard, built once into `dir`; returns the
+/// corpus, the shard's directory and the build figures.
+pub fn ensure_shard(
+    embedder: &dyn Embedder,
+    dir: &Path,
+    collection: &Path,
+    chunks: usize,
+) -> Result<(Corpus, PathBuf, Value)> {
+    let corpus = Corpus::ensure(dir, collection, chunks, embedder)?;
     let n = corpus.chunks;
-    let shard_dir = args.dir.join(format!("index-v2-{n}"));
-    let complete = args.dir.join(format!("index-v2-{n}.complete"));
-    let mut report = json!({ "chunks": n, "model": corpus.model, "candidates": args.candidates });
-
-    if !complete.exists() {
+    let shard_dir = dir.join(format!("index-v2-{n}"));
+    let complete = dir.join(format!("index-v2-{n}.complete"));
+    let report = if !complete.exists() {
         if shard_dir.exists() {
             std::fs::remove_dir_all(&shard_dir)?;
         }
         reset_peak_rss();
-        report["build"] = build(embedder, &corpus, &shard_dir)?;
-        report["build"]["peak_rss_mib"] = peak_rss_mib().into();
-        std::fs::write(&complete, report["build"].to_string())?;
+        let mut build = build(embedder, &corpus, &shard_dir)?;
+        build["peak_rss_mib"] = peak_rss_mib().into();
+        std::fs::write(&complete, build.to_string())?;
+        build
     } else {
-        report["build"] = serde_json::from_slice(&std::fs::read(&complete)?)?;
-        println!(
-            "shard {} already built: {}",
-            shard_dir.display(),
-            report["build"]
-        );
-    }
+        let build: Value = serde_json::from_slice(&std::fs::read(&complete)?)?;
+        println!("shard {} already built: {build}", shard_dir.display());
+        build
+    };
+    Ok((corpus, shard_dir, report))
+}
+
+pub fn run(embedder: &dyn Embedder, args: &QueryArgs) -> Result<()> {
+    let (corpus, shard_dir, build) =
+        ensure_shard(embedder, &args.dir, &args.collection, args.chunks)?;
+    let n = corpus.chunks;
+    let mut report = json!({ "chunks": n, "model": corpus.model, "candidates": args.candidates });
+    report["build"] = build;
 
     // Serving footprint: a fresh open, then every query below.
     reset_peak_rss();
@@ -165,7 +177,7 @@ pub fn run(embedder: &dyn Embedder, args: &QueryArgs) -> Result<()> {
     Ok(())
 }
 
-fn build(embedder: &dyn Embedder, corpus: &Corpus, dir: &Path) -> Result<serde_json::Value> {
+fn build(embedder: &dyn Embedder, corpus: &Corpus, dir: &Path) -> Result<Value> {
     let shard = Shard::create(dir, "bench", DomainSettings::new(embedder.spec().clone()))?;
     let model_id = embedder.spec().id.clone();
     let t = Instant::now();
@@ -249,7 +261,7 @@ fn tenth_best(rows: &[Vec<f32>], q: &[f32]) -> f32 {
     sims[9] / qn
 }
 
-fn p50_p99(lat: &mut [Duration]) -> (f64, f64) {
+pub fn p50_p99(lat: &mut [Duration]) -> (f64, f64) {
     lat.sort();
     let at = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3;
     (at(0.5), at(0.99))
