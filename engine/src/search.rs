@@ -326,15 +326,20 @@ pub fn search(shards: &[&Shard], req: &SearchRequest) -> Result<SearchResponse> 
             .as_ref()
             .map(|f| Arc::new(f.eval(&snap.attrs, &snap.live)));
         filtered_chunks += allowed.as_ref().map_or(snap.live.len(), |a| a.len());
-        let passing_heads = match &allowed {
-            Some(a) => &snap.heads & a.as_ref(),
-            None => snap.heads.clone(),
-        };
-        filtered_documents += passing_heads.len();
-        for field in &req.facets {
-            let counts = facet_counts.entry(field.clone()).or_default();
-            for (value, n) in snap.attrs.value_counts(field, &passing_heads) {
-                *counts.entry(value).or_default() += n;
+        filtered_documents += allowed
+            .as_ref()
+            .map_or(snap.heads.len(), |a| snap.heads.intersection_len(a));
+        // The documents passing the filter are only materialised when facets are asked for.
+        if !req.facets.is_empty() {
+            let passing_heads = match &allowed {
+                Some(a) => &snap.heads & a.as_ref(),
+                None => snap.heads.clone(),
+            };
+            for field in &req.facets {
+                let counts = facet_counts.entry(field.clone()).or_default();
+                for (value, n) in snap.attrs.value_counts(field, &passing_heads) {
+                    *counts.entry(value).or_default() += n;
+                }
             }
         }
         let bm25_branch = || {

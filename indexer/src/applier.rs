@@ -35,6 +35,15 @@ pub fn domain_settings(domain: &Domain) -> Result<DomainSettings> {
     })
 }
 
+/// The settings a new domain is stored with, once its name (which names its shard directory)
+/// and its settings are checked: call before `Store::create_domain`, so that a domain the
+/// engine cannot hold is never stored.
+pub fn new_domain_settings(name: &str, settings: &DomainSettings) -> Result<serde_json::Value> {
+    dartmouth_engine::validate_domain_name(name)?;
+    settings.validate()?;
+    serde_json::to_value(settings).map_err(|e| Error::Input(format!("domain `{name}`: {e}")))
+}
+
 pub fn to_document(doc: StoredDocument) -> Result<Document> {
     let attributes: Attributes = serde_json::from_value(doc.attributes).map_err(|e| {
         Error::Input(format!(
@@ -135,6 +144,14 @@ impl Applier<'_> {
             if !full {
                 return Ok(applied);
             }
+        }
+    }
+
+    /// Removes a deleted domain's shard (nothing to do when this node never had it).
+    pub fn remove_shard(&self, name: &str) -> Result<()> {
+        match self.catalog.delete(name) {
+            Ok(()) | Err(dartmouth_engine::Error::DomainNotFound(_)) => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -12,7 +12,8 @@ mod job;
 mod source;
 
 pub use applier::{
-    Applier, Reader, StoreSink, content_hash, domain_settings, to_document, to_write,
+    Applier, Reader, StoreSink, content_hash, domain_settings, new_domain_settings, to_document,
+    to_write,
 };
 pub use chunk::{Chunker, Sizer, TextChunk};
 pub use error::{Error, Result};

@@ -329,13 +329,18 @@ fn check(
     Ok(())
 }
 
-#[test]
-fn no_search_reveals_an_unreadable_domain() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+/// The applier blocks on the store's futures from plain threads: a multi-thread runtime.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn no_search_reveals_an_unreadable_domain() {
+    let rt = runtime();
     let embedder = FakeEmbedder::new(16);
     let config = ProptestConfig {
         cases: 64,
@@ -351,11 +356,7 @@ fn no_search_reveals_an_unreadable_domain() {
 /// what exists.
 #[test]
 fn a_caller_without_grants_finds_nothing() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let embedder = FakeEmbedder::new(16);
     let w = World {
         domains: 2,

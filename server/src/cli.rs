@@ -290,20 +290,26 @@ impl Ctx {
     }
 }
 
+/// The store `--store` names (SQLite in the data directory by default); errors show the URL
+/// without its credentials.
+async fn open_store(cli: &Cli) -> Result<Store> {
+    let url = cli
+        .store
+        .clone()
+        .unwrap_or_else(|| Store::sqlite_url(&cli.data_dir));
+    Store::open(&url)
+        .await
+        .with_context(|| format!("store {}", url.split('@').next_back().unwrap_or("")))
+}
+
 fn serve_cmd(catalog: Catalog, cli: &Cli, args: &ServeArgs) -> Result<()> {
     let config = args.resolve()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.workers)
         .enable_all()
         .build()?;
-    let url = cli
-        .store
-        .clone()
-        .unwrap_or_else(|| Store::sqlite_url(&cli.data_dir));
     rt.block_on(async {
-        let store = Store::open(&url)
-            .await
-            .with_context(|| format!("store {}", url.split('@').next_back().unwrap_or("")))?;
+        let store = open_store(cli).await?;
         let svc = Service::new(ServiceConfig {
             store,
             catalog: Arc::new(catalog),
@@ -362,13 +368,7 @@ pub fn run() -> Result<()> {
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let url = cli
-        .store
-        .clone()
-        .unwrap_or_else(|| Store::sqlite_url(&cli.data_dir));
-    let store = rt
-        .block_on(Store::open(&url))
-        .with_context(|| format!("store {}", url.split('@').next_back().unwrap_or("")))?;
+    let store = rt.block_on(open_store(&cli))?;
     let operator = rt.block_on(store.local_admin())?;
     let caller = match &cli.as_principal {
         Some(name) => rt.block_on(store.act_as(&operator, name))?,
@@ -570,14 +570,12 @@ fn domain(ctx: &Ctx, command: DomainCommand) -> Result<()> {
                 DomainSettings::new(spec_for(embedder, openai_model.as_deref(), dim)?);
             settings.chunk_tokens = chunk_tokens;
             settings.chunk_overlap = chunk_overlap;
-            settings.validate()?;
-            dartmouth_engine::validate_domain_name(&name)?;
-            let d = ctx.block(ctx.store.create_domain(
-                &ctx.caller,
-                &name,
-                &description,
-                &serde_json::to_value(&settings)?,
-            ))?;
+            let settings = dartmouth_indexer::new_domain_settings(&name, &settings)?;
+            let d =
+                ctx.block(
+                    ctx.store
+                        .create_domain(&ctx.caller, &name, &description, &settings),
+                )?;
             ctx.applier().shard(&d)?;
             writeln!(out(), "created domain {name}")?;
         }
@@ -617,10 +615,7 @@ fn domain(ctx: &Ctx, command: DomainCommand) -> Result<()> {
         }
         DomainCommand::Delete { name } => {
             ctx.block(ctx.store.delete_domain(&ctx.caller, &name))?;
-            match ctx.catalog.delete(&name) {
-                Ok(()) | Err(dartmouth_engine::Error::DomainNotFound(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
+            ctx.applier().remove_shard(&name)?;
             writeln!(out(), "deleted domain {name}")?;
         }
     }

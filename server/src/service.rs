@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use dartmouth_domains::{
     Caller, Domain, Grant, JwtConfig, KeyInfo, Pass, Principal, PrincipalKind, Role, Store,
@@ -13,7 +13,7 @@ use dartmouth_domains::{
 };
 use dartmouth_engine::{
     BranchHit, Catalog, DomainSettings, Embedder, Embedding, FacetCount, Filter, Fusion, MAX_K,
-    MAX_QUERY_BYTES, Mode, ModelSpec, SearchRequest,
+    Mode, ModelSpec, SearchRequest,
 };
 use dartmouth_indexer::{Applier, Chunker, IndexJob, Progress, SourceDoc, StoreSink};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -83,6 +83,8 @@ pub struct Service {
     /// Search results, keyed by scope, each domain's applied sequence and the request.
     result_cache: Cache<SearchOutput>,
     ready: AtomicBool,
+    /// The local operator, which the applier lists domains as (looked up once).
+    operator: OnceLock<Caller>,
 }
 
 // ---- the contract ------------------------------------------------------------------------
@@ -334,6 +336,7 @@ impl Service {
             embed_cache: Cache::new(config.embedding_cache_entries),
             result_cache: Cache::new(config.result_cache_entries),
             ready: AtomicBool::new(false),
+            operator: OnceLock::new(),
         })
     }
 
@@ -490,7 +493,7 @@ impl Service {
             return Err(ApiError::invalid(format!(
                 "query: {} bytes; the limit is {}",
                 input.query.len(),
-                l.max_query_bytes.min(MAX_QUERY_BYTES)
+                l.max_query_bytes
             )));
         }
         if let Some(k) = input.k
@@ -840,12 +843,11 @@ impl Service {
         };
         let spec = crate::models::spec_for(kind, None, None)
             .map_err(|e| ApiError::invalid(e.to_string()))?;
-        let settings = DomainSettings::new(spec);
-        settings.validate()?;
-        let json = serde_json::to_value(&settings).map_err(ApiError::internal)?;
+        let settings =
+            dartmouth_indexer::new_domain_settings(&input.name, &DomainSettings::new(spec))?;
         let domain = self
             .store
-            .create_domain(caller, &input.name, &input.description, &json)
+            .create_domain(caller, &input.name, &input.description, &settings)
             .await?;
         self.applier().shard(&domain)?;
         Ok(domain)
@@ -853,10 +855,8 @@ impl Service {
 
     pub async fn delete_domain(&self, caller: &Caller, name: &str) -> ApiResult<Domain> {
         let domain = self.store.delete_domain(caller, name).await?;
-        match self.catalog.delete(name) {
-            Ok(()) | Err(dartmouth_engine::Error::DomainNotFound(_)) => Ok(domain),
-            Err(e) => Err(e.into()),
-        }
+        self.applier().remove_shard(name)?;
+        Ok(domain)
     }
 
     pub async fn list_principals(&self, caller: &Caller) -> ApiResult<Vec<Principal>> {
@@ -941,17 +941,30 @@ impl Service {
     /// Applies every domain's new changes; returns the largest backlog seen (in changes).
     pub fn apply_all(&self) -> ApiResult<u64> {
         let applier = self.applier();
-        let admin = applier.runtime.block_on(self.store.local_admin())?;
-        let domains = applier.runtime.block_on(self.store.list_domains(&admin))?;
+        let admin = match self.operator.get() {
+            Some(a) => a,
+            None => {
+                let a = applier.runtime.block_on(self.store.local_admin())?;
+                self.operator.get_or_init(|| a)
+            }
+        };
+        let domains = applier.runtime.block_on(self.store.list_domains(admin))?;
         let mut lag = 0;
+        // One domain that cannot be applied (logged) must not hold the others back.
         for d in &domains {
-            let last = applier.runtime.block_on(self.store.last_seq(d.id))?;
-            let applied = applier.shard(d)?.applied_seq();
-            lag = lag.max(last.saturating_sub(applied));
-            if last > applied {
-                let t = Instant::now();
-                applier.catch_up(d)?;
-                self.metrics.stage("apply", t.elapsed());
+            let outcome = (|| -> ApiResult<u64> {
+                let last = applier.runtime.block_on(self.store.last_seq(d.id))?;
+                let applied = applier.shard(d)?.applied_seq();
+                if last > applied {
+                    let t = Instant::now();
+                    applier.catch_up(d)?;
+                    self.metrics.stage("apply", t.elapsed());
+                }
+                Ok(last.saturating_sub(applied))
+            })();
+            match outcome {
+                Ok(behind) => lag = lag.max(behind),
+                Err(e) => tracing::warn!(domain = %d.name, error = %e, "applier"),
             }
         }
         self.metrics.set_lag(lag);
@@ -1194,6 +1207,3 @@ impl<V> Cache<V> {
         }
     }
 }
-
-/// How long readiness may take before the applier has caught up once.
-pub const STARTUP_GRACE: Duration = Duration::from_secs(60);

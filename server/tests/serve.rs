@@ -693,6 +693,19 @@ fn bad_input_gets_a_clear_4xx_and_the_server_keeps_serving() {
     });
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
 
+    // A name the store would take but a shard directory cannot: refused, nothing stored.
+    let admin = Some(keys.admin.as_str());
+    let (status, reply) = call(
+        &s,
+        "POST",
+        "/v1/domains",
+        admin,
+        Some(r#"{"name":"a.b","embedder":"fake"}"#),
+    );
+    assert_eq!(status, 400, "{reply}");
+    let (_, domains) = call(&s, "GET", "/v1/domains", admin, None);
+    assert!(!domains.to_string().contains("a.b"), "{domains}");
+
     // Still serving.
     let (status, reply) = call(&s, "POST", "/v1/search", k, Some(r#"{"query":"refund"}"#));
     assert_eq!(status, 200, "{reply}");
