@@ -8,8 +8,8 @@ use sqlx::Row;
 
 use crate::access::Pass;
 use crate::model::{
-    Change, Role, StoredChunk, StoredDocument, Write, embedding_bytes, embedding_from_bytes,
-    now_millis,
+    Change, DomainStats, Reusable, Role, StoredChunk, StoredDocument, Write, embedding_bytes,
+    embedding_from_bytes, now_millis,
 };
 use crate::names::validate_text;
 use crate::store::Store;
@@ -45,6 +45,9 @@ impl Store {
             match w {
                 Write::Upsert(doc) => {
                     check_id(&doc.external_id)?;
+                    for key in &doc.keys {
+                        validate_text("document key", key, MAX_EXTERNAL_ID)?;
+                    }
                     if doc.chunks.is_empty() {
                         return Err(Error::invalid(
                             "chunks",
@@ -95,10 +98,15 @@ impl Store {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
+            sqlx::query("DELETE FROM document_keys WHERE domain_id = $1 AND external_id = $2")
+                .bind(d.id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
             if let Write::Upsert(doc) = w {
                 sqlx::query(
-                    "INSERT INTO documents (domain_id, external_id, content_hash, title, url, attributes, seq) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "INSERT INTO documents (domain_id, external_id, content_hash, title, url, attributes, seq, source) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(d.id)
                 .bind(id)
@@ -107,8 +115,21 @@ impl Store {
                 .bind(doc.url.as_deref())
                 .bind(doc.attributes.to_string())
                 .bind(seq)
+                .bind(doc.source.as_deref())
                 .execute(&mut *tx)
                 .await?;
+                for key in &doc.keys {
+                    // The latest writer of a key owns it (a variant moved to another product).
+                    sqlx::query(
+                        "INSERT INTO document_keys (domain_id, key, external_id) VALUES ($1, $2, $3) \
+                         ON CONFLICT (domain_id, key) DO UPDATE SET external_id = excluded.external_id",
+                    )
+                    .bind(d.id)
+                    .bind(key)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 for (i, c) in doc.chunks.iter().enumerate() {
                     sqlx::query(
                         "INSERT INTO chunks (domain_id, external_id, idx, text, char_start, char_end, heading, embedding) \
@@ -151,6 +172,130 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// What an indexing job needs to skip unchanged documents and reuse the vectors of
+    /// unchanged chunks: each stored document of `ids` with its hash, title and chunks.
+    pub async fn reusable(
+        &self,
+        domain_id: i64,
+        ids: &[String],
+    ) -> Result<HashMap<String, Reusable>> {
+        let mut out: HashMap<String, Reusable> = HashMap::new();
+        for part in ids.chunks(200) {
+            let placeholders: Vec<String> =
+                (0..part.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT d.external_id, d.content_hash, d.title, k.text, k.embedding \
+                 FROM documents d JOIN chunks k ON k.domain_id = d.domain_id AND k.external_id = d.external_id \
+                 WHERE d.domain_id = $1 AND d.external_id IN ({}) ORDER BY d.external_id, k.idx",
+                placeholders.join(", ")
+            );
+            // Only placeholders are formatted in; every value is bound.
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(domain_id);
+            for id in part {
+                q = q.bind(id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                let id: String = r.try_get("external_id")?;
+                let entry = match out.get_mut(&id) {
+                    Some(e) => e,
+                    None => out.entry(id).or_insert(Reusable {
+                        content_hash: r.try_get("content_hash")?,
+                        title: r.try_get("title")?,
+                        chunks: Vec::new(),
+                    }),
+                };
+                let embedding: Vec<u8> = r.try_get("embedding")?;
+                entry
+                    .chunks
+                    .push((r.try_get("text")?, embedding_from_bytes(&embedding)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The ids of every document in a domain, sorted (for a full sync's deletions).
+    pub async fn document_ids(&self, domain_id: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT external_id FROM documents WHERE domain_id = $1 ORDER BY external_id",
+        )
+        .bind(domain_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("external_id")?)).collect()
+    }
+
+    /// The document that owns a secondary key, with its source: `(id, source)`.
+    pub async fn document_by_key(
+        &self,
+        domain_id: i64,
+        key: &str,
+    ) -> Result<Option<(String, Option<String>)>> {
+        let row = sqlx::query(
+            "SELECT d.external_id, d.source FROM document_keys k JOIN documents d \
+             ON d.domain_id = k.domain_id AND d.external_id = k.external_id \
+             WHERE k.domain_id = $1 AND k.key = $2",
+        )
+        .bind(domain_id)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((r.try_get("external_id")?, r.try_get("source")?)))
+            .transpose()
+    }
+
+    /// The stored source of one document (`None` when absent or stored without one).
+    pub async fn document_source(&self, domain_id: i64, id: &str) -> Result<Option<String>> {
+        let row =
+            sqlx::query("SELECT source FROM documents WHERE domain_id = $1 AND external_id = $2")
+                .bind(domain_id)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match row {
+            Some(r) => r.try_get("source")?,
+            None => None,
+        })
+    }
+
+    /// Counts for `dartmouth domain stats`: documents, chunks, keys with `key_prefix` (a
+    /// catalog's variants), the last sequence and when the last write happened.
+    pub async fn domain_stats(
+        &self,
+        pass: &Pass,
+        domain: &str,
+        key_prefix: &str,
+    ) -> Result<DomainStats> {
+        let d = pass
+            .domain(domain)
+            .ok_or_else(|| Error::not_found("domain", domain))?;
+        let count = |sql: &'static str| sqlx::query(sql).bind(d.id).fetch_one(&self.pool);
+        let documents: i64 = count("SELECT COUNT(*) AS n FROM documents WHERE domain_id = $1")
+            .await?
+            .try_get("n")?;
+        let chunks: i64 = count("SELECT COUNT(*) AS n FROM chunks WHERE domain_id = $1")
+            .await?
+            .try_get("n")?;
+        let last_write: Option<i64> =
+            count("SELECT MAX(at) AS at FROM changelog WHERE domain_id = $1")
+                .await?
+                .try_get("at")?;
+        let keyed: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM document_keys WHERE domain_id = $1 AND key LIKE $2",
+        )
+        .bind(d.id)
+        .bind(format!("{}%", key_prefix.replace(['%', '_'], "")))
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?;
+        Ok(DomainStats {
+            documents: documents as u64,
+            chunks: chunks as u64,
+            keyed: keyed as u64,
+            last_seq: self.last_seq(d.id).await?,
+            last_write_at: last_write,
+        })
     }
 
     /// The latest changelog sequence of a domain (0 when it has none).
@@ -273,6 +418,8 @@ impl Store {
                             .map_err(|e| Error::invalid("attributes", e.to_string()))?,
                         content_hash: r.try_get("content_hash")?,
                         chunks: Vec::new(),
+                        source: None,
+                        keys: Vec::new(),
                     })
                 }
             };

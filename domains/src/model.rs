@@ -129,7 +129,7 @@ pub struct AuditEntry {
 }
 
 /// A document as stored: enough to rebuild its chunks in a shard without re-embedding.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct StoredDocument {
     pub external_id: String,
     pub title: String,
@@ -139,6 +139,11 @@ pub struct StoredDocument {
     /// Hash of the source content; unchanged documents are not re-embedded.
     pub content_hash: String,
     pub chunks: Vec<StoredChunk>,
+    /// What the document was rendered from (a normalised product as JSON), for partial updates.
+    pub source: Option<String>,
+    /// Secondary keys (`inventory_item:<id>`), unique within the domain: the latest writer of
+    /// a key owns it.
+    pub keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -148,6 +153,26 @@ pub struct StoredChunk {
     pub char_end: u64,
     pub heading: Option<String>,
     pub embedding: Vec<f32>,
+}
+
+/// A stored document as an indexing job sees it: what decides whether it changed, and the
+/// vectors of its chunks (text, embedding) to reuse.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reusable {
+    pub content_hash: String,
+    pub title: String,
+    pub chunks: Vec<(String, Vec<f32>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DomainStats {
+    pub documents: u64,
+    pub chunks: u64,
+    /// Secondary keys with the asked prefix (`variant:` counts a catalog's variants).
+    pub keyed: u64,
+    pub last_seq: u64,
+    /// Milliseconds since the epoch of the domain's last write.
+    pub last_write_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -29,6 +29,7 @@ fn doc(id: &str, text: &str) -> StoredDocument {
                 embedding: vec![1.0, 0.0, -0.5],
             },
         ],
+        ..Default::default()
     }
 }
 
@@ -312,6 +313,68 @@ async fn conformance(url: &str) {
     let all = store.all_documents(kb.id).await.unwrap();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].external_id, "a");
+    // Sources and secondary keys: a key finds its document (the latest writer owns it), a
+    // delete frees it; reusable vectors and ids for indexing jobs; stats count keys.
+    let mut keyed = doc("p1", "product one");
+    keyed.source = Some("{\"title\":\"one\"}".into());
+    keyed.keys = vec!["inventory_item:7".into(), "variant:1".into()];
+    let mut moved = doc("p2", "product two");
+    moved.keys = vec!["inventory_item:7".into(), "variant:2".into()];
+    store
+        .write(
+            &write,
+            "support-kb",
+            &[Write::Upsert(keyed), Write::Upsert(moved)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .document_by_key(kb.id, "inventory_item:7")
+            .await
+            .unwrap(),
+        Some(("p2".into(), None))
+    );
+    assert_eq!(
+        store.document_source(kb.id, "p1").await.unwrap().as_deref(),
+        Some("{\"title\":\"one\"}")
+    );
+    let reuse = store
+        .reusable(kb.id, &["p1".into(), "a".into(), "nope".into()])
+        .await
+        .unwrap();
+    assert_eq!(reuse.len(), 2);
+    assert_eq!(reuse["a"].content_hash, "hash-alpha2");
+    assert_eq!(
+        reuse["a"].chunks[0],
+        ("alpha2".into(), vec![0.25, -1.5, 3.0])
+    );
+    assert_eq!(
+        store.document_ids(kb.id).await.unwrap(),
+        vec!["a".to_string(), "p1".into(), "p2".into()]
+    );
+    let stats = store
+        .domain_stats(&write, "support-kb", "variant:")
+        .await
+        .unwrap();
+    assert_eq!((stats.documents, stats.chunks, stats.keyed), (3, 6, 2));
+    assert!(stats.last_write_at.is_some());
+    store
+        .write(&write, "support-kb", &[Write::Delete("p2".into())])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .document_by_key(kb.id, "inventory_item:7")
+            .await
+            .unwrap(),
+        None
+    );
+    store
+        .write(&write, "support-kb", &[Write::Delete("p1".into())])
+        .await
+        .unwrap();
+    let s3 = store.last_seq(kb.id).await.unwrap();
     // A reader cannot write; a bad document writes nothing.
     let read_only = store
         .authorize(&agent, &["support-kb".into()], Role::Read)

@@ -80,6 +80,8 @@ pub fn prepare_domain(
         embedder,
         chunker: Chunker::new(sizer, settings.chunk_tokens, settings.chunk_overlap),
         batch_docs: 256,
+        stop_on_error: true,
+        full_sync: false,
     }
     .run(
         SourceReader::open(std::slice::from_ref(&collection.corpus), None)?,

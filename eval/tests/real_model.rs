@@ -136,6 +136,8 @@ fn scifact_ndcg() {
             settings.chunk_overlap,
         ),
         batch_docs: 256,
+        stop_on_error: true,
+        full_sync: false,
     }
     .run(
         SourceReader::open(std::slice::from_ref(&collection.corpus), None).unwrap(),

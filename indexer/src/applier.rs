@@ -2,16 +2,19 @@
 //! sequence of its last change, which the shard records in the same commit; sequences at or
 //! below the shard's are skipped, so replay after a crash is idempotent.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use dartmouth_domains::{Change, Domain, Pass, Store, StoredChunk, StoredDocument, Write};
+use dartmouth_domains::{
+    Change, Domain, Pass, Reusable, Store, StoredChunk, StoredDocument, Write,
+};
 use dartmouth_engine::{
     Attributes, Catalog, Chunk, Document, DomainSettings, ModelSpec, SearchRequest, SearchResponse,
     Shard, WriteBatch, WriteOp,
 };
 use tokio::runtime::Handle;
 
-use crate::job::Sink;
+use crate::job::{Sink, SinkOp};
 use crate::{Error, Result};
 
 /// Changes read and applied per shard commit.
@@ -70,17 +73,17 @@ pub fn to_document(doc: StoredDocument) -> Result<Document> {
     })
 }
 
-/// The store's form of a shard write (`content_hash` identifies the source content).
-pub fn to_write(op: &WriteOp, content_hash: impl Fn(&Document) -> String) -> Result<Write> {
+/// The store's form of a sink write.
+pub fn to_write(op: &SinkOp) -> Result<Write> {
     Ok(match op {
-        WriteOp::Delete(id) => Write::Delete(id.clone()),
-        WriteOp::Upsert(doc) => Write::Upsert(StoredDocument {
+        SinkOp::Delete(id) => Write::Delete(id.clone()),
+        SinkOp::Upsert(doc, meta) => Write::Upsert(StoredDocument {
             external_id: doc.id.clone(),
             title: doc.title.clone(),
             url: doc.url.clone(),
             attributes: serde_json::to_value(&doc.attributes)
                 .map_err(|e| Error::Input(format!("document `{}`: {e}", doc.id)))?,
-            content_hash: content_hash(doc),
+            content_hash: meta.content_hash.clone(),
             chunks: doc
                 .chunks
                 .iter()
@@ -92,6 +95,8 @@ pub fn to_write(op: &WriteOp, content_hash: impl Fn(&Document) -> String) -> Res
                     embedding: c.embedding.clone(),
                 })
                 .collect(),
+            source: meta.source.clone(),
+            keys: meta.keys.clone(),
         }),
     })
 }
@@ -288,7 +293,7 @@ impl Sink for StoreSink<'_> {
         self.shard.applied_seq()
     }
 
-    fn write(&self, model_id: &str, ops: Vec<WriteOp>) -> Result<u64> {
+    fn write(&self, model_id: &str, ops: Vec<SinkOp>) -> Result<u64> {
         if model_id != self.shard.settings().model.id {
             return Err(dartmouth_engine::Error::ModelMismatch {
                 expected: self.shard.settings().model.id.clone(),
@@ -296,10 +301,7 @@ impl Sink for StoreSink<'_> {
             }
             .into());
         }
-        let writes = ops
-            .iter()
-            .map(|op| to_write(op, content_hash))
-            .collect::<Result<Vec<_>>>()?;
+        let writes = ops.iter().map(to_write).collect::<Result<Vec<_>>>()?;
         let seq = self.applier.block(self.applier.store.write(
             &self.pass,
             &self.domain.name,
@@ -312,18 +314,21 @@ impl Sink for StoreSink<'_> {
     fn finish(&self) -> Result<()> {
         Ok(self.shard.checkpoint()?)
     }
-}
 
-/// SHA-256 over a document's title, url and chunk texts: what decides whether it changed.
-pub fn content_hash(doc: &Document) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(doc.title.as_bytes());
-    h.update([0]);
-    h.update(doc.url.as_deref().unwrap_or("").as_bytes());
-    for c in &doc.chunks {
-        h.update([0]);
-        h.update(c.text.as_bytes());
+    fn reusable(&self, ids: &[String]) -> Result<HashMap<String, Reusable>> {
+        self.applier
+            .block(self.applier.store.reusable(self.domain.id, ids))
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+
+    fn by_key(&self, key: &str) -> Result<Option<(String, Option<String>)>> {
+        self.applier
+            .block(self.applier.store.document_by_key(self.domain.id, key))
+    }
+
+    fn document_ids(&self) -> Result<Option<Vec<String>>> {
+        Ok(Some(
+            self.applier
+                .block(self.applier.store.document_ids(self.domain.id))?,
+        ))
+    }
 }

@@ -9,13 +9,21 @@ mod applier;
 mod chunk;
 mod error;
 mod job;
+pub mod shopify;
 mod source;
 
 pub use applier::{
-    Applier, Reader, StoreSink, content_hash, domain_settings, new_domain_settings, to_document,
-    to_write,
+    Applier, Reader, StoreSink, domain_settings, new_domain_settings, to_document, to_write,
 };
 pub use chunk::{Chunker, Sizer, TextChunk};
 pub use error::{Error, Result};
-pub use job::{IndexJob, IndexSummary, Progress, Sink, embedding_input};
-pub use source::{BeirQuery, Format, SourceDoc, SourceReader, read_beir_queries};
+pub use job::{
+    DocMeta, IndexJob, IndexSummary, MAX_REPORTED_FAILURES, Progress, Sink, SinkOp, content_hash,
+    embedding_input,
+};
+pub use source::{
+    BeirQuery, Format, Item, RecordFields, SourceDoc, SourceOptions, SourceReader,
+    read_beir_queries,
+};
+pub mod html;
+pub mod pdf;

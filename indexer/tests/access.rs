@@ -188,6 +188,7 @@ fn build(rt: &tokio::runtime::Runtime, embedder: &FakeEmbedder, w: &World) -> Fi
                             heading: None,
                             embedding,
                         }],
+                        ..Default::default()
                     })
                 })
                 .collect();

@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand};
 use dartmouth_domains::{Caller, PrincipalKind, Role, Store};
 use dartmouth_engine::{Catalog, DomainSettings, Filter, Fusion, Hit, Mode, SearchRequest, Shard};
 use dartmouth_indexer::{
-    Applier, Chunker, Format, IndexJob, Progress, SourceReader, StoreSink, read_beir_queries,
+    Applier, Chunker, Format, IndexJob, Progress, RecordFields, SinkOp, SourceOptions,
+    SourceReader, StoreSink, read_beir_queries,
 };
 use serde_json::json;
 
@@ -260,6 +261,9 @@ struct SearchArgs {
     /// Filter expression, e.g. 'in_stock = true AND price <= 50'.
     #[arg(long)]
     filter: Option<String>,
+    /// Attributes to count values of among the filtered documents: vendor,product_type.
+    #[arg(long, value_delimiter = ',')]
+    facets: Vec<String>,
     /// Keep only the best chunk per document.
     #[arg(long)]
     collapse: bool,
@@ -598,18 +602,33 @@ fn domain(ctx: &Ctx, command: DomainCommand) -> Result<()> {
             ))?;
             ctx.applier().catch_up(&pass.domains()[0])?;
             let stats = ctx.catalog.get(&name)?.stats();
+            let stored = ctx.block(ctx.store.domain_stats(
+                &pass,
+                &name,
+                dartmouth_indexer::shopify::VARIANT_KEY_PREFIX,
+            ))?;
+            let last_sync = stored.last_write_at.map(format_millis);
             if json {
-                writeln!(out(), "{}", serde_json::to_string(&stats)?)?;
+                let mut v = serde_json::to_value(&stats)?;
+                v["variants"] = json!(stored.keyed);
+                v["stored_documents"] = json!(stored.documents);
+                v["stored_chunks"] = json!(stored.chunks);
+                v["last_seq"] = json!(stored.last_seq);
+                v["last_sync"] = json!(last_sync);
+                writeln!(out(), "{v}")?;
             } else {
                 writeln!(
                     out(),
-                    "{}: {} documents, {} chunks, model {} ({} dims), applied sequence {}",
+                    "{}: {} documents, {} chunks, {} variants, model {} ({} dims), applied sequence {} of {}, last sync {}",
                     stats.domain,
                     stats.documents,
                     stats.chunks,
+                    stored.keyed,
                     stats.model.id,
                     stats.model.dim,
-                    stats.applied_seq
+                    stats.applied_seq,
+                    stored.last_seq,
+                    last_sync.as_deref().unwrap_or("never")
                 )?;
             }
         }
@@ -627,11 +646,40 @@ struct IndexArgs {
     #[arg(long)]
     domain: String,
     /// Files or directories.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "webhook")]
     paths: Vec<PathBuf>,
-    /// beir | markdown | text (detected from the file name by default).
+    /// jsonl (beir), json, markdown, html, text, pdf, shopify-json, shopify-csv, shopify-bulk,
+    /// shopify-webhook (detected from the name and, for JSON, the content, by default).
     #[arg(long)]
     format: Option<String>,
+    /// A Shopify webhook payload (products/create|update|delete, inventory_levels/update,
+    /// inventory_items/update); repeat for several.
+    #[arg(long)]
+    webhook: Vec<PathBuf>,
+    /// The webhook's topic, when the payload does not say (the X-Shopify-Topic header).
+    #[arg(long)]
+    topic: Option<String>,
+    /// Remove the domain's documents that the input does not mention.
+    #[arg(long)]
+    full_sync: bool,
+    /// Write nothing if any record is malformed (checked before the first write).
+    #[arg(long)]
+    strict: bool,
+    /// JSON records: the field holding the id (default `_id`, else `id`).
+    #[arg(long)]
+    id_field: Option<String>,
+    /// JSON records: the field holding the title.
+    #[arg(long, default_value = "title")]
+    title_field: String,
+    /// JSON records: the field holding the text.
+    #[arg(long, default_value = "text")]
+    text_field: String,
+    /// JSON records: the field holding the URL.
+    #[arg(long, default_value = "url")]
+    url_field: String,
+    /// A shop's address; product URLs become <base-url>/products/<handle>.
+    #[arg(long)]
+    base_url: Option<String>,
     /// Documents per atomic write batch.
     #[arg(long, default_value_t = 256)]
     batch_docs: usize,
@@ -659,11 +707,7 @@ impl dartmouth_indexer::Sink for AckPrinter<'_> {
         self.0.acknowledged()
     }
 
-    fn write(
-        &self,
-        model_id: &str,
-        ops: Vec<dartmouth_engine::WriteOp>,
-    ) -> dartmouth_indexer::Result<u64> {
+    fn write(&self, model_id: &str, ops: Vec<SinkOp>) -> dartmouth_indexer::Result<u64> {
         let seq = self.0.write(model_id, ops)?;
         let mut out = out();
         // A closed stdout must not fail an index job whose writes are already durable.
@@ -674,16 +718,26 @@ impl dartmouth_indexer::Sink for AckPrinter<'_> {
     fn finish(&self) -> dartmouth_indexer::Result<()> {
         self.0.finish()
     }
+
+    fn reusable(
+        &self,
+        ids: &[String],
+    ) -> dartmouth_indexer::Result<std::collections::HashMap<String, dartmouth_domains::Reusable>>
+    {
+        self.0.reusable(ids)
+    }
+
+    fn by_key(&self, key: &str) -> dartmouth_indexer::Result<Option<(String, Option<String>)>> {
+        self.0.by_key(key)
+    }
+
+    fn document_ids(&self) -> dartmouth_indexer::Result<Option<Vec<String>>> {
+        self.0.document_ids()
+    }
 }
 
 fn index(ctx: &Ctx, models: &ModelArgs, args: &IndexArgs) -> Result<()> {
-    let (domain, paths, format, batch_docs, json) = (
-        args.domain.as_str(),
-        &args.paths,
-        args.format.as_deref(),
-        args.batch_docs,
-        args.json,
-    );
+    let domain = args.domain.as_str();
     let pass = ctx.block(
         ctx.store
             .authorize(&ctx.caller, &[domain.to_string()], Role::Write),
@@ -692,9 +746,28 @@ fn index(ctx: &Ctx, models: &ModelArgs, args: &IndexArgs) -> Result<()> {
     let applier = ctx.applier();
     applier.catch_up(&target)?;
     let shard: Arc<Shard> = applier.shard(&target)?;
-    let format: Option<Format> = format.map(str::parse).transpose()?;
-    let source = SourceReader::open(paths, format)?;
-    let total = count_documents(paths, format);
+    let format: Option<Format> = args.format.as_deref().map(str::parse).transpose()?;
+    let (paths, format) = if args.webhook.is_empty() {
+        (args.paths.clone(), format)
+    } else {
+        if !args.paths.is_empty() {
+            bail!("give files or --webhook payloads, not both");
+        }
+        (args.webhook.clone(), Some(Format::ShopifyWebhook))
+    };
+    let options = SourceOptions {
+        format,
+        fields: RecordFields {
+            id: args.id_field.clone(),
+            title: args.title_field.clone(),
+            text: args.text_field.clone(),
+            url: args.url_field.clone(),
+        },
+        base_url: args.base_url.clone(),
+        topic: args.topic.clone(),
+    };
+    let open = || SourceReader::open_with(&paths, options.clone());
+    let total = count_documents(&paths, format);
     let spec = shard.settings().model.clone();
     let embedder = models.embedder_for(&spec)?;
     let settings = shard.settings();
@@ -715,13 +788,27 @@ fn index(ctx: &Ctx, models: &ModelArgs, args: &IndexArgs) -> Result<()> {
     } else {
         Arc::new(sink)
     };
-    let summary = IndexJob {
+    let job = IndexJob {
         sink,
         embedder: embedder.as_ref(),
         chunker,
-        batch_docs,
+        batch_docs: args.batch_docs,
+        stop_on_error: false,
+        full_sync: args.full_sync,
+    };
+    if args.strict {
+        let failures = job.check(open()?);
+        if !failures.is_empty() {
+            for f in failures.iter().take(20) {
+                eprintln!("failed {f}");
+            }
+            bail!(
+                "--strict: {} records are malformed; nothing was written",
+                failures.len()
+            );
+        }
     }
-    .run(source, &progress)?;
+    let summary = job.run(open()?, &progress)?;
     for skipped in summary.skipped.iter().take(10) {
         eprintln!("skipped {skipped}");
     }
@@ -731,36 +818,55 @@ fn index(ctx: &Ctx, models: &ModelArgs, args: &IndexArgs) -> Result<()> {
             summary.skipped.len() - 10
         );
     }
-    if json {
+    for f in summary.failed.iter().take(20) {
+        eprintln!("failed {f}");
+    }
+    if summary.failed_count > 20 {
+        eprintln!("… and {} more failed records", summary.failed_count - 20);
+    }
+    for note in &summary.notes {
+        eprintln!("note: {note}");
+    }
+    if args.json {
         writeln!(out(), "{}", serde_json::to_string(&summary)?)?;
     } else {
         writeln!(
             out(),
-            "indexed {} documents as {} chunks into {} in {:.1} s ({:.1} chunks/s; embedding {:.1} s)",
-            summary.documents,
-            summary.chunks,
+            "{}: {} added, {} updated, {} unchanged, {} deleted, {} failed; {} chunks written \
+             ({} embedded) in {:.1} s (embedding {:.1} s)",
             summary.domain,
+            summary.added,
+            summary.updated,
+            summary.unchanged,
+            summary.deleted,
+            summary.failed_count,
+            summary.chunks,
+            summary.embedded_chunks,
             summary.seconds,
-            summary.chunks_per_second,
             summary.embed_seconds
         )?;
+    }
+    if summary.failed_count > 0 {
+        bail!(
+            "{} records failed (the rest is written; see above)",
+            summary.failed_count
+        );
     }
     Ok(())
 }
 
-/// Counts documents for the progress bar: lines of JSONL files, one per other file.
+/// Counts items for the progress bar: lines of JSONL files, one per document file; `None`
+/// for catalogs (a CSV product spans rows) and directories.
 fn count_documents(paths: &[PathBuf], format: Option<Format>) -> Option<u64> {
     let mut total = 0u64;
     for p in paths {
-        if p.is_file() {
-            if format.or_else(|| Format::detect(p)) == Some(Format::BeirJsonl) {
-                let bytes = std::fs::read(p).ok()?;
-                total += bytecount_lines(&bytes);
-            } else {
-                total += 1;
-            }
-        } else {
+        if !p.is_file() {
             return None;
+        }
+        match format.or_else(|| Format::detect(p))? {
+            Format::BeirJsonl => total += bytecount_lines(&std::fs::read(p).ok()?),
+            Format::Markdown | Format::Html | Format::Text | Format::Pdf => total += 1,
+            _ => return None,
         }
     }
     Some(total)
@@ -797,6 +903,7 @@ fn search_cmd(ctx: &Ctx, models: &ModelArgs, args: SearchArgs) -> Result<()> {
         r.candidates = args.fusion.candidates;
         r.fusion = fusion;
         r.filter = filter.clone();
+        r.facets = args.facets.clone();
         r
     };
 
@@ -843,9 +950,21 @@ fn search_cmd(ctx: &Ctx, models: &ModelArgs, args: SearchArgs) -> Result<()> {
         writeln!(
             out,
             "{}",
-            json!({ "hits": hits, "filtered_chunks": response.filtered_chunks })
+            json!({
+                "hits": hits,
+                "filtered_chunks": response.filtered_chunks,
+                "filtered_documents": response.filtered_documents,
+                "facets": response.facets,
+            })
         )?;
         return Ok(());
+    }
+    for (field, counts) in &response.facets {
+        let values: Vec<String> = counts
+            .iter()
+            .map(|c| format!("{} ({})", c.value, c.count))
+            .collect();
+        writeln!(out, "facet {field}: {}", values.join(", "))?;
     }
     if response.hits.is_empty() {
         writeln!(out, "no hits")?;
@@ -1005,4 +1124,26 @@ fn eval_cmd(
         );
     }
     Ok(())
+}
+
+/// `2026-11-24T19:40:45Z` from milliseconds since the epoch (UTC, no time-zone database).
+fn format_millis(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }

@@ -783,6 +783,8 @@ impl Service {
                 format: dartmouth_indexer::Format::Text,
                 place,
                 attributes,
+                source: None,
+                keys: Vec::new(),
             });
         }
         let pass = self
@@ -813,6 +815,8 @@ impl Service {
                 embedder: embedder.as_ref(),
                 chunker: Chunker::new(sizer, settings.chunk_tokens, settings.chunk_overlap),
                 batch_docs: 64,
+                stop_on_error: true,
+                full_sync: false,
             }
             .run(sources.into_iter().map(Ok), &Progress::hidden())?;
             Ok(IngestOutput {

@@ -339,3 +339,156 @@ fn the_cli_runs_on_postgresql() {
     assert_eq!(again["hits"], hits["hits"]);
     assert!(ok(&data, &on_pg(&["audit", "--since", "1h"])).contains("denied"));
 }
+
+fn shopify(rel: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/datasets/shopify")
+        .join(rel)
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+fn json_out<S: AsRef<OsStr> + Debug>(data: &Path, args: &[S]) -> serde_json::Value {
+    serde_json::from_str(&ok(data, args)).unwrap()
+}
+
+fn doc_ids(v: &serde_json::Value) -> Vec<String> {
+    v["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["doc_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The Shopify workflow of the indexer issue through the binary: detected formats, an
+/// idempotent rerun, filters and facets, an inventory webhook, `--strict`, `--full-sync` and
+/// `domain stats`.
+#[test]
+fn shopify_catalog_sync() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    ok(&data, &["domain", "create", "store", "--embedder", "fake"]);
+    let catalog = shopify("admin_rest/products_united_by_blue_demo.json");
+    let s = json_out(&data, &["index", "--domain", "store", &catalog, "--json"]);
+    assert_eq!(
+        (s["added"].as_u64(), s["failed_count"].as_u64()),
+        (Some(25), Some(0))
+    );
+    let s = json_out(&data, &["index", "--domain", "store", &catalog, "--json"]);
+    assert_eq!(
+        (s["unchanged"].as_u64(), s["embedded_chunks"].as_u64()),
+        (Some(25), Some(0))
+    );
+
+    // Ayres Chambray (8557565018278) has size M at 0 units: not "available in M" until restocked.
+    let query = [
+        "search",
+        "--domain",
+        "store",
+        "--filter",
+        "available.size = \"M\" AND price <= 100",
+        "--facets",
+        "vendor,product_type",
+        "--collapse",
+        "-k",
+        "50",
+        "--json",
+        "shirt",
+    ];
+    let before = json_out(&data, &query);
+    assert!(!doc_ids(&before).contains(&"8557565018278".to_string()));
+    assert_eq!(before["facets"]["vendor"][0]["value"], "United By Blue");
+    let hook = tmp.path().join("inventory_levels_update.json");
+    std::fs::write(
+        &hook,
+        r#"{"inventory_item_id": 48717909655718, "location_id": 1, "available": 5}"#,
+    )
+    .unwrap();
+    let s = json_out(
+        &data,
+        &[
+            "index",
+            "--domain",
+            "store",
+            "--webhook",
+            hook.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(
+        (s["updated"].as_u64(), s["embedded_chunks"].as_u64()),
+        (Some(1), Some(0))
+    );
+    let after = json_out(&data, &query);
+    assert!(doc_ids(&after).contains(&"8557565018278".to_string()));
+
+    // A malformed record under --strict writes nothing; without it the rest is written and
+    // the command fails naming the record.
+    let bad = tmp.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"[{"id": 1, "title": "Mug", "handle": "mug", "variants": [{"id": 2, "price": "4.00"}]},
+            {"id": 3, "title": "Cup", "handle": "cup", "variants": [{"id": 4, "price": "four"}]}]"#,
+    )
+    .unwrap();
+    let err = fails(
+        &data,
+        &[
+            "index",
+            "--domain",
+            "store",
+            "--strict",
+            bad.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        err.contains("bad.json: products[1]: variant 1: field `price`"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was written"), "{err}");
+    let stats = json_out(&data, &["domain", "stats", "store", "--json"]);
+    assert_eq!(stats["documents"], 25);
+    assert_eq!(stats["variants"], 96);
+    assert!(stats["last_sync"].as_str().unwrap().ends_with('Z'));
+    let err = fails(
+        &data,
+        &["index", "--domain", "store", bad.to_str().unwrap()],
+    );
+    assert!(err.contains("1 records failed"), "{err}");
+    assert_eq!(
+        json_out(&data, &["domain", "stats", "store", "--json"])["documents"],
+        26
+    );
+
+    // A full sync from the CSV template leaves exactly its three products.
+    let s = json_out(
+        &data,
+        &[
+            "index",
+            "--domain",
+            "store",
+            "--full-sync",
+            &shopify("csv/product_template_official.csv"),
+            "--json",
+        ],
+    );
+    assert_eq!(
+        (s["added"].as_u64(), s["deleted"].as_u64()),
+        (Some(3), Some(26))
+    );
+    let stats = json_out(&data, &["domain", "stats", "store", "--json"]);
+    assert_eq!(
+        (stats["documents"].as_u64(), stats["variants"].as_u64()),
+        (Some(3), Some(16))
+    );
+    // A file whose format cannot be told is refused naming it.
+    let odd = tmp.path().join("catalog.xml");
+    std::fs::write(&odd, "<x/>").unwrap();
+    let err = fails(
+        &data,
+        &["index", "--domain", "store", odd.to_str().unwrap()],
+    );
+    assert!(err.contains("catalog.xml: cannot tell the format"), "{err}");
+}

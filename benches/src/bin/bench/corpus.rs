@@ -145,6 +145,7 @@ fn generate(
 ) -> Result<()> {
     let docs: Vec<_> =
         SourceReader::open(&[collection.join("corpus.jsonl")], Some(Format::BeirJsonl))?
+            .documents()
             .collect::<Result<_, _>>()?;
     // The documents' real-model vectors, embedded once for every corpus size.
     let cached = cache.join(format!("{}-doc-vectors.f32", collection_name(collection)));

@@ -98,6 +98,7 @@ fn main() -> Result<()> {
             let c = chunker()?;
             let source: Vec<_> =
                 SourceReader::open(std::slice::from_ref(&corpus), Some(Format::BeirJsonl))?
+                    .documents()
                     .take(docs)
                     .collect::<Result<_, _>>()?;
             let mut inputs = Vec::new();
@@ -132,6 +133,8 @@ fn main() -> Result<()> {
                 embedder: &embedder,
                 chunker: chunker()?,
                 batch_docs: 256,
+                stop_on_error: true,
+                full_sync: false,
             }
             .run(
                 SourceReader::open(std::slice::from_ref(&subset), None)?,

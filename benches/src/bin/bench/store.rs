@@ -66,6 +66,7 @@ fn document(rng: &mut StdRng, id: usize, chunks: usize, dim: usize) -> Write {
         attributes: json!({}),
         content_hash: format!("h{id}"),
         chunks,
+        ..Default::default()
     })
 }
 
