@@ -23,7 +23,7 @@ pub use job::{
 };
 pub use source::{
     BeirQuery, Format, Item, RecordFields, SourceDoc, SourceOptions, SourceReader,
-    read_beir_queries,
+    read_beir_queries, shopify_item,
 };
 pub mod html;
 pub mod pdf;

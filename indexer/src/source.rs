@@ -381,7 +381,8 @@ fn sniff_json(v: &Value) -> Format {
     }
 }
 
-fn shopify_item(
+/// A Shopify record as an indexing item (a product becomes its document).
+pub fn shopify_item(
     change: Result<shopify::Change>,
     file: &str,
     base_url: Option<&str>,
