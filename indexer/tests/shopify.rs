@@ -620,3 +620,39 @@ fn a_bad_record_is_reported_and_the_rest_written() {
         .collect();
     assert_eq!(items.len(), 1);
 }
+
+#[test]
+fn every_chunk_of_an_updated_product_is_found() {
+    let w = World::new();
+    let catalog = shopify("admin_rest/products_united_by_blue_demo.json");
+    w.index("store", &[&catalog], SourceOptions::default(), false);
+    let filter = "handle = \"foraker-canvas-coat\"";
+    let chunks = |mode: Mode| {
+        let admin = w.rt.block_on(w.store.local_admin()).unwrap();
+        let pass =
+            w.rt.block_on(w.store.authorize(&admin, &["store".into()], Role::Read))
+                .unwrap();
+        let reader = w.applier().reader(&pass).unwrap();
+        let mut req = SearchRequest::new("canvas coat");
+        req.mode = mode;
+        req.vector = Some(w.embedder.inner.embed_query("canvas coat").unwrap());
+        req.k = 50;
+        req.filter = Some(Filter::parse(filter).unwrap());
+        reader.search(&req).unwrap().hits.len()
+    };
+    let before = chunks(Mode::Vector);
+    assert!(before >= 2, "{before}");
+    let tmp = tempfile::tempdir().unwrap();
+    let hook = tmp.path().join("inventory.json");
+    for (n, available) in [0, 4, 0].into_iter().enumerate() {
+        std::fs::write(
+            &hook,
+            format!(r#"{{"inventory_item_id": 48717911228582, "location_id": 1, "available": {available}}}"#),
+        )
+        .unwrap();
+        let s = w.index("store", &[&hook], SourceOptions::default(), false);
+        assert_eq!(s.updated, 1);
+        assert_eq!(chunks(Mode::Vector), before, "vector, update {n}");
+        assert_eq!(chunks(Mode::Hybrid), before, "hybrid, update {n}");
+    }
+}

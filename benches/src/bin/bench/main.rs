@@ -6,6 +6,8 @@
 //!   (real SciFact text and real-model vectors, perturbed; see `corpus.rs`).
 //! - `bench load`: `dartmouth serve` over the 100k shard, driven over HTTP at concurrency 1, 16
 //!   and 64; p50/p99 and QPS per mode, with the query embedded per request and cached.
+//! - `bench shopify`: catalog parse + normalise + chunk in products/s per export format, and an
+//!   inventory webhook's time from receipt to visible through the store.
 //! - `bench store`: acknowledged writes through the store (single and batched) and the delay
 //!   from acknowledgement to searchable while an applier tails the changelog.
 #![allow(clippy::print_stdout, reason = "a benchmark program reports on stdout")]
@@ -13,6 +15,7 @@
 mod corpus;
 mod load;
 mod query;
+mod shopify;
 mod store;
 
 use std::path::PathBuf;
@@ -67,6 +70,8 @@ enum Cmd {
     Store(store::StoreArgs),
     /// `dartmouth serve` under load over HTTP on loopback at several concurrencies.
     Load(load::LoadArgs),
+    /// Catalog parse + normalise + chunk throughput; inventory webhook → visible latency.
+    Shopify(shopify::ShopifyArgs),
 }
 
 fn main() -> Result<()> {
@@ -151,6 +156,11 @@ fn main() -> Result<()> {
             std::fs::remove_file(&subset).ok();
         }
         Cmd::Store(args) => store::run(&args)?,
+        Cmd::Shopify(args) => shopify::run(
+            &args,
+            &cli.model_dir,
+            Arc::new(OnnxEmbedder::load(&options(2, 1, 8))?),
+        )?,
         Cmd::Load(args) => load::run(&OnnxEmbedder::load(&options(2, 1, 8))?, &args)?,
         Cmd::Query(args) => query::run(&OnnxEmbedder::load(&options(2, 1, 8))?, &args)?,
     }
