@@ -17,15 +17,24 @@ if ! dk domain list | grep -q '^help-centre\b'; then
 fi
 dk index --domain help-centre sample/help-centre
 dk domain stats help-centre
+if ! dk domain list | grep -q '^store\b'; then
+  dk domain create store --description "The shop's catalog"
+fi
+dk index --domain store --base-url https://shop.example sample/store/products.json
+dk domain stats store
 echo
 echo '$ dartmouth search --domain help-centre "can I return sale items?"'
 dk search --domain help-centre -k 3 "can I return sale items?"
+echo
+echo '$ dartmouth search --domain store --filter '"'"'in_stock = true AND price <= 50 AND available.size = "M"'"'"' --facets vendor,product_type "blue hoodie"'
+dk search --domain store -k 3 --collapse --filter 'in_stock = true AND price <= 50 AND available.size = "M"' --facets vendor,product_type "blue hoodie"
 
 # An agent that may read the help centre, with an API key kept (mode 600) in the data directory.
 key_file="$data/support-agent.key"
 if [[ ! -s "$key_file" ]]; then
   dk principal list | grep -q '^support-agent\b' || dk principal create support-agent --kind agent
   dk grant support-agent help-centre read
+  dk grant support-agent store read
   (umask 077 && dk key create --principal support-agent | grep -o 'dk_[0-9a-f]\{64\}' > "$key_file")
 fi
 cat <<MSG
@@ -33,7 +42,7 @@ cat <<MSG
 Serving. In another shell:
   KEY=\$(cat $key_file)
   curl -H "Authorization: Bearer \$KEY" localhost:8787/v1/search -d '{"query":"return policy for sale items","domains":["help-centre"],"k":3}'
-  curl -H "Authorization: Bearer \$KEY" localhost:8787/v1/context -d '{"query":"can I return a gift card?","max_tokens":300}'
+  curl -H "Authorization: Bearer \$KEY" localhost:8787/v1/context -d '{"query":"blue hoodie size M under 50","domains":["store","help-centre"],"max_tokens":800}'
 Stop with Ctrl-C (in-flight requests finish first).
 MSG
 exec "$bin" --data-dir "$data" serve
