@@ -1,6 +1,7 @@
 //! Structure-aware chunking to a token budget with text-splitter.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use text_splitter::{ChunkConfig, ChunkSizer, MarkdownSplitter, TextSplitter};
 use tokenizers::Tokenizer;
@@ -10,8 +11,10 @@ use crate::{Error, Result};
 
 /// How chunk size is measured: the embedding model's own tokenizer, or characters / 4 for
 /// embedders whose tokenizer is not local.
+/// Cloning shares the loaded tokenizer (loading `tokenizer.json` takes tens of milliseconds).
+#[derive(Clone)]
 pub enum Sizer {
-    Tokens(Box<Tokenizer>, Option<Box<WordPieceCounter>>),
+    Tokens(Arc<Tokenizer>, Option<Arc<WordPieceCounter>>),
     ApproxChars,
 }
 
@@ -29,8 +32,8 @@ impl Sizer {
         let fast = std::fs::read(&path)
             .ok()
             .and_then(|bytes| WordPieceCounter::from_tokenizer_json(&bytes))
-            .map(Box::new);
-        Ok(Sizer::Tokens(Box::new(tokenizer), fast))
+            .map(Arc::new);
+        Ok(Sizer::Tokens(Arc::new(tokenizer), fast))
     }
 
     pub fn count(&self, text: &str) -> usize {

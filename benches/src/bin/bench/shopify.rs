@@ -111,6 +111,7 @@ pub fn run(args: &ShopifyArgs, model_dir: &Path, embedder: Arc<dyn Embedder>) ->
         runtime: rt.handle().clone(),
     };
     let shard = applier.shard(&domain)?;
+    let sizer = Sizer::from_model_dir(model_dir)?;
     let job = |items: Vec<Result<Item, dartmouth_indexer::Error>>| -> Result<_> {
         let pass = rt.block_on(store.authorize(&admin, &["store".into()], Role::Write))?;
         Ok(IndexJob {
@@ -121,7 +122,7 @@ pub fn run(args: &ShopifyArgs, model_dir: &Path, embedder: Arc<dyn Embedder>) ->
                 shard: shard.clone(),
             }),
             embedder: embedder.as_ref(),
-            chunker: Chunker::new(Sizer::from_model_dir(model_dir)?, 256, 32),
+            chunker: Chunker::new(sizer.clone(), 256, 32),
             batch_docs: 64,
             stop_on_error: true,
             full_sync: false,
