@@ -323,8 +323,12 @@ fn serve_cmd(catalog: Catalog, cli: &Cli, args: &ServeArgs) -> Result<()> {
             limits: config.limits.clone(),
             embedding_cache_entries: config.embedding_cache_entries,
             result_cache_entries: config.result_cache_entries,
+            shopify: config.shopify.clone(),
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+        svc.check_webhooks()
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
         dartmouth_server::serve(config, Arc::new(svc)).await
     })
 }

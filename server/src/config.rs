@@ -10,6 +10,7 @@ use dartmouth_domains::{JwtConfig, JwtKey};
 use serde::Deserialize;
 
 use crate::service::{Limits, RateLimit};
+use crate::shopify::ShopifyWebhook;
 
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServeArgs {
@@ -60,6 +61,11 @@ pub struct ServeArgs {
     /// EdDSA (Ed25519) public key (PEM file).
     #[arg(long, env = "DARTMOUTH_JWT_EDDSA_PEM")]
     pub jwt_eddsa_pem: Option<PathBuf>,
+    /// Take Shopify webhooks for DOMAIN at /v1/webhooks/shopify/DOMAIN, signed with the secret
+    /// in $ENV_VAR, written as PRINCIPAL (which needs write on DOMAIN); repeatable. Overrides a
+    /// `[[shopify]]` table of the same domain.
+    #[arg(long = "shopify-webhook", value_name = "DOMAIN=PRINCIPAL=ENV_VAR")]
+    pub shopify_webhook: Vec<String>,
 }
 
 /// The file form; every field optional.
@@ -79,6 +85,23 @@ struct FileConfig {
     apply_interval_ms: Option<u64>,
     workers: Option<usize>,
     jwt: Option<JwtFile>,
+    /// `[[shopify]]` tables: the domains that take Shopify webhooks.
+    #[serde(default)]
+    shopify: Vec<ShopifyFile>,
+}
+
+/// `[[shopify]]`: `{ domain = "store", secret_env = "SHOPIFY_STORE_SECRET", principal =
+/// "shopify-sync" }`, optionally `base_url = "https://shop.example"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShopifyFile {
+    domain: String,
+    /// The name of an environment variable holding the signing secret (secrets stay out of
+    /// files).
+    secret_env: String,
+    principal: String,
+    #[serde(default)]
+    base_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -102,6 +125,8 @@ pub struct ServeConfig {
     pub apply_interval: Duration,
     pub workers: usize,
     pub jwt: Option<JwtConfig>,
+    /// Domains that take Shopify webhooks, with their secrets (read once, at start-up).
+    pub shopify: Vec<ShopifyWebhook>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
@@ -157,6 +182,7 @@ impl ServeArgs {
         if workers == 0 {
             bail!("workers: at least 1");
         }
+        let shopify = self.shopify(file.shopify)?;
         let jwt = self.jwt(file.jwt)?;
         if let Some(j) = &jwt {
             tracing::info!(keys = j.keys.len(), "jwt enabled");
@@ -182,7 +208,46 @@ impl ServeArgs {
             ),
             workers,
             jwt,
+            shopify,
         })
+    }
+
+    /// The `[[shopify]]` tables, then the `--shopify-webhook` flags (a flag replaces a table of
+    /// the same domain). Each secret is read from its variable here, once.
+    fn shopify(&self, file: Vec<ShopifyFile>) -> Result<Vec<ShopifyWebhook>> {
+        let mut out: Vec<ShopifyWebhook> = Vec::new();
+        for (i, t) in file.into_iter().enumerate() {
+            let place = format!("shopify[{i}]");
+            let hook = webhook(&place, t.domain, t.principal, &t.secret_env, t.base_url)?;
+            if out.iter().any(|h| h.domain == hook.domain) {
+                bail!("{place}: domain `{}` is configured twice", hook.domain);
+            }
+            out.push(hook);
+        }
+        let from_file = out.len();
+        for flag in &self.shopify_webhook {
+            let place = format!("--shopify-webhook {flag}");
+            let mut parts = flag.splitn(3, '=');
+            let (Some(domain), Some(principal), Some(var)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                bail!("{place}: expected DOMAIN=PRINCIPAL=ENV_VAR");
+            };
+            let hook = webhook(&place, domain.into(), principal.into(), var, None)?;
+            match out.iter().position(|h| h.domain == hook.domain) {
+                Some(at) if at < from_file => {
+                    // Keep the table's base_url: the flag has no place for one.
+                    let base_url = out[at].base_url.take();
+                    out[at] = ShopifyWebhook { base_url, ..hook };
+                }
+                Some(_) => bail!("{place}: domain `{}` is configured twice", hook.domain),
+                None => out.push(hook),
+            }
+        }
+        for h in &out {
+            tracing::info!(domain = %h.domain, principal = %h.principal, "shopify webhooks enabled");
+        }
+        Ok(out)
     }
 
     fn jwt(&self, file: Option<JwtFile>) -> Result<Option<JwtConfig>> {
@@ -237,5 +302,121 @@ impl ServeArgs {
             keys,
             delegation,
         }))
+    }
+}
+
+fn webhook(
+    place: &str,
+    domain: String,
+    principal: String,
+    secret_env: &str,
+    base_url: Option<String>,
+) -> Result<ShopifyWebhook> {
+    let (domain, principal, secret_env) = (domain.trim(), principal.trim(), secret_env.trim());
+    if domain.is_empty() {
+        bail!("{place}: domain is empty");
+    }
+    if principal.is_empty() {
+        bail!("{place}: principal is empty");
+    }
+    if secret_env.is_empty() {
+        bail!("{place}: secret_env is empty (the name of the variable holding the secret)");
+    }
+    let secret =
+        std::env::var(secret_env).with_context(|| format!("{place}: ${secret_env} is not set"))?;
+    if secret.trim().is_empty() {
+        bail!("{place}: ${secret_env} is empty");
+    }
+    if let Some(b) = &base_url
+        && !(b.starts_with("https://") || b.starts_with("http://"))
+    {
+        bail!("{place}: base_url must start with https:// or http://, got `{b}`");
+    }
+    Ok(ShopifyWebhook {
+        domain: domain.to_string(),
+        principal: principal.to_string(),
+        secret: secret.into_bytes(),
+        base_url,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_file(toml: &str, flags: &[&str]) -> Result<ServeConfig> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("serve.toml");
+        std::fs::write(&path, toml)?;
+        let args = ServeArgs {
+            config: Some(path),
+            shopify_webhook: flags.iter().map(|f| f.to_string()).collect(),
+            ..ServeArgs::default()
+        };
+        args.resolve()
+    }
+
+    #[test]
+    fn shopify_tables_read_their_secret_once_and_flags_override_them() {
+        // PATH is set in every test environment; its value stands in for a secret.
+        let path = std::env::var("PATH").unwrap();
+        let c = with_file(
+            r#"
+[[shopify]]
+domain = "store"
+secret_env = "PATH"
+principal = "shopify-sync"
+base_url = "https://shop.example"
+"#,
+            &["outlet=outlet-sync=PATH"],
+        )
+        .unwrap();
+        assert_eq!(c.shopify.len(), 2);
+        assert_eq!(c.shopify[0].domain, "store");
+        assert_eq!(c.shopify[0].principal, "shopify-sync");
+        assert_eq!(c.shopify[0].secret, path.as_bytes());
+        assert_eq!(
+            c.shopify[0].base_url.as_deref(),
+            Some("https://shop.example")
+        );
+        assert_eq!(c.shopify[1].domain, "outlet");
+        assert!(!format!("{:?}", c.shopify[0]).contains(&path));
+
+        let c = with_file(
+            "[[shopify]]\ndomain = \"store\"\nsecret_env = \"PATH\"\nprincipal = \"a\"\n",
+            &["store=b=PATH"],
+        )
+        .unwrap();
+        assert_eq!(c.shopify.len(), 1);
+        assert_eq!(c.shopify[0].principal, "b");
+    }
+
+    #[test]
+    fn shopify_misconfiguration_fails_at_start_up_naming_it() {
+        let unset = "DARTMOUTH_TEST_SURELY_UNSET_SHOPIFY_SECRET";
+        let e = with_file(
+            &format!(
+                "[[shopify]]\ndomain = \"store\"\nsecret_env = \"{unset}\"\nprincipal = \"p\"\n"
+            ),
+            &[],
+        )
+        .err()
+        .unwrap();
+        assert!(e.to_string().contains(unset), "{e}");
+        assert!(e.to_string().contains("shopify[0]"), "{e}");
+        let e = with_file("", &[&format!("store=p={unset}")]).err().unwrap();
+        assert!(e.to_string().contains(unset), "{e}");
+        let e = with_file("", &["store=p"]).err().unwrap();
+        assert!(e.to_string().contains("DOMAIN=PRINCIPAL=ENV_VAR"), "{e}");
+        let twice = "[[shopify]]\ndomain = \"s\"\nsecret_env = \"PATH\"\nprincipal = \"p\"\n";
+        let e = with_file(&format!("{twice}{twice}"), &[]).err().unwrap();
+        assert!(e.to_string().contains("twice"), "{e}");
+        let e = with_file(
+            "[[shopify]]\ndomain = \"s\"\nsecret = \"inline\"\nprincipal = \"p\"\n",
+            &[],
+        )
+        .err()
+        .unwrap();
+        assert!(e.to_string().contains("secret"), "{e}");
     }
 }

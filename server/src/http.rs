@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{
-    DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Request, State,
+    DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Query, Request, State,
 };
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderValue, StatusCode, request::Parts};
@@ -20,8 +20,8 @@ use tracing::Instrument;
 
 use crate::error::{ApiError, Code};
 use crate::service::{
-    ContextInput, DomainInput, GrantInput, IngestInput, KeyInput, PrincipalInput, SearchInput,
-    Service,
+    CatalogUpload, ContextInput, DomainInput, GrantInput, IngestInput, KeyInput, PrincipalInput,
+    SearchInput, Service,
 };
 
 type Svc = State<Arc<Service>>;
@@ -62,15 +62,14 @@ impl FromRequestParts<Arc<Service>> for Authed {
     }
 }
 
-/// A JSON body whose errors name the field (`k: invalid type…`, `unknown field …`). Any
-/// content type is read as JSON (`curl -d` sends form encoding by default).
-pub struct Body<T>(pub T);
+/// A request body as bytes, within the body limit: a body announced larger than the limit is
+/// refused before any of it is read.
+pub struct RawBody(pub axum::body::Bytes);
 
-impl<T: DeserializeOwned> FromRequest<Arc<Service>> for Body<T> {
+impl FromRequest<Arc<Service>> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<Service>) -> Result<Self, ApiError> {
-        // A body announced larger than the limit is refused before any of it is read.
         let announced = req
             .headers()
             .get(axum::http::header::CONTENT_LENGTH)
@@ -87,15 +86,28 @@ impl<T: DeserializeOwned> FromRequest<Arc<Service>> for Body<T> {
                 ),
             ));
         }
-        let bytes = axum::body::Bytes::from_request(req, state)
+        axum::body::Bytes::from_request(req, state)
             .await
+            .map(RawBody)
             .map_err(|rejection| {
                 if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::new(Code::PayloadTooLarge, "body: larger than the limit")
                 } else {
                     ApiError::invalid(format!("body: {}", rejection.body_text()))
                 }
-            })?;
+            })
+    }
+}
+
+/// A JSON body whose errors name the field (`k: invalid type…`, `unknown field …`). Any
+/// content type is read as JSON (`curl -d` sends form encoding by default).
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<Arc<Service>> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &Arc<Service>) -> Result<Self, ApiError> {
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         serde_path_to_error::deserialize(de).map(Body).map_err(|e| {
             let path = e.path().to_string();
@@ -117,6 +129,8 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/v1/domains", get(list_domains).post(create_domain))
         .route("/v1/domains/{domain}", delete(delete_domain))
         .route("/v1/domains/{domain}/documents", post(ingest))
+        .route("/v1/domains/{domain}/shopify", post(upload_catalog))
+        .route("/v1/webhooks/shopify/{domain}", post(shopify_webhook))
         .route("/v1/domains/{domain}/documents/{id}", get(document))
         .route(
             "/v1/domains/{domain}/documents/{id}/chunks/{idx}",
@@ -228,6 +242,70 @@ async fn ingest(
     Body(input): Body<IngestInput>,
 ) -> Response {
     svc.ingest(&c, &domain, input)
+        .await
+        .map(Json)
+        .into_response()
+}
+
+async fn upload_catalog(
+    State(svc): Svc,
+    Authed(c): Authed,
+    Path(domain): Path<String>,
+    query: Result<Query<CatalogUpload>, axum::extract::rejection::QueryRejection>,
+    headers: axum::http::HeaderMap,
+    RawBody(body): RawBody,
+) -> Response {
+    let mut upload = match query {
+        Ok(Query(q)) => q,
+        Err(e) => {
+            return ApiError::invalid(format!("query: {}", query_error(&e))).into_response();
+        }
+    };
+    upload.content_type = header(&headers, CONTENT_TYPE.as_str());
+    svc.upload_catalog(&c, &domain, upload, body)
+        .await
+        .map(Json)
+        .into_response()
+}
+
+/// serde's message without axum's prefix (`Failed to deserialize query string: `).
+fn query_error(e: &axum::extract::rejection::QueryRejection) -> String {
+    let text = e.body_text();
+    match text.split_once(": ") {
+        Some((_, rest)) => rest.to_string(),
+        None => text,
+    }
+}
+
+fn header(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Not authenticated by a bearer credential: by the shop's HMAC signature. A domain without
+/// webhooks and an unsigned request are refused before the body is read.
+async fn shopify_webhook(State(svc): Svc, Path(domain): Path<String>, req: Request) -> Response {
+    let signature = header(req.headers(), "x-shopify-hmac-sha256");
+    let topic = header(req.headers(), "x-shopify-topic");
+    if let Some(id) = req.headers().get("x-shopify-webhook-id")
+        && let Ok(id) = id.to_str()
+    {
+        tracing::info!(
+            webhook_id = id,
+            topic = topic.as_deref().unwrap_or(""),
+            "shopify webhook"
+        );
+    }
+    if let Err(e) = svc.shopify_webhook_gate(&domain, signature.as_deref()) {
+        return e.into_response();
+    }
+    let body = match RawBody::from_request(req, &svc).await {
+        Ok(RawBody(b)) => b,
+        Err(e) => return e.into_response(),
+    };
+    svc.shopify_webhook(&domain, signature.as_deref(), topic.as_deref(), body)
         .await
         .map(Json)
         .into_response()

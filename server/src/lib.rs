@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod models;
 pub mod openapi;
 pub mod service;
+pub mod shopify;
 
 /// The generated gRPC types (`dartmouth.v1`), clients included for tests and tools.
 #[allow(

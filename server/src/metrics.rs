@@ -1,4 +1,5 @@
-//! Prometheus metrics: per-route latency, per-stage timings, denials, cache hits, applier lag.
+//! Prometheus metrics: per-route latency, per-stage timings, denials, cache hits, webhook
+//! signature checks, applier lag.
 //! Labels never carry a domain name or a principal: `/metrics` is unauthenticated.
 
 use std::time::Duration;
@@ -17,6 +18,7 @@ pub struct Metrics {
     stages: HistogramVec,
     denied: IntCounterVec,
     cache: IntCounterVec,
+    webhooks: IntCounterVec,
     lag: IntGauge,
 }
 
@@ -66,6 +68,17 @@ impl Metrics {
             &["cache", "outcome"],
         )
         .expect("metric");
+        let webhooks = IntCounterVec::new(
+            Opts::new(
+                "dartmouth_webhook_verifications_total",
+                "Webhook signature checks by source (shopify) and outcome (ok, bad_signature: missing or wrong).",
+            ),
+            &["source", "outcome"],
+        )
+        .expect("metric");
+        for outcome in ["ok", "bad_signature"] {
+            webhooks.with_label_values(&["shopify", outcome]);
+        }
         let lag = IntGauge::new(
             "dartmouth_applier_lag_changes",
             "Changes acknowledged by the store but not yet searchable (largest over the domains).",
@@ -76,6 +89,7 @@ impl Metrics {
             Box::new(stages.clone()),
             Box::new(denied.clone()),
             Box::new(cache.clone()),
+            Box::new(webhooks.clone()),
             Box::new(lag.clone()),
         ] {
             registry.register(m).expect("register");
@@ -86,6 +100,7 @@ impl Metrics {
             stages,
             denied,
             cache,
+            webhooks,
             lag,
         }
     }
@@ -127,6 +142,12 @@ impl Metrics {
     pub fn cache(&self, cache: &str, hit: bool) {
         self.cache
             .with_label_values(&[cache, if hit { "hit" } else { "miss" }])
+            .inc();
+    }
+
+    pub fn webhook(&self, source: &str, verified: bool) {
+        self.webhooks
+            .with_label_values(&[source, if verified { "ok" } else { "bad_signature" }])
             .inc();
     }
 

@@ -42,6 +42,55 @@ fn array(of: Value) -> Value {
     json!({ "type": "array", "items": of })
 }
 
+fn shopify_upload() -> Value {
+    let mut o = op(
+        "Upload a Shopify catalog (writer): each product one document; bad records are listed in `failed`, the rest is written",
+        Some(json!({ "required": true, "content": {
+            "application/json": { "schema": { "description": "Admin REST `{\"products\":[…]}`, `{\"product\":{…}}`, a bare array, or storefront /products.json" } },
+            "text/csv": { "schema": { "type": "string", "description": "a product CSV export (legacy or 2025 headers)" } },
+            "application/jsonl": { "schema": { "type": "string", "description": "GraphQL bulk-operation JSONL" } }
+        } })),
+        ok("indexed", r("ShopifyOutput")),
+        &["domain"],
+    );
+    let query = |name: &str, schema: Value, description: &str| json!({ "name": name, "in": "query", "required": false, "schema": schema, "description": description });
+    if let Some(params) = o["parameters"].as_array_mut() {
+        params.push(query(
+            "format",
+            json!({ "enum": ["json", "csv", "bulk"] }),
+            "default: text/csv → csv, application/jsonl → bulk; else a body starting with `{`/`[` is json (bulk when its first line is an object with `__typename`), anything else csv",
+        ));
+        params.push(query(
+            "full_sync",
+            json!({ "type": "boolean", "default": false }),
+            "delete the domain's documents the catalog does not mention (not when a record failed)",
+        ));
+        params.push(query(
+            "base_url",
+            json!({ "type": "string" }),
+            "the shop's address: product URLs become <base_url>/products/<handle>",
+        ));
+    }
+    o
+}
+
+fn shopify_webhook() -> Value {
+    json!({
+        "summary": "A Shopify webhook (products/create, products/update, products/delete, inventory_levels/update, inventory_items/update) for a domain configured with `[[shopify]]` or --shopify-webhook; written as the configured principal. A payload that cannot be used (say, stock of an unknown inventory item) is answered 200 with the failure listed, since Shopify retries any other status.",
+        "security": [{ "shopifyHmac": [] }],
+        "parameters": [
+            { "name": "domain", "in": "path", "required": true, "schema": { "type": "string" } },
+            { "name": "X-Shopify-Hmac-Sha256", "in": "header", "required": true, "schema": { "type": "string" }, "description": "base64(HMAC-SHA256(raw body, the shop's secret)); missing or wrong: 401" },
+            { "name": "X-Shopify-Topic", "in": "header", "required": false, "schema": { "type": "string" } }
+        ],
+        "requestBody": body(json!({ "type": "object", "description": "the webhook payload" })),
+        "responses": {
+            "200": ok("processed", r("ShopifyOutput")),
+            "default": { "$ref": "#/components/responses/Error" }
+        }
+    })
+}
+
 pub fn document() -> Value {
     let open = |summary: &str| json!({ "summary": summary, "responses": { "200": { "description": "ok" } } });
     json!({
@@ -49,7 +98,7 @@ pub fn document() -> Value {
         "info": {
             "title": "Dartmouth Knowledge",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Hybrid BM25 + vector retrieval over access-controlled knowledge domains. Every /v1 route needs `Authorization: Bearer <API key or JWT>`; a domain the caller cannot read answers exactly as one that does not exist."
+            "description": "Hybrid BM25 + vector retrieval over access-controlled knowledge domains. Every /v1 route needs `Authorization: Bearer <API key or JWT>` (except Shopify webhooks, which are signed); a domain the caller cannot read answers exactly as one that does not exist."
         },
         "paths": {
             "/v1/search": { "post": op("Search the domains the caller may read", Some(body(r("SearchInput"))), ok("hits", r("SearchOutput")), &[]) },
@@ -60,6 +109,8 @@ pub fn document() -> Value {
             },
             "/v1/domains/{domain}": { "delete": op("Delete a domain with its documents (admin)", None, ok("deleted", r("Domain")), &["domain"]) },
             "/v1/domains/{domain}/documents": { "post": op("Ingest documents (writer): chunked, embedded, acknowledged with a sequence", Some(body(r("IngestInput"))), ok("acknowledged", r("IngestOutput")), &["domain"]) },
+            "/v1/domains/{domain}/shopify": { "post": shopify_upload() },
+            "/v1/webhooks/shopify/{domain}": { "post": shopify_webhook() },
             "/v1/domains/{domain}/documents/{id}": { "get": op("One document with its chunks (reader)", None, ok("document", r("Document")), &["domain", "id"]) },
             "/v1/domains/{domain}/documents/{id}/chunks/{idx}": { "get": op("One chunk (reader)", None, ok("chunk", json!({"type": "object"})), &["domain", "id", "idx"]) },
             "/v1/principals": {
@@ -82,7 +133,10 @@ pub fn document() -> Value {
             "/openapi.json": { "get": open("This document") }
         },
         "components": {
-            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "securitySchemes": {
+                "bearer": { "type": "http", "scheme": "bearer" },
+                "shopifyHmac": { "type": "apiKey", "in": "header", "name": "X-Shopify-Hmac-Sha256", "description": "base64(HMAC-SHA256(raw body, the shop's secret))" }
+            },
             "responses": {
                 "Error": ok("An error: `code` is stable (invalid_argument, unauthenticated, permission_denied, not_found, conflict, payload_too_large, rate_limited, unavailable, internal); 429 carries Retry-After", json!({
                     "type": "object",
@@ -156,6 +210,12 @@ pub fn document() -> Value {
                     "type": "object", "required": ["id"], "additionalProperties": false,
                     "properties": { "id": {"type": "string"}, "title": {"type": "string"}, "text": {"type": "string"}, "url": {"type": "string"}, "attributes": {"type": "object"} } })) } },
                 "IngestOutput": { "type": "object", "properties": { "domain": {"type": "string"}, "documents": {"type": "integer"}, "chunks": {"type": "integer"}, "seq": {"type": "integer"} } },
+                "ShopifyOutput": { "type": "object", "properties": {
+                    "domain": {"type": "string"}, "format": { "enum": ["json", "csv", "bulk"] }, "topic": {"type": "string"},
+                    "seq": {"type": "integer", "description": "pass as min_seq to read your own writes"},
+                    "added": {"type": "integer"}, "updated": {"type": "integer"}, "unchanged": {"type": "integer"}, "deleted": {"type": "integer"},
+                    "failed_count": {"type": "integer"}, "failed": array(json!({"type": "string"})), "skipped": array(json!({"type": "string"})),
+                    "notes": array(json!({"type": "string"})), "chunks": {"type": "integer"}, "embedded_chunks": {"type": "integer"} } },
                 "Document": { "type": "object", "properties": { "domain": {"type": "string"}, "doc_id": {"type": "string"}, "title": {"type": "string"}, "url": {"type": ["string", "null"]}, "attributes": {"type": "object"}, "chunks": array(json!({"type": "object"})) } }
             }
         }

@@ -15,7 +15,9 @@ use dartmouth_engine::{
     BranchHit, Catalog, DomainSettings, Embedder, Embedding, FacetCount, Filter, Fusion, MAX_K,
     Mode, ModelSpec, SearchRequest,
 };
-use dartmouth_indexer::{Applier, Chunker, IndexJob, Progress, SourceDoc, StoreSink};
+use dartmouth_indexer::{
+    Applier, Chunker, IndexJob, IndexSummary, Item, Progress, SourceDoc, StoreSink,
+};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -24,6 +26,7 @@ use tokio::runtime::Handle;
 use crate::error::{ApiError, ApiResult, Code};
 use crate::metrics::Metrics;
 use crate::models::ModelArgs;
+use crate::shopify::{CatalogFormat, ShopifyOutput, ShopifyWebhook};
 
 /// Request limits, checked before any work.
 #[derive(Debug, Clone)]
@@ -67,6 +70,8 @@ pub struct ServiceConfig {
     pub limits: Limits,
     pub embedding_cache_entries: usize,
     pub result_cache_entries: usize,
+    /// Domains that take Shopify webhooks.
+    pub shopify: Vec<ShopifyWebhook>,
 }
 
 pub struct Service {
@@ -85,6 +90,12 @@ pub struct Service {
     ready: AtomicBool,
     /// The local operator, which the applier lists domains as (looked up once).
     operator: OnceLock<Caller>,
+    /// Webhook-enabled domains by name.
+    webhooks: HashMap<String, ShopifyWebhook>,
+    /// One Shopify job at a time per domain: an inventory update re-renders the stored product,
+    /// so two concurrent ones (two variants of a product selling out together) would each
+    /// write the product with only its own change.
+    shopify_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 // ---- the contract ------------------------------------------------------------------------
@@ -264,6 +275,24 @@ pub struct IngestOutput {
     pub seq: u64,
 }
 
+/// A catalog upload's parameters (the query string, and the request's Content-Type).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogUpload {
+    /// json, csv or bulk; by default from the Content-Type (text/csv, application/jsonl),
+    /// then the body (`{`/`[`: JSON; a first line with `__typename`: bulk; else CSV).
+    #[serde(default)]
+    pub format: Option<String>,
+    /// Delete the domain's documents the catalog does not mention (only when no record failed).
+    #[serde(default)]
+    pub full_sync: bool,
+    /// The shop's address; product URLs become `<base_url>/products/<handle>`.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(skip)]
+    pub content_type: Option<String>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DomainInput {
@@ -337,6 +366,12 @@ impl Service {
             result_cache: Cache::new(config.result_cache_entries),
             ready: AtomicBool::new(false),
             operator: OnceLock::new(),
+            webhooks: config
+                .shopify
+                .into_iter()
+                .map(|h| (h.domain.clone(), h))
+                .collect(),
+            shopify_locks: Mutex::new(HashMap::new()),
         })
     }
 
@@ -368,6 +403,12 @@ impl Service {
             self.metrics.denied(e.code);
         }
         let caller = outcome?;
+        self.rate_limit(&caller)?;
+        Ok(caller)
+    }
+
+    /// The principal's rate limit (one budget for HTTP, gRPC and webhooks).
+    fn rate_limit(&self, caller: &Caller) -> ApiResult<()> {
         if let Some(limiter) = &self.limiter
             && let Err(not_until) = limiter.check_key(&caller.name().to_string())
         {
@@ -386,7 +427,7 @@ impl Service {
             e.retry_after = Some(wait);
             return Err(e);
         }
-        Ok(caller)
+        Ok(())
     }
 
     async fn authenticate_inner(&self, authorization: Option<&str>) -> ApiResult<Caller> {
@@ -827,6 +868,232 @@ impl Service {
             })
         })
         .await
+    }
+
+    // ---- Shopify: catalog uploads (writers) and signed webhooks ----
+
+    /// Indexes a Shopify catalog (Admin REST or storefront JSON, product CSV export, GraphQL
+    /// bulk JSONL), each product one document. Records that cannot be read are listed in
+    /// `failed` and the rest is written; a body none of whose records can be read is refused.
+    pub async fn upload_catalog<B>(
+        self: &Arc<Self>,
+        caller: &Caller,
+        domain: &str,
+        upload: CatalogUpload,
+        body: B,
+    ) -> ApiResult<ShopifyOutput>
+    where
+        B: AsRef<[u8]> + Send + 'static,
+    {
+        let format = upload
+            .format
+            .as_deref()
+            .map(CatalogFormat::parse)
+            .transpose()?;
+        if let Some(b) = &upload.base_url
+            && !(b.starts_with("https://") || b.starts_with("http://"))
+        {
+            return Err(ApiError::invalid(format!(
+                "base_url: must start with https:// or http://, got `{}`",
+                dartmouth_domains::names::shown(b)
+            )));
+        }
+        let pass = self
+            .authorize(caller, &[domain.to_string()], Role::Write)
+            .await?;
+        let name = domain.to_string();
+        let explicit = format.is_some();
+        self.blocking(move |s| {
+            let text = crate::shopify::utf8_body(body.as_ref())?;
+            let format = format
+                .unwrap_or_else(|| CatalogFormat::sniff(text, upload.content_type.as_deref()));
+            let items = crate::shopify::read_catalog(
+                text,
+                format,
+                upload.base_url.as_deref(),
+                upload.full_sync,
+            )
+            .map_err(|mut e| {
+                // `garbage` fails as a CSV header: say the format was a guess.
+                if !explicit && e.message.starts_with(crate::shopify::BODY_LABEL) {
+                    e.message.push_str(&format!(
+                        " (read as {}, detected from the request; choose with ?format=json, csv or bulk)",
+                        format.as_str()
+                    ));
+                }
+                e
+            })?;
+            let mut out = ShopifyOutput::new(s.run_shopify(pass, &name, items, upload.full_sync)?);
+            out.format = Some(format);
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The webhook settings of `domain`; a domain without them answers as a missing domain.
+    fn webhook_config(&self, domain: &str) -> ApiResult<&ShopifyWebhook> {
+        self.webhooks.get(domain).ok_or_else(|| {
+            self.metrics.denied(Code::NotFound);
+            ApiError::from(dartmouth_domains::Error::NotFound {
+                what: "domain",
+                name: dartmouth_domains::names::shown(domain),
+            })
+        })
+    }
+
+    fn bad_signature(&self) -> ApiError {
+        self.metrics.webhook("shopify", false);
+        self.metrics.denied(Code::Unauthenticated);
+        // No detail: a prober learns nothing about what was wrong.
+        ApiError::new(
+            Code::Unauthenticated,
+            "webhook signature missing or invalid",
+        )
+    }
+
+    /// What can be refused before the body is read: a domain without webhooks (the 404 of a
+    /// missing domain) and an unsigned request (401).
+    pub fn shopify_webhook_gate(&self, domain: &str, signature: Option<&str>) -> ApiResult<()> {
+        self.webhook_config(domain)?;
+        if signature.is_none_or(|s| s.trim().is_empty()) {
+            return Err(self.bad_signature());
+        }
+        Ok(())
+    }
+
+    /// A Shopify webhook: authenticated by `X-Shopify-Hmac-Sha256` over the raw body (checked
+    /// before the body is parsed), written as the domain's configured principal through the
+    /// normal authorization (so its grants apply). Shopify retries deliveries; processing is
+    /// idempotent (a product already stored as sent is not rewritten).
+    pub async fn shopify_webhook<B>(
+        self: &Arc<Self>,
+        domain: &str,
+        signature: Option<&str>,
+        topic: Option<&str>,
+        body: B,
+    ) -> ApiResult<ShopifyOutput>
+    where
+        B: AsRef<[u8]> + Send + 'static,
+    {
+        self.shopify_webhook_gate(domain, signature)?;
+        let hook = self.webhook_config(domain)?.clone();
+        if !crate::shopify::verify_signature(&hook.secret, body.as_ref(), signature.unwrap_or("")) {
+            tracing::info!("shopify webhook with a bad signature");
+            return Err(self.bad_signature());
+        }
+        self.metrics.webhook("shopify", true);
+        let caller = self.webhook_caller(&hook.principal).await?;
+        self.rate_limit(&caller)?;
+        let pass = self
+            .authorize(&caller, &[domain.to_string()], Role::Write)
+            .await
+            .inspect_err(|e| {
+                tracing::warn!(
+                    principal = %hook.principal, error = %e,
+                    "shopify webhook: the configured principal may not write to the domain"
+                );
+            })?;
+        let value = crate::shopify::json_body(
+            crate::shopify::utf8_body(body.as_ref())?,
+            crate::shopify::BODY_LABEL,
+        )?;
+        let label = crate::shopify::WEBHOOK_LABEL;
+        let item = dartmouth_indexer::shopify_item(
+            dartmouth_indexer::shopify::webhook(value, topic, label),
+            label,
+            hook.base_url.as_deref(),
+        );
+        // A payload we cannot use (an unsupported topic, a missing field) and an inventory
+        // update for an item no product in the domain holds are answered 200 with the failure
+        // listed (and logged by the job), not 4xx: Shopify retries any non-2xx delivery for
+        // days and then drops the subscription, and a retry cannot fix either. Failures a
+        // retry can fix (the store or the model unavailable) stay 5xx.
+        let name = domain.to_string();
+        let mut out = self
+            .blocking(move |s| s.run_shopify(pass, &name, vec![item], false))
+            .await
+            .map(ShopifyOutput::new)?;
+        out.topic = topic.map(str::to_string);
+        Ok(out)
+    }
+
+    /// The principal a domain's webhooks write as (the local operator acts as it).
+    async fn webhook_caller(&self, principal: &str) -> ApiResult<Caller> {
+        let operator = match self.operator.get() {
+            Some(a) => a,
+            None => {
+                let a = self.store.local_admin().await?;
+                self.operator.get_or_init(|| a)
+            }
+        };
+        self.store.act_as(operator, principal).await.map_err(|e| {
+            tracing::warn!(principal, error = %e, "shopify webhook: principal unavailable");
+            ApiError::new(
+                Code::Unavailable,
+                "the webhook's principal is unavailable (logged)",
+            )
+        })
+    }
+
+    /// Checks each webhook's principal once at start-up (a typo fails loudly, not per
+    /// delivery).
+    pub async fn check_webhooks(&self) -> ApiResult<()> {
+        for hook in self.webhooks.values() {
+            self.webhook_caller(&hook.principal).await.map_err(|_| {
+                ApiError::invalid(format!(
+                    "shopify webhook for domain `{}`: principal `{}` does not exist (create it, \
+                     and grant it write on the domain)",
+                    hook.domain, hook.principal
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Runs Shopify items through the indexer into `domain` (which `pass` opens for writing).
+    fn run_shopify(
+        &self,
+        pass: Pass,
+        domain: &str,
+        items: Vec<dartmouth_indexer::Result<Item>>,
+        full_sync: bool,
+    ) -> ApiResult<IndexSummary> {
+        let domain_row: Domain = pass
+            .domain(domain)
+            .cloned()
+            .ok_or_else(|| ApiError::internal("pass without its domain"))?;
+        let lock = {
+            let mut locks = self.shopify_locks.lock().map_err(ApiError::internal)?;
+            Arc::clone(locks.entry(domain.to_string()).or_default())
+        };
+        // The lock guards no data: a job that panicked leaves nothing half-done to refuse.
+        let _one_at_a_time = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let applier = self.applier();
+        let shard = applier.shard(&domain_row)?;
+        // Caught up first, so a job that writes nothing (a retried webhook) still answers a
+        // sequence that covers what the store holds.
+        applier.catch_up(&domain_row)?;
+        let settings: DomainSettings = shard.settings().clone();
+        let embedder = self.embedder(&settings.model)?;
+        let sizer = self
+            .models
+            .sizer_for(&settings.model)
+            .map_err(|e| ApiError::new(Code::Unavailable, format!("tokenizer: {e}")))?;
+        let sink = Arc::new(StoreSink {
+            applier: &applier,
+            pass,
+            domain: domain_row,
+            shard,
+        });
+        Ok(IndexJob {
+            sink,
+            embedder: embedder.as_ref(),
+            chunker: Chunker::new(sizer, settings.chunk_tokens, settings.chunk_overlap),
+            batch_docs: 64,
+            stop_on_error: false,
+            full_sync,
+        }
+        .run(items, &Progress::hidden())?)
     }
 
     // ---- admin: the store checks the role (superuser or the domain's admin) ----

@@ -16,6 +16,9 @@ use serde_json::{Value, json};
 use tonic::transport::Channel;
 
 const JWT_SECRET: &str = "a-test-secret-that-is-at-least-32-bytes";
+/// The shop's webhook signing secret, passed to the server in this variable.
+const SHOPIFY_SECRET: &str = "shpss_a-test-shop-secret";
+const SHOPIFY_SECRET_ENV: &str = "DARTMOUTH_TEST_SHOPIFY_SECRET";
 
 fn cli(data: &Path, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_dartmouth"))
@@ -110,6 +113,7 @@ fn start(dir: tempfile::TempDir, data: PathBuf, extra: &[&str]) -> Server {
             "20",
         ])
         .args(extra)
+        .env(SHOPIFY_SECRET_ENV, SHOPIFY_SECRET)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -199,6 +203,50 @@ fn call_full(
     (status, value, retry)
 }
 
+/// A POST with exactly these headers and raw body bytes.
+fn post_raw(s: &Server, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value) {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut r = agent.post(format!("{}{path}", s.http));
+    for (name, value) in headers {
+        r = r.header(*name, *value);
+    }
+    let mut response = r.send(body).unwrap();
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// base64(HMAC-SHA256(body, secret)), as Shopify signs a webhook.
+fn shopify_signature(secret: &str, body: &[u8]) -> String {
+    use base64::Engine as _;
+    use hmac::{KeyInit, Mac};
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// A signed Shopify webhook delivery.
+fn webhook(s: &Server, domain: &str, topic: &str, payload: &Value) -> (u16, Value) {
+    let body = payload.to_string();
+    let signature = shopify_signature(SHOPIFY_SECRET, body.as_bytes());
+    post_raw(
+        s,
+        &format!("/v1/webhooks/shopify/{domain}"),
+        &[
+            ("X-Shopify-Topic", topic),
+            ("X-Shopify-Hmac-Sha256", &signature),
+            ("Content-Type", "application/json"),
+        ],
+        body.as_bytes(),
+    )
+}
+
 fn jwt(sub: &str, exp_offset: i64) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -243,7 +291,12 @@ fn with_key<T>(msg: T, key: Option<&str>) -> tonic::Request<T> {
 #[test]
 fn one_contract_over_http_and_grpc_with_access_control() {
     let (dir, data, keys) = setup();
-    let s = start(dir, data, &["--rate-limit", "0"]);
+    let hook = format!("help=writer={SHOPIFY_SECRET_ENV}");
+    let s = start(
+        dir,
+        data,
+        &["--rate-limit", "0", "--shopify-webhook", hook.as_str()],
+    );
     let rt = runtime();
 
     // The same request gives the same hits on both transports.
@@ -349,6 +402,7 @@ fn one_contract_over_http_and_grpc_with_access_control() {
     let search = r#"{"query":"refund","domains":["help"]}"#;
     let ingest =
         r#"{"documents":[{"id":"new.md","title":"New","text":"A brand new returns page."}]}"#;
+    let catalog = r#"{"products":[{"id":7001,"title":"Matrix mug","handle":"matrix-mug","vendor":"Acme","variants":[{"id":7002,"price":"12.00","inventory_item_id":7003}]}]}"#;
     let matrix: Vec<(&str, &str, Option<&str>, [u16; 6])> = vec![
         (
             "POST",
@@ -378,6 +432,12 @@ fn one_contract_over_http_and_grpc_with_access_control() {
             "POST",
             "/v1/domains/help/documents",
             Some(ingest),
+            [401, 401, 404, 403, 200, 200],
+        ),
+        (
+            "POST",
+            "/v1/domains/help/shopify",
+            Some(catalog),
             [401, 401, 404, 403, 200, 200],
         ),
         ("GET", "/v1/domains", None, [401, 401, 200, 200, 200, 200]),
@@ -443,6 +503,71 @@ fn one_contract_over_http_and_grpc_with_access_control() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // The webhook route takes no bearer credential: only the shop's signature over the raw
+    // body. Missing or wrong: 401 without detail; right: 200, written as `writer`.
+    let payload = br#"{"id":7001,"title":"Matrix mug, blue","handle":"matrix-mug","vendor":"Acme","variants":[{"id":7002,"price":"12.00","inventory_item_id":7003}]}"#;
+    let good = shopify_signature(SHOPIFY_SECRET, payload);
+    let wrong = shopify_signature("another-secret", payload);
+    let admin_bearer = format!("Bearer {}", keys.admin);
+    let topic = ("X-Shopify-Topic", "products/update");
+    let hook_path = "/v1/webhooks/shopify/help";
+    type Headers<'a> = Vec<(&'a str, &'a str)>;
+    let cases: [(&str, Headers, u16); 5] = [
+        ("no signature", vec![topic], 401),
+        (
+            "an admin key, no signature",
+            vec![topic, ("Authorization", &admin_bearer)],
+            401,
+        ),
+        (
+            "not base64",
+            vec![topic, ("X-Shopify-Hmac-Sha256", "%%%")],
+            401,
+        ),
+        (
+            "another secret's signature",
+            vec![topic, ("X-Shopify-Hmac-Sha256", &wrong)],
+            401,
+        ),
+        ("signed", vec![topic, ("X-Shopify-Hmac-Sha256", &good)], 200),
+    ];
+    let mut unauthenticated = Vec::new();
+    for (what, headers, want) in &cases {
+        let (got, reply) = post_raw(&s, hook_path, headers, payload);
+        assert_eq!(got, *want, "webhook, {what}: {reply}");
+        if got == 401 {
+            assert_eq!(reply["error"]["code"], "unauthenticated", "{what}");
+            unauthenticated.push(reply);
+        } else {
+            assert_eq!(reply["updated"], 1, "{reply}");
+            assert_eq!(reply["topic"], "products/update", "{reply}");
+        }
+    }
+    assert!(
+        unauthenticated.windows(2).all(|w| w[0] == w[1]),
+        "401s differ: {unauthenticated:?}"
+    );
+    // A signature over other bytes (the same JSON re-serialised) is wrong: the raw body counts.
+    let reserialised = serde_json::from_slice::<Value>(payload)
+        .unwrap()
+        .to_string();
+    let (got, _) = post_raw(
+        &s,
+        hook_path,
+        &[topic, ("X-Shopify-Hmac-Sha256", &good)],
+        reserialised.as_bytes(),
+    );
+    assert_eq!(got, 401);
+    // A domain without webhooks answers exactly like a missing one, signed or not.
+    let (status, unconfigured) = webhook(&s, "secret", "products/update", &json!({"id": 1}));
+    assert_eq!(status, 404, "{unconfigured}");
+    let (_, missing) = webhook(&s, "nope", "products/update", &json!({"id": 1}));
+    assert_eq!(
+        unconfigured.to_string().replace("secret", "X"),
+        missing.to_string().replace("nope", "X")
+    );
+
     // 404 for an unreadable domain is byte-identical to a missing one.
     let (_, hidden) = call(&s, "POST", "/v1/search", Some(&keys.other), Some(search));
     let (_, missing) = call(
@@ -548,8 +673,24 @@ fn one_contract_over_http_and_grpc_with_access_control() {
     ] {
         assert!(metrics.contains(name), "metrics lack {name}");
     }
+    let webhooks = |outcome: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("dartmouth_webhook_verifications_total{")
+                    && l.contains(&format!("outcome=\"{outcome}\""))
+                    && l.contains("source=\"shopify\"")
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no webhook {outcome} counter in {metrics}"))
+    };
+    assert_eq!(webhooks("ok"), 1);
+    assert_eq!(webhooks("bad_signature"), 5);
     assert!(!metrics.contains("secret"), "metrics name a domain");
+    assert!(!metrics.contains("help\""), "metrics name a domain");
     let (_, openapi) = call(&s, "GET", "/openapi.json", None, None);
+    assert!(!openapi["paths"]["/v1/webhooks/shopify/{domain}"].is_null());
     for (_, path, _, _) in &matrix {
         let templated = path
             .replace(
@@ -558,6 +699,7 @@ fn one_contract_over_http_and_grpc_with_access_control() {
             )
             .replace("/help/documents/returns.md", "/{domain}/documents/{id}")
             .replace("/help/documents", "/{domain}/documents")
+            .replace("/help/shopify", "/{domain}/shopify")
             .replace("/v1/grants/other/help", "/v1/grants/{principal}/{domain}")
             .replace("/v1/domains/scratch", "/v1/domains/{domain}");
         assert!(
@@ -744,4 +886,306 @@ fn one_rate_limit_budget_across_http_and_grpc() {
         call(&s, "POST", "/v1/search", Some(&keys.writer), Some(body)).0,
         200
     );
+}
+
+fn search_ids(s: &Server, key: &str, body: &Value) -> (Vec<String>, Value) {
+    let (status, found) = call(s, "POST", "/v1/search", Some(key), Some(&body.to_string()));
+    assert_eq!(status, 200, "{body}: {found}");
+    let mut ids: Vec<String> = found["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["doc_id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    (ids, found)
+}
+
+#[test]
+fn shopify_catalog_upload_then_signed_webhooks_keep_filters_current() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for d in ["store", "locked"] {
+        cli(&data, &["domain", "create", d, "--embedder", "fake"]);
+    }
+    for (p, kind) in [("merchant", "agent"), ("shopify-sync", "service")] {
+        cli(&data, &["principal", "create", p, "--kind", kind]);
+        cli(&data, &["grant", p, "store", "write"]);
+    }
+    let merchant = key_for(&data, "merchant");
+    let admin = key_for(&data, "admin");
+    let store_hook = format!("store=shopify-sync={SHOPIFY_SECRET_ENV}");
+    // `merchant` may not write to `locked`: its webhooks are refused by the normal grants.
+    let locked_hook = format!("locked=merchant={SHOPIFY_SECRET_ENV}");
+    let s = start(
+        dir,
+        data,
+        &[
+            "--rate-limit",
+            "0",
+            "--shopify-webhook",
+            store_hook.as_str(),
+            "--shopify-webhook",
+            locked_hook.as_str(),
+        ],
+    );
+    let datasets = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets/shopify");
+    let catalog = std::fs::read(datasets.join("admin_rest/products_docs_example.json")).unwrap();
+    let auth = format!("Bearer {merchant}");
+    let upload = |query: &str, content_type: &str, body: &[u8]| {
+        post_raw(
+            &s,
+            &format!("/v1/domains/store/shopify{query}"),
+            &[("Authorization", &auth), ("Content-Type", content_type)],
+            body,
+        )
+    };
+
+    // The Admin REST example: the iPod Nano (four colours) and the iPod Touch, both $199.
+    let (status, ack) = upload("", "application/json", &catalog);
+    assert_eq!(status, 200, "{ack}");
+    assert_eq!(
+        (&ack["format"], &ack["added"], &ack["failed_count"]),
+        (&json!("json"), &json!(2), &json!(0)),
+        "{ack}"
+    );
+    // Sending it again writes nothing.
+    let (status, again) = upload("?format=json", "application/octet-stream", &catalog);
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(
+        (&again["added"], &again["unchanged"]),
+        (&json!(0), &json!(2))
+    );
+    assert!(again["seq"].as_u64().unwrap() >= ack["seq"].as_u64().unwrap());
+
+    let nano = "632910392";
+    let touch = "921728736";
+    let query = |filter: &str, seq: &Value| {
+        json!({"query": "ipod", "domains": ["store"], "k": 20, "filter": filter,
+               "facets": ["vendor", "available.color", "in_stock"], "min_seq": {"store": seq}})
+    };
+    let (ids, found) = search_ids(
+        &s,
+        &admin,
+        &query("price <= 200 AND in_stock = true", &ack["seq"]),
+    );
+    assert_eq!(ids, [nano, touch], "{found}");
+    assert_eq!(found["total"]["documents"], 2, "{found}");
+    assert_eq!(found["facets"]["vendor"][0]["value"], "Apple", "{found}");
+    assert_eq!(found["facets"]["vendor"][0]["count"], 2, "{found}");
+    let colours = found["facets"]["available.color"].to_string();
+    assert!(
+        colours.contains("Pink") && colours.contains("Black"),
+        "{colours}"
+    );
+    let (ids, _) = search_ids(
+        &s,
+        &admin,
+        &query("available.color = \"Pink\"", &ack["seq"]),
+    );
+    assert_eq!(ids, [nano]);
+
+    // The shop stops selling the Nano when out of stock (products/update), then sells out
+    // its pink one (inventory_levels/update).
+    let value: Value = serde_json::from_slice(&catalog).unwrap();
+    let mut product = value["products"][0].clone();
+    for v in product["variants"].as_array_mut().unwrap() {
+        v["inventory_policy"] = json!("deny");
+    }
+    let (status, updated) = webhook(&s, "store", "products/update", &product);
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["updated"], 1, "{updated}");
+    let sold_out = |item: u64| {
+        json!({"inventory_item_id": item, "location_id": 905684977, "available": 0,
+               "updated_at": "2026-04-01T10:00:00-04:00"})
+    };
+    let (status, pink) = webhook(&s, "store", "inventory_levels/update", &sold_out(808950810));
+    assert_eq!(status, 200, "{pink}");
+    assert_eq!(
+        (&pink["updated"], &pink["failed_count"]),
+        (&json!(1), &json!(0)),
+        "{pink}"
+    );
+    let (ids, _) = search_ids(
+        &s,
+        &admin,
+        &query("available.color = \"Pink\"", &pink["seq"]),
+    );
+    assert!(ids.is_empty(), "{ids:?}");
+    let (ids, _) = search_ids(
+        &s,
+        &admin,
+        &query("available.color = \"Red\"", &pink["seq"]),
+    );
+    assert_eq!(ids, [nano]);
+    let (ids, _) = search_ids(&s, &admin, &query("in_stock = true", &pink["seq"]));
+    assert_eq!(ids, [nano, touch], "other colours are still in stock");
+    // Shopify retries: the same delivery again changes nothing.
+    let (status, retry) = webhook(&s, "store", "inventory_levels/update", &sold_out(808950810));
+    assert_eq!(status, 200, "{retry}");
+    assert_eq!(
+        (&retry["updated"], &retry["unchanged"]),
+        (&json!(0), &json!(1)),
+        "{retry}"
+    );
+    // The other three sell out at once (Shopify delivers concurrently): no update is lost, so
+    // the Nano is out of stock.
+    let seqs: Vec<u64> = std::thread::scope(|scope| {
+        let sends: Vec<_> = [49148385, 39072856, 457924702]
+            .map(|item| {
+                let s = &s;
+                let payload = sold_out(item);
+                scope.spawn(move || webhook(s, "store", "inventory_levels/update", &payload))
+            })
+            .into_iter()
+            .collect();
+        sends
+            .into_iter()
+            .map(|h| {
+                let (status, r) = h.join().unwrap();
+                assert_eq!((status, &r["updated"]), (200, &json!(1)), "{r}");
+                r["seq"].as_u64().unwrap()
+            })
+            .collect()
+    });
+    let last = json!(seqs.iter().max().unwrap());
+    let (ids, found) = search_ids(
+        &s,
+        &admin,
+        &query("price <= 200 AND in_stock = true", &last),
+    );
+    assert_eq!(ids, [touch], "{found}");
+    let (ids, _) = search_ids(&s, &admin, &query("in_stock = false", &last));
+    assert_eq!(ids, [nano]);
+
+    // Stock of an item no product holds: 200 with the failure listed (a 4xx would be retried).
+    let (status, unknown) = webhook(&s, "store", "inventory_levels/update", &sold_out(1234));
+    assert_eq!(status, 200, "{unknown}");
+    assert_eq!(unknown["failed_count"], 1, "{unknown}");
+    assert!(
+        unknown["failed"][0]
+            .as_str()
+            .unwrap()
+            .contains("inventory item 1234"),
+        "{unknown}"
+    );
+    // An unsupported topic, signed: listed the same way.
+    let (status, other) = webhook(&s, "store", "orders/create", &json!({"id": 1}));
+    assert_eq!(status, 200, "{other}");
+    assert!(
+        other["failed"][0]
+            .as_str()
+            .unwrap()
+            .contains("orders/create"),
+        "{other}"
+    );
+
+    // products/delete: gone from search and from the document route.
+    let (status, deleted) = webhook(&s, "store", "products/delete", &json!({"id": 921728736}));
+    assert_eq!(status, 200, "{deleted}");
+    assert_eq!(deleted["deleted"], 1, "{deleted}");
+    let (ids, _) = search_ids(&s, &admin, &query("", &deleted["seq"]));
+    assert_eq!(ids, [nano]);
+    let (status, _) = call(
+        &s,
+        "GET",
+        &format!("/v1/domains/store/documents/{touch}"),
+        Some(&admin),
+        None,
+    );
+    assert_eq!(status, 404);
+
+    // Grants apply to the webhook's principal: `merchant` cannot write to `locked`.
+    let (status, refused) = webhook(&s, "locked", "products/update", &product);
+    assert_eq!(status, 404, "{refused}");
+
+    // A full sync of the Touch alone: the Nano goes.
+    let touch_only = json!({"products": [value["products"][1].clone()]}).to_string();
+    let (status, sync) = upload("?full_sync=true", "application/json", touch_only.as_bytes());
+    assert_eq!(status, 200, "{sync}");
+    assert_eq!(
+        (&sync["added"], &sync["deleted"]),
+        (&json!(1), &json!(1)),
+        "{sync}"
+    );
+    let (ids, _) = search_ids(&s, &admin, &query("", &sync["seq"]));
+    assert_eq!(ids, [touch]);
+
+    // One bad product among good ones: 200, the bad one named by its place and field.
+    let mixed = r#"{"products":[{"id":1,"title":"Good","variants":[{"id":2,"price":"5.00"}]},{"id":3,"title":"Bad","variants":[{"id":4,"price":"five"}]}]}"#;
+    let (status, partial) = upload("", "application/json", mixed.as_bytes());
+    assert_eq!(status, 200, "{partial}");
+    assert_eq!(
+        (&partial["added"], &partial["failed_count"]),
+        (&json!(1), &json!(1))
+    );
+    let failure = partial["failed"][0].as_str().unwrap();
+    assert!(
+        failure.starts_with("body: products[1]") && failure.contains("price"),
+        "{failure}"
+    );
+
+    // Bodies that are not a catalog: 400 naming the problem, nothing written.
+    let cases: [(&str, &str, &[u8], &str); 5] = [
+        (
+            "",
+            "application/json",
+            b"{\"products\": [\n{\"id\": 1,,}]}",
+            "body:2: malformed JSON",
+        ),
+        (
+            "",
+            "text/csv",
+            b"Handle,Title\nok,\xff\xfe\n",
+            "body:2: invalid UTF-8",
+        ),
+        (
+            "",
+            "text/csv",
+            b"Name,Price\nmug,5\n",
+            "body:1: unknown header dialect",
+        ),
+        ("?format=xml", "application/json", b"{}", "format: `xml`"),
+        ("?colour=red", "application/json", b"{}", "colour"),
+    ];
+    for (query, content_type, body, want) in cases {
+        let (status, reply) = upload(query, content_type, body);
+        assert_eq!(status, 400, "{want}: {reply}");
+        let message = reply["error"]["message"].as_str().unwrap();
+        assert!(message.contains(want), "`{message}` lacks `{want}`");
+    }
+
+    // The other shapes: a CSV export (Content-Type) and GraphQL bulk JSONL (sniffed).
+    let (status, _) = call(
+        &s,
+        "POST",
+        "/v1/domains",
+        Some(&admin),
+        Some(r#"{"name":"shapes","embedder":"fake"}"#),
+    );
+    assert_eq!(status, 201);
+    let admin_auth = format!("Bearer {admin}");
+    for (file, content_type, format) in [
+        ("csv/product_template_official.csv", "text/csv", "csv"),
+        (
+            "graphql_bulk_jsonl/products.jsonl",
+            "application/json",
+            "bulk",
+        ),
+    ] {
+        let body = std::fs::read(datasets.join(file)).unwrap();
+        let (status, reply) = post_raw(
+            &s,
+            "/v1/domains/shapes/shopify",
+            &[
+                ("Authorization", &admin_auth),
+                ("Content-Type", content_type),
+            ],
+            &body,
+        );
+        assert_eq!(status, 200, "{file}: {reply}");
+        assert_eq!(reply["format"], format, "{file}: {reply}");
+        assert!(reply["added"].as_u64().unwrap() >= 1, "{file}: {reply}");
+    }
 }
