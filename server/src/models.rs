@@ -1,6 +1,7 @@
 //! Which embedder serves a domain: chosen from the model id in the domain's manifest.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail};
 use dartmouth_engine::embed::{
@@ -138,11 +139,22 @@ impl ModelArgs {
         bail!("no embedder known for model `{}`", spec.id)
     }
 
-    /// How chunks are measured for `spec`: the local tokenizer when there is one.
+    /// How chunks are measured for `spec`: the local tokenizer when there is one, loaded once
+    /// per process (a webhook's job would otherwise spend most of its time reading it).
     pub fn sizer_for(&self, spec: &ModelSpec) -> Result<Sizer> {
-        if spec.id == MINILM_MODEL_ID {
-            return Ok(Sizer::from_model_dir(&self.model_dir())?);
+        static LOADED: Mutex<Vec<(PathBuf, Sizer)>> = Mutex::new(Vec::new());
+        if spec.id != MINILM_MODEL_ID {
+            return Ok(Sizer::ApproxChars);
         }
-        Ok(Sizer::ApproxChars)
+        let dir = self.model_dir();
+        let mut loaded = LOADED
+            .lock()
+            .map_err(|_| anyhow::anyhow!("tokenizer cache poisoned"))?;
+        if let Some((_, sizer)) = loaded.iter().find(|(d, _)| *d == dir) {
+            return Ok(sizer.clone());
+        }
+        let sizer = Sizer::from_model_dir(&dir)?;
+        loaded.push((dir, sizer.clone()));
+        Ok(sizer)
     }
 }

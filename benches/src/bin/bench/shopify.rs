@@ -172,7 +172,11 @@ pub fn run(args: &ShopifyArgs, model_dir: &Path, embedder: Arc<dyn Embedder>) ->
         let (title, handle, line, item) = &items[n % items.len()];
         // Every variant sells out, then every one comes back: each webhook flips in_stock of
         // some product at least once per round.
-        let available = if (n / items.len()).is_multiple_of(2) { 0 } else { 5 };
+        let available = if (n / items.len()).is_multiple_of(2) {
+            0
+        } else {
+            5
+        };
         let payload = format!(
             r#"{{"inventory_item_id": {item}, "location_id": 1, "available": {available}}}"#
         );
