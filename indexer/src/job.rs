@@ -326,6 +326,8 @@ impl IndexJob<'_> {
         let mut docs: Vec<(SourceDoc, Vec<TextChunk>)> = Vec::new();
         let mut ops_order: Vec<Pending> = Vec::new();
         let mut by_id: HashMap<String, usize> = HashMap::new();
+        // Ids deleted earlier in this batch: a later stock change must not bring them back.
+        let mut deleted: HashSet<String> = HashSet::new();
         for p in batch {
             match p {
                 Err(e) => {
@@ -342,10 +344,11 @@ impl IndexJob<'_> {
                 }
                 Ok(Prepared::Delete { id }) => {
                     by_id.remove(&id);
+                    deleted.insert(id.clone());
                     ops_order.push(Pending::Delete(id));
                 }
                 Ok(Prepared::Inventory { update, place }) => {
-                    match self.resolve_inventory(&update, &place, &docs, &by_id) {
+                    match self.resolve_inventory(&update, &place, &docs, &by_id, &deleted) {
                         Ok(doc) => {
                             let chunks = match prepare(&self.chunker, Item::Doc(doc))? {
                                 Prepared::Doc { doc, chunks } => (doc, chunks),
@@ -373,6 +376,7 @@ impl IndexJob<'_> {
         place: &str,
         docs: &[(SourceDoc, Vec<TextChunk>)],
         by_id: &HashMap<String, usize>,
+        deleted: &HashSet<String>,
     ) -> Result<SourceDoc> {
         let key = inventory_key(update.inventory_item_id);
         let in_batch = docs
@@ -383,6 +387,12 @@ impl IndexJob<'_> {
         let (id, source, url) = match in_batch {
             Some(found) => found,
             None => match self.sink.by_key(&key)? {
+                Some((id, _)) if deleted.contains(&id) => {
+                    return Err(Error::bad(
+                        place,
+                        format!("product `{id}` was deleted earlier in this input"),
+                    ));
+                }
                 Some((id, source)) => (id, source, None),
                 None => {
                     return Err(Error::bad(
@@ -546,6 +556,14 @@ impl IndexJob<'_> {
                  be one that is stored",
                 tally.summary.failed_count
             ));
+            return Ok(());
+        }
+        if tally.seen.is_empty() {
+            tally.summary.notes.push(
+                "full sync deleted nothing: the input holds no documents (only deletes or stock \
+                 changes)"
+                    .into(),
+            );
             return Ok(());
         }
         let Some(ids) = self.sink.document_ids()? else {

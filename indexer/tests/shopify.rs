@@ -656,3 +656,42 @@ fn every_chunk_of_an_updated_product_is_found() {
         assert_eq!(chunks(Mode::Hybrid), before, "hybrid, update {n}");
     }
 }
+
+#[test]
+fn a_stock_change_after_a_delete_does_not_resurrect_and_full_sync_needs_documents() {
+    let w = World::new();
+    let catalog = shopify("admin_rest/products_united_by_blue_demo.json");
+    w.index("store", &[&catalog], SourceOptions::default(), false);
+    let tmp = tempfile::tempdir().unwrap();
+    let delete = tmp.path().join("1-delete.json");
+    std::fs::write(&delete, r#"{"id": 8557565378726}"#).unwrap();
+    let stock = tmp.path().join("2-stock.json");
+    std::fs::write(
+        &stock,
+        r#"{"inventory_item_id": 48717910966438, "location_id": 1, "available": 3}"#,
+    )
+    .unwrap();
+    let webhooks = SourceOptions {
+        format: Some(Format::ShopifyWebhook),
+        ..Default::default()
+    };
+    let s = w.index("store", &[&delete, &stock], webhooks.clone(), false);
+    assert_eq!((s.deleted, s.updated, s.failed_count), (1, 0, 1), "{s:?}");
+    assert!(
+        s.failed[0].contains("was deleted earlier"),
+        "{:?}",
+        s.failed
+    );
+    assert_eq!(w.search("store", "the", "", &[]).filtered_documents, 24);
+    // A full sync whose input holds only stock changes deletes nothing.
+    let other = tmp.path().join("3-stock.json");
+    std::fs::write(
+        &other,
+        r#"{"inventory_item_id": 48717909655718, "location_id": 1, "available": 3}"#,
+    )
+    .unwrap();
+    let s = w.index("store", &[&other], webhooks, true);
+    assert_eq!((s.updated, s.deleted), (1, 0));
+    assert!(s.notes[0].contains("deleted nothing"), "{:?}", s.notes);
+    assert_eq!(w.search("store", "the", "", &[]).filtered_documents, 24);
+}
