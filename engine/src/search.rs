@@ -97,6 +97,9 @@ pub const MAX_FACETS: usize = 32;
 pub const MAX_FACET_SIZE: usize = 1000;
 /// A filter that keeps at most this many chunks is served by an exact scan (recall 1.0).
 const EXACT_SCAN_MAX_ROWS: u64 = 10_000;
+/// A shard this small is always scanned exactly: as fast as the graph walk, and a graph of a
+/// handful of points built by parallel inserts can leave one unreachable.
+const EXACT_SCAN_SMALL_SHARD: u64 = 1_000;
 const EF_SEARCH_DEFAULT: usize = 128;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -656,6 +659,7 @@ impl Snapshot {
                 self.flat
                     .search(&self.vectors, query, n, ef, &|o| rows.contains(o))
             }
+            None if self.live.len() <= EXACT_SCAN_SMALL_SHARD => self.exact(query, n, &self.live),
             None => {
                 let live = &self.live;
                 self.flat
