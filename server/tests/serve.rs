@@ -726,6 +726,55 @@ fn one_contract_over_http_and_grpc_with_access_control() {
         health,
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
+    // Reflection (what grpcurl uses): the services are listed, and the retrieval service's file
+    // descriptor names its methods.
+    let (services, descriptor) = rt.block_on(async {
+        use tonic_reflection::pb::v1::ServerReflectionRequest;
+        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+        let channel = Channel::from_shared(s.grpc.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let requests = [
+            MessageRequest::ListServices(String::new()),
+            MessageRequest::FileContainingSymbol("dartmouth.v1.Retrieval".into()),
+        ]
+        .map(|m| ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(m),
+        });
+        let mut stream = ServerReflectionClient::new(channel)
+            .server_reflection_info(tonic::codegen::tokio_stream::iter(requests))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut services = Vec::new();
+        let mut descriptor = Vec::new();
+        while let Some(r) = stream.message().await.unwrap() {
+            match r.message_response {
+                Some(MessageResponse::ListServicesResponse(l)) => {
+                    services.extend(l.service.into_iter().map(|s| s.name));
+                }
+                Some(MessageResponse::FileDescriptorResponse(f)) => {
+                    descriptor.extend(f.file_descriptor_proto.into_iter().flatten());
+                }
+                other => panic!("unexpected reflection answer {other:?}"),
+            }
+        }
+        (services, descriptor)
+    });
+    assert!(
+        services.iter().any(|n| n == "dartmouth.v1.Retrieval")
+            && services.iter().any(|n| n == "grpc.health.v1.Health"),
+        "{services:?}"
+    );
+    let descriptor = String::from_utf8_lossy(&descriptor);
+    for method in ["Search", "Context", "GetDocument"] {
+        assert!(descriptor.contains(method), "reflection lacks {method}");
+    }
     let _ = &s.data;
 }
 
