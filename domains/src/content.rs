@@ -152,28 +152,6 @@ impl Store {
         Ok(last as u64)
     }
 
-    /// The content hashes of `ids` that are stored in the domain (for skipping unchanged ones).
-    pub async fn content_hashes(
-        &self,
-        domain_id: i64,
-        ids: &[String],
-    ) -> Result<HashMap<String, String>> {
-        let mut out = HashMap::new();
-        for id in ids {
-            if let Some(row) = sqlx::query(
-                "SELECT content_hash FROM documents WHERE domain_id = $1 AND external_id = $2",
-            )
-            .bind(domain_id)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            {
-                out.insert(id.clone(), row.try_get("content_hash")?);
-            }
-        }
-        Ok(out)
-    }
-
     /// What an indexing job needs to skip unchanged documents and reuse the vectors of
     /// unchanged chunks: each stored document of `ids` with its hash, title and chunks.
     pub async fn reusable(

@@ -456,7 +456,7 @@ impl IndexJob<'_> {
                 built.push(None);
                 continue;
             }
-            let document = Document {
+            let mut document = Document {
                 id: doc.id,
                 title: doc.title,
                 url: doc.url,
@@ -491,11 +491,16 @@ impl IndexJob<'_> {
             } else {
                 tally.summary.added += 1;
             }
+            // Stored vectors go in now; the chunks left without one are embedded below.
             let mut missing = Vec::new();
-            for (i, c) in document.chunks.iter().enumerate() {
-                if !known.contains_key(&embedding_input(&document.title, &c.text)) {
-                    missing.push(i);
-                    to_embed.push(embedding_input(&document.title, &c.text));
+            for (i, c) in document.chunks.iter_mut().enumerate() {
+                let input = embedding_input(&document.title, &c.text);
+                match known.get(&input) {
+                    Some(v) => c.embedding = v.clone(),
+                    None => {
+                        missing.push(i);
+                        to_embed.push(input);
+                    }
                 }
             }
             built.push(Some((document, meta, missing)));
@@ -513,16 +518,8 @@ impl IndexJob<'_> {
         let mut docs_out: Vec<Option<(Document, DocMeta)>> = Vec::with_capacity(built.len());
         for entry in built {
             docs_out.push(entry.map(|(mut document, meta, missing)| {
-                let title = document.title.clone();
-                for (i, c) in document.chunks.iter_mut().enumerate() {
-                    c.embedding = if missing.contains(&i) {
-                        vectors.next().unwrap_or_default()
-                    } else {
-                        known
-                            .get(&embedding_input(&title, &c.text))
-                            .cloned()
-                            .unwrap_or_default()
-                    };
+                for i in missing {
+                    document.chunks[i].embedding = vectors.next().unwrap_or_default();
                 }
                 (document, meta)
             }));

@@ -837,29 +837,8 @@ impl Service {
             .ok_or_else(|| ApiError::internal("pass without its domain"))?;
         let name = domain.to_string();
         self.blocking(move |s| {
-            let applier = s.applier();
-            let shard = applier.shard(&domain_row)?;
-            let settings: DomainSettings = shard.settings().clone();
-            let embedder = s.embedder(&settings.model)?;
-            let sizer = s
-                .models
-                .sizer_for(&settings.model)
-                .map_err(|e| ApiError::new(Code::Unavailable, format!("tokenizer: {e}")))?;
-            let sink = Arc::new(StoreSink {
-                applier: &applier,
-                pass,
-                domain: domain_row.clone(),
-                shard,
-            });
-            let summary = IndexJob {
-                sink,
-                embedder: embedder.as_ref(),
-                chunker: Chunker::new(sizer, settings.chunk_tokens, settings.chunk_overlap),
-                batch_docs: 64,
-                stop_on_error: true,
-                full_sync: false,
-            }
-            .run(sources.into_iter().map(Ok), &Progress::hidden())?;
+            let summary =
+                s.index_items(pass, domain_row, sources.into_iter().map(Ok), true, false)?;
             Ok(IngestOutput {
                 domain: name,
                 documents: summary.documents,
@@ -1068,11 +1047,23 @@ impl Service {
         };
         // The lock guards no data: a job that panicked leaves nothing half-done to refuse.
         let _one_at_a_time = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.index_items(pass, domain_row, items, false, full_sync)
+    }
+
+    /// Runs an indexing job into `domain` (which `pass` opens for writing) through the store.
+    fn index_items<T: Into<Item>>(
+        &self,
+        pass: Pass,
+        domain: Domain,
+        items: impl IntoIterator<Item = dartmouth_indexer::Result<T>, IntoIter: Send>,
+        stop_on_error: bool,
+        full_sync: bool,
+    ) -> ApiResult<IndexSummary> {
         let applier = self.applier();
-        let shard = applier.shard(&domain_row)?;
+        let shard = applier.shard(&domain)?;
         // Caught up first, so a job that writes nothing (a retried webhook) still answers a
         // sequence that covers what the store holds.
-        applier.catch_up(&domain_row)?;
+        applier.catch_up(&domain)?;
         let settings: DomainSettings = shard.settings().clone();
         let embedder = self.embedder(&settings.model)?;
         let sizer = self
@@ -1082,7 +1073,7 @@ impl Service {
         let sink = Arc::new(StoreSink {
             applier: &applier,
             pass,
-            domain: domain_row,
+            domain,
             shard,
         });
         Ok(IndexJob {
@@ -1090,7 +1081,7 @@ impl Service {
             embedder: embedder.as_ref(),
             chunker: Chunker::new(sizer, settings.chunk_tokens, settings.chunk_overlap),
             batch_docs: 64,
-            stop_on_error: false,
+            stop_on_error,
             full_sync,
         }
         .run(items, &Progress::hidden())?)
