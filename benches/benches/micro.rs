@@ -1,4 +1,4 @@
-//! Criterion micro-benchmarks: fusion, filtered search, BM25, ANN, batch embedding.
+//! Criterion micro-benchmarks: fusion, snippets, filtered search, BM25, ANN, batch embedding.
 //! Fixed seeds; the shard is built once per run in a temporary directory.
 //! `cargo bench -p dartmouth-benches` (the embedding group needs scripts/setup-model.sh's
 //! ORT_DYLIB_PATH and DARTMOUTH_MODEL_DIR and is skipped without them).
@@ -13,8 +13,8 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use dartmouth_engine::embed::{FakeEmbedder, OnnxEmbedder, OnnxOptions};
 use dartmouth_engine::{
-    AttrValue, Chunk, Document, DomainSettings, Embedder, Filter, Fusion, Mode, SearchRequest,
-    Shard, WriteBatch, WriteOp, fuse, search,
+    AttrValue, Chunk, Document, DomainSettings, Embedder, Filter, Fusion, Highlighter, Mode,
+    SearchRequest, Shard, WriteBatch, WriteOp, fuse, search,
 };
 use rand::{Rng, SeedableRng};
 
@@ -96,6 +96,16 @@ fn benches(c: &mut Criterion) {
     });
     c.bench_function("fusion/weighted 100+100", |b| {
         b.iter(|| fuse(&Fusion::default(), black_box(&bm25), black_box(&vector)))
+    });
+    // A served search's snippets: ten hits of about 200 words (a 256-token chunk).
+    let hits: Vec<String> = (0..10).map(|_| text(&mut rng, 200)).collect();
+    c.bench_function("highlight/10 snippets of 200 words", |b| {
+        b.iter(|| {
+            let h = Highlighter::new("returned hoodies after the sale");
+            hits.iter()
+                .map(|t| h.snippet(black_box(t), 240, "<em>", "</em>").len())
+                .sum::<usize>()
+        })
     });
 
     let tmp = tempfile::tempdir().unwrap();

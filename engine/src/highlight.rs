@@ -2,24 +2,31 @@
 //! the index (lower-casing, stop words, stemming), so "Returns" in a chunk is marked for a query
 //! that says "return".
 
-use std::collections::HashSet;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 
-use tantivy::tokenizer::{LowerCaser, SimpleTokenizer, TextAnalyzer, TokenStream};
+use tantivy::tokenizer::{TextAnalyzer, TokenStream};
 
 use crate::schema::english_analyzer;
 
 thread_local! {
-    static ANALYZER: std::cell::RefCell<TextAnalyzer> =
-        std::cell::RefCell::new(english_analyzer());
-    /// The analyzer's first two steps (split, lower-case): cheap enough to run over every hit.
-    static WORDS: std::cell::RefCell<TextAnalyzer> = std::cell::RefCell::new(
-        TextAnalyzer::builder(SimpleTokenizer::default()).filter(LowerCaser).build(),
-    );
+    static ANALYZER: RefCell<TextAnalyzer> = RefCell::new(english_analyzer());
+}
+
+/// A word's or term's first two characters, lower-cased (the second absent for one-letter ones).
+type Head = (char, Option<char>);
+
+fn head(word: &str) -> Option<Head> {
+    let mut chars = word.chars().flat_map(char::to_lowercase);
+    Some((chars.next()?, chars.next()))
 }
 
 /// Marks a query's terms in texts: the query is analysed once, each text on demand.
 pub struct Highlighter {
     terms: HashSet<String>,
+    heads: Vec<Head>,
+    /// Candidate words already analysed, and whether they matched (hits repeat their words).
+    seen: RefCell<HashMap<Box<str>, bool>>,
 }
 
 impl Highlighter {
@@ -31,48 +38,75 @@ impl Highlighter {
                 terms.insert(t.text.clone());
             }
         });
-        Highlighter { terms }
+        let mut heads: Vec<Head> = terms.iter().filter_map(|t| head(t)).collect();
+        heads.sort_unstable();
+        heads.dedup();
+        Highlighter {
+            terms,
+            heads,
+            seen: RefCell::new(HashMap::new()),
+        }
     }
 
     /// Byte ranges of `text`'s tokens whose analysed form is one of the query's, in order.
     ///
     /// Stemming every word of every hit was the largest cost of a served search after the
-    /// search itself, so words are only stemmed when they could match: English Snowball
+    /// search itself, so words are only analysed when they could match: English Snowball
     /// stemming only rewrites endings, so a word's stem starts with the word's first two
-    /// letters, and a word whose first two letters begin no query term cannot match one.
+    /// letters, and a word whose first two letters begin no query term cannot match one. Words
+    /// are split as the index's tokenizer splits them (runs of alphanumeric characters) without
+    /// allocating; only candidates are lower-cased and stemmed.
     pub fn term_ranges(&self, text: &str) -> Vec<(usize, usize)> {
-        if self.terms.is_empty() {
-            return Vec::new();
-        }
         let mut out = Vec::new();
-        WORDS.with_borrow_mut(|words| {
-            let mut stream = words.token_stream(text);
-            while let Some(t) = stream.next() {
-                if !self.may_match(&t.text) {
-                    continue;
-                }
-                let matched = ANALYZER.with_borrow_mut(|analyzer| {
-                    let mut one = analyzer.token_stream(&t.text);
-                    let mut hit = false;
-                    while let Some(stem) = one.next() {
-                        hit |= self.terms.contains(&stem.text);
+        if self.terms.is_empty() {
+            return out;
+        }
+        let mut word_start = None;
+        for (at, c) in text
+            .char_indices()
+            .chain(std::iter::once((text.len(), ' ')))
+        {
+            match (c.is_alphanumeric(), word_start) {
+                (true, None) => word_start = Some(at),
+                (false, Some(from)) => {
+                    word_start = None;
+                    let word = &text[from..at];
+                    if self.may_match(word) && self.matches(word) {
+                        out.push((from, at));
                     }
-                    hit
-                });
-                if matched {
-                    out.push((t.offset_from, t.offset_to));
                 }
+                _ => {}
             }
-        });
+        }
         out
     }
 
+    /// Whether a word's first two letters agree with some query term's (the shorter of the two
+    /// heads being a prefix of the other).
     fn may_match(&self, word: &str) -> bool {
-        let head = |w: &str| w.char_indices().nth(2).map_or(w.len(), |(b, _)| b);
-        let word_head = &word[..head(word)];
-        self.terms
+        let Some((w0, w1)) = head(word) else {
+            return false;
+        };
+        self.heads
             .iter()
-            .any(|t| t.starts_with(word_head) || word.starts_with(&t[..head(t)]))
+            .any(|&(t0, t1)| t0 == w0 && (w1.is_none() || t1.is_none() || w1 == t1))
+    }
+
+    /// The word analysed as the index analyses it is one of the query's terms.
+    fn matches(&self, word: &str) -> bool {
+        if let Some(&hit) = self.seen.borrow().get(word) {
+            return hit;
+        }
+        let hit = ANALYZER.with_borrow_mut(|analyzer| {
+            let mut one = analyzer.token_stream(word);
+            let mut hit = false;
+            while let Some(stem) = one.next() {
+                hit |= self.terms.contains(&stem.text);
+            }
+            hit
+        });
+        self.seen.borrow_mut().insert(word.into(), hit);
+        hit
     }
 
     /// A snippet of at most about `max_chars` characters around the densest run of query
@@ -80,19 +114,37 @@ impl Highlighter {
     /// markers are the only additions.
     pub fn snippet(&self, text: &str, max_chars: usize, pre: &str, post: &str) -> String {
         let ranges = self.term_ranges(text);
-        // Window start: the term that begins the window holding the most terms.
+        // Window start: the term that begins the window holding the most terms. Starts and
+        // window ends only move forward, so one pass over the text finds it.
         let mut best = (0usize, 0usize); // (count, start byte)
-        for (i, (start, _)) in ranges.iter().enumerate() {
-            let window_end = text[*start..]
-                .char_indices()
-                .nth(max_chars)
-                .map_or(text.len(), |(b, _)| start + b);
-            let count = ranges[i..]
-                .iter()
-                .take_while(|(_, e)| *e <= window_end)
-                .count();
+        let (mut window_end, mut window_chars, mut last) = (0usize, 0usize, 0usize);
+        let mut inside = 0usize; // ranges[i..inside] end within the window
+        for (i, &(start, _)) in ranges.iter().enumerate() {
+            // Chars between the previous start and this one leave the window.
+            if i > 0 {
+                window_chars = window_chars.saturating_sub(text[last..start].chars().count());
+            }
+            last = start;
+            if window_end < start {
+                (window_end, window_chars) = (start, 0);
+            }
+            let mut rest = text[window_end..].chars();
+            while window_chars < max_chars {
+                match rest.next() {
+                    Some(c) => {
+                        window_end += c.len_utf8();
+                        window_chars += 1;
+                    }
+                    None => break,
+                }
+            }
+            inside = inside.max(i);
+            while inside < ranges.len() && ranges[inside].1 <= window_end {
+                inside += 1;
+            }
+            let count = inside - i;
             if count > best.0 {
-                best = (count, *start);
+                best = (count, start);
             }
         }
         // Back up a little so the first term has some context, to a char boundary.
@@ -199,6 +251,62 @@ mod tests {
             "the of and",
         ] {
             assert_eq!(term_ranges(text, query), full(text, query), "{query}");
+        }
+    }
+
+    /// The one-pass window search picks the window the quadratic one did.
+    #[test]
+    fn one_pass_window_equals_the_naive_search() {
+        let naive = |h: &Highlighter, text: &str, max_chars: usize| {
+            let ranges = h.term_ranges(text);
+            let mut best = (0usize, 0usize);
+            for (i, (start, _)) in ranges.iter().enumerate() {
+                let window_end = text[*start..]
+                    .char_indices()
+                    .nth(max_chars)
+                    .map_or(text.len(), |(b, _)| start + b);
+                let count = ranges[i..]
+                    .iter()
+                    .take_while(|(_, e)| *e <= window_end)
+                    .count();
+                if count > best.0 {
+                    best = (count, *start);
+                }
+            }
+            best.1
+        };
+        let words = [
+            "blue", "hoodie", "é", "größe", "x", "blues", "red", "ü", "hoodies", "—",
+        ];
+        let h = Highlighter::new("blue hoodie größe");
+        let mut seed = 7u64;
+        for _ in 0..300 {
+            let mut text = String::new();
+            for _ in 0..(seed % 60) {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                text.push_str(words[(seed >> 33) as usize % words.len()]);
+                text.push(if seed & 1 == 0 { ' ' } else { ',' });
+            }
+            for max_chars in [1, 5, 12, 40, 400] {
+                let start = naive(&h, &text, max_chars);
+                let s = h.snippet(&text, max_chars, "[", "]");
+                // The snippet is cut from the window that starts at the naive choice.
+                let lead = max_chars / 6;
+                let from = text[..start]
+                    .char_indices()
+                    .rev()
+                    .take(lead)
+                    .last()
+                    .map_or(start, |(b, _)| b);
+                let plain = s.replace(['[', ']'], "");
+                let plain = plain.trim_start_matches('…');
+                assert!(
+                    text[from..].starts_with(plain.trim_end_matches('…')),
+                    "{text:?} {max_chars}: {s}"
+                );
+            }
         }
     }
 
