@@ -161,7 +161,16 @@ fn main() -> Result<()> {
             &cli.model_dir,
             Arc::new(OnnxEmbedder::load(&options(2, 1, 8))?),
         )?,
-        Cmd::Load(args) => load::run(&OnnxEmbedder::load(&options(2, 1, 8))?, &args)?,
+        Cmd::Load(args) => load::run(
+            &OnnxEmbedder::load(&options(2, 1, 8))?,
+            dartmouth_server::models::ModelArgs {
+                model_dir: Some(cli.model_dir.clone()),
+                ort_library: Some(cli.ort_library.clone()),
+                openai_url: None,
+                openai_key: None,
+            },
+            &args,
+        )?,
         Cmd::Query(args) => query::run(&OnnxEmbedder::load(&options(2, 1, 8))?, &args)?,
     }
     Ok(())
