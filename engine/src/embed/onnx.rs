@@ -130,10 +130,15 @@ impl OnnxEmbedder {
         let new_session = |threads: usize| -> Result<Mutex<TextEmbedding>> {
             let model = UserDefinedEmbeddingModel::new(onnx.clone(), tokenizer_files()?)
                 .with_pooling(Pooling::Mean);
-            let init = InitOptionsUserDefined::new()
+            let mut init = InitOptionsUserDefined::new()
                 .with_environment(environment.clone())
                 .with_max_length(options.max_tokens)
                 .with_intra_threads(threads.max(1));
+            if threads > 1 {
+                // Idle intra-op workers otherwise spin after each run, taking the cores the
+                // search that follows a query's embedding needs.
+                init = init.with_session_config("session.intra_op.allow_spinning", "0");
+            }
             let session = TextEmbedding::try_new_from_user_defined(model, init).map_err(|e| {
                 Error::ModelUnavailable(format!("cannot load {}: {e}", dir.display()))
             })?;
