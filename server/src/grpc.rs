@@ -1,16 +1,21 @@
 //! The gRPC transport (tonic): decode, call the service, encode — the same service layer and the
-//! same error table as HTTP.
+//! same error table as HTTP. Three services: `Retrieval` (search, context, documents and chunks),
+//! `Ingest` (documents and Shopify catalogs) and `Admin` (domains, principals, grants, keys).
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use dartmouth_domains::Caller;
+use dartmouth_domains::{Caller, Domain, Grant, KeyInfo, Principal, PrincipalKind, Role};
 use dartmouth_engine::Mode;
+use serde_json::Value;
 use tonic::{Request, Response, Status};
 
 use crate::error::{ApiError, ApiResult};
 use crate::proto as pb;
-use crate::service::{ContextInput, FusionInput, HitOut, SearchInput, Service};
+use crate::service::{
+    CatalogUpload, ChunkOut, ContextInput, DomainInput, FusionInput, GrantInput, HitOut,
+    IngestDocument, IngestInput, KeyInput, PrincipalInput, SearchInput, Service,
+};
 
 pub struct Grpc {
     pub svc: Arc<Service>,
@@ -85,6 +90,17 @@ fn search_input(r: pb::SearchRequest) -> ApiResult<SearchInput> {
         min_seq: r.min_seq.into_iter().collect(),
         collapse: r.collapse,
     })
+}
+
+fn chunk(c: ChunkOut) -> pb::DocumentChunk {
+    pb::DocumentChunk {
+        chunk_id: c.chunk_id,
+        idx: c.idx as u64,
+        text: c.text,
+        char_start: c.char_start,
+        char_end: c.char_end,
+        heading: c.heading,
+    }
 }
 
 fn hit(h: HitOut) -> pb::Hit {
@@ -206,19 +222,353 @@ impl pb::retrieval_server::Retrieval for Grpc {
                 title: doc.title,
                 url: doc.url,
                 attributes_json: doc.attributes.to_string(),
-                chunks: doc
-                    .chunks
-                    .into_iter()
-                    .map(|c| pb::DocumentChunk {
-                        chunk_id: c.chunk_id,
-                        idx: c.idx as u64,
-                        text: c.text,
-                        char_start: c.char_start,
-                        char_end: c.char_end,
-                        heading: c.heading,
-                    })
-                    .collect(),
+                chunks: doc.chunks.into_iter().map(chunk).collect(),
             })
+        })
+        .await
+    }
+
+    async fn get_chunk(
+        &self,
+        request: Request<pb::GetChunkRequest>,
+    ) -> Result<Response<pb::ChunkResponse>, Status> {
+        self.observe("GetChunk", async {
+            let caller = self.caller(&request).await?;
+            let r = request.into_inner();
+            let idx = usize::try_from(r.idx)
+                .map_err(|_| ApiError::invalid(format!("idx: {} is not a chunk number", r.idx)))?;
+            let out = self.svc.chunk(&caller, &r.domain, &r.doc_id, idx).await?;
+            Ok(pb::ChunkResponse {
+                domain: out.domain,
+                doc_id: out.doc_id,
+                title: out.title,
+                url: out.url,
+                chunk: Some(chunk(out.chunk)),
+            })
+        })
+        .await
+    }
+}
+
+// ---- ingest ----------------------------------------------------------------------------------
+
+fn ingest_document(i: usize, d: pb::IngestDocument) -> ApiResult<IngestDocument> {
+    let attributes = if d.attributes_json.trim().is_empty() {
+        serde_json::Map::new()
+    } else {
+        match serde_json::from_str::<Value>(&d.attributes_json) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => {
+                return Err(ApiError::invalid(format!(
+                    "documents[{i}].attributes_json: expected a JSON object"
+                )));
+            }
+            Err(e) => {
+                return Err(ApiError::invalid(format!(
+                    "documents[{i}].attributes_json: {e}"
+                )));
+            }
+        }
+    };
+    Ok(IngestDocument {
+        id: d.id,
+        title: d.title,
+        text: d.text,
+        url: d.url,
+        attributes,
+    })
+}
+
+fn count(n: usize) -> u64 {
+    n as u64
+}
+
+#[tonic::async_trait]
+impl pb::ingest_server::Ingest for Grpc {
+    async fn index_documents(
+        &self,
+        request: Request<pb::IndexDocumentsRequest>,
+    ) -> Result<Response<pb::IndexDocumentsResponse>, Status> {
+        self.observe("IndexDocuments", async {
+            let caller = self.caller(&request).await?;
+            let r = request.into_inner();
+            let documents = r
+                .documents
+                .into_iter()
+                .enumerate()
+                .map(|(i, d)| ingest_document(i, d))
+                .collect::<ApiResult<Vec<_>>>()?;
+            let out = self
+                .svc
+                .ingest(&caller, &r.domain, IngestInput { documents })
+                .await?;
+            Ok(pb::IndexDocumentsResponse {
+                domain: out.domain,
+                documents: count(out.documents),
+                chunks: count(out.chunks),
+                seq: out.seq,
+            })
+        })
+        .await
+    }
+
+    async fn upload_catalog(
+        &self,
+        request: Request<pb::UploadCatalogRequest>,
+    ) -> Result<Response<pb::CatalogSummary>, Status> {
+        self.observe("UploadCatalog", async {
+            let caller = self.caller(&request).await?;
+            let r = request.into_inner();
+            let upload = CatalogUpload {
+                format: (!r.format.is_empty()).then_some(r.format),
+                full_sync: r.full_sync,
+                base_url: (!r.base_url.is_empty()).then_some(r.base_url),
+                content_type: None,
+            };
+            let out = self
+                .svc
+                .upload_catalog(&caller, &r.domain, upload, r.body)
+                .await?;
+            Ok(pb::CatalogSummary {
+                domain: out.domain,
+                format: out
+                    .format
+                    .map(|f| f.as_str().to_string())
+                    .unwrap_or_default(),
+                seq: out.seq,
+                added: count(out.added),
+                updated: count(out.updated),
+                unchanged: count(out.unchanged),
+                deleted: count(out.deleted),
+                failed_count: count(out.failed_count),
+                failed: out.failed,
+                skipped: out.skipped,
+                notes: out.notes,
+                chunks: count(out.chunks),
+                embedded_chunks: count(out.embedded_chunks),
+            })
+        })
+        .await
+    }
+}
+
+// ---- administration ----------------------------------------------------------------------------
+
+fn domain_info(d: Domain) -> pb::DomainInfo {
+    pb::DomainInfo {
+        id: d.id,
+        name: d.name,
+        description: d.description,
+        settings_json: d.settings.to_string(),
+        created_at: d.created_at,
+    }
+}
+
+fn principal_info(p: Principal) -> pb::PrincipalInfo {
+    pb::PrincipalInfo {
+        id: p.id,
+        name: p.name,
+        kind: p.kind.as_str().to_string(),
+        superuser: p.superuser,
+        created_at: p.created_at,
+    }
+}
+
+fn grant_info(g: Grant) -> pb::GrantInfo {
+    pb::GrantInfo {
+        principal: g.principal,
+        domain: g.domain,
+        role: g.role.as_str().to_string(),
+    }
+}
+
+fn key_info(k: KeyInfo) -> pb::KeyInfo {
+    pb::KeyInfo {
+        id: k.id,
+        principal: k.principal,
+        domains: k.domains.map(|names| pb::DomainNames { names }),
+        created_at: k.created_at,
+        expires_at: k.expires_at,
+        revoked_at: k.revoked_at,
+    }
+}
+
+/// A string field that must name one of a set of values: the error names the field.
+fn parsed<T>(
+    field: &str,
+    value: &str,
+    parse: impl Fn(&str) -> dartmouth_domains::Result<T>,
+) -> ApiResult<T> {
+    parse(value).map_err(|e| ApiError::invalid(format!("{field}: {e}")))
+}
+
+#[tonic::async_trait]
+impl pb::admin_server::Admin for Grpc {
+    async fn list_domains(
+        &self,
+        request: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::DomainList>, Status> {
+        self.observe("ListDomains", async {
+            let caller = self.caller(&request).await?;
+            let domains = self.svc.list_domains(&caller).await?;
+            Ok(pb::DomainList {
+                domains: domains.into_iter().map(domain_info).collect(),
+            })
+        })
+        .await
+    }
+
+    async fn create_domain(
+        &self,
+        request: Request<pb::CreateDomainRequest>,
+    ) -> Result<Response<pb::DomainInfo>, Status> {
+        self.observe("CreateDomain", async {
+            let caller = self.caller(&request).await?;
+            let r = request.into_inner();
+            let input = DomainInput {
+                name: r.name,
+                description: r.description,
+                embedder: (!r.embedder.is_empty()).then_some(r.embedder),
+            };
+            Ok(domain_info(self.svc.create_domain(&caller, input).await?))
+        })
+        .await
+    }
+
+    async fn delete_domain(
+        &self,
+        request: Request<pb::DeleteDomainRequest>,
+    ) -> Result<Response<pb::DomainInfo>, Status> {
+        self.observe("DeleteDomain", async {
+            let caller = self.caller(&request).await?;
+            let name = request.into_inner().name;
+            Ok(domain_info(self.svc.delete_domain(&caller, &name).await?))
+        })
+        .await
+    }
+
+    async fn list_principals(
+        &self,
+        request: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::PrincipalList>, Status> {
+        self.observe("ListPrincipals", async {
+            let caller = self.caller(&request).await?;
+            let principals = self.svc.list_principals(&caller).await?;
+            Ok(pb::PrincipalList {
+                principals: principals.into_iter().map(principal_info).collect(),
+            })
+        })
+        .await
+    }
+
+    async fn create_principal(
+        &self,
+        request: Request<pb::CreatePrincipalRequest>,
+    ) -> Result<Response<pb::PrincipalInfo>, Status> {
+        self.observe("CreatePrincipal", async {
+            let caller = self.caller(&request).await?;
+            let r = request.into_inner();
+            let input = PrincipalInput {
+                kind: parsed("kind", &r.kind, PrincipalKind::parse)?,
+                name: r.name,
+            };
+            Ok(principal_info(
+                self.svc.create_principal(&caller, input).await?,
+            ))
+        })
+        .await
+    }
+
+    async fn list_grants(
+        &self,
+        request: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::GrantList>, Status> {
+        self.observe("ListGrants", async {
+            let caller = self.caller(&request).await?;
+            let grants = self.svc.list_grants(&caller).await?;
+            Ok(pb::GrantList {
+                grants: grants.into_iter().map(grant_info).collect(),
+            })
+        })
+        .await
+    }
+
+    async fn grant(
+        &self,
+        request: Request<pb::GrantInfo>,
+    ) -> Result<Response<pb::GrantInfo>, Status> {
+        self.observe("Grant", async {
+            let caller = self.caller(&request).await?;
+            let r = request.into_inner();
+            let input = GrantInput {
+                role: parsed("role", &r.role, Role::parse)?,
+                principal: r.principal,
+                domain: r.domain,
+            };
+            Ok(grant_info(self.svc.grant(&caller, input).await?))
+        })
+        .await
+    }
+
+    async fn revoke_grant(
+        &self,
+        request: Request<pb::RevokeGrantRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        self.observe("RevokeGrant", async {
+            let caller = self.caller(&request).await?;
+            let r = request.into_inner();
+            self.svc
+                .revoke_grant(&caller, &r.principal, &r.domain)
+                .await?;
+            Ok(pb::Empty {})
+        })
+        .await
+    }
+
+    async fn list_keys(
+        &self,
+        request: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::KeyList>, Status> {
+        self.observe("ListKeys", async {
+            let caller = self.caller(&request).await?;
+            let keys = self.svc.list_keys(&caller).await?;
+            Ok(pb::KeyList {
+                keys: keys.into_iter().map(key_info).collect(),
+            })
+        })
+        .await
+    }
+
+    async fn create_key(
+        &self,
+        request: Request<pb::CreateKeyRequest>,
+    ) -> Result<Response<pb::NewKey>, Status> {
+        self.observe("CreateKey", async {
+            let caller = self.caller(&request).await?;
+            let r = request.into_inner();
+            let input = KeyInput {
+                principal: r.principal,
+                domains: r.domains.map(|d| d.names),
+                expires_in: r.expires_in,
+            };
+            let out = self.svc.create_key(&caller, input).await?;
+            Ok(pb::NewKey {
+                key: Some(key_info(out.key)),
+                secret: out.secret,
+            })
+        })
+        .await
+    }
+
+    async fn revoke_key(
+        &self,
+        request: Request<pb::RevokeKeyRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        self.observe("RevokeKey", async {
+            let caller = self.caller(&request).await?;
+            let id = request.into_inner().id;
+            self.svc.revoke_key(&caller, &id).await?;
+            Ok(pb::Empty {})
         })
         .await
     }

@@ -220,19 +220,10 @@ async fn chunk(
     let Ok(idx) = idx.parse::<usize>() else {
         return ApiError::invalid(format!("idx: `{idx}` is not a chunk number")).into_response();
     };
-    match svc.document(&c, &domain, &id).await {
-        Ok(doc) => match doc.chunks.into_iter().nth(idx) {
-            Some(chunk) => Json(json!({
-                "domain": doc.domain, "doc_id": doc.doc_id, "title": doc.title, "url": doc.url,
-                "chunk": chunk,
-            }))
-            .into_response(),
-            None => {
-                ApiError::new(Code::NotFound, format!("chunk {idx} does not exist")).into_response()
-            }
-        },
-        Err(e) => e.into_response(),
-    }
+    svc.chunk(&c, &domain, &id, idx)
+        .await
+        .map(Json)
+        .into_response()
 }
 
 async fn ingest(

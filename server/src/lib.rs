@@ -86,6 +86,12 @@ pub async fn serve(config: ServeConfig, svc: Arc<Service>) -> Result<()> {
     health_reporter
         .set_serving::<proto::retrieval_server::RetrievalServer<grpc::Grpc>>()
         .await;
+    health_reporter
+        .set_serving::<proto::ingest_server::IngestServer<grpc::Grpc>>()
+        .await;
+    health_reporter
+        .set_serving::<proto::admin_server::AdminServer<grpc::Grpc>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -95,11 +101,21 @@ pub async fn serve(config: ServeConfig, svc: Arc<Service>) -> Result<()> {
         svc: Arc::clone(&svc),
     })
     .max_decoding_message_size(config.limits.max_body_bytes);
+    let ingest = proto::ingest_server::IngestServer::new(grpc::Grpc {
+        svc: Arc::clone(&svc),
+    })
+    .max_decoding_message_size(config.limits.max_body_bytes);
+    let admin = proto::admin_server::AdminServer::new(grpc::Grpc {
+        svc: Arc::clone(&svc),
+    })
+    .max_decoding_message_size(config.limits.max_body_bytes);
     let grpc_server = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(60))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(retrieval)
+        .add_service(ingest)
+        .add_service(admin)
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(grpc_listener),
             stopped(stop_rx.clone()),

@@ -234,6 +234,16 @@ pub struct ChunkOut {
     pub heading: Option<String>,
 }
 
+/// One chunk of a document, with the document's provenance.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChunkWithDocument {
+    pub domain: String,
+    pub doc_id: String,
+    pub title: String,
+    pub url: Option<String>,
+    pub chunk: ChunkOut,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct DocumentOut {
     pub domain: String,
@@ -782,6 +792,33 @@ impl Service {
                 )
             })?;
         Ok(document_out(domain, doc))
+    }
+
+    /// The `idx`th chunk of a document (the same access rules as [`Service::document`]).
+    pub async fn chunk(
+        &self,
+        caller: &Caller,
+        domain: &str,
+        id: &str,
+        idx: usize,
+    ) -> ApiResult<ChunkWithDocument> {
+        let doc = self.document(caller, domain, id).await?;
+        let chunk = doc.chunks.into_iter().nth(idx).ok_or_else(|| {
+            ApiError::new(
+                Code::NotFound,
+                format!(
+                    "chunk {idx} does not exist in document `{}`",
+                    dartmouth_domains::names::shown(id)
+                ),
+            )
+        })?;
+        Ok(ChunkWithDocument {
+            domain: doc.domain,
+            doc_id: doc.doc_id,
+            title: doc.title,
+            url: doc.url,
+            chunk,
+        })
     }
 
     pub async fn ingest(

@@ -64,7 +64,7 @@ fn setup() -> (tempfile::TempDir, PathBuf, Keys) {
     let data = dir.path().join("data");
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sample/help-centre");
     let sample = sample.to_str().unwrap();
-    for d in ["help", "secret", "scratch"] {
+    for d in ["help", "secret", "scratch", "scratch-grpc"] {
         cli(&data, &["domain", "create", d, "--embedder", "fake"]);
     }
     cli(&data, &["index", "--domain", "help", sample]);
@@ -82,6 +82,8 @@ fn setup() -> (tempfile::TempDir, PathBuf, Keys) {
         writer: key_for(&data, "writer"),
         other: key_for(&data, "other"),
         admin: key_for(&data, "admin"),
+        // Spare keys of `writer` for the matrix's revocations (HTTP, gRPC), by their ids.
+        spare: [0, 1].map(|_| key_for(&data, "writer")[..11].to_string()),
     };
     (dir, data, keys)
 }
@@ -91,6 +93,7 @@ struct Keys {
     writer: String,
     other: String,
     admin: String,
+    spare: [String; 2],
 }
 
 fn start(dir: tempfile::TempDir, data: PathBuf, extra: &[&str]) -> Server {
@@ -288,6 +291,122 @@ fn with_key<T>(msg: T, key: Option<&str>) -> tonic::Request<T> {
     r
 }
 
+/// Calls one gRPC method of the matrix with a fixed, valid request; the answer's code.
+async fn grpc_call(ch: Channel, method: &str, key: Option<&str>, spare_key: &str) -> tonic::Code {
+    use dartmouth_server::proto::admin_client::AdminClient;
+    use dartmouth_server::proto::ingest_client::IngestClient;
+    let mut r = RetrievalClient::new(ch.clone());
+    let mut i = IngestClient::new(ch.clone());
+    let mut a = AdminClient::new(ch);
+    let search = || pb::SearchRequest {
+        query: "refund".into(),
+        domains: vec!["help".into()],
+        ..Default::default()
+    };
+    let outcome: Result<(), tonic::Status> = match method {
+        "Search" => r.search(with_key(search(), key)).await.map(drop),
+        "Context" => r
+            .context(with_key(pb::ContextRequest {
+                query: "refund".into(),
+                domains: vec!["help".into()],
+                ..Default::default()
+            }, key))
+            .await
+            .map(drop),
+        "GetDocument" => r
+            .get_document(with_key(pb::GetDocumentRequest {
+                domain: "help".into(),
+                doc_id: "returns.md".into(),
+            }, key))
+            .await
+            .map(drop),
+        "GetChunk" => r
+            .get_chunk(with_key(pb::GetChunkRequest {
+                domain: "help".into(),
+                doc_id: "returns.md".into(),
+                idx: 0,
+            }, key))
+            .await
+            .map(drop),
+        "IndexDocuments" => i
+            .index_documents(with_key(pb::IndexDocumentsRequest {
+                domain: "help".into(),
+                documents: vec![pb::IngestDocument {
+                    id: "grpc.md".into(),
+                    title: "From gRPC".into(),
+                    text: "A page written over gRPC.".into(),
+                    url: None,
+                    attributes_json: r#"{"tier":"silver"}"#.into(),
+                }],
+            }, key))
+            .await
+            .map(drop),
+        "UploadCatalog" => i
+            .upload_catalog(with_key(pb::UploadCatalogRequest {
+                domain: "help".into(),
+                body: br#"{"products":[{"id":7101,"title":"gRPC mug","handle":"grpc-mug","variants":[{"id":7102,"price":"9.00"}]}]}"#.to_vec(),
+                ..Default::default()
+            }, key))
+            .await
+            .map(drop),
+        "ListDomains" => a.list_domains(with_key(pb::ListRequest {}, key)).await.map(drop),
+        "CreateDomain" => a
+            .create_domain(with_key(pb::CreateDomainRequest {
+                name: "made-grpc".into(),
+                description: String::new(),
+                embedder: "fake".into(),
+            }, key))
+            .await
+            .map(drop),
+        "DeleteDomain" => a
+            .delete_domain(with_key(pb::DeleteDomainRequest {
+                name: "scratch-grpc".into(),
+            }, key))
+            .await
+            .map(drop),
+        "ListPrincipals" => a.list_principals(with_key(pb::ListRequest {}, key)).await.map(drop),
+        "CreatePrincipal" => a
+            .create_principal(with_key(pb::CreatePrincipalRequest {
+                name: "newbie-grpc".into(),
+                kind: "agent".into(),
+            }, key))
+            .await
+            .map(drop),
+        "ListGrants" => a.list_grants(with_key(pb::ListRequest {}, key)).await.map(drop),
+        "Grant" => a
+            .grant(with_key(pb::GrantInfo {
+                principal: "other".into(),
+                domain: "help".into(),
+                role: "read".into(),
+            }, key))
+            .await
+            .map(drop),
+        "RevokeGrant" => a
+            .revoke_grant(with_key(pb::RevokeGrantRequest {
+                principal: "other".into(),
+                domain: "help".into(),
+            }, key))
+            .await
+            .map(drop),
+        "ListKeys" => a.list_keys(with_key(pb::ListRequest {}, key)).await.map(drop),
+        "CreateKey" => a
+            .create_key(with_key(pb::CreateKeyRequest {
+                principal: "reader".into(),
+                ..Default::default()
+            }, key))
+            .await
+            .map(drop),
+        "RevokeKey" => a
+            .revoke_key(with_key(pb::RevokeKeyRequest {
+                id: spare_key.into(),
+            }, key))
+            .await
+            .map(drop),
+        other => panic!("no call for {other}"),
+    };
+    outcome.map_or_else(|e| e.code(), |()| tonic::Code::Ok)
+}
+
 #[test]
 fn one_contract_over_http_and_grpc_with_access_control() {
     let (dir, data, keys) = setup();
@@ -403,6 +522,7 @@ fn one_contract_over_http_and_grpc_with_access_control() {
     let ingest =
         r#"{"documents":[{"id":"new.md","title":"New","text":"A brand new returns page."}]}"#;
     let catalog = r#"{"products":[{"id":7001,"title":"Matrix mug","handle":"matrix-mug","vendor":"Acme","variants":[{"id":7002,"price":"12.00","inventory_item_id":7003}]}]}"#;
+    let revoke_spare = format!("/v1/keys/{}", keys.spare[0]);
     let matrix: Vec<(&str, &str, Option<&str>, [u16; 6])> = vec![
         (
             "POST",
@@ -479,6 +599,13 @@ fn one_contract_over_http_and_grpc_with_access_control() {
             "/v1/keys",
             Some(r#"{"principal":"reader"}"#),
             [401, 401, 403, 201, 403, 201],
+        ),
+        // Only the key's owner (writer) or a superuser may revoke it; revoking twice is fine.
+        (
+            "DELETE",
+            &revoke_spare,
+            None,
+            [401, 401, 403, 403, 204, 204],
         ),
         (
             "DELETE",
@@ -594,55 +721,62 @@ fn one_contract_over_http_and_grpc_with_access_control() {
         200
     );
 
-    // The same matrix over gRPC.
-    let codes = rt.block_on(async {
-        let mut c = grpc_client(&s).await;
-        let mut out = Vec::new();
-        for (who, key) in &creds {
-            let search = c
-                .search(with_key(
-                    pb::SearchRequest {
-                        query: "refund".into(),
-                        domains: vec!["help".into()],
-                        ..Default::default()
-                    },
-                    *key,
-                ))
-                .await
-                .map(|_| tonic::Code::Ok)
-                .unwrap_or_else(|e| e.code());
-            let context = c
-                .context(with_key(
-                    pb::ContextRequest {
-                        query: "refund".into(),
-                        domains: vec!["help".into()],
-                        ..Default::default()
-                    },
-                    *key,
-                ))
-                .await
-                .map(|_| tonic::Code::Ok)
-                .unwrap_or_else(|e| e.code());
-            let doc = c
-                .get_document(with_key(
-                    pb::GetDocumentRequest {
-                        domain: "help".into(),
-                        doc_id: "returns.md".into(),
-                    },
-                    *key,
-                ))
-                .await
-                .map(|_| tonic::Code::Ok)
-                .unwrap_or_else(|e| e.code());
-            out.push((*who, search, context, doc));
+    // The same matrix over gRPC: every method of the three services, each expected to answer
+    // with the gRPC code of the HTTP status its route answers (one error table). The HTTP rows
+    // above have run: names differ where a row creates something, and `other`'s grant on help
+    // was revoked again, so the expectations are the same.
+    let grpc_matrix: Vec<(&str, [u16; 6])> = vec![
+        ("Search", [401, 401, 404, 200, 200, 200]),
+        ("Context", [401, 401, 404, 200, 200, 200]),
+        ("GetDocument", [401, 401, 404, 200, 200, 200]),
+        ("GetChunk", [401, 401, 404, 200, 200, 200]),
+        ("IndexDocuments", [401, 401, 404, 403, 200, 200]),
+        ("UploadCatalog", [401, 401, 404, 403, 200, 200]),
+        ("ListDomains", [401, 401, 200, 200, 200, 200]),
+        ("CreateDomain", [401, 401, 403, 403, 403, 201]),
+        ("ListPrincipals", [401, 401, 403, 403, 403, 200]),
+        ("CreatePrincipal", [401, 401, 403, 403, 403, 201]),
+        ("ListGrants", [401, 401, 403, 403, 403, 200]),
+        ("Grant", [401, 401, 404, 403, 403, 200]),
+        ("RevokeGrant", [401, 401, 403, 403, 403, 204]),
+        ("ListKeys", [401, 401, 403, 403, 403, 200]),
+        ("CreateKey", [401, 401, 403, 201, 403, 201]),
+        ("RevokeKey", [401, 401, 403, 403, 204, 204]),
+        ("DeleteDomain", [401, 401, 404, 404, 404, 200]),
+    ];
+    let grpc_code = |status: u16| match status {
+        200 | 201 | 204 => tonic::Code::Ok,
+        401 => tonic::Code::Unauthenticated,
+        403 => tonic::Code::PermissionDenied,
+        404 => tonic::Code::NotFound,
+        other => panic!("no gRPC code for {other} in this matrix"),
+    };
+    let failures = rt.block_on(async {
+        let channel = Channel::from_shared(s.grpc.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut failures = Vec::new();
+        for (method, expected) in &grpc_matrix {
+            for ((who, key), want) in creds.iter().zip(expected) {
+                let got = grpc_call(channel.clone(), method, *key, &keys.spare[1]).await;
+                if got != grpc_code(*want) {
+                    failures.push(format!("{method} as {who}: {got:?} (want {want})"));
+                }
+            }
         }
-        out
+        failures
     });
-    use tonic::Code::{NotFound, Ok as Fine, Unauthenticated};
-    let want = [Unauthenticated, Unauthenticated, NotFound, Fine, Fine, Fine];
-    for ((who, a, b, c), w) in codes.iter().zip(want) {
-        assert_eq!((*a, *b, *c), (w, w, w), "grpc as {who}");
-    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(
+        grpc_matrix.len(),
+        matrix
+            .iter()
+            .filter(|(_, p, _, _)| p.starts_with("/v1/") && !p.starts_with("/v1/webhooks"))
+            .count(),
+        "every HTTP route but the webhook has a gRPC method"
+    );
 
     // Read your own writes: the ingest acknowledges a sequence; min_seq waits for it.
     let (status, ack) = call(
@@ -701,7 +835,8 @@ fn one_contract_over_http_and_grpc_with_access_control() {
             .replace("/help/documents", "/{domain}/documents")
             .replace("/help/shopify", "/{domain}/shopify")
             .replace("/v1/grants/other/help", "/v1/grants/{principal}/{domain}")
-            .replace("/v1/domains/scratch", "/v1/domains/{domain}");
+            .replace("/v1/domains/scratch", "/v1/domains/{domain}")
+            .replace(&keys.spare[0], "{id}");
         assert!(
             !openapi["paths"][&templated].is_null(),
             "openapi lacks {templated}"
@@ -767,12 +902,18 @@ fn one_contract_over_http_and_grpc_with_access_control() {
         (services, descriptor)
     });
     assert!(
-        services.iter().any(|n| n == "dartmouth.v1.Retrieval")
-            && services.iter().any(|n| n == "grpc.health.v1.Health"),
+        [
+            "dartmouth.v1.Retrieval",
+            "dartmouth.v1.Ingest",
+            "dartmouth.v1.Admin",
+            "grpc.health.v1.Health"
+        ]
+        .iter()
+        .all(|want| services.iter().any(|n| n == want)),
         "{services:?}"
     );
     let descriptor = String::from_utf8_lossy(&descriptor);
-    for method in ["Search", "Context", "GetDocument"] {
+    for method in ["Search", "Context", "GetDocument", "GetChunk"] {
         assert!(descriptor.contains(method), "reflection lacks {method}");
     }
     let _ = &s.data;
@@ -883,6 +1024,121 @@ fn bad_input_gets_a_clear_4xx_and_the_server_keeps_serving() {
         .unwrap_err()
     });
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+
+    // Bad input to the ingest and admin services: INVALID_ARGUMENT naming the field.
+    let (w, a) = (Some(keys.writer.as_str()), Some(keys.admin.as_str()));
+    let refusals = rt.block_on(async {
+        use dartmouth_server::proto::admin_client::AdminClient;
+        use dartmouth_server::proto::ingest_client::IngestClient;
+        let channel = Channel::from_shared(s.grpc.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut ingest = IngestClient::new(channel.clone());
+        let mut admin = AdminClient::new(channel.clone());
+        let mut retrieval = RetrievalClient::new(channel);
+        let doc = |attributes_json: &str| pb::IngestDocument {
+            id: "d".into(),
+            title: "D".into(),
+            text: "text".into(),
+            url: None,
+            attributes_json: attributes_json.into(),
+        };
+        let index = |docs: Vec<pb::IngestDocument>| {
+            with_key(
+                pb::IndexDocumentsRequest {
+                    domain: "help".into(),
+                    documents: docs,
+                },
+                w,
+            )
+        };
+        vec![
+            ingest
+                .index_documents(index(vec![doc("{"), doc("")]))
+                .await
+                .map(drop),
+            ingest
+                .index_documents(index(vec![doc("{}"), doc("[1]")]))
+                .await
+                .map(drop),
+            ingest.index_documents(index(vec![])).await.map(drop),
+            ingest
+                .upload_catalog(with_key(
+                    pb::UploadCatalogRequest {
+                        domain: "help".into(),
+                        body: vec![b'{', 0xff],
+                        ..Default::default()
+                    },
+                    w,
+                ))
+                .await
+                .map(drop),
+            ingest
+                .upload_catalog(with_key(
+                    pb::UploadCatalogRequest {
+                        domain: "help".into(),
+                        body: b"{}".to_vec(),
+                        format: "xml".into(),
+                        ..Default::default()
+                    },
+                    w,
+                ))
+                .await
+                .map(drop),
+            admin
+                .grant(with_key(
+                    pb::GrantInfo {
+                        principal: "reader".into(),
+                        domain: "help".into(),
+                        role: "owner".into(),
+                    },
+                    a,
+                ))
+                .await
+                .map(drop),
+            admin
+                .create_principal(with_key(
+                    pb::CreatePrincipalRequest {
+                        name: "p".into(),
+                        kind: "robot".into(),
+                    },
+                    a,
+                ))
+                .await
+                .map(drop),
+            retrieval
+                .get_chunk(with_key(
+                    pb::GetChunkRequest {
+                        domain: "help".into(),
+                        doc_id: "returns.md".into(),
+                        idx: 10_000,
+                    },
+                    k,
+                ))
+                .await
+                .map(drop),
+        ]
+    });
+    let expected = [
+        (tonic::Code::InvalidArgument, "documents[0].attributes_json"),
+        (
+            tonic::Code::InvalidArgument,
+            "documents[1].attributes_json: expected a JSON object",
+        ),
+        (tonic::Code::InvalidArgument, "documents: send 1 to"),
+        (tonic::Code::InvalidArgument, "UTF-8"),
+        (tonic::Code::InvalidArgument, "format"),
+        (tonic::Code::InvalidArgument, "role"),
+        (tonic::Code::InvalidArgument, "kind"),
+        (tonic::Code::NotFound, "chunk 10000 does not exist"),
+    ];
+    for (got, (code, names)) in refusals.into_iter().zip(expected) {
+        let e = got.unwrap_err();
+        assert_eq!(e.code(), code, "{e:?}");
+        assert!(e.message().contains(names), "{names}: {}", e.message());
+    }
 
     // A name the store would take but a shard directory cannot: refused, nothing stored.
     let admin = Some(keys.admin.as_str());
