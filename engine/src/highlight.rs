@@ -53,7 +53,8 @@ impl Highlighter {
     /// Stemming every word of every hit was the largest cost of a served search after the
     /// search itself, so words are only analysed when they could match: English Snowball
     /// stemming only rewrites endings, so a word's stem starts with the word's first two
-    /// letters, and a word whose first two letters begin no query term cannot match one. Words
+    /// letters (one exception: `dying` → `die`, see `may_match`), and a word whose first two
+    /// letters begin no query term cannot match one. Words
     /// are split as the index's tokenizer splits them (runs of alphanumeric characters) without
     /// allocating; only candidates are lower-cased and stemmed.
     pub fn term_ranges(&self, text: &str) -> Vec<(usize, usize)> {
@@ -87,9 +88,11 @@ impl Highlighter {
         let Some((w0, w1)) = head(word) else {
             return false;
         };
-        self.heads
-            .iter()
-            .any(|&(t0, t1)| t0 == w0 && (w1.is_none() || t1.is_none() || w1 == t1))
+        // Snowball turns a consonant + "ying" into consonant + "ie" ("dying" → "die"): a second
+        // letter `y` may become `i`.
+        self.heads.iter().any(|&(t0, t1)| {
+            t0 == w0 && (w1.is_none() || t1.is_none() || w1 == t1 || w1 == Some('y'))
+        })
     }
 
     /// The word analysed as the index analyses it is one of the query's terms.
@@ -109,12 +112,10 @@ impl Highlighter {
         hit
     }
 
-    /// A snippet of at most about `max_chars` characters around the densest run of query
-    /// terms, each wrapped in `pre`/`post` (`…` marks cut ends). The text is returned as data:
-    /// markers are the only additions.
-    pub fn snippet(&self, text: &str, max_chars: usize, pre: &str, post: &str) -> String {
-        let ranges = self.term_ranges(text);
-        // Window start: the term that begins the window holding the most terms. Starts and
+    /// The start of the window of `max_chars` characters that holds the most whole term ranges
+    /// (the first such window; 0 without terms).
+    fn window_start(text: &str, ranges: &[(usize, usize)], max_chars: usize) -> usize {
+        // The window start: the term that begins the window holding the most terms. Starts and
         // window ends only move forward, so one pass over the text finds it.
         let mut best = (0usize, 0usize); // (count, start byte)
         let (mut window_end, mut window_chars, mut last) = (0usize, 0usize, 0usize);
@@ -147,10 +148,19 @@ impl Highlighter {
                 best = (count, start);
             }
         }
+        best.1
+    }
+
+    /// A snippet of at most about `max_chars` characters around the densest run of query
+    /// terms, each wrapped in `pre`/`post` (`…` marks cut ends). The text is returned as data:
+    /// markers are the only additions.
+    pub fn snippet(&self, text: &str, max_chars: usize, pre: &str, post: &str) -> String {
+        let ranges = self.term_ranges(text);
+        let start = Self::window_start(text, &ranges, max_chars);
         // Back up a little so the first term has some context, to a char boundary.
         let lead = max_chars / 6;
-        let mut from = best.1;
-        for (n, (b, _)) in text[..best.1].char_indices().rev().enumerate() {
+        let mut from = start;
+        for (n, (b, _)) in text[..start].char_indices().rev().enumerate() {
             if n >= lead {
                 break;
             }
@@ -238,7 +248,8 @@ mod tests {
         let text = "Unworn, unwashed items with their tags attached can be returned within 30 days \
             of delivery. Refunds go to the original payment method; gift cards are never \
             refundable. Running, runners and ran: generously generalised generalities, \
-            happily happier happiness, Ärger über Öl, yes yielding y x 7 A4.";
+            happily happier happiness, Ärger über Öl, yes yielding y x 7 A4, dying lying tying \
+            vying dies lied.";
         for query in [
             "return refund",
             "run runner",
@@ -249,6 +260,9 @@ mod tests {
             "7 a4",
             "gift card payment",
             "the of and",
+            "die",
+            "lie tie",
+            "dying vie",
         ] {
             assert_eq!(term_ranges(text, query), full(text, query), "{query}");
         }
@@ -289,22 +303,12 @@ mod tests {
                 text.push_str(words[(seed >> 33) as usize % words.len()]);
                 text.push(if seed & 1 == 0 { ' ' } else { ',' });
             }
-            for max_chars in [1, 5, 12, 40, 400] {
-                let start = naive(&h, &text, max_chars);
-                let s = h.snippet(&text, max_chars, "[", "]");
-                // The snippet is cut from the window that starts at the naive choice.
-                let lead = max_chars / 6;
-                let from = text[..start]
-                    .char_indices()
-                    .rev()
-                    .take(lead)
-                    .last()
-                    .map_or(start, |(b, _)| b);
-                let plain = s.replace(['[', ']'], "");
-                let plain = plain.trim_start_matches('…');
-                assert!(
-                    text[from..].starts_with(plain.trim_end_matches('…')),
-                    "{text:?} {max_chars}: {s}"
+            let ranges = h.term_ranges(&text);
+            for max_chars in [3, 5, 12, 40, 400] {
+                assert_eq!(
+                    Highlighter::window_start(&text, &ranges, max_chars),
+                    naive(&h, &text, max_chars),
+                    "{text:?} {max_chars}"
                 );
             }
         }
