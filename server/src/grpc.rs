@@ -393,15 +393,6 @@ fn key_info(k: KeyInfo) -> pb::KeyInfo {
     }
 }
 
-/// A string field that must name one of a set of values: the error names the field.
-fn parsed<T>(
-    field: &str,
-    value: &str,
-    parse: impl Fn(&str) -> dartmouth_domains::Result<T>,
-) -> ApiResult<T> {
-    parse(value).map_err(|e| ApiError::invalid(format!("{field}: {e}")))
-}
-
 #[tonic::async_trait]
 impl pb::admin_server::Admin for Grpc {
     async fn list_domains(
@@ -469,7 +460,7 @@ impl pb::admin_server::Admin for Grpc {
             let caller = self.caller(&request).await?;
             let r = request.into_inner();
             let input = PrincipalInput {
-                kind: parsed("kind", &r.kind, PrincipalKind::parse)?,
+                kind: PrincipalKind::parse(&r.kind)?,
                 name: r.name,
             };
             Ok(principal_info(
@@ -501,7 +492,7 @@ impl pb::admin_server::Admin for Grpc {
             let caller = self.caller(&request).await?;
             let r = request.into_inner();
             let input = GrantInput {
-                role: parsed("role", &r.role, Role::parse)?,
+                role: Role::parse(&r.role)?,
                 principal: r.principal,
                 domain: r.domain,
             };
