@@ -288,6 +288,23 @@ impl Store {
         })
     }
 
+    /// When the first change of a domain after `after` was acknowledged (milliseconds since the
+    /// Unix epoch); `None` when there is none. The applier measures ingest-to-searchable lag
+    /// from it.
+    pub async fn first_change_at(&self, domain_id: i64, after: u64) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT at FROM changelog WHERE domain_id = $1 AND domain_seq > $2 \
+             ORDER BY domain_seq LIMIT 1",
+        )
+        .bind(domain_id)
+        .bind(after as i64)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| r.try_get::<i64, _>("at"))
+            .transpose()
+            .map_err(Into::into)
+    }
+
     /// Up to `limit` changes of a domain after `after`, each with the document's current state.
     pub async fn changes_since(
         &self,

@@ -310,6 +310,13 @@ async fn conformance(url: &str) {
     assert_eq!(a.chunks[1].char_start, 3);
     assert_eq!(a.attributes, json!({"vendor": [{"keyword": "acme"}]}));
     assert_eq!(store.changes_since(kb.id, s1, 1).await.unwrap().len(), 1);
+    // When the first pending change was acknowledged (the applier's lag): a time from this
+    // run for the oldest change, none past the last.
+    let first = store.first_change_at(kb.id, 0).await.unwrap().unwrap();
+    let now = dartmouth_domains::now_millis();
+    assert!(first <= now && first > now - 600_000, "{first} vs {now}");
+    assert!(store.first_change_at(kb.id, s1).await.unwrap().unwrap() >= first);
+    assert_eq!(store.first_change_at(kb.id, s3).await.unwrap(), None);
     let all = store.all_documents(kb.id).await.unwrap();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].external_id, "a");

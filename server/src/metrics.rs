@@ -1,12 +1,13 @@
 //! Prometheus metrics: per-route latency, per-stage timings, denials, cache hits, webhook
-//! signature checks, applier lag.
+//! signature checks, applier lag (in changes, and in seconds from acknowledgement to searchable).
 //! Labels never carry a domain name or a principal: `/metrics` is unauthenticated.
 
 use std::time::Duration;
 
 use dartmouth_engine::SearchTimings;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::error::Code;
@@ -20,6 +21,7 @@ pub struct Metrics {
     cache: IntCounterVec,
     webhooks: IntCounterVec,
     lag: IntGauge,
+    searchable: Histogram,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -84,6 +86,14 @@ impl Metrics {
             "Changes acknowledged by the store but not yet searchable (largest over the domains).",
         )
         .expect("metric");
+        let searchable = Histogram::with_opts(
+            HistogramOpts::new(
+                "dartmouth_ingest_to_searchable_seconds",
+                "From a write's acknowledgement by the store to the applier making it searchable (the oldest change of each catch-up).",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .expect("metric");
         for m in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(stages.clone()),
@@ -91,6 +101,7 @@ impl Metrics {
             Box::new(cache.clone()),
             Box::new(webhooks.clone()),
             Box::new(lag.clone()),
+            Box::new(searchable.clone()),
         ] {
             registry.register(m).expect("register");
         }
@@ -102,7 +113,13 @@ impl Metrics {
             cache,
             webhooks,
             lag,
+            searchable,
         }
+    }
+
+    /// A catch-up made changes searchable, the oldest acknowledged `delay` ago.
+    pub fn searchable_after(&self, delay: Duration) {
+        self.searchable.observe(delay.as_secs_f64());
     }
 
     pub fn request(&self, transport: &str, route: &str, code: &str, took: Duration) {

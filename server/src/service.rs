@@ -584,9 +584,18 @@ impl Service {
             if shard.applied_seq() >= seq {
                 continue;
             }
+            let oldest = self
+                .store
+                .first_change_at(domain.id, shard.applied_seq())
+                .await?;
             let reached = self
                 .blocking(move |s| Ok(s.applier().catch_up(&domain)?))
                 .await?;
+            if let Some(at) = oldest {
+                let ms = dartmouth_domains::now_millis().saturating_sub(at).max(0);
+                self.metrics
+                    .searchable_after(std::time::Duration::from_millis(ms as u64));
+            }
             if reached < seq {
                 return Err(ApiError::invalid(format!(
                     "min_seq.{name}: sequence {seq} has not been written (the domain is at {reached})"
@@ -1255,9 +1264,17 @@ impl Service {
                 let last = applier.runtime.block_on(self.store.last_seq(d.id))?;
                 let applied = applier.shard(d)?.applied_seq();
                 if last > applied {
+                    let oldest = applier
+                        .runtime
+                        .block_on(self.store.first_change_at(d.id, applied))?;
                     let t = Instant::now();
                     applier.catch_up(d)?;
                     self.metrics.stage("apply", t.elapsed());
+                    if let Some(at) = oldest {
+                        let ms = dartmouth_domains::now_millis().saturating_sub(at).max(0);
+                        self.metrics
+                            .searchable_after(std::time::Duration::from_millis(ms as u64));
+                    }
                 }
                 Ok(last.saturating_sub(applied))
             })();

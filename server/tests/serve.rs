@@ -808,8 +808,25 @@ fn one_contract_over_http_and_grpc_with_access_control() {
     assert_eq!(found["hits"][0]["doc_id"], "fresh.md", "{found}");
     assert_eq!(found["facets"]["tier"][0]["count"], 1, "{found}");
 
-    // Operations.
-    let (_, metrics) = call(&s, "GET", "/metrics", None, None);
+    // Operations. The writes above were made searchable (by the applier or by `min_seq`) and
+    // their delay from acknowledgement recorded.
+    let searchable_count = |m: &Value| -> u64 {
+        m.as_str()
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("dartmouth_ingest_to_searchable_seconds_count "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let metrics = loop {
+        let (_, m) = call(&s, "GET", "/metrics", None, None);
+        if searchable_count(&m) > 0 || Instant::now() > deadline {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(searchable_count(&metrics) > 0, "{metrics}");
     let metrics = metrics.as_str().unwrap();
     for name in [
         "dartmouth_request_duration_seconds_bucket",
