@@ -33,8 +33,8 @@ pub use filter::{CompareOp, Filter, MAX_FILTER_DEPTH};
 pub use fusion::{Fused, Fusion, RRF_K_DEFAULT, fuse};
 pub use highlight::{Highlighter, snippet, term_ranges};
 pub use search::{
-    BranchHit, FacetCount, Hit, MAX_FACET_SIZE, MAX_FACETS, MAX_K, MAX_QUERY_BYTES, Mode,
-    SearchRequest, SearchResponse, SearchTimings, search,
+    BranchHit, EmbedQuery, FacetCount, Hit, MAX_FACET_SIZE, MAX_FACETS, MAX_K, MAX_QUERY_BYTES,
+    Mode, SearchRequest, SearchResponse, SearchTimings, search, search_embedding,
 };
 pub use shard::{
     ApplyTimings, Chunk, CommitInfo, Document, DomainSettings, Manifest, Shard, ShardStats,

@@ -288,8 +288,36 @@ type Key = (usize, u32);
 /// Searches `shards` (already scoped to what the caller may read) and returns the top `k`.
 pub fn search(shards: &[&Shard], req: &SearchRequest) -> Result<SearchResponse> {
     req.validate()?;
+    search_inner(shards, req, None)
+}
+
+/// A query's embedding, computed on demand.
+pub type EmbedQuery<'a> = Box<dyn FnOnce() -> Result<Embedding> + Send + 'a>;
+
+/// [`search`] for a request without its query vector: `embed` computes it. In hybrid mode the
+/// BM25 branch runs while the query is embedded (the embedding takes longer than either
+/// branch), then the vector branch; the hits are those [`search`] returns with the vector given.
+pub fn search_embedding(
+    shards: &[&Shard],
+    req: &SearchRequest,
+    embed: EmbedQuery<'_>,
+) -> Result<SearchResponse> {
+    req.validate_parameters()?;
+    if req.vector.is_some() || req.mode == Mode::Bm25 {
+        return Err(Error::invalid(
+            "search_embedding: a request with its vector, or in bm25 mode, is a plain search",
+        ));
+    }
+    search_inner(shards, req, Some(embed))
+}
+
+fn search_inner(
+    shards: &[&Shard],
+    req: &SearchRequest,
+    embed: Option<EmbedQuery<'_>>,
+) -> Result<SearchResponse> {
     let snapshots: Vec<Arc<Snapshot>> = shards.iter().map(|s| s.snapshot()).collect();
-    let query_vector = match (&req.vector, req.mode) {
+    let given_vector = match (&req.vector, req.mode) {
         (Some(v), Mode::Vector | Mode::Hybrid) => Some(checked_query_vector(v, &snapshots)?),
         _ => None,
     };
@@ -323,7 +351,9 @@ pub fn search(shards: &[&Shard], req: &SearchRequest) -> Result<SearchResponse> 
     let mut filtered_chunks = 0;
     let mut filtered_documents = 0;
     let mut facet_counts: BTreeMap<String, BTreeMap<AttrValue, u64>> = BTreeMap::new();
-    for (si, snap) in snapshots.iter().enumerate() {
+    // Per shard: the chunks passing the filter, the counts and facets.
+    let mut allowed_of = Vec::with_capacity(snapshots.len());
+    for snap in &snapshots {
         let allowed = req
             .filter
             .as_ref()
@@ -345,34 +375,67 @@ pub fn search(shards: &[&Shard], req: &SearchRequest) -> Result<SearchResponse> 
                 }
             }
         }
-        let bm25_branch = || {
-            if req.mode == Mode::Vector {
-                return (Ok(Vec::new()), 0);
-            }
+        allowed_of.push(allowed);
+    }
+    let bm25_branch = |si: usize| {
+        if req.mode == Mode::Vector {
+            return (Ok(Vec::new()), 0);
+        }
+        let t = Instant::now();
+        let n = if level == Level::Document {
+            depth
+        } else {
+            chunk_depth
+        };
+        let hits = snapshots[si].bm25(&terms, level, n, req.title_boost, allowed_of[si].as_ref());
+        (hits, micros(t))
+    };
+    let vector_branch = |si: usize, query_vector: &Option<Vec<f32>>| match query_vector {
+        Some(q) => {
             let t = Instant::now();
-            let n = if level == Level::Document {
-                depth
-            } else {
-                chunk_depth
-            };
-            let hits = snap.bm25(&terms, level, n, req.title_boost, allowed.as_ref());
+            let hits =
+                snapshots[si].vector(q, chunk_depth, req.ef_search, allowed_of[si].as_deref());
             (hits, micros(t))
-        };
-        let vector_branch = || match &query_vector {
-            Some(q) => {
-                let t = Instant::now();
-                let hits = snap.vector(q, chunk_depth, req.ef_search, allowed.as_deref());
-                (hits, micros(t))
-            }
-            None => (Vec::new(), 0),
-        };
+        }
+        None => (Vec::new(), 0),
+    };
+    let shard_count = snapshots.len();
+    let embed_now = |embed: EmbedQuery<'_>| -> Result<Option<Vec<f32>>> {
+        Ok(Some(checked_query_vector(&embed()?, &snapshots)?))
+    };
+    let per_shard: Vec<_> = match (embed, req.mode) {
+        // The query embeds while BM25 runs over every shard; then the vector branch.
+        (Some(embed), Mode::Hybrid) => {
+            let (query_vector, bm25_lists) = rayon::join(
+                || embed_now(embed),
+                || (0..shard_count).map(bm25_branch).collect::<Vec<_>>(),
+            );
+            let query_vector = query_vector?;
+            bm25_lists
+                .into_iter()
+                .enumerate()
+                .map(|(si, b)| (b, vector_branch(si, &query_vector)))
+                .collect()
+        }
+        (Some(embed), _) => {
+            let query_vector = embed_now(embed)?;
+            (0..shard_count)
+                .map(|si| (bm25_branch(si), vector_branch(si, &query_vector)))
+                .collect()
+        }
         // The two branches are independent: run them on both cores. A single branch runs here
         // (handing it to the pool would only add a thread wake-up).
-        let ((bm25_hits, bm25_us), (vector_hits, ann_us)) = match req.mode {
-            Mode::Hybrid => rayon::join(bm25_branch, vector_branch),
-            Mode::Bm25 => (bm25_branch(), (Vec::new(), 0)),
-            Mode::Vector => ((Ok(Vec::new()), 0), vector_branch()),
-        };
+        (None, mode) => (0..shard_count)
+            .map(|si| match mode {
+                Mode::Hybrid => {
+                    rayon::join(|| bm25_branch(si), || vector_branch(si, &given_vector))
+                }
+                Mode::Bm25 => (bm25_branch(si), (Vec::new(), 0)),
+                Mode::Vector => ((Ok(Vec::new()), 0), vector_branch(si, &given_vector)),
+            })
+            .collect(),
+    };
+    for (si, ((bm25_hits, bm25_us), (vector_hits, ann_us))) in per_shard.into_iter().enumerate() {
         timings.bm25_us += bm25_us;
         timings.ann_us += ann_us;
         bm25.extend(bm25_hits?.into_iter().map(|(o, s)| ((si, o), s)));

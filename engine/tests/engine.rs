@@ -640,3 +640,101 @@ fn document_retrieval_scores_whole_documents_and_cites_the_best_chunk() {
     assert_eq!(docs.hits.len(), 1);
     assert_eq!(docs.hits[0].chunk_id, "long#1");
 }
+
+/// A search whose query is embedded during the search (BM25 running meanwhile in hybrid mode)
+/// returns exactly what the search with the vector given returns, over several shards and with a
+/// filter; an embedding failure is the search's error; a request it does not fit is refused.
+#[test]
+fn embedding_during_the_search_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = new_shard(&tmp.path().join("a"));
+    let b = new_shard(&tmp.path().join("b"));
+    a.apply(batch(sample_docs())).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let words = [
+        "blue", "hoodie", "rain", "jacket", "return", "sale", "cotton", "warm",
+    ];
+    let ops = (0..200)
+        .map(|i| {
+            let text: Vec<&str> = (0..12)
+                .map(|_| words[rng.random_range(0..words.len())])
+                .collect();
+            let colour = if i % 3 == 0 { "green" } else { "blue" };
+            WriteOp::Upsert(doc(
+                &format!("d{i}"),
+                &format!("Doc {i}"),
+                &[&text.join(" ")],
+                &[("color", AttrValue::Keyword(colour.into()))],
+            ))
+        })
+        .collect();
+    b.apply(batch(ops)).unwrap();
+    let shards = [&a, &b];
+    let summary = |r: dartmouth_engine::SearchResponse| {
+        (
+            r.hits
+                .into_iter()
+                .map(|h| (h.chunk_id, h.score.to_bits(), h.bm25, h.vector))
+                .collect::<Vec<_>>(),
+            r.filtered_chunks,
+            r.filtered_documents,
+        )
+    };
+    for mode in [Mode::Hybrid, Mode::Vector] {
+        for filter in [None, Some(r#"color = "green""#)] {
+            for query in ["blue hoodie", "warm cotton jacket for rain"] {
+                let mut given = request(query, mode);
+                given.k = 20;
+                given.filter = filter.map(|f| Filter::parse(f).unwrap());
+                let mut lazy = given.clone();
+                lazy.vector = None;
+                let embedded = dartmouth_engine::search_embedding(
+                    &shards,
+                    &lazy,
+                    Box::new(|| embedder().embed_query(query)),
+                )
+                .unwrap();
+                assert!(!embedded.hits.is_empty(), "{mode:?} {query}");
+                assert_eq!(
+                    summary(embedded),
+                    summary(search(&shards, &given).unwrap()),
+                    "{mode:?} {filter:?} {query}"
+                );
+            }
+        }
+    }
+    let mut lazy = request("blue hoodie", Mode::Hybrid);
+    lazy.vector = None;
+    let failed = dartmouth_engine::search_embedding(
+        &shards,
+        &lazy,
+        Box::new(|| Err(Error::ModelUnavailable("the model is gone".into()))),
+    );
+    assert!(
+        matches!(&failed, Err(Error::ModelUnavailable(m)) if m == "the model is gone"),
+        "{failed:?}"
+    );
+    // A vector from another model is refused as when given.
+    let other = FakeEmbedder::new(DIM + 1);
+    let wrong = dartmouth_engine::search_embedding(
+        &shards,
+        &lazy,
+        Box::new(move || other.embed_query("blue hoodie")),
+    );
+    assert!(wrong.is_err(), "{wrong:?}");
+    // With the vector already given, or in bm25 mode, it is a plain search.
+    for req in [
+        request("blue hoodie", Mode::Hybrid),
+        request("blue hoodie", Mode::Bm25),
+    ] {
+        let refused = dartmouth_engine::search_embedding(
+            &shards,
+            &req,
+            Box::new(|| embedder().embed_query("blue hoodie")),
+        );
+        assert!(
+            matches!(refused, Err(Error::InvalidInput(_))),
+            "{refused:?}"
+        );
+    }
+}

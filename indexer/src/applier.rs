@@ -269,6 +269,22 @@ impl Reader {
         #[allow(clippy::disallowed_methods, reason = "the pass scoped these shards")]
         Ok(dartmouth_engine::search(&refs, req)?)
     }
+
+    /// [`Reader::search`] for a request whose query vector `embed` computes; in hybrid mode the
+    /// BM25 branch runs meanwhile (`dartmouth_engine::search_embedding`).
+    pub fn search_embedding(
+        &self,
+        req: &SearchRequest,
+        embed: dartmouth_engine::EmbedQuery<'_>,
+    ) -> Result<SearchResponse> {
+        if self.shards.is_empty() {
+            req.validate_parameters()?;
+            return Ok(SearchResponse::default());
+        }
+        let refs: Vec<&Shard> = self.shards.iter().map(Arc::as_ref).collect();
+        #[allow(clippy::disallowed_methods, reason = "the pass scoped these shards")]
+        Ok(dartmouth_engine::search_embedding(&refs, req, embed)?)
+    }
 }
 
 /// An indexing job's sink that writes through the store: each batch commits to the store with

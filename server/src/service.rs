@@ -672,18 +672,46 @@ impl Service {
             .transpose()?;
         req.validate_parameters()?;
         let spec = reader.model()?.cloned();
+        // A hybrid query not in the embedding cache is embedded inside the search, while its
+        // BM25 branch runs; the vector branch alone has to wait for it.
+        let mut embed_later = None;
         if mode != Mode::Bm25
             && let Some(spec) = &spec
         {
-            req.vector = Some(self.embed_query(&scope, spec, &input.query).await?);
+            let key = embedding_key(&scope, spec, &input.query);
+            match self.cached_embedding(&key, spec) {
+                Some(e) => req.vector = Some(e),
+                None if mode == Mode::Hybrid => embed_later = Some((self.embedder(spec)?, key)),
+                None => req.vector = Some(self.embed_query(key, spec, &input.query).await?),
+            }
         }
+        let embedded: Arc<Mutex<Option<Vec<f32>>>> = Arc::default();
         let explain = input.explain;
         let fusion = req.fusion;
         let query = input.query.clone();
         let model = spec.map(|s| s.id).unwrap_or_default();
         let metrics = self.metrics.clone();
+        let (slot, embed_metrics) = (Arc::clone(&embedded), self.metrics.clone());
+        let embedder = embed_later.as_ref().map(|(e, _)| Arc::clone(e));
         let out = tokio::task::spawn_blocking(move || -> ApiResult<SearchOutput> {
-            let response = reader.search(&req)?;
+            let response = match embedder {
+                Some(embedder) => {
+                    let text = query.clone();
+                    reader.search_embedding(
+                        &req,
+                        Box::new(move || {
+                            let t = Instant::now();
+                            let e = embedder.embed_query(&text)?;
+                            embed_metrics.stage("embed", t.elapsed());
+                            if let Ok(mut slot) = slot.lock() {
+                                *slot = Some(e.values.clone());
+                            }
+                            Ok(e)
+                        }),
+                    )?
+                }
+                None => reader.search(&req)?,
+            };
             metrics.stages(&response.timings);
             let highlighter = dartmouth_engine::Highlighter::new(&query);
             let hits = response
@@ -723,25 +751,32 @@ impl Service {
         })
         .await
         .map_err(ApiError::internal)??;
+        if let Some((_, key)) = embed_later
+            && let Some(values) = embedded.lock().map_err(ApiError::internal)?.take()
+        {
+            self.embed_cache.put(key, values);
+        }
         self.result_cache.put(cache_key, out.clone());
         Ok(out)
     }
 
+    /// The query vector cached for this scope, model and text (counted as a hit or a miss).
+    fn cached_embedding(&self, key: &str, spec: &ModelSpec) -> Option<Embedding> {
+        let hit = self.embed_cache.get(key);
+        self.metrics.cache("embedding", hit.is_some());
+        hit.map(|v| Embedding {
+            model_id: spec.id.clone(),
+            values: (*v).clone(),
+        })
+    }
+
+    /// Embeds a query on the blocking pool and caches it under `key`.
     async fn embed_query(
         &self,
-        scope: &[String],
+        key: String,
         spec: &ModelSpec,
         query: &str,
     ) -> ApiResult<Embedding> {
-        let key = format!("{scope:?}|{}|{query}", spec.id);
-        if let Some(v) = self.embed_cache.get(&key) {
-            self.metrics.cache("embedding", true);
-            return Ok(Embedding {
-                model_id: spec.id.clone(),
-                values: (*v).clone(),
-            });
-        }
-        self.metrics.cache("embedding", false);
         let embedder = self.embedder(spec)?;
         let text = query.to_string();
         let t = Instant::now();
@@ -1482,6 +1517,12 @@ fn document_out(domain: &str, doc: StoredDocument) -> DocumentOut {
 }
 
 /// A bounded map with insertion-order eviction, safe to share between requests.
+/// The query-embedding cache's key: the caller's scope (never shared across scopes), the model
+/// and the text.
+fn embedding_key(scope: &[String], spec: &ModelSpec, query: &str) -> String {
+    format!("{scope:?}|{}|{query}", spec.id)
+}
+
 struct Cache<V> {
     capacity: usize,
     inner: Mutex<Entries<V>>,

@@ -1625,6 +1625,14 @@ fn the_real_model_serves_meaning_over_both_transports() {
     let (status, found) = call(&s, "POST", "/v1/search", Some(&key), Some(&hybrid));
     assert_eq!(status, 200, "{found}");
     assert_eq!(found["hits"][0]["doc_id"], "returns.md", "{found}");
+    // A hybrid query not cached yet is embedded while its BM25 branch runs.
+    let fresh =
+        json!({"query": "compensation for goods I no longer want", "domains": ["help"], "k": 3})
+            .to_string();
+    let (status, found) = call(&s, "POST", "/v1/search", Some(&key), Some(&fresh));
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["hits"][0]["doc_id"], "returns.md", "{found}");
+    assert!(!found["hits"][0]["vector"].is_null(), "{found}");
     let (_, metrics) = call(&s, "GET", "/metrics", None, None);
     let counter = |outcome: &str| -> u64 {
         metrics
@@ -1640,5 +1648,5 @@ fn the_real_model_serves_meaning_over_both_transports() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    assert_eq!((counter("miss"), counter("hit")), (1, 2), "{metrics}");
+    assert_eq!((counter("miss"), counter("hit")), (2, 2), "{metrics}");
 }
