@@ -591,11 +591,7 @@ impl Service {
             let reached = self
                 .blocking(move |s| Ok(s.applier().catch_up(&domain)?))
                 .await?;
-            if let Some(at) = oldest {
-                let ms = dartmouth_domains::now_millis().saturating_sub(at).max(0);
-                self.metrics
-                    .searchable_after(std::time::Duration::from_millis(ms as u64));
-            }
+            self.searchable_since(oldest);
             if reached < seq {
                 return Err(ApiError::invalid(format!(
                     "min_seq.{name}: sequence {seq} has not been written (the domain is at {reached})"
@@ -603,6 +599,15 @@ impl Service {
             }
         }
         Ok(())
+    }
+
+    /// Records that changes acknowledged at `oldest` (the first of a catch-up) are searchable.
+    fn searchable_since(&self, oldest: Option<i64>) {
+        if let Some(at) = oldest {
+            let ms = dartmouth_domains::now_millis().saturating_sub(at).max(0);
+            self.metrics
+                .searchable_after(std::time::Duration::from_millis(ms as u64));
+        }
     }
 
     /// Runs CPU-bound or blocking work off the async workers.
@@ -1305,11 +1310,7 @@ impl Service {
                     let t = Instant::now();
                     applier.catch_up(d)?;
                     self.metrics.stage("apply", t.elapsed());
-                    if let Some(at) = oldest {
-                        let ms = dartmouth_domains::now_millis().saturating_sub(at).max(0);
-                        self.metrics
-                            .searchable_after(std::time::Duration::from_millis(ms as u64));
-                    }
+                    self.searchable_since(oldest);
                 }
                 Ok(last.saturating_sub(applied))
             })();
