@@ -11,23 +11,108 @@ use crate::names::shown;
 use crate::store::{BOOTSTRAP_ADMIN, Store};
 use crate::{Error, Result};
 
-/// An authenticated principal, with the narrowing its credential carries.
+/// An authenticated principal, with the narrowing its credential carries. A credential only
+/// ever narrows what its principal may do: fewer domains, a lower role, an expiry.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub(crate) id: i64,
     pub(crate) name: String,
+    /// The principal administers everything (the bootstrap admin) — whatever its credential.
+    pub(crate) principal_superuser: bool,
+    /// The credential may act as a superuser: the principal is one and the credential narrows
+    /// nothing (a restricted admin key is an admin of its domains only).
     pub(crate) superuser: bool,
-    /// Domains the credential is restricted to (a key's restriction, a delegated token's scope).
+    /// Domains the credential is restricted to (a key's restriction, a token's `domains`).
     pub(crate) only: Option<Vec<String>>,
+    /// The highest role the credential may use (a key's role, a delegated token's read).
+    pub(crate) max_role: Option<Role>,
+    /// When the credential expires (milliseconds since the epoch).
+    pub(crate) expires_at: Option<i64>,
+    /// For a delegated token: the end user it acts for, whose own grants also bound it.
+    pub(crate) on_behalf_of: Option<EndUser>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct EndUser {
+    pub(crate) id: i64,
+    pub(crate) name: String,
 }
 
 impl Caller {
+    /// A principal's own, unnarrowed authority (the local operator, `--as`).
+    pub(crate) fn principal(id: i64, name: String, superuser: bool) -> Caller {
+        Caller {
+            id,
+            name,
+            principal_superuser: superuser,
+            superuser,
+            only: None,
+            max_role: None,
+            expires_at: None,
+            on_behalf_of: None,
+        }
+    }
+
+    /// Narrows the caller to what its credential allows; recomputes whether it may still act
+    /// as a superuser.
+    pub(crate) fn narrowed(
+        mut self,
+        only: Option<Vec<String>>,
+        max_role: Option<Role>,
+        expires_at: Option<i64>,
+    ) -> Caller {
+        if let Some(only) = only {
+            self.only = Some(match self.only.take() {
+                Some(mine) => mine.into_iter().filter(|d| only.contains(d)).collect(),
+                None => only,
+            });
+        }
+        self.max_role = match (self.max_role, max_role) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.expires_at = match (self.expires_at, expires_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.superuser = self.principal_superuser
+            && self.only.is_none()
+            && self.max_role.is_none_or(|r| r == Role::Admin)
+            && self.on_behalf_of.is_none();
+        self
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// May act as a superuser (the credential narrows nothing).
     pub fn is_superuser(&self) -> bool {
         self.superuser
+    }
+
+    /// The end user a delegated token acts for.
+    pub fn on_behalf_of(&self) -> Option<&str> {
+        self.on_behalf_of.as_ref().map(|u| u.name.as_str())
+    }
+
+    pub fn is_delegated(&self) -> bool {
+        self.on_behalf_of.is_some()
+    }
+
+    /// The domains the credential is restricted to (`None`: the principal's grants).
+    pub fn only(&self) -> Option<&[String]> {
+        self.only.as_deref()
+    }
+
+    /// The highest role the credential may use (`None`: the principal's grants).
+    pub fn max_role(&self) -> Option<Role> {
+        self.max_role
+    }
+
+    /// When the credential expires, in milliseconds since the epoch.
+    pub fn expires_at(&self) -> Option<i64> {
+        self.expires_at
     }
 }
 
@@ -82,51 +167,73 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?
         .ok_or_else(|| Error::not_found("principal", name))?;
-        Ok(Caller {
-            id: row.try_get("id")?,
-            name: row.try_get("name")?,
-            superuser: row.try_get::<i64, _>("su")? != 0,
-            only: None,
-        })
+        Ok(Caller::principal(
+            row.try_get("id")?,
+            row.try_get("name")?,
+            row.try_get::<i64, _>("su")? != 0,
+        ))
     }
 
     /// Every domain the caller holds at least `role` on (own grants and its groups' grants),
     /// narrowed by its credential.
     pub async fn accessible(&self, caller: &Caller, role: Role) -> Result<Vec<Domain>> {
-        let rows = if caller.superuser {
+        if caller.expires_at.is_some_and(|e| e <= now_millis()) {
+            return Ok(Vec::new());
+        }
+        let mut domains = self
+            .granted(caller.id, caller.principal_superuser, role, caller.max_role)
+            .await?;
+        if let Some(user) = &caller.on_behalf_of {
+            // A delegated token reads only what the end user may read too.
+            let theirs = self.granted(user.id, false, Role::Read, None).await?;
+            domains.retain(|d| theirs.iter().any(|t| t.id == d.id));
+        }
+        if let Some(only) = &caller.only {
+            domains.retain(|d| only.contains(&d.name));
+        }
+        Ok(domains)
+    }
+
+    /// Domains principal `id` holds at least `role` on through its own and its groups' grants
+    /// (every domain, as admin, for a superuser), each grant capped at `cap`.
+    async fn granted(
+        &self,
+        id: i64,
+        superuser: bool,
+        role: Role,
+        cap: Option<Role>,
+    ) -> Result<Vec<Domain>> {
+        let rows = if superuser {
             sqlx::query(
-                "SELECT id, name, description, settings, created_at, 'admin' AS role FROM domains ORDER BY name",
+                "SELECT id, uid, name, description, settings, created_at, 'admin' AS role FROM domains ORDER BY name",
             )
             .fetch_all(&self.pool)
             .await?
         } else {
             sqlx::query(
-                "SELECT d.id, d.name, d.description, d.settings, d.created_at, g.role FROM grants g \
+                "SELECT d.id, d.uid, d.name, d.description, d.settings, d.created_at, g.role FROM grants g \
                  JOIN domains d ON d.id = g.domain_id \
                  WHERE g.principal_id = $1 \
                     OR g.principal_id IN (SELECT group_id FROM memberships WHERE member_id = $1) \
                  ORDER BY d.name",
             )
-            .bind(caller.id)
+            .bind(id)
             .fetch_all(&self.pool)
             .await?
         };
         let mut best: BTreeMap<String, (Role, Domain)> = BTreeMap::new();
         for row in rows {
-            let r = Role::parse(row.try_get::<&str, _>("role")?)?;
+            let mut r = Role::parse(row.try_get::<&str, _>("role")?)?;
+            if let Some(cap) = cap {
+                r = r.min(cap);
+            }
             let d = crate::admin::domain_from_row(&row)?;
             let entry = best.entry(d.name.clone()).or_insert((r, d));
             entry.0 = entry.0.max(r);
         }
         Ok(best
             .into_values()
-            .filter(|(r, d)| {
-                *r >= role
-                    && caller
-                        .only
-                        .as_ref()
-                        .is_none_or(|only| only.contains(&d.name))
-            })
+            .filter(|(r, _)| *r >= role)
             .map(|(_, d)| d)
             .collect())
     }
@@ -187,13 +294,21 @@ impl Store {
             "INSERT INTO audit (at, actor, action, target, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(now_millis())
-        .bind(shown(actor))
+        .bind(printable(&shown(actor)))
         .bind(action.to_string())
-        .bind(shown(target))
+        .bind(printable(&shown(target)))
         .bind(outcome.to_string())
-        .bind(detail.chars().take(500).collect::<String>())
+        .bind(printable(&detail.chars().take(500).collect::<String>()))
         .execute(&self.pool)
         .await?;
         Ok(())
     }
+}
+
+/// An audited value with control characters (NUL among them, which PostgreSQL cannot store;
+/// a newline, which would forge a line of `dartmouth audit`) replaced by U+FFFD.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
 }

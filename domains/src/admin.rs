@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 
 use crate::access::Caller;
 use crate::model::{
-    AuditEntry, Domain, Grant, KeyInfo, Principal, PrincipalKind, Role, now_millis,
+    AuditEntry, Domain, Grant, KeyInfo, KeyScope, Principal, PrincipalKind, Role, now_millis,
 };
 use crate::names::{MAX_DESCRIPTION, shown, validate_name, validate_text};
 use crate::store::Store;
@@ -23,6 +23,7 @@ pub(crate) fn domain_from_row(row: &AnyRow) -> Result<Domain> {
     let settings: String = row.try_get("settings")?;
     Ok(Domain {
         id: row.try_get("id")?,
+        uid: row.try_get("uid")?,
         name: row.try_get("name")?,
         description: row.try_get("description")?,
         settings: serde_json::from_str(&settings)
@@ -40,6 +41,67 @@ fn hash_secret(secret: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// The scope of a key `caller` asks for, with unset parts taken from the caller's own
+/// credential, or why it would be wider than that credential.
+fn narrower(caller: &Caller, mut scope: KeyScope) -> std::result::Result<KeyScope, String> {
+    if let Some(mine) = caller.only() {
+        match &scope.domains {
+            None => scope.domains = Some(mine.to_vec()),
+            Some(asked) => {
+                if let Some(d) = asked.iter().find(|d| !mine.contains(d)) {
+                    return Err(format!(
+                        "this credential is restricted to {}: it cannot create a key for `{}`",
+                        mine.join(", "),
+                        shown(d)
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(mine) = caller.expires_at() {
+        match scope.expires_at {
+            None => scope.expires_at = Some(mine),
+            Some(asked) if asked > mine => {
+                return Err(
+                    "a key cannot outlive the credential that creates it (expires_in is too long)"
+                        .into(),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(mine) = caller.max_role() {
+        match scope.role {
+            None => scope.role = Some(mine),
+            Some(asked) if asked > mine => {
+                return Err(format!(
+                    "this credential may use at most the {} role: it cannot create a key with {}",
+                    mine.as_str(),
+                    asked.as_str()
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(scope)
+}
+
+/// `n` random bytes as hex.
+fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A key's public id: `dk_` and 8 hex digits.
+fn is_key_id(id: &str) -> bool {
+    id.len() == KEY_ID_LEN
+        && id.starts_with(KEY_PREFIX)
+        && id[KEY_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit())
 }
 
 /// Compares two equal-length strings without an early exit.
@@ -93,13 +155,14 @@ impl Store {
             .await?;
         let now = now_millis();
         let row = sqlx::query(
-            "INSERT INTO domains (name, description, settings, created_at) VALUES ($1, $2, $3, $4) \
-             RETURNING id, name, description, settings, created_at",
+            "INSERT INTO domains (name, description, settings, created_at, uid) VALUES ($1, $2, $3, $4, $5) \
+             RETURNING id, uid, name, description, settings, created_at",
         )
         .bind(name)
         .bind(description)
         .bind(settings.to_string())
         .bind(now)
+        .bind(random_hex(16))
         .fetch_one(&self.pool)
         .await
         .map_err(|e| {
@@ -133,6 +196,8 @@ impl Store {
             "DELETE FROM chunks WHERE domain_id = $1",
             "DELETE FROM documents WHERE domain_id = $1",
             "DELETE FROM changelog WHERE domain_id = $1",
+            "DELETE FROM document_keys WHERE domain_id = $1",
+            "DELETE FROM quarantine WHERE domain_id = $1",
             "DELETE FROM grants WHERE domain_id = $1",
             "DELETE FROM domains WHERE id = $1",
         ] {
@@ -313,41 +378,66 @@ impl Store {
     }
 
     /// Creates an API key for `principal` and returns (its info, the secret). The secret is
-    /// shown once; only its SHA-256 is stored.
+    /// shown once; only its SHA-256 is stored. A credential creates only keys at most as wide
+    /// as itself: its own domains or fewer, no later expiry, no higher role; a delegated token
+    /// creates none. Unset parts of `scope` default to the creating credential's.
     pub async fn create_key(
         &self,
         caller: &Caller,
         principal: &str,
-        domains: Option<Vec<String>>,
-        expires_at: Option<i64>,
+        scope: KeyScope,
     ) -> Result<(KeyInfo, String)> {
         validate_name("principal name", principal)?;
-        if let Some(ds) = &domains {
+        if let Some(ds) = &scope.domains {
             for d in ds {
                 validate_name("domain name", d)?;
             }
+        }
+        if caller.is_delegated() {
+            self.audit(
+                caller.name(),
+                "create-key",
+                principal,
+                "denied",
+                "delegated token",
+            )
+            .await?;
+            return Err(Error::Forbidden(
+                "a delegated token is read-only: it cannot create keys".into(),
+            ));
         }
         if principal != caller.name() {
             self.require_superuser(caller, "create-key", principal)
                 .await?;
         }
+        let scope = match narrower(caller, scope) {
+            Ok(s) => s,
+            Err(reason) => {
+                self.audit(caller.name(), "create-key", principal, "denied", &reason)
+                    .await?;
+                return Err(Error::Forbidden(reason));
+            }
+        };
         let (pid, _) = self.principal_id(principal).await?;
-        let mut bytes = [0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let secret = format!("{KEY_PREFIX}{hex}");
+        let secret = format!("{KEY_PREFIX}{}", random_hex(32));
         let id = secret[..KEY_ID_LEN].to_string();
         let now = now_millis();
         sqlx::query(
-            "INSERT INTO api_keys (id, principal_id, hash, domains, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO api_keys (id, principal_id, hash, domains, created_at, expires_at, role) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&id)
         .bind(pid)
         .bind(hash_secret(&secret))
-        .bind(domains.as_ref().map(|d| serde_json::json!(d).to_string()))
+        .bind(
+            scope
+                .domains
+                .as_ref()
+                .map(|d| serde_json::json!(d).to_string()),
+        )
         .bind(now)
-        .bind(expires_at)
+        .bind(scope.expires_at)
+        .bind(scope.role.map(Role::as_str))
         .execute(&self.pool)
         .await?;
         self.audit(caller.name(), "create-key", principal, "ok", &id)
@@ -356,9 +446,10 @@ impl Store {
             KeyInfo {
                 id,
                 principal: principal.to_string(),
-                domains,
+                domains: scope.domains,
+                role: scope.role,
                 created_at: now,
-                expires_at,
+                expires_at: scope.expires_at,
                 revoked_at: None,
             },
             secret,
@@ -366,6 +457,9 @@ impl Store {
     }
 
     pub async fn revoke_key(&self, caller: &Caller, id: &str) -> Result<()> {
+        if !is_key_id(id) {
+            return Err(Error::not_found("key", id));
+        }
         let row = sqlx::query(
             "SELECT p.name FROM api_keys k JOIN principals p ON p.id = k.principal_id WHERE k.id = $1",
         )
@@ -376,6 +470,13 @@ impl Store {
             Some(r) => r.try_get("name")?,
             None => return Err(Error::not_found("key", id)),
         };
+        if caller.is_delegated() {
+            self.audit(caller.name(), "revoke-key", id, "denied", "delegated token")
+                .await?;
+            return Err(Error::Forbidden(
+                "a delegated token is read-only: it cannot revoke keys".into(),
+            ));
+        }
         if owner != caller.name() {
             self.require_superuser(caller, "revoke-key", id).await?;
         }
@@ -392,7 +493,7 @@ impl Store {
     pub async fn list_keys(&self, caller: &Caller) -> Result<Vec<KeyInfo>> {
         self.require_superuser(caller, "list-keys", "").await?;
         let rows = sqlx::query(
-            "SELECT k.id, p.name, k.domains, k.created_at, k.expires_at, k.revoked_at \
+            "SELECT k.id, p.name, k.domains, k.role, k.created_at, k.expires_at, k.revoked_at \
              FROM api_keys k JOIN principals p ON p.id = k.principal_id ORDER BY k.created_at",
         )
         .fetch_all(&self.pool)
@@ -400,10 +501,12 @@ impl Store {
         rows.iter()
             .map(|r| {
                 let domains: Option<String> = r.try_get("domains")?;
+                let role: Option<String> = r.try_get("role")?;
                 Ok(KeyInfo {
                     id: r.try_get("id")?,
                     principal: r.try_get("name")?,
                     domains: domains.and_then(|d| serde_json::from_str(&d).ok()),
+                    role: role.as_deref().map(Role::parse).transpose()?,
                     created_at: r.try_get("created_at")?,
                     expires_at: r.try_get("expires_at")?,
                     revoked_at: r.try_get("revoked_at")?,
@@ -434,7 +537,7 @@ impl Store {
         }
         let id = &secret[..KEY_ID_LEN];
         let row = sqlx::query(
-            "SELECT k.hash, k.domains, k.expires_at, k.revoked_at, p.id AS pid, p.name, \
+            "SELECT k.hash, k.domains, k.role, k.expires_at, k.revoked_at, p.id AS pid, p.name, \
              CASE WHEN p.superuser THEN 1 ELSE 0 END AS su \
              FROM api_keys k JOIN principals p ON p.id = k.principal_id WHERE k.id = $1",
         )
@@ -458,21 +561,24 @@ impl Store {
                 .await?;
             return Err(refuse("unknown or revoked"));
         }
-        if row
-            .try_get::<Option<i64>, _>("expires_at")?
-            .is_some_and(|e| e <= now_millis())
-        {
+        let expires_at: Option<i64> = row.try_get("expires_at")?;
+        if expires_at.is_some_and(|e| e <= now_millis()) {
             self.audit(&name, "authenticate", id, "denied", "expired key")
                 .await?;
             return Err(refuse("expired"));
         }
         let domains: Option<String> = row.try_get("domains")?;
-        Ok(Caller {
-            id: row.try_get("pid")?,
-            name,
-            superuser: row.try_get::<i64, _>("su")? != 0,
-            only: domains.and_then(|d| serde_json::from_str(&d).ok()),
-        })
+        // A restriction that cannot be read restricts to nothing, never to everything.
+        let only = domains.map(|d| serde_json::from_str(&d).unwrap_or_default());
+        let role: Option<String> = row.try_get("role")?;
+        Ok(
+            Caller::principal(row.try_get("pid")?, name, row.try_get::<i64, _>("su")? != 0)
+                .narrowed(
+                    only,
+                    role.as_deref().map(Role::parse).transpose()?,
+                    expires_at,
+                ),
+        )
     }
 
     /// Audit entries at or after `since` (unix ms), oldest first; admins only.

@@ -8,10 +8,10 @@ use sqlx::Row;
 
 use crate::access::Pass;
 use crate::model::{
-    Change, DomainStats, Reusable, Role, StoredChunk, StoredDocument, Write, embedding_bytes,
-    embedding_from_bytes, now_millis,
+    Change, Domain, DomainStats, Quarantined, Reusable, Role, StoredChunk, StoredDocument, Write,
+    embedding_bytes, embedding_from_bytes, now_millis,
 };
-use crate::names::validate_text;
+use crate::names::{shown, validate_text};
 use crate::store::Store;
 use crate::{Error, Result};
 
@@ -24,27 +24,71 @@ enum Extra<'a> {
     Id(&'a str),
 }
 
+/// Document ids as the engine takes them: 1 to 512 bytes, no control characters.
 fn check_id(id: &str) -> Result<()> {
     if id.is_empty() {
         return Err(Error::invalid("document id", "must not be empty"));
     }
-    validate_text("document id", id, MAX_EXTERNAL_ID)
+    if id.len() > MAX_EXTERNAL_ID {
+        return Err(Error::invalid(
+            "document id",
+            format!("{} bytes; the limit is {MAX_EXTERNAL_ID}", id.len()),
+        ));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "document id",
+            format!("`{}` contains a control character", shown(id)),
+        ));
+    }
+    Ok(())
+}
+
+/// What neither backend can hold: PostgreSQL's `text` refuses NUL, and SQLite would store what
+/// PostgreSQL refuses, so both refuse it here, as a client's error naming the field.
+fn check_storable(doc: &StoredDocument) -> Result<()> {
+    let nul = |field: &'static str, value: &str| -> Result<()> {
+        if value.contains('\0') {
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "document `{}`: contains a NUL character",
+                    shown(&doc.external_id)
+                ),
+            ));
+        }
+        Ok(())
+    };
+    nul("title", &doc.title)?;
+    nul("url", doc.url.as_deref().unwrap_or(""))?;
+    nul("source", doc.source.as_deref().unwrap_or(""))?;
+    for c in &doc.chunks {
+        nul("chunk text", &c.text)?;
+        nul("chunk heading", c.heading.as_deref().unwrap_or(""))?;
+    }
+    // Attributes are stored as JSON text, whose escapes (`\u0000`) are storable.
+    Ok(())
+}
+
+/// The domain `pass` opens for writing (a missing one and one without write look the same).
+fn writable<'a>(pass: &'a Pass, domain: &str) -> Result<&'a Domain> {
+    if pass.role() < Role::Write {
+        return Err(Error::not_found("domain", domain));
+    }
+    pass.domain(domain)
+        .ok_or_else(|| Error::not_found("domain", domain))
 }
 
 impl Store {
     /// Commits `writes` to `domain` in one transaction; returns the domain's last changelog
     /// sequence (sequences count per domain).
     pub async fn write(&self, pass: &Pass, domain: &str, writes: &[Write]) -> Result<u64> {
-        if pass.role() < Role::Write {
-            return Err(Error::not_found("domain", domain));
-        }
-        let d = pass
-            .domain(domain)
-            .ok_or_else(|| Error::not_found("domain", domain))?;
+        let d = writable(pass, domain)?;
         for w in writes {
             match w {
                 Write::Upsert(doc) => {
                     check_id(&doc.external_id)?;
+                    check_storable(doc)?;
                     for key in &doc.keys {
                         validate_text("document key", key, MAX_EXTERNAL_ID)?;
                     }
@@ -99,6 +143,12 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             sqlx::query("DELETE FROM document_keys WHERE domain_id = $1 AND external_id = $2")
+                .bind(d.id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            // A new version (or the delete) of a quarantined document ends its quarantine.
+            sqlx::query("DELETE FROM quarantine WHERE domain_id = $1 AND external_id = $2")
                 .bind(d.id)
                 .bind(id)
                 .execute(&mut *tx)
@@ -223,6 +273,33 @@ impl Store {
             .transpose()
     }
 
+    /// The stored sources of `ids`, for those stored with one.
+    pub async fn document_sources(
+        &self,
+        domain_id: i64,
+        ids: &[String],
+    ) -> Result<HashMap<String, String>> {
+        let mut out = HashMap::new();
+        for part in ids.chunks(200) {
+            let placeholders: Vec<String> =
+                (0..part.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT external_id, source FROM documents \
+                 WHERE domain_id = $1 AND source IS NOT NULL AND external_id IN ({})",
+                placeholders.join(", ")
+            );
+            // Only placeholders are formatted in; every value is bound.
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(domain_id);
+            for id in part {
+                q = q.bind(id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.insert(r.try_get("external_id")?, r.try_get("source")?);
+            }
+        }
+        Ok(out)
+    }
+
     /// The stored source of one document (`None` when absent or stored without one).
     pub async fn document_source(&self, domain_id: i64, id: &str) -> Result<Option<String>> {
         let row =
@@ -267,13 +344,128 @@ impl Store {
         .fetch_one(&self.pool)
         .await?
         .try_get("n")?;
+        let quarantined: i64 = count("SELECT COUNT(*) AS n FROM quarantine WHERE domain_id = $1")
+            .await?
+            .try_get("n")?;
         Ok(DomainStats {
             documents: documents as u64,
             chunks: chunks as u64,
             keyed: keyed as u64,
             last_seq: self.last_seq(d.id).await?,
             last_write_at: last_write,
+            quarantined: quarantined as u64,
         })
+    }
+
+    /// Records that a shard refused a stored document (the applier's report; any node may
+    /// record it, the latest wins), and audits it with the reason.
+    pub async fn quarantine(
+        &self,
+        domain: &Domain,
+        external_id: &str,
+        seq: u64,
+        reason: &str,
+    ) -> Result<()> {
+        let reason: String = reason.chars().take(1000).collect();
+        sqlx::query(
+            "INSERT INTO quarantine (domain_id, external_id, seq, reason, at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (domain_id, external_id) DO UPDATE SET seq = excluded.seq, \
+             reason = excluded.reason, at = excluded.at",
+        )
+        .bind(domain.id)
+        .bind(external_id.replace('\0', "\u{fffd}"))
+        .bind(seq as i64)
+        .bind(reason.replace('\0', "\u{fffd}"))
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await?;
+        self.audit(
+            "applier",
+            "quarantine",
+            &domain.name,
+            "failed",
+            &format!(
+                "document `{}` at sequence {seq}: {reason}",
+                shown(external_id)
+            ),
+        )
+        .await
+    }
+
+    /// The quarantined documents of a domain, by id.
+    pub async fn quarantined(&self, pass: &Pass, domain: &str) -> Result<Vec<Quarantined>> {
+        let d = pass
+            .domain(domain)
+            .ok_or_else(|| Error::not_found("domain", domain))?;
+        let rows = sqlx::query(
+            "SELECT external_id, seq, reason, at FROM quarantine WHERE domain_id = $1 ORDER BY external_id",
+        )
+        .bind(d.id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Quarantined {
+                    external_id: r.try_get("external_id")?,
+                    seq: r.try_get::<i64, _>("seq")? as u64,
+                    reason: r.try_get("reason")?,
+                    at: r.try_get("at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Whether a webhook delivery (the sender's delivery id) was already processed for the
+    /// domain `pass` opens for writing.
+    pub async fn delivered(&self, pass: &Pass, domain: &str, delivery_id: &str) -> Result<bool> {
+        let d = writable(pass, domain)?;
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM webhook_deliveries WHERE domain_id = $1 AND delivery_id = $2",
+        )
+        .bind(d.id)
+        .bind(delivery_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Records a processed webhook delivery; forgets those older than three days (Shopify
+    /// retries a delivery for 48 hours).
+    pub async fn record_delivery(
+        &self,
+        pass: &Pass,
+        domain: &str,
+        delivery_id: &str,
+    ) -> Result<()> {
+        const KEEP_MS: i64 = 3 * 24 * 3600 * 1000;
+        let d = writable(pass, domain)?;
+        let now = now_millis();
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (domain_id, delivery_id, at) VALUES ($1, $2, $3) \
+             ON CONFLICT (domain_id, delivery_id) DO NOTHING",
+        )
+        .bind(d.id)
+        .bind(delivery_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query("DELETE FROM webhook_deliveries WHERE at < $1")
+            .bind(now - KEEP_MS)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The domain with this id, if it still exists (the applier's check that a domain it is
+    /// about to make a shard for was not deleted meanwhile).
+    pub async fn domain_by_id(&self, id: i64) -> Result<Option<Domain>> {
+        let row = sqlx::query(
+            "SELECT id, uid, name, description, settings, created_at FROM domains WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(crate::admin::domain_from_row).transpose()
     }
 
     /// The latest changelog sequence of a domain (0 when it has none).

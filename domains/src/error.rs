@@ -14,6 +14,9 @@ pub enum Error {
     Unauthenticated(String),
     #[error("permission denied: {0}")]
     Forbidden(String),
+    /// Something the deployment has not set up (a key to sign delegated tokens).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("store: {0}")]
     Store(#[from] sqlx::Error),
     #[error("store migration: {0}")]

@@ -11,7 +11,7 @@
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::access::Caller;
+use crate::access::{Caller, EndUser};
 use crate::model::Role;
 use crate::store::Store;
 use crate::{Error, Result};
@@ -85,6 +85,21 @@ struct Claims {
     /// The end user a delegated token acts for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     on_behalf_of: Option<String>,
+    /// Caps the principal's grants at this role (`read`, `write`, `admin`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat: Option<u64>,
+}
+
+/// A delegated token as minted: the token, when it expires and what it opens.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Delegation {
+    pub token: String,
+    /// Milliseconds since the epoch.
+    pub expires_at: i64,
+    pub end_user: String,
+    pub domains: Vec<String>,
 }
 
 fn now_secs() -> u64 {
@@ -148,16 +163,36 @@ impl Store {
             .caller_named(&sub)
             .await
             .map_err(|_| "unknown principal".to_string())?;
-        if claims.on_behalf_of.is_some() {
-            // A delegated token never carries more than a reader's scope.
-            caller.superuser = false;
+        let exp = claims.exp.ok_or_else(|| "missing claim".to_string())?;
+        let mut role = claims
+            .role
+            .as_deref()
+            .map(Role::parse)
+            .transpose()
+            .map_err(|_| "unknown role".to_string())?;
+        if let Some(user) = &claims.on_behalf_of {
+            // A delegated token: read-only, short-lived, and bounded by the end user's grants
+            // as well as the principal's, re-checked on every use.
+            if exp > now_secs() + MAX_DELEGATION_SECS + LEEWAY_SECS {
+                return Err("delegated token lives too long".into());
+            }
+            let end_user = self
+                .caller_named(user)
+                .await
+                .map_err(|_| "unknown end user".to_string())?;
+            caller.on_behalf_of = Some(EndUser {
+                id: end_user.id,
+                name: end_user.name,
+            });
+            role = Some(Role::Read);
         }
-        caller.only = claims.domains;
-        Ok(caller)
+        let exp_ms = i64::try_from(exp.saturating_mul(1000)).unwrap_or(i64::MAX);
+        Ok(caller.narrowed(claims.domains, role, Some(exp_ms)))
     }
 
-    /// Mints a delegated token: `caller` acting for `end_user`, limited to `domains` (each of
-    /// which the caller must be able to read) for at most `MAX_DELEGATION_SECS`.
+    /// Mints a delegated token: `caller` acting for `end_user` (a principal), read-only, for
+    /// the domains both may read — those of `domains` (all such when empty) — for `ttl_secs`
+    /// of at most [`MAX_DELEGATION_SECS`], and never past the caller's own expiry.
     pub async fn mint_delegated(
         &self,
         config: &JwtConfig,
@@ -165,42 +200,74 @@ impl Store {
         end_user: &str,
         domains: &[String],
         ttl_secs: u64,
-    ) -> Result<String> {
+    ) -> Result<Delegation> {
         let Some((kid, secret)) = &config.delegation else {
-            return Err(Error::invalid(
-                "delegation",
-                "no delegation key is configured",
+            return Err(Error::Unavailable(
+                "delegation: no delegation key is configured (serve with --jwt-hs256-secret)"
+                    .into(),
             ));
         };
-        crate::names::validate_text("end user", end_user, 256)?;
-        if domains.is_empty() {
+        crate::names::validate_name("end_user", end_user)?;
+        if ttl_secs == 0 || ttl_secs > MAX_DELEGATION_SECS {
             return Err(Error::invalid(
-                "domains",
-                "a delegated token names its domains",
+                "ttl_seconds",
+                format!("must be 1 to {MAX_DELEGATION_SECS}, got {ttl_secs}"),
             ));
         }
-        // Fails, as for a missing domain, when any is not readable by the caller.
-        let pass = self.authorize(caller, domains, Role::Read).await?;
+        if caller.is_delegated() {
+            return Err(Error::Forbidden(
+                "a delegated token cannot delegate again".into(),
+            ));
+        }
+        let user = self.caller_named(end_user).await?;
+        let delegated = caller.clone().narrowed(None, Some(Role::Read), None);
+        let delegated = Caller {
+            on_behalf_of: Some(EndUser {
+                id: user.id,
+                name: user.name.clone(),
+            }),
+            ..delegated
+        }
+        .narrowed(None, None, None);
+        // Fails, as for a missing domain, when any named domain is not readable by both.
+        let pass = self.authorize(&delegated, domains, Role::Read).await?;
+        let names: Vec<String> = pass.domains().iter().map(|d| d.name.clone()).collect();
+        if names.is_empty() {
+            return Err(Error::invalid(
+                "domains",
+                format!(
+                    "`{}` and `{}` can read no domain in common",
+                    caller.name(),
+                    user.name
+                ),
+            ));
+        }
+        let now = now_secs();
+        let mut exp = now + ttl_secs;
+        if let Some(mine) = caller.expires_at() {
+            exp = exp.min(u64::try_from(mine / 1000).unwrap_or(0));
+        }
         let claims = Claims {
             sub: Some(caller.name().to_string()),
-            exp: Some(now_secs() + ttl_secs.clamp(1, MAX_DELEGATION_SECS)),
+            exp: Some(exp),
             aud: Some(config.audience.clone()),
             iss: Some(config.issuer.clone()),
-            domains: Some(pass.domains().iter().map(|d| d.name.clone()).collect()),
-            on_behalf_of: Some(end_user.to_string()),
+            domains: Some(names.clone()),
+            on_behalf_of: Some(user.name.clone()),
+            role: Some(Role::Read.as_str().to_string()),
+            iat: Some(now),
         };
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(kid.clone());
         let token = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(secret))
             .map_err(|e| Error::invalid("delegation", e.to_string()))?;
-        self.audit(
-            caller.name(),
-            "delegate",
-            end_user,
-            "ok",
-            &domains.join(","),
-        )
-        .await?;
-        Ok(token)
+        self.audit(caller.name(), "delegate", end_user, "ok", &names.join(","))
+            .await?;
+        Ok(Delegation {
+            token,
+            expires_at: i64::try_from(exp.saturating_mul(1000)).unwrap_or(i64::MAX),
+            end_user: user.name,
+            domains: names,
+        })
     }
 }

@@ -26,9 +26,9 @@ mod store;
 
 pub use access::{Caller, Pass};
 pub use error::{Error, Result};
-pub use jwt::{JwtConfig, JwtKey, MAX_DELEGATION_SECS};
+pub use jwt::{Delegation, JwtConfig, JwtKey, MAX_DELEGATION_SECS};
 pub use model::{
-    AuditEntry, Change, Domain, DomainStats, Grant, KeyInfo, Principal, PrincipalKind, Reusable,
-    Role, StoredChunk, StoredDocument, Write, now_millis,
+    AuditEntry, Change, Domain, DomainStats, Grant, KeyInfo, KeyScope, Principal, PrincipalKind,
+    Quarantined, Reusable, Role, StoredChunk, StoredDocument, Write, now_millis,
 };
 pub use store::{BOOTSTRAP_ADMIN, Backend, Store};

@@ -7,6 +7,9 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Domain {
     pub id: i64,
+    /// Made at creation and never reused: a domain deleted and created again under the same
+    /// name is another domain (its shard, caches and sequences start afresh).
+    pub uid: String,
     pub name: String,
     pub description: String,
     /// The engine's `DomainSettings` as JSON (this crate depends on no other member).
@@ -112,9 +115,23 @@ pub struct KeyInfo {
     pub id: String,
     pub principal: String,
     pub domains: Option<Vec<String>>,
+    /// The highest role the key may use (`None`: the principal's grants decide).
+    pub role: Option<Role>,
     pub created_at: i64,
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
+}
+
+/// What a new key may do; each part can only narrow the creating credential.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeyScope {
+    /// Restrict the key to these domains (default: the creating credential's restriction).
+    pub domains: Option<Vec<String>>,
+    /// The highest role the key may use (default: the creating credential's).
+    pub role: Option<Role>,
+    /// When it expires, in milliseconds since the epoch (default: the creating credential's
+    /// expiry).
+    pub expires_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -173,6 +190,19 @@ pub struct DomainStats {
     pub last_seq: u64,
     /// Milliseconds since the epoch of the domain's last write.
     pub last_write_at: Option<i64>,
+    /// Stored documents a shard refused (see [`Quarantined`]).
+    pub quarantined: u64,
+}
+
+/// A stored document that a shard refused to apply: the applier skipped it (removing any
+/// older version from the shard) and went on. Writing the document again clears it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Quarantined {
+    pub external_id: String,
+    /// The change that was refused.
+    pub seq: u64,
+    pub reason: String,
+    pub at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -79,6 +79,16 @@ async fn tokens_are_verified_strictly_and_delegation_only_narrows() {
         .grant(&admin, "assistant", "catalog", Role::Read)
         .await
         .unwrap();
+    // End users are principals too: a delegated token reads what both may read.
+    for (user, domains) in [("user-42", &["kb", "catalog"][..]), ("user-7", &["hr"][..])] {
+        store
+            .create_principal(&admin, user, PrincipalKind::User)
+            .await
+            .unwrap();
+        for d in domains {
+            store.grant(&admin, user, d, Role::Read).await.unwrap();
+        }
+    }
 
     let (rsa_private, rsa_public) = keypair(dir.path(), "rsa");
     let (ed_private, ed_public) = keypair(dir.path(), "ed25519");
@@ -165,7 +175,8 @@ async fn tokens_are_verified_strictly_and_delegation_only_narrows() {
     refused("missing claim")(check(token(Algorithm::HS256, "hs", &hs, c)).await);
     refused("unknown principal")(check(token(Algorithm::HS256, "hs", &hs, claims("ghost"))).await);
 
-    // Delegation: only domains the agent can read, and the token carries no more.
+    // Delegation: only domains the agent and the end user can both read, read-only, for at
+    // most 15 minutes; the token carries no more.
     let agent = store.act_as(&admin, "assistant").await.unwrap();
     assert!(matches!(
         store
@@ -173,10 +184,35 @@ async fn tokens_are_verified_strictly_and_delegation_only_narrows() {
             .await,
         Err(Error::NotFound { .. })
     ));
-    let delegated = store
-        .mint_delegated(&config, &agent, "user-42", &["kb".into()], 10_000)
+    assert!(matches!(
+        store
+            .mint_delegated(&config, &agent, "user-42", &["kb".into()], 10_000)
+            .await,
+        Err(Error::Invalid {
+            field: "ttl_seconds",
+            ..
+        })
+    ));
+    // user-7 reads only hr, which the assistant cannot: nothing in common.
+    assert!(matches!(
+        store
+            .mint_delegated(&config, &agent, "user-7", &[], 60)
+            .await,
+        Err(Error::Invalid {
+            field: "domains",
+            ..
+        })
+    ));
+    let both = store
+        .mint_delegated(&config, &agent, "user-42", &[], 60)
         .await
         .unwrap();
+    assert_eq!(both.domains, ["catalog", "kb"]);
+    let delegated = store
+        .mint_delegated(&config, &agent, "user-42", &["kb".into()], 900)
+        .await
+        .unwrap()
+        .token;
     let acting = store.authenticate_jwt(&config, &delegated).await.unwrap();
     assert_eq!(acting.name(), "assistant");
     let pass = store.authorize(&acting, &[], Role::Read).await.unwrap();
@@ -190,14 +226,15 @@ async fn tokens_are_verified_strictly_and_delegation_only_narrows() {
     );
     // Its lifetime is capped.
     let payload = delegated.split('.').nth(1).unwrap();
-    let claims: serde_json::Value = serde_json::from_slice(&base64url_decode(payload)).unwrap();
-    assert!(claims["exp"].as_u64().unwrap() <= now() + 900);
-    assert_eq!(claims["on_behalf_of"], "user-42");
+    let minted: serde_json::Value = serde_json::from_slice(&base64url_decode(payload)).unwrap();
+    assert!(minted["exp"].as_u64().unwrap() <= now() + 900);
+    assert_eq!(minted["on_behalf_of"], "user-42");
     // Even the admin's delegated token is a reader's.
     let admin_token = store
         .mint_delegated(&config, &admin, "user-7", &["hr".into()], 60)
         .await
-        .unwrap();
+        .unwrap()
+        .token;
     let as_admin = store.authenticate_jwt(&config, &admin_token).await.unwrap();
     assert!(!as_admin.is_superuser());
     assert!(
@@ -205,6 +242,38 @@ async fn tokens_are_verified_strictly_and_delegation_only_narrows() {
             .authorize(&as_admin, &["kb".into()], Role::Read)
             .await
             .is_err()
+    );
+    for role in [Role::Write, Role::Admin] {
+        assert!(
+            store
+                .authorize(&as_admin, &["hr".into()], role)
+                .await
+                .is_err()
+        );
+    }
+    // The end user's grants are re-checked on use: revoked, the token opens nothing.
+    store.revoke_grant(&admin, "user-42", "kb").await.unwrap();
+    let acting = store.authenticate_jwt(&config, &delegated).await.unwrap();
+    assert!(
+        store
+            .authorize(&acting, &[], Role::Read)
+            .await
+            .unwrap()
+            .domains()
+            .is_empty()
+    );
+    // A token that claims to be delegated but lives longer than 15 minutes is refused.
+    let mut c = claims("assistant");
+    c["on_behalf_of"] = json!("user-42");
+    c["exp"] = json!(now() + 3600);
+    refused("lives too long")(
+        check(token(
+            Algorithm::HS256,
+            "delegation",
+            &EncodingKey::from_secret(DELEGATION),
+            c,
+        ))
+        .await,
     );
 
     let audit = store.audit_since(&admin, 0).await.unwrap();

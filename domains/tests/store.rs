@@ -1,9 +1,15 @@
 //! One conformance suite, run against SQLite and a real PostgreSQL server.
 #![allow(clippy::unwrap_used, reason = "test helpers fail loudly")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the store's own conformance suite writes to it directly"
+)]
 
 mod pg;
 
-use dartmouth_domains::{Error, PrincipalKind, Role, Store, StoredChunk, StoredDocument, Write};
+use dartmouth_domains::{
+    Error, KeyScope, PrincipalKind, Role, Store, StoredChunk, StoredDocument, Write,
+};
 use serde_json::json;
 
 fn doc(id: &str, text: &str) -> StoredDocument {
@@ -191,7 +197,7 @@ async fn conformance(url: &str) {
 
     // Keys.
     let (info, secret) = store
-        .create_key(&admin, "support-agent", None, None)
+        .create_key(&admin, "support-agent", KeyScope::default())
         .await
         .unwrap();
     assert!(secret.starts_with(&info.id) && secret.len() == 67);
@@ -218,7 +224,14 @@ async fn conformance(url: &str) {
         Error::Unauthenticated(_)
     ));
     let (_, expired) = store
-        .create_key(&admin, "support-agent", None, Some(1))
+        .create_key(
+            &admin,
+            "support-agent",
+            KeyScope {
+                expires_at: Some(1),
+                ..KeyScope::default()
+            },
+        )
         .await
         .unwrap();
     assert!(
@@ -238,8 +251,10 @@ async fn conformance(url: &str) {
         .create_key(
             &admin,
             "support-agent",
-            Some(vec!["support-kb".into()]),
-            None,
+            KeyScope {
+                domains: Some(vec!["support-kb".into()]),
+                ..KeyScope::default()
+            },
         )
         .await
         .unwrap();

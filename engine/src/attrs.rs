@@ -145,29 +145,6 @@ impl fmt::Display for AttrValue {
 /// A document's attributes: field name to one or more values (a product's sizes, say).
 pub type Attributes = BTreeMap<String, Vec<AttrValue>>;
 
-pub(crate) const MAX_ATTR_NAME: usize = 128;
-pub(crate) const MAX_ATTR_VALUE: usize = 1024;
-
-pub(crate) fn validate_attributes(attrs: &Attributes, place: &str) -> Result<()> {
-    for (name, values) in attrs {
-        if name.is_empty() || name.len() > MAX_ATTR_NAME {
-            return Err(Error::invalid(format!(
-                "{place}: attribute names must be 1 to {MAX_ATTR_NAME} bytes"
-            )));
-        }
-        for v in values {
-            if let AttrValue::Keyword(s) = v
-                && s.len() > MAX_ATTR_VALUE
-            {
-                return Err(Error::invalid(format!(
-                    "{place}: attribute `{name}` has a value longer than {MAX_ATTR_VALUE} bytes"
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Bitmaps of chunk ordinals per (field, value). Ordinals of deleted chunks may linger here;
 /// every evaluation intersects with the live set, so they never match.
 #[derive(Debug, Clone, Default)]

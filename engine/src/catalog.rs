@@ -46,9 +46,24 @@ impl Catalog {
     }
 
     pub fn create(&self, name: &str, settings: DomainSettings) -> Result<Arc<Shard>> {
+        self.create_identified(name, settings, None)
+    }
+
+    /// Creates the shard of one incarnation of a domain (see `Manifest::identity`).
+    pub fn create_identified(
+        &self,
+        name: &str,
+        settings: DomainSettings,
+        identity: Option<&str>,
+    ) -> Result<Arc<Shard>> {
         validate_domain_name(name)?;
         let mut open = self.open.write().map_err(|_| poisoned(&self.root))?;
-        let shard = Arc::new(Shard::create(&self.dir_of(name), name, settings)?);
+        let shard = Arc::new(Shard::create_identified(
+            &self.dir_of(name),
+            name,
+            settings,
+            identity,
+        )?);
         open.insert(name.to_string(), Arc::clone(&shard));
         Ok(shard)
     }
@@ -90,6 +105,102 @@ impl Catalog {
         Ok(names)
     }
 
+    /// The shard of one incarnation of a domain: the open or stored shard of `name` when it
+    /// records `identity`, otherwise a new empty one, which replaces a shard left by another
+    /// incarnation (a domain deleted and created again) or made before identities. Returns
+    /// whether the shard is new. Serialised with every other change to the catalog.
+    pub fn ensure(
+        &self,
+        name: &str,
+        settings: DomainSettings,
+        identity: &str,
+    ) -> Result<(Arc<Shard>, bool)> {
+        validate_domain_name(name)?;
+        let mut open = self.open.write().map_err(|_| poisoned(&self.root))?;
+        let dir = self.dir_of(name);
+        let recorded = match open.get(name) {
+            Some(s) if s.identity() == Some(identity) => return Ok((Arc::clone(s), false)),
+            Some(s) => Some(s.identity().map(str::to_string)),
+            None if dir.is_dir() => Some(read_manifest(&dir.join("manifest.json"))?.identity),
+            None => None,
+        };
+        match recorded {
+            Some(Some(r)) if r == identity => {
+                let shard = Arc::new(Shard::open(&dir, name)?);
+                open.insert(name.to_string(), Arc::clone(&shard));
+                return Ok((shard, false));
+            }
+            Some(_) => {
+                // Another incarnation's shard: moved away, never served for this one.
+                // Searches that hold it finish on its files.
+                open.remove(name);
+                self.remove_dir(name)?;
+            }
+            None => {}
+        }
+        let shard = Arc::new(Shard::create_identified(
+            &dir,
+            name,
+            settings,
+            Some(identity),
+        )?);
+        open.insert(name.to_string(), Arc::clone(&shard));
+        Ok((shard, true))
+    }
+
+    /// Removes the shard of `name` if it belongs to `identity` (or records none: made before
+    /// identities); a shard another incarnation made meanwhile stays. Returns whether it did.
+    pub fn delete_identified(&self, name: &str, identity: &str) -> Result<bool> {
+        validate_domain_name(name).map_err(|_| Error::DomainNotFound(name.to_string()))?;
+        let mut open = self.open.write().map_err(|_| poisoned(&self.root))?;
+        let dir = self.dir_of(name);
+        if !dir.is_dir() {
+            return Ok(false);
+        }
+        let recorded = match open.get(name) {
+            Some(s) => s.identity().map(str::to_string),
+            None => read_manifest(&dir.join("manifest.json"))?.identity,
+        };
+        if recorded.as_deref().is_some_and(|r| r != identity) {
+            return Ok(false);
+        }
+        open.remove(name);
+        self.remove_dir(name)?;
+        Ok(true)
+    }
+
+    /// Renames the shard directory away, then removes it, so a crash leaves no half shard.
+    fn remove_dir(&self, name: &str) -> Result<()> {
+        let dir = self.dir_of(name);
+        let doomed = self.root.join(format!(".deleting-{name}"));
+        if doomed.exists() {
+            std::fs::remove_dir_all(&doomed).map_err(Error::io(&doomed))?;
+        }
+        std::fs::rename(&dir, &doomed).map_err(Error::io(&dir))?;
+        std::fs::remove_dir_all(&doomed).map_err(Error::io(&doomed))?;
+        Ok(())
+    }
+
+    /// The identity the shard of `name` records (see `Manifest::identity`), read from its
+    /// manifest without opening it; `None` when there is no such shard or it records none.
+    pub fn identity_of(&self, name: &str) -> Result<Option<String>> {
+        validate_domain_name(name)?;
+        let path = self.dir_of(name).join("manifest.json");
+        if !path.is_file() {
+            return Ok(None);
+        }
+        Ok(read_manifest(&path)?.identity)
+    }
+
+    /// The shard of `name` if it is open or on disk, without creating one.
+    pub fn find(&self, name: &str) -> Result<Option<Arc<Shard>>> {
+        match self.get(name) {
+            Ok(s) => Ok(Some(s)),
+            Err(Error::DomainNotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// A directory on the catalog's file system where a replacement shard for `name` can be
     /// built before `replace` swaps it in.
     pub fn scratch_dir(&self, name: &str) -> Result<PathBuf> {
@@ -127,11 +238,16 @@ impl Catalog {
             return Err(Error::DomainNotFound(name.to_string()));
         }
         open.remove(name);
-        let doomed = self.root.join(format!(".deleting-{name}"));
-        std::fs::rename(&dir, &doomed).map_err(Error::io(&dir))?;
-        std::fs::remove_dir_all(&doomed).map_err(Error::io(&doomed))?;
-        Ok(())
+        self.remove_dir(name)
     }
+}
+
+fn read_manifest(path: &Path) -> Result<crate::Manifest> {
+    let raw = std::fs::read(path).map_err(Error::io(path))?;
+    serde_json::from_slice(&raw).map_err(|e| Error::Corrupt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 fn poisoned(root: &Path) -> Error {

@@ -155,6 +155,23 @@ impl Highlighter {
     /// terms, each wrapped in `pre`/`post` (`…` marks cut ends). The text is returned as data:
     /// markers are the only additions.
     pub fn snippet(&self, text: &str, max_chars: usize, pre: &str, post: &str) -> String {
+        self.snippet_with(text, max_chars, pre, post, |out, s| out.push_str(s))
+    }
+
+    /// [`Highlighter::snippet`] safe to render as HTML: the text is escaped (`&`, `<`, `>`,
+    /// `"`, `'`) and the terms are wrapped in `<em>…</em>`, the only markup it holds.
+    pub fn snippet_html(&self, text: &str, max_chars: usize) -> String {
+        self.snippet_with(text, max_chars, "<em>", "</em>", push_escaped)
+    }
+
+    fn snippet_with(
+        &self,
+        text: &str,
+        max_chars: usize,
+        pre: &str,
+        post: &str,
+        push: impl Fn(&mut String, &str),
+    ) -> String {
         let ranges = self.term_ranges(text);
         let start = Self::window_start(text, &ranges, max_chars);
         // Back up a little so the first term has some context, to a char boundary.
@@ -176,17 +193,31 @@ impl Highlighter {
         }
         let mut at = from;
         for &(s, e) in ranges.iter().filter(|(s, e)| *s >= from && *e <= to) {
-            out.push_str(&text[at..s]);
+            push(&mut out, &text[at..s]);
             out.push_str(pre);
-            out.push_str(&text[s..e]);
+            push(&mut out, &text[s..e]);
             out.push_str(post);
             at = e;
         }
-        out.push_str(&text[at..to]);
+        push(&mut out, &text[at..to]);
         if to < text.len() {
             out.push('…');
         }
         out
+    }
+}
+
+/// Appends `s` with the characters HTML gives a meaning escaped.
+fn push_escaped(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
     }
 }
 
@@ -203,6 +234,20 @@ pub fn snippet(text: &str, query: &str, max_chars: usize, pre: &str, post: &str)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn html_snippets_escape_the_text_around_the_marks() {
+        let text = "<script>alert('x')</script> & \"refund\" <b>policy</b>";
+        let out = Highlighter::new("refund policy").snippet_html(text, 240);
+        assert_eq!(
+            out,
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;<em>refund</em>&quot; \
+             &lt;b&gt;<em>policy</em>&lt;/b&gt;"
+        );
+        // The only tags left are the marks.
+        let stripped = out.replace("<em>", "").replace("</em>", "");
+        assert!(!stripped.contains('<') && !stripped.contains('>'));
+    }
 
     #[test]
     fn marks_stemmed_terms_and_keeps_the_text() {

@@ -23,6 +23,7 @@ mod highlight;
 mod schema;
 mod search;
 mod shard;
+pub mod validate;
 mod vectors;
 
 pub use attrs::{AttrValue, Attributes, Decimal};

@@ -12,10 +12,11 @@ use tantivy::{
 };
 
 use crate::ann::{Ann, AnnParams};
-use crate::attrs::{AttrIndex, Attributes, validate_attributes};
-use crate::embed::{ModelSpec, check_and_normalise};
+use crate::attrs::{AttrIndex, Attributes};
+use crate::embed::{ModelSpec, check_and_normalise, check_vector};
 use crate::flat::{FlatGraph, RECOPY_ROWS};
 use crate::schema::{self, Fields};
+use crate::validate::{check_document, check_id};
 use crate::vectors::{VectorFile, VectorView};
 use crate::{Error, Result};
 
@@ -26,7 +27,6 @@ const GRAPH_META: &str = "graph.json";
 const CHECKPOINT_EVERY: u32 = 20_000;
 /// A checkpoint rebuilds the graph when this share of its points are deleted chunks.
 const REBUILD_DEAD_SHARE: f64 = 0.25;
-pub(crate) const MAX_DOC_ID_LEN: usize = 512;
 
 /// Per-domain settings fixed at creation: the model its vectors come from and how text is chunked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,6 +79,11 @@ impl DomainSettings {
 pub struct Manifest {
     pub format_version: u32,
     pub domain: String,
+    /// Which incarnation of the domain this shard was built for (the store's domain uid):
+    /// a domain deleted and created again under the same name must not meet the old shard.
+    /// `None` for shards made without a store (evaluation, benchmarks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
     pub settings: DomainSettings,
     /// Last change-log sequence applied (recorded inside the tantivy commit, not in the file).
     #[serde(skip)]
@@ -269,6 +274,16 @@ pub struct Shard {
 impl Shard {
     /// Creates an empty shard in `dir` (which must not exist yet).
     pub fn create(dir: &Path, name: &str, settings: DomainSettings) -> Result<Shard> {
+        Shard::create_identified(dir, name, settings, None)
+    }
+
+    /// Creates an empty shard that records the identity of the domain it serves.
+    pub fn create_identified(
+        dir: &Path,
+        name: &str,
+        settings: DomainSettings,
+        identity: Option<&str>,
+    ) -> Result<Shard> {
         settings.validate()?;
         if dir.exists() {
             return Err(Error::DomainExists(name.to_string()));
@@ -282,6 +297,7 @@ impl Shard {
         let manifest = Manifest {
             format_version: FORMAT_VERSION,
             domain: name.to_string(),
+            identity: identity.map(str::to_string),
             settings,
             applied_seq: 0,
         };
@@ -441,6 +457,11 @@ impl Shard {
         let mut m = self.manifest.clone();
         m.applied_seq = self.snapshot().applied_seq;
         m
+    }
+
+    /// The identity of the domain this shard was built for (see [`Manifest::identity`]).
+    pub fn identity(&self) -> Option<&str> {
+        self.manifest.identity.as_deref()
     }
 
     pub fn settings(&self) -> &DomainSettings {
@@ -641,6 +662,26 @@ impl Shard {
         })
     }
 
+    /// Why [`Shard::apply`] would refuse this operation, or `None` when it would take it. The
+    /// applier asks before it applies what the store committed, so that one document the shard
+    /// refuses is quarantined instead of stopping every change after it.
+    pub fn refusal(&self, op: &WriteOp) -> Option<String> {
+        match op {
+            WriteOp::Delete(id) => check_id(id).err().map(|e| e.to_string()),
+            WriteOp::Upsert(doc) => {
+                if let Err(e) = check_document(doc) {
+                    return Some(e.to_string());
+                }
+                let dim = self.manifest.settings.model.dim;
+                doc.chunks.iter().enumerate().find_map(|(i, c)| {
+                    check_vector(&c.embedding, dim, &format!("chunks[{i}].embedding"))
+                        .err()
+                        .map(|e| e.to_string())
+                })
+            }
+        }
+    }
+
     /// Validates and normalises every operation before anything is written.
     fn validate(&self, ops: Vec<WriteOp>, model_id: &str) -> Result<Vec<WriteOp>> {
         let model = &self.manifest.settings.model;
@@ -650,38 +691,20 @@ impl Shard {
                 got: model_id.to_string(),
             });
         }
-        let check_id = |id: &str, place: &str| -> Result<()> {
-            if id.is_empty() || id.len() > MAX_DOC_ID_LEN || id.chars().any(char::is_control) {
-                return Err(Error::invalid(format!(
-                    "{place}: a document id must be 1 to {MAX_DOC_ID_LEN} bytes without control characters"
-                )));
-            }
-            Ok(())
-        };
         let mut out = Vec::with_capacity(ops.len());
         for (n, mut op) in ops.into_iter().enumerate() {
             match &mut op {
-                WriteOp::Delete(id) => check_id(id, &format!("operation {n} (delete)"))?,
+                WriteOp::Delete(id) => check_id(id)
+                    .map_err(|e| Error::invalid(format!("operation {n} (delete): {e}")))?,
                 WriteOp::Upsert(doc) => {
                     let place = format!("operation {n} (document `{}`)", truncate(&doc.id, 64));
-                    check_id(&doc.id, &place)?;
-                    if doc.chunks.is_empty() {
-                        return Err(Error::invalid(format!(
-                            "{place}: the document has no chunks"
-                        )));
-                    }
-                    validate_attributes(&doc.attributes, &place)?;
+                    check_document(doc).map_err(|e| Error::invalid(format!("{place}: {e}")))?;
                     for (i, chunk) in doc.chunks.iter_mut().enumerate() {
                         check_and_normalise(
                             &mut chunk.embedding,
                             model.dim,
                             &format!("{place}, chunk {i}"),
                         )?;
-                        if chunk.char_end < chunk.char_start {
-                            return Err(Error::invalid(format!(
-                                "{place}, chunk {i}: char range ends before it starts"
-                            )));
-                        }
                     }
                 }
             }

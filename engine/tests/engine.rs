@@ -224,7 +224,7 @@ fn a_failed_batch_leaves_the_shard_as_it_was() {
     let err = shard
         .apply(batch(vec![WriteOp::Upsert(doc("", "t", &["x"], &[]))]))
         .unwrap_err();
-    assert!(err.to_string().contains("document id"), "{err}");
+    assert!(err.to_string().contains("id: must not be empty"), "{err}");
 
     assert_eq!(ids(&shard, &request("blue", Mode::Hybrid)), before);
     assert_eq!(shard.stats().documents, 3);

@@ -16,6 +16,8 @@ use tokio::runtime::Handle;
 
 use crate::job::{Sink, SinkOp};
 use crate::{Error, Result};
+use dartmouth_domains::names::shown;
+use dartmouth_engine::validate;
 
 /// Changes read and applied per shard commit.
 const BATCH: u32 = 512;
@@ -73,48 +75,74 @@ pub fn to_document(doc: StoredDocument) -> Result<Document> {
     })
 }
 
-/// The store's form of a sink write.
-pub fn to_write(op: &SinkOp) -> Result<Write> {
+/// The store's form of a sink write, once the document meets the engine's rules
+/// (`dartmouth_engine::validate`): the store must never acknowledge what a shard would refuse.
+fn to_write(op: &SinkOp) -> Result<Write> {
     Ok(match op {
-        SinkOp::Delete(id) => Write::Delete(id.clone()),
-        SinkOp::Upsert(doc, meta) => Write::Upsert(StoredDocument {
-            external_id: doc.id.clone(),
-            title: doc.title.clone(),
-            url: doc.url.clone(),
-            attributes: serde_json::to_value(&doc.attributes)
-                .map_err(|e| Error::Input(format!("document `{}`: {e}", doc.id)))?,
-            content_hash: meta.content_hash.clone(),
-            chunks: doc
-                .chunks
-                .iter()
-                .map(|c| StoredChunk {
-                    text: c.text.clone(),
-                    char_start: c.char_start,
-                    char_end: c.char_end,
-                    heading: c.heading.clone(),
-                    embedding: c.embedding.clone(),
-                })
-                .collect(),
-            source: meta.source.clone(),
-            keys: meta.keys.clone(),
-        }),
+        SinkOp::Delete(id) => {
+            validate::check_id(id)
+                .map_err(|e| Error::bad(format!("delete of `{}`", shown(id)), e.to_string()))?;
+            Write::Delete(id.clone())
+        }
+        SinkOp::Upsert(doc, meta) => {
+            validate::check_document(doc).map_err(|e| {
+                let place = if meta.place.is_empty() {
+                    format!("document `{}`", shown(&doc.id))
+                } else {
+                    meta.place.clone()
+                };
+                Error::bad(place, e.to_string())
+            })?;
+            Write::Upsert(StoredDocument {
+                external_id: doc.id.clone(),
+                title: doc.title.clone(),
+                url: doc.url.clone(),
+                attributes: serde_json::to_value(&doc.attributes)
+                    .map_err(|e| Error::Input(format!("document `{}`: {e}", doc.id)))?,
+                content_hash: meta.content_hash.clone(),
+                chunks: doc
+                    .chunks
+                    .iter()
+                    .map(|c| StoredChunk {
+                        text: c.text.clone(),
+                        char_start: c.char_start,
+                        char_end: c.char_end,
+                        heading: c.heading.clone(),
+                        embedding: c.embedding.clone(),
+                    })
+                    .collect(),
+                source: meta.source.clone(),
+                keys: meta.keys.clone(),
+            })
+        }
     })
 }
 
-fn batch_of(changes: Vec<Change>, model_id: &str) -> Result<WriteBatch> {
-    let seq = changes.last().map(|c| c.seq);
-    let ops = changes
-        .into_iter()
-        .map(|c| match c.document {
-            Some(doc) => Ok(WriteOp::Upsert(to_document(doc)?)),
-            None => Ok(WriteOp::Delete(c.external_id)),
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(WriteBatch {
-        model_id: model_id.to_string(),
-        ops,
-        seq,
-    })
+/// Commits `ops` to `domain` through the store, every document checked first by the one
+/// validator; returns the sequence that acknowledges them. Nothing is stored when any fails.
+/// The only caller of `Store::write` outside tests (`clippy.toml` `disallowed-methods`).
+pub async fn commit(store: &Store, pass: &Pass, domain: &str, ops: &[SinkOp]) -> Result<u64> {
+    let writes = ops.iter().map(to_write).collect::<Result<Vec<_>>>()?;
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "every write was validated just above"
+    )]
+    store
+        .write(pass, domain, &writes)
+        .await
+        .map_err(Error::Store)
+}
+
+/// What a catch-up did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CatchUp {
+    /// The sequence the shard has applied.
+    pub seq: u64,
+    /// Documents the shard refused and the applier quarantined on the way.
+    pub quarantined: usize,
+    /// The shard was ahead of the store (a restored backup, a failover to a lagging replica)
+    /// and was rebuilt from it.
+    pub rebuilt: bool,
 }
 
 impl Applier<'_> {
@@ -122,44 +150,162 @@ impl Applier<'_> {
         self.runtime.block_on(f).map_err(Error::Store)
     }
 
-    /// The domain's shard, created empty when this node has none yet.
+    /// The shard of this incarnation of the domain: created empty when this node has none,
+    /// and replaced by an empty one when the shard on disk was made for a domain of the same
+    /// name that has since been deleted (catching up then replays the whole changelog). A
+    /// shard made for a domain deleted meanwhile (a search or catch-up racing the delete) is
+    /// removed again: it never outlives the check.
     pub fn shard(&self, domain: &Domain) -> Result<Arc<Shard>> {
-        match self.catalog.get(&domain.name) {
-            Ok(s) => Ok(s),
-            Err(dartmouth_engine::Error::DomainNotFound(_)) => Ok(self
-                .catalog
-                .create(&domain.name, domain_settings(domain)?)?),
-            Err(e) => Err(e.into()),
+        let (shard, created) =
+            self.catalog
+                .ensure(&domain.name, domain_settings(domain)?, &domain.uid)?;
+        if created {
+            let alive = self
+                .block(self.store.domain_by_id(domain.id))?
+                .is_some_and(|d| d.uid == domain.uid);
+            if !alive {
+                drop(shard);
+                self.catalog.delete_identified(&domain.name, &domain.uid)?;
+                return Err(dartmouth_engine::Error::DomainNotFound(domain.name.clone()).into());
+            }
         }
+        Ok(shard)
+    }
+
+    /// The shard of this incarnation if this node has it, never creating one: what reads use.
+    pub fn existing_shard(&self, domain: &Domain) -> Result<Option<Arc<Shard>>> {
+        Ok(self
+            .catalog
+            .find(&domain.name)?
+            .filter(|s| s.identity() == Some(domain.uid.as_str())))
     }
 
     /// Applies every change after the shard's applied sequence, up to the last one committed
     /// when it read the changelog; returns the sequence reached. (Changes committed while it
     /// applies are left to the next call, so a steady stream of writes cannot keep it here.)
     pub fn catch_up(&self, domain: &Domain) -> Result<u64> {
+        Ok(self.catch_up_report(domain)?.seq)
+    }
+
+    /// [`Applier::catch_up`], saying what it quarantined and whether it had to rebuild.
+    pub fn catch_up_report(&self, domain: &Domain) -> Result<CatchUp> {
         let shard = self.shard(domain)?;
-        let model_id = shard.settings().model.id.clone();
+        // The shard's sequence first: read after the store's, a write applied in between
+        // would look like a shard ahead of its store.
         let mut applied = shard.applied_seq();
+        let last = self.block(self.store.last_seq(domain.id))?;
+        if applied > last {
+            tracing::warn!(
+                domain = %domain.name, shard = applied, store = last,
+                "the shard has applied changes its store does not hold; rebuilding it from the store"
+            );
+            drop(shard);
+            let mut report = self.rebuild_report(domain)?;
+            report.rebuilt = true;
+            return Ok(report);
+        }
+        let mut report = CatchUp {
+            seq: applied,
+            ..CatchUp::default()
+        };
         loop {
             let changes = self.block(self.store.changes_since(domain.id, applied, BATCH))?;
             let full = changes.len() == BATCH as usize;
             if !changes.is_empty() {
-                applied = shard.apply(batch_of(changes, &model_id)?)?.applied_seq;
+                applied = self.apply_changes(domain, &shard, changes, &mut report)?;
             }
             if !full {
-                return Ok(applied);
+                report.seq = applied;
+                return Ok(report);
             }
         }
     }
 
-    /// Removes a deleted domain's shard (nothing to do when this node never had it).
-    pub fn remove_shard(&self, name: &str) -> Result<()> {
-        match self.catalog.delete(name) {
-            Ok(()) | Err(dartmouth_engine::Error::DomainNotFound(_)) => Ok(()),
-            Err(e) => Err(e.into()),
+    /// Applies committed changes in one shard commit. A document the shard would refuse (the
+    /// store holds it, so it can only have been written around the validator) is quarantined
+    /// with the reason and its older version removed from the shard; everything else applies.
+    fn apply_changes(
+        &self,
+        domain: &Domain,
+        shard: &Shard,
+        changes: Vec<Change>,
+        report: &mut CatchUp,
+    ) -> Result<u64> {
+        let seq = changes.last().map(|c| c.seq);
+        let mut ops = Vec::with_capacity(changes.len());
+        for c in changes {
+            let op = match c.document {
+                None => WriteOp::Delete(c.external_id.clone()),
+                Some(doc) => match to_document(doc) {
+                    Ok(d) => WriteOp::Upsert(d),
+                    Err(e) => {
+                        self.quarantine(domain, &c.external_id, c.seq, &e.to_string(), report)?;
+                        ops.extend(removal(&c.external_id));
+                        continue;
+                    }
+                },
+            };
+            match shard.refusal(&op) {
+                None => ops.push(op),
+                Some(reason) => {
+                    self.quarantine(domain, &c.external_id, c.seq, &reason, report)?;
+                    ops.extend(removal(&c.external_id));
+                }
+            }
         }
+        Ok(shard
+            .apply(WriteBatch {
+                model_id: shard.settings().model.id.clone(),
+                ops,
+                seq,
+            })?
+            .applied_seq)
     }
 
+    fn quarantine(
+        &self,
+        domain: &Domain,
+        id: &str,
+        seq: u64,
+        reason: &str,
+        report: &mut CatchUp,
+    ) -> Result<()> {
+        tracing::warn!(
+            domain = %domain.name, document = %shown(id), seq, reason,
+            "a stored document was refused by the shard: quarantined"
+        );
+        report.quarantined += 1;
+        self.block(self.store.quarantine(domain, id, seq, reason))
+    }
+
+    /// Removes a deleted domain's shard (nothing to do when this node never had it, or when
+    /// the shard there already belongs to a domain created again under the name).
+    pub fn remove_shard(&self, domain: &Domain) -> Result<()> {
+        self.catalog.delete_identified(&domain.name, &domain.uid)?;
+        Ok(())
+    }
+
+    /// Removes shards whose domain no longer exists in the store (deleted through another
+    /// node): `live` is every domain the store holds. Shards made without a store (no
+    /// identity: evaluation) are left alone. Returns the names removed.
+    pub fn remove_orphans(&self, live: &[Domain]) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for name in self.catalog.list()? {
+            if live.iter().any(|d| d.name == name) {
+                continue;
+            }
+            let identity = self
+                .catalog
+                .identity_of(&name)?
+                .filter(|id| !live.iter().any(|d| &d.uid == id));
+            if let Some(identity) = identity
+                && self.catalog.delete_identified(&name, &identity)?
+            {
+                removed.push(name);
+            }
+        }
+        Ok(removed)
+    }
     /// The shards `pass` opens, each caught up to the store: the one way to search a domain.
     pub fn reader(&self, pass: &Pass) -> Result<Reader> {
         let shards = pass
@@ -174,18 +320,24 @@ impl Applier<'_> {
     }
 
     /// The shards `pass` opens as they are, for a server whose applier tails the changelog.
+    /// A read never creates a shard: a domain this node has no shard of yet (just created, or
+    /// created again) is searched as empty until the applier makes it.
     pub fn reader_as_is(&self, pass: &Pass) -> Result<Reader> {
-        let shards = pass
-            .domains()
-            .iter()
-            .map(|d| self.shard(d))
-            .collect::<Result<_>>()?;
+        let mut shards = Vec::with_capacity(pass.domains().len());
+        for d in pass.domains() {
+            shards.extend(self.existing_shard(d)?);
+        }
         Ok(Reader { shards })
     }
 
     /// Rebuilds the domain's shard from the store (no re-embedding) next to the current one and
-    /// swaps it in; changes committed meanwhile are applied after the swap.
+    /// swaps it in; changes committed meanwhile are applied after the swap. Documents the shard
+    /// refuses are quarantined, and the rebuild completes without them.
     pub fn rebuild(&self, domain: &Domain) -> Result<u64> {
+        Ok(self.rebuild_report(domain)?.seq)
+    }
+
+    fn rebuild_report(&self, domain: &Domain) -> Result<CatchUp> {
         let settings = domain_settings(domain)?;
         // The sequence first: the documents read after it are at least that recent, and
         // `catch_up` re-applies anything newer (upserts carry the current state).
@@ -196,14 +348,28 @@ impl Applier<'_> {
             std::fs::remove_dir_all(&dir).map_err(Error::io(&dir))?;
         }
         let model_id = settings.model.id.clone();
-        let shard = Shard::create(&dir, &domain.name, settings)?;
+        let shard = Shard::create_identified(&dir, &domain.name, settings, Some(&domain.uid))?;
+        let mut report = CatchUp::default();
         let mut docs = docs.into_iter().peekable();
         while docs.peek().is_some() {
-            let ops = docs
-                .by_ref()
-                .take(BATCH as usize)
-                .map(|d| Ok(WriteOp::Upsert(to_document(d)?)))
-                .collect::<Result<Vec<_>>>()?;
+            let mut ops = Vec::with_capacity(BATCH as usize);
+            for d in docs.by_ref().take(BATCH as usize) {
+                let id = d.external_id.clone();
+                let refusal = match to_document(d) {
+                    Ok(doc) => {
+                        let op = WriteOp::Upsert(doc);
+                        match shard.refusal(&op) {
+                            None => {
+                                ops.push(op);
+                                continue;
+                            }
+                            Some(reason) => reason,
+                        }
+                    }
+                    Err(e) => e.to_string(),
+                };
+                self.quarantine(domain, &id, upto, &refusal, &mut report)?;
+            }
             shard.apply_unsequenced(WriteBatch {
                 model_id: model_id.clone(),
                 ops,
@@ -220,8 +386,19 @@ impl Applier<'_> {
         shard.checkpoint()?;
         drop(shard);
         self.catalog.replace(&domain.name, &dir)?;
-        self.catch_up(domain)
+        let caught_up = self.catch_up_report(domain)?;
+        report.seq = caught_up.seq;
+        report.quarantined += caught_up.quarantined;
+        Ok(report)
     }
+}
+
+/// The operation that takes a refused document out of the shard: a delete of its id, unless
+/// the id itself is one the shard refuses (then the shard cannot hold it).
+fn removal(id: &str) -> Option<WriteOp> {
+    validate::check_id(id)
+        .ok()
+        .map(|()| WriteOp::Delete(id.to_string()))
 }
 
 /// What a [`Pass`] lets its holder search. Built only by [`Applier::reader`], so a search
@@ -253,9 +430,12 @@ impl Reader {
         self.shards.iter().map(|s| s.name())
     }
 
-    /// Each opened domain with the changelog sequence its shard has applied.
+    /// Each opened domain's identity (never reused, unlike its name) with the changelog
+    /// sequence its shard has applied: what a cached result or embedding is keyed by.
     pub fn applied(&self) -> impl Iterator<Item = (&str, u64)> {
-        self.shards.iter().map(|s| (s.name(), s.applied_seq()))
+        self.shards
+            .iter()
+            .map(|s| (s.identity().unwrap_or(""), s.applied_seq()))
     }
 
     /// Searches the opened domains. A pass that opens none finds nothing (there is no model to
@@ -317,11 +497,11 @@ impl Sink for StoreSink<'_> {
             }
             .into());
         }
-        let writes = ops.iter().map(to_write).collect::<Result<Vec<_>>>()?;
-        let seq = self.applier.block(self.applier.store.write(
+        let seq = self.applier.runtime.block_on(commit(
+            self.applier.store,
             &self.pass,
             &self.domain.name,
-            &writes,
+            &ops,
         ))?;
         self.applier.catch_up(&self.domain)?;
         Ok(seq)
@@ -346,5 +526,10 @@ impl Sink for StoreSink<'_> {
             self.applier
                 .block(self.applier.store.document_ids(self.domain.id))?,
         ))
+    }
+
+    fn sources(&self, ids: &[String]) -> Result<HashMap<String, String>> {
+        self.applier
+            .block(self.applier.store.document_sources(self.domain.id, ids))
     }
 }

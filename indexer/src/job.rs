@@ -11,7 +11,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::chunk::{Chunker, TextChunk};
-use crate::shopify::{InventoryUpdate, Product, inventory_key, strip_availability};
+use crate::shopify::{
+    InventoryOutcome, InventoryUpdate, Product, inventory_key, strip_availability,
+};
 use crate::source::{Item, SourceDoc};
 use crate::{Error, Result};
 use dartmouth_domains::Reusable;
@@ -57,6 +59,9 @@ pub struct IndexSummary {
     /// Documents whose content, attributes and source were already stored: not written.
     pub unchanged: usize,
     pub deleted: usize,
+    /// Updates older than what the domain holds (a late or replayed Shopify delivery, by its
+    /// `updated_at`): not applied.
+    pub stale: usize,
     pub failed_count: usize,
     pub failed: Vec<String>,
     /// Chunks written.
@@ -88,6 +93,8 @@ pub struct DocMeta {
     pub content_hash: String,
     pub source: Option<String>,
     pub keys: Vec<String>,
+    /// Where the document came from (a file and line, `documents[2]`), for errors.
+    pub place: String,
 }
 
 impl SinkOp {
@@ -121,6 +128,10 @@ pub trait Sink: Send + Sync {
     /// Every document id (for a full sync); `None` when the sink cannot list them.
     fn document_ids(&self) -> Result<Option<Vec<String>>> {
         Ok(None)
+    }
+    /// The stored sources of `ids` (those that have one), to reconcile an update with.
+    fn sources(&self, _ids: &[String]) -> Result<HashMap<String, String>> {
+        Ok(HashMap::new())
     }
 }
 
@@ -328,6 +339,21 @@ impl IndexJob<'_> {
         let mut by_id: HashMap<String, usize> = HashMap::new();
         // Ids deleted earlier in this batch: a later stock change must not bring them back.
         let mut deleted: HashSet<String> = HashSet::new();
+        // Stored versions of the products that carry Shopify's `updated_at`.
+        let timed: Vec<String> = batch
+            .iter()
+            .filter_map(|p| match p {
+                Ok(Prepared::Doc { doc, .. }) if timed_product(doc).is_some() => {
+                    Some(doc.id.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        let stored = if timed.is_empty() {
+            HashMap::new()
+        } else {
+            self.sink.sources(&timed)?
+        };
         for p in batch {
             match p {
                 Err(e) => {
@@ -338,6 +364,18 @@ impl IndexJob<'_> {
                 }
                 Ok(Prepared::Doc { doc, chunks }) => {
                     tally.seen.insert(doc.id.clone());
+                    let earlier = match by_id.get(&doc.id) {
+                        Some(&i) => docs[i].0.source.clone(),
+                        None if deleted.contains(&doc.id) => None,
+                        None => stored.get(&doc.id).cloned(),
+                    };
+                    let (doc, chunks) = match self.reconcile(doc, chunks, earlier.as_deref())? {
+                        Some(ready) => ready,
+                        None => {
+                            tally.summary.stale += 1;
+                            continue;
+                        }
+                    };
                     by_id.insert(doc.id.clone(), docs.len());
                     ops_order.push(Pending::Doc(docs.len()));
                     docs.push((doc, chunks));
@@ -349,7 +387,8 @@ impl IndexJob<'_> {
                 }
                 Ok(Prepared::Inventory { update, place }) => {
                     match self.resolve_inventory(&update, &place, &docs, &by_id, &deleted) {
-                        Ok(doc) => {
+                        Ok(None) => tally.summary.stale += 1,
+                        Ok(Some(doc)) => {
                             let chunks = match prepare(&self.chunker, Item::Doc(doc))? {
                                 Prepared::Doc { doc, chunks } => (doc, chunks),
                                 _ => unreachable!("a document prepares as a document"),
@@ -369,7 +408,41 @@ impl IndexJob<'_> {
         self.flush(docs, ops_order, tally)
     }
 
-    /// The document an inventory update changes, re-rendered from its newest source.
+    /// A product with Shopify's `updated_at`, reconciled with the version written before it
+    /// (earlier in the input, else stored): `None` when that one is newer; re-rendered when
+    /// it keeps stock levels newer than itself (see `Product::reconcile`).
+    fn reconcile(
+        &self,
+        doc: SourceDoc,
+        chunks: Vec<TextChunk>,
+        earlier: Option<&str>,
+    ) -> Result<Option<(SourceDoc, Vec<TextChunk>)>> {
+        let (Some(mut product), Some(earlier)) = (timed_product(&doc), earlier) else {
+            return Ok(Some((doc, chunks)));
+        };
+        let Ok(earlier) = serde_json::from_str::<Product>(earlier) else {
+            // A stored source that is not a product (another kind of document): replaced.
+            return Ok(Some((doc, chunks)));
+        };
+        let before = product.clone();
+        if !product.reconcile(&earlier) {
+            tracing::info!(place = %doc.place, id = %doc.id, "older than the stored product; not applied");
+            return Ok(None);
+        }
+        if product == before {
+            return Ok(Some((doc, chunks)));
+        }
+        let mut merged = product.to_source_doc(&doc.place, None)?;
+        merged.id = doc.id;
+        merged.url = doc.url;
+        match prepare(&self.chunker, Item::Doc(merged))? {
+            Prepared::Doc { doc, chunks } => Ok(Some((doc, chunks))),
+            _ => unreachable!("a document prepares as a document"),
+        }
+    }
+
+    /// The document an inventory update changes, re-rendered from its newest source; `None`
+    /// when the product holds a newer update of that level.
     fn resolve_inventory(
         &self,
         update: &InventoryUpdate,
@@ -377,7 +450,7 @@ impl IndexJob<'_> {
         docs: &[(SourceDoc, Vec<TextChunk>)],
         by_id: &HashMap<String, usize>,
         deleted: &HashSet<String>,
-    ) -> Result<SourceDoc> {
+    ) -> Result<Option<SourceDoc>> {
         let key = inventory_key(update.inventory_item_id);
         let in_batch = docs
             .iter()
@@ -414,14 +487,17 @@ impl IndexJob<'_> {
                 format!("document `{id}`: stored product unreadable: {e}"),
             )
         })?;
-        product.apply_inventory(update);
+        if product.apply_inventory(update) == InventoryOutcome::Stale {
+            tracing::info!(place, id = %id, "an older update of a stock level; not applied");
+            return Ok(None);
+        }
         let mut doc = product.to_source_doc(place, None)?;
         if doc.url.is_none() {
             doc.url = url;
         }
         // The stored document keeps its id even if the product's would now differ.
         doc.id = id;
-        Ok(doc)
+        Ok(Some(doc))
     }
 
     /// Hashes, skips unchanged documents, embeds only chunks without a stored vector, and
@@ -472,10 +548,22 @@ impl IndexJob<'_> {
                     })
                     .collect(),
             };
+            // The one validator, before anything is embedded or stored: a record the shard
+            // would refuse fails here, alone.
+            if let Err(e) = dartmouth_engine::validate::check_document(&document) {
+                let e = Error::bad(&doc.place, e.to_string());
+                if self.stop_on_error {
+                    return Err(e);
+                }
+                tally.fail(&e);
+                built.push(None);
+                continue;
+            }
             let meta = DocMeta {
                 content_hash: content_hash(&document, doc.source.as_deref(), &doc.keys),
                 source: doc.source,
                 keys: doc.keys,
+                place: doc.place,
             };
             let existed = match stored.get(&document.id) {
                 Some(r) if r.content_hash == meta.content_hash => {
@@ -581,6 +669,13 @@ impl IndexJob<'_> {
         }
         Ok(())
     }
+}
+
+/// The product a Shopify document was rendered from, when it carries Shopify's `updated_at`
+/// (what ordering deliveries needs).
+fn timed_product(doc: &SourceDoc) -> Option<Product> {
+    let product: Product = serde_json::from_str(doc.source.as_deref()?).ok()?;
+    product.updated_at.map(|_| product)
 }
 
 /// Writes of a batch in source order: documents by index, deletes by id.

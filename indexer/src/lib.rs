@@ -13,7 +13,7 @@ pub mod shopify;
 mod source;
 
 pub use applier::{
-    Applier, Reader, StoreSink, domain_settings, new_domain_settings, to_document, to_write,
+    Applier, CatchUp, Reader, StoreSink, commit, domain_settings, new_domain_settings, to_document,
 };
 pub use chunk::{Chunker, Sizer, TextChunk};
 pub use error::{Error, Result};

@@ -192,6 +192,10 @@ fn build(rt: &tokio::runtime::Runtime, embedder: &FakeEmbedder, w: &World) -> Fi
                     })
                 })
                 .collect();
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "documents of the test's own making, valid by construction"
+            )]
             store.write(&pass, name, &writes).await.unwrap();
         }
         // Callers authenticate with keys, restricted where the world says so.
@@ -201,7 +205,17 @@ fn build(rt: &tokio::runtime::Runtime, embedder: &FakeEmbedder, w: &World) -> Fi
                 .as_ref()
                 .map(|o| o.iter().map(|d| DOMAINS[*d].to_string()).collect());
             let operator = store.act_as(&admin, name).await.unwrap();
-            let (_, secret) = store.create_key(&operator, name, only, None).await.unwrap();
+            let (_, secret) = store
+                .create_key(
+                    &operator,
+                    name,
+                    dartmouth_domains::KeyScope {
+                        domains: only,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
             callers.push(store.authenticate_key(&secret).await.unwrap());
         }
         callers

@@ -123,6 +123,9 @@ enum KeyCommand {
         /// Expire after this long: 30s, 15m, 1h, 7d.
         #[arg(long)]
         expires_in: Option<String>,
+        /// The highest role the key may use: read | write | admin (default: the grants').
+        #[arg(long)]
+        role: Option<String>,
     },
     List {
         #[arg(long)]
@@ -506,18 +509,19 @@ fn key_cmd(ctx: &Ctx, command: KeyCommand) -> Result<()> {
             principal,
             domains,
             expires_in,
+            role,
         } => {
             let expires_at = expires_in
                 .as_deref()
                 .map(parse_duration)
                 .transpose()?
                 .map(|d| now_millis() + d);
-            let only = (!domains.is_empty()).then_some(domains);
-            let (info, secret) =
-                ctx.block(
-                    ctx.store
-                        .create_key(&ctx.caller, &principal, only, expires_at),
-                )?;
+            let scope = dartmouth_domains::KeyScope {
+                domains: (!domains.is_empty()).then_some(domains),
+                role: role.as_deref().map(Role::parse).transpose()?,
+                expires_at,
+            };
+            let (info, secret) = ctx.block(ctx.store.create_key(&ctx.caller, &principal, scope))?;
             eprintln!(
                 "created key {} for {}; the secret below is shown once, store it now",
                 info.id, info.principal
@@ -611,6 +615,11 @@ fn domain(ctx: &Ctx, command: DomainCommand) -> Result<()> {
                 &name,
                 dartmouth_indexer::shopify::VARIANT_KEY_PREFIX,
             ))?;
+            let quarantined = if stored.quarantined > 0 {
+                ctx.block(ctx.store.quarantined(&pass, &name))?
+            } else {
+                Vec::new()
+            };
             let last_sync = stored.last_write_at.map(format_millis);
             if json {
                 let mut v = serde_json::to_value(&stats)?;
@@ -619,6 +628,7 @@ fn domain(ctx: &Ctx, command: DomainCommand) -> Result<()> {
                 v["stored_chunks"] = json!(stored.chunks);
                 v["last_seq"] = json!(stored.last_seq);
                 v["last_sync"] = json!(last_sync);
+                v["quarantined"] = json!(quarantined);
                 writeln!(out(), "{v}")?;
             } else {
                 writeln!(
@@ -634,11 +644,21 @@ fn domain(ctx: &Ctx, command: DomainCommand) -> Result<()> {
                     stored.last_seq,
                     last_sync.as_deref().unwrap_or("never")
                 )?;
+                for q in &quarantined {
+                    writeln!(
+                        out(),
+                        "quarantined {} (sequence {}, {}): {}",
+                        q.external_id,
+                        q.seq,
+                        format_millis(q.at),
+                        q.reason
+                    )?;
+                }
             }
         }
         DomainCommand::Delete { name } => {
-            ctx.block(ctx.store.delete_domain(&ctx.caller, &name))?;
-            ctx.applier().remove_shard(&name)?;
+            let deleted = ctx.block(ctx.store.delete_domain(&ctx.caller, &name))?;
+            ctx.applier().remove_shard(&deleted)?;
             writeln!(out(), "deleted domain {name}")?;
         }
     }
@@ -737,6 +757,13 @@ impl dartmouth_indexer::Sink for AckPrinter<'_> {
 
     fn document_ids(&self) -> dartmouth_indexer::Result<Option<Vec<String>>> {
         self.0.document_ids()
+    }
+
+    fn sources(
+        &self,
+        ids: &[String],
+    ) -> dartmouth_indexer::Result<std::collections::HashMap<String, String>> {
+        self.0.sources(ids)
     }
 }
 

@@ -141,6 +141,7 @@ impl From<dartmouth_domains::Error> for ApiError {
             E::Invalid { .. } => Code::InvalidArgument,
             E::Unauthenticated(_) => Code::Unauthenticated,
             E::Forbidden(_) => Code::PermissionDenied,
+            E::Unavailable(_) => Code::Unavailable,
             E::Store(_) | E::Migrate(_) => return ApiError::internal(e),
         };
         ApiError::new(code, e.to_string())

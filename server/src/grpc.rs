@@ -13,8 +13,8 @@ use tonic::{Request, Response, Status};
 use crate::error::{ApiError, ApiResult};
 use crate::proto as pb;
 use crate::service::{
-    CatalogUpload, ChunkOut, ContextInput, DomainInput, FusionInput, GrantInput, HitOut,
-    IngestDocument, IngestInput, KeyInput, PrincipalInput, SearchInput, Service,
+    CatalogUpload, ChunkOut, ContextInput, DelegateInput, DomainInput, FusionInput, GrantInput,
+    HitOut, IngestDocument, IngestInput, KeyInput, PrincipalInput, SearchInput, Service,
 };
 
 pub struct Grpc {
@@ -346,6 +346,7 @@ impl pb::ingest_server::Ingest for Grpc {
                 notes: out.notes,
                 chunks: count(out.chunks),
                 embedded_chunks: count(out.embedded_chunks),
+                stale: count(out.stale),
             })
         })
         .await
@@ -390,6 +391,7 @@ fn key_info(k: KeyInfo) -> pb::KeyInfo {
         created_at: k.created_at,
         expires_at: k.expires_at,
         revoked_at: k.revoked_at,
+        role: k.role.map(|r| r.as_str().to_string()),
     }
 }
 
@@ -541,6 +543,9 @@ impl pb::admin_server::Admin for Grpc {
                 principal: r.principal,
                 domains: r.domains.map(|d| d.names),
                 expires_in: r.expires_in,
+                role: (!r.role.is_empty())
+                    .then(|| Role::parse(&r.role))
+                    .transpose()?,
             };
             let out = self.svc.create_key(&caller, input).await?;
             Ok(pb::NewKey {
@@ -560,6 +565,32 @@ impl pb::admin_server::Admin for Grpc {
             let id = request.into_inner().id;
             self.svc.revoke_key(&caller, &id).await?;
             Ok(pb::Empty {})
+        })
+        .await
+    }
+}
+
+#[tonic::async_trait]
+impl pb::auth_server::Auth for Grpc {
+    async fn delegate(
+        &self,
+        request: Request<pb::DelegateRequest>,
+    ) -> Result<Response<pb::DelegatedToken>, Status> {
+        self.observe("Delegate", async {
+            let caller = self.caller(&request).await?;
+            let r = request.into_inner();
+            let input = DelegateInput {
+                end_user: r.end_user,
+                domains: r.domains,
+                ttl_seconds: r.ttl_seconds,
+            };
+            let d = self.svc.delegate(&caller, input).await?;
+            Ok(pb::DelegatedToken {
+                token: d.token,
+                expires_at: d.expires_at,
+                end_user: d.end_user,
+                domains: d.domains,
+            })
         })
         .await
     }

@@ -20,8 +20,8 @@ use tracing::Instrument;
 
 use crate::error::{ApiError, Code};
 use crate::service::{
-    CatalogUpload, ContextInput, DomainInput, GrantInput, IngestInput, KeyInput, PrincipalInput,
-    SearchInput, Service,
+    CatalogUpload, ContextInput, DelegateInput, DomainInput, GrantInput, IngestInput, KeyInput,
+    PrincipalInput, SearchInput, Service, ShopifyDelivery,
 };
 
 type Svc = State<Arc<Service>>;
@@ -144,6 +144,7 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/v1/grants/{principal}/{domain}", delete(revoke_grant))
         .route("/v1/keys", get(list_keys).post(create_key))
         .route("/v1/keys/{id}", delete(revoke_key))
+        .route("/v1/tokens/delegate", post(delegate))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
@@ -279,16 +280,15 @@ fn header(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
 /// webhooks and an unsigned request are refused before the body is read.
 async fn shopify_webhook(State(svc): Svc, Path(domain): Path<String>, req: Request) -> Response {
     let signature = header(req.headers(), "x-shopify-hmac-sha256");
-    let topic = header(req.headers(), "x-shopify-topic");
-    if let Some(id) = req.headers().get("x-shopify-webhook-id")
-        && let Ok(id) = id.to_str()
-    {
-        tracing::info!(
-            webhook_id = id,
-            topic = topic.as_deref().unwrap_or(""),
-            "shopify webhook"
-        );
-    }
+    let delivery = ShopifyDelivery {
+        topic: header(req.headers(), "x-shopify-topic"),
+        id: header(req.headers(), "x-shopify-webhook-id"),
+    };
+    tracing::info!(
+        webhook_id = delivery.id.as_deref().unwrap_or(""),
+        topic = delivery.topic.as_deref().unwrap_or(""),
+        "shopify webhook"
+    );
     if let Err(e) = svc.shopify_webhook_gate(&domain, signature.as_deref()) {
         return e.into_response();
     }
@@ -296,7 +296,7 @@ async fn shopify_webhook(State(svc): Svc, Path(domain): Path<String>, req: Reque
         Ok(RawBody(b)) => b,
         Err(e) => return e.into_response(),
     };
-    svc.shopify_webhook(&domain, signature.as_deref(), topic.as_deref(), body)
+    svc.shopify_webhook(&domain, signature.as_deref(), delivery, body)
         .await
         .map(Json)
         .into_response()
@@ -366,6 +366,17 @@ async fn create_key(State(svc): Svc, Authed(c): Authed, Body(input): Body<KeyInp
     svc.create_key(&c, input)
         .await
         .map(|k| (StatusCode::CREATED, Json(k)))
+        .into_response()
+}
+
+async fn delegate(
+    State(svc): Svc,
+    Authed(c): Authed,
+    Body(input): Body<DelegateInput>,
+) -> Response {
+    svc.delegate(&c, input)
+        .await
+        .map(|d| (StatusCode::CREATED, Json(d)))
         .into_response()
 }
 

@@ -92,6 +92,9 @@ pub async fn serve(config: ServeConfig, svc: Arc<Service>) -> Result<()> {
     health_reporter
         .set_serving::<proto::admin_server::AdminServer<grpc::Grpc>>()
         .await;
+    health_reporter
+        .set_serving::<proto::auth_server::AuthServer<grpc::Grpc>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -109,6 +112,10 @@ pub async fn serve(config: ServeConfig, svc: Arc<Service>) -> Result<()> {
         svc: Arc::clone(&svc),
     })
     .max_decoding_message_size(config.limits.max_body_bytes);
+    let auth = proto::auth_server::AuthServer::new(grpc::Grpc {
+        svc: Arc::clone(&svc),
+    })
+    .max_decoding_message_size(config.limits.max_body_bytes);
     let grpc_server = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(60))
         .add_service(health_service)
@@ -116,6 +123,7 @@ pub async fn serve(config: ServeConfig, svc: Arc<Service>) -> Result<()> {
         .add_service(retrieval)
         .add_service(ingest)
         .add_service(admin)
+        .add_service(auth)
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(grpc_listener),
             stopped(stop_rx.clone()),

@@ -22,6 +22,7 @@ pub struct Metrics {
     webhooks: IntCounterVec,
     lag: IntGauge,
     searchable: Histogram,
+    applier: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -94,8 +95,20 @@ impl Metrics {
             .buckets(LATENCY_BUCKETS.to_vec()),
         )
         .expect("metric");
+        let applier = IntCounterVec::new(
+            Opts::new(
+                "dartmouth_applier_events_total",
+                "Applier events: quarantined (a stored document a shard refused, skipped; see `dartmouth domain stats` and the audit log for which and why) and rebuilt (a shard ahead of its store, rebuilt from it).",
+            ),
+            &["event"],
+        )
+        .expect("metric");
+        for event in ["quarantined", "rebuilt"] {
+            applier.with_label_values(&[event]);
+        }
         for m in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(applier.clone()),
             Box::new(stages.clone()),
             Box::new(denied.clone()),
             Box::new(cache.clone()),
@@ -114,7 +127,20 @@ impl Metrics {
             webhooks,
             lag,
             searchable,
+            applier,
         }
+    }
+
+    pub fn quarantined(&self, documents: usize) {
+        if documents > 0 {
+            self.applier
+                .with_label_values(&["quarantined"])
+                .inc_by(documents as u64);
+        }
+    }
+
+    pub fn rebuilt(&self) {
+        self.applier.with_label_values(&["rebuilt"]).inc();
     }
 
     /// A catch-up made changes searchable, the oldest acknowledged `delay` ago.

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use dartmouth_domains::{
-    Caller, Domain, Grant, JwtConfig, KeyInfo, Pass, Principal, PrincipalKind, Role, Store,
-    StoredDocument,
+    Caller, Delegation, Domain, Grant, JwtConfig, KeyInfo, KeyScope, Pass, Principal,
+    PrincipalKind, Role, Store, StoredDocument,
 };
 use dartmouth_engine::{
     BranchHit, Catalog, DomainSettings, Embedder, Embedding, FacetCount, Filter, Fusion, MAX_K,
@@ -95,7 +95,7 @@ pub struct Service {
     /// One Shopify job at a time per domain: an inventory update re-renders the stored product,
     /// so two concurrent ones (two variants of a product selling out together) would each
     /// write the product with only its own change.
-    shopify_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    shopify_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 // ---- the contract ------------------------------------------------------------------------
@@ -155,7 +155,8 @@ pub struct HitOut {
     pub url: Option<String>,
     pub heading: Option<String>,
     pub text: String,
-    /// `text` around the query terms, each wrapped in `<em>…</em>`.
+    /// `text` around the query terms, each wrapped in `<em>…</em>`, HTML-escaped: safe to
+    /// render (the marks are its only markup).
     pub snippet: String,
     pub char_start: u64,
     pub char_end: u64,
@@ -338,6 +339,22 @@ pub struct KeyInput {
     /// Seconds from now.
     #[serde(default)]
     pub expires_in: Option<u64>,
+    /// The highest role the key may use (default: the creating credential's).
+    #[serde(default)]
+    pub role: Option<Role>,
+}
+
+/// A delegated token's request: the end user an agent acts for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DelegateInput {
+    pub end_user: String,
+    /// Narrow to these domains (default: every domain both may read).
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// 1 to 900 seconds (default 300).
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -580,17 +597,19 @@ impl Service {
                     name: dartmouth_domains::names::shown(name),
                 })
             })?;
-            let shard = self.applier().shard(&domain)?;
-            if shard.applied_seq() >= seq {
+            let applied = self
+                .applier()
+                .existing_shard(&domain)?
+                .map_or(0, |shard| shard.applied_seq());
+            if applied >= seq {
                 continue;
             }
-            let oldest = self
-                .store
-                .first_change_at(domain.id, shard.applied_seq())
+            let oldest = self.store.first_change_at(domain.id, applied).await?;
+            let report = self
+                .blocking(move |s| Ok(s.applier().catch_up_report(&domain)?))
                 .await?;
-            let reached = self
-                .blocking(move |s| Ok(s.applier().catch_up(&domain)?))
-                .await?;
+            self.caught_up(&report);
+            let reached = report.seq;
             self.searchable_since(oldest);
             if reached < seq {
                 return Err(ApiError::invalid(format!(
@@ -599,6 +618,14 @@ impl Service {
             }
         }
         Ok(())
+    }
+
+    /// Counts what a catch-up quarantined or rebuilt.
+    fn caught_up(&self, report: &dartmouth_indexer::CatchUp) {
+        self.metrics.quarantined(report.quarantined);
+        if report.rebuilt {
+            self.metrics.rebuilt();
+        }
     }
 
     /// Records that changes acknowledged at `oldest` (the first of a catch-up) are searchable.
@@ -637,7 +664,9 @@ impl Service {
 
     async fn search_pass(&self, pass: &Pass, input: &SearchInput) -> ApiResult<SearchOutput> {
         let reader = self.applier().reader_as_is(pass)?;
-        let scope: Vec<String> = reader.domains().map(str::to_string).collect();
+        // Keyed by the domains' identities, never their names: a domain deleted and created
+        // again under its name shares no cache entry with the old one.
+        let scope: Vec<String> = reader.applied().map(|(id, _)| id.to_string()).collect();
         let cache_key = format!(
             "{:?}|{}",
             reader.applied().collect::<Vec<_>>(),
@@ -723,7 +752,7 @@ impl Service {
                 .hits
                 .into_iter()
                 .map(|h| HitOut {
-                    snippet: highlighter.snippet(&h.text, 240, "<em>", "</em>"),
+                    snippet: highlighter.snippet_html(&h.text, 240),
                     explain: explain.then(|| explain_hit(&fusion, h.bm25, h.vector, h.score)),
                     domain: h.domain,
                     doc_id: h.doc_id,
@@ -899,9 +928,16 @@ impl Service {
                     .map_err(|e| ApiError::invalid(format!("{place}.attributes.{name}: {e}")))?;
                 attributes.insert(name.clone(), parsed);
             }
-            if d.id.is_empty() {
-                return Err(ApiError::invalid(format!("{place}.id: must not be empty")));
-            }
+            // The one validator, on the whole batch before anything is written: a request
+            // with one bad document stores nothing.
+            dartmouth_engine::validate::check_fields(
+                &d.id,
+                &d.title,
+                d.url.as_deref(),
+                &d.text,
+                &attributes,
+            )
+            .map_err(|e| ApiError::invalid(format!("{place}.{e}")))?;
             sources.push(SourceDoc {
                 id: d.id,
                 title: d.title,
@@ -1028,13 +1064,14 @@ impl Service {
 
     /// A Shopify webhook: authenticated by `X-Shopify-Hmac-Sha256` over the raw body (checked
     /// before the body is parsed), written as the domain's configured principal through the
-    /// normal authorization (so its grants apply). Shopify retries deliveries; processing is
-    /// idempotent (a product already stored as sent is not rewritten).
+    /// normal authorization (so its grants apply). Shopify retries deliveries: one whose
+    /// `X-Shopify-Webhook-Id` was processed is acknowledged without processing, and an update
+    /// older than the stored product or stock level (by `updated_at`) is not applied.
     pub async fn shopify_webhook<B>(
         self: &Arc<Self>,
         domain: &str,
         signature: Option<&str>,
-        topic: Option<&str>,
+        delivery: ShopifyDelivery,
         body: B,
     ) -> ApiResult<ShopifyOutput>
     where
@@ -1063,8 +1100,9 @@ impl Service {
             crate::shopify::BODY_LABEL,
         )?;
         let label = crate::shopify::WEBHOOK_LABEL;
+        let topic = delivery.topic;
         let item = dartmouth_indexer::shopify_item(
-            dartmouth_indexer::shopify::webhook(value, topic, label),
+            dartmouth_indexer::shopify::webhook(value, topic.as_deref(), label),
             label,
             hook.base_url.as_deref(),
         );
@@ -1074,12 +1112,51 @@ impl Service {
         // days and then drops the subscription, and a retry cannot fix either. Failures a
         // retry can fix (the store or the model unavailable) stay 5xx.
         let name = domain.to_string();
+        // Ids longer than Shopify's (a UUID) are not kept: such a delivery is just processed.
+        let id = delivery.id.filter(|id| !id.is_empty() && id.len() <= 256);
         let mut out = self
-            .blocking(move |s| s.run_shopify(pass, &name, vec![item], false))
-            .await
-            .map(ShopifyOutput::new)?;
-        out.topic = topic.map(str::to_string);
+            .blocking(move |s| {
+                let _one_at_a_time = s.shopify_lock(&name)?;
+                if let Some(id) = &id
+                    && Handle::current().block_on(s.store.delivered(&pass, &name, id))?
+                {
+                    let mut out = ShopifyOutput::new(IndexSummary {
+                        domain: name.clone(),
+                        applied_seq: s
+                            .applier()
+                            .existing_shard(
+                                pass.domain(&name)
+                                    .ok_or_else(|| ApiError::internal("pass"))?,
+                            )?
+                            .map_or(0, |shard| shard.applied_seq()),
+                        ..IndexSummary::default()
+                    });
+                    out.duplicate = true;
+                    return Ok(out);
+                }
+                let domain_row = pass
+                    .domain(&name)
+                    .cloned()
+                    .ok_or_else(|| ApiError::internal("pass without its domain"))?;
+                let summary = s.index_items(pass.clone(), domain_row, vec![item], false, false)?;
+                if let Some(id) = &id {
+                    Handle::current().block_on(s.store.record_delivery(&pass, &name, id))?;
+                }
+                Ok(ShopifyOutput::new(summary))
+            })
+            .await?;
+        out.topic = topic;
         Ok(out)
+    }
+
+    /// One Shopify job at a time per domain (see `shopify_locks`).
+    /// Call from blocking code (the lock is waited for in place).
+    fn shopify_lock(&self, domain: &str) -> ApiResult<tokio::sync::OwnedMutexGuard<()>> {
+        let lock = {
+            let mut locks = self.shopify_locks.lock().map_err(ApiError::internal)?;
+            Arc::clone(locks.entry(domain.to_string()).or_default())
+        };
+        Ok(lock.blocking_lock_owned())
     }
 
     /// The principal a domain's webhooks write as (the local operator acts as it).
@@ -1127,12 +1204,7 @@ impl Service {
             .domain(domain)
             .cloned()
             .ok_or_else(|| ApiError::internal("pass without its domain"))?;
-        let lock = {
-            let mut locks = self.shopify_locks.lock().map_err(ApiError::internal)?;
-            Arc::clone(locks.entry(domain.to_string()).or_default())
-        };
-        // The lock guards no data: a job that panicked leaves nothing half-done to refuse.
-        let _one_at_a_time = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _one_at_a_time = self.shopify_lock(domain)?;
         self.index_items(pass, domain_row, items, false, full_sync)
     }
 
@@ -1179,7 +1251,11 @@ impl Service {
         Ok(self.store.list_domains(caller).await?)
     }
 
-    pub async fn create_domain(&self, caller: &Caller, input: DomainInput) -> ApiResult<Domain> {
+    pub async fn create_domain(
+        self: &Arc<Self>,
+        caller: &Caller,
+        input: DomainInput,
+    ) -> ApiResult<Domain> {
         let kind = match input.embedder.as_deref().unwrap_or("minilm") {
             "minilm" => crate::models::EmbedderKind::Minilm,
             "fake" => crate::models::EmbedderKind::Fake,
@@ -1197,13 +1273,17 @@ impl Service {
             .store
             .create_domain(caller, &input.name, &input.description, &settings)
             .await?;
-        self.applier().shard(&domain)?;
+        let made = domain.clone();
+        self.blocking(move |s| Ok(s.applier().shard(&made).map(drop)?))
+            .await?;
         Ok(domain)
     }
 
-    pub async fn delete_domain(&self, caller: &Caller, name: &str) -> ApiResult<Domain> {
+    pub async fn delete_domain(self: &Arc<Self>, caller: &Caller, name: &str) -> ApiResult<Domain> {
         let domain = self.store.delete_domain(caller, name).await?;
-        self.applier().remove_shard(name)?;
+        let gone = domain.clone();
+        self.blocking(move |s| Ok(s.applier().remove_shard(&gone)?))
+            .await?;
         Ok(domain)
     }
 
@@ -1266,11 +1346,43 @@ impl Service {
         let expires_at = input
             .expires_in
             .map(|s| dartmouth_domains::now_millis() + (s.min(10 * 365 * 86_400) as i64) * 1000);
+        let scope = KeyScope {
+            domains: input.domains,
+            role: input.role,
+            expires_at,
+        };
         let (key, secret) = self
             .store
-            .create_key(caller, &input.principal, input.domains, expires_at)
+            .create_key(caller, &input.principal, scope)
             .await?;
         Ok(NewKey { key, secret })
+    }
+
+    /// A delegated token for `caller` acting for an end user: read-only, at most 15 minutes,
+    /// the domains both may read.
+    pub async fn delegate(&self, caller: &Caller, input: DelegateInput) -> ApiResult<Delegation> {
+        let config = self.jwt.as_ref().ok_or_else(|| {
+            ApiError::new(
+                Code::Unavailable,
+                "delegation is not configured (serve with --jwt-hs256-secret)",
+            )
+        })?;
+        if input.domains.len() > self.limits.max_domains {
+            return Err(ApiError::invalid(format!(
+                "domains: at most {} per request",
+                self.limits.max_domains
+            )));
+        }
+        Ok(self
+            .store
+            .mint_delegated(
+                config,
+                caller,
+                &input.end_user,
+                &input.domains,
+                input.ttl_seconds.unwrap_or(300),
+            )
+            .await?)
     }
 
     pub async fn revoke_key(&self, caller: &Caller, id: &str) -> ApiResult<()> {
@@ -1297,18 +1409,24 @@ impl Service {
             }
         };
         let domains = applier.runtime.block_on(self.store.list_domains(admin))?;
+        // Shards of domains deleted through another node (or while this one was down).
+        for name in applier.remove_orphans(&domains)? {
+            tracing::info!(domain = %name, "removed the shard of a deleted domain");
+        }
         let mut lag = 0;
         // One domain that cannot be applied (logged) must not hold the others back.
         for d in &domains {
             let outcome = (|| -> ApiResult<u64> {
                 let last = applier.runtime.block_on(self.store.last_seq(d.id))?;
                 let applied = applier.shard(d)?.applied_seq();
-                if last > applied {
+                // Behind: apply. Ahead (a restored store): `catch_up` rebuilds.
+                if last != applied {
                     let oldest = applier
                         .runtime
                         .block_on(self.store.first_change_at(d.id, applied))?;
                     let t = Instant::now();
-                    applier.catch_up(d)?;
+                    let report = applier.catch_up_report(d)?;
+                    self.caught_up(&report);
                     self.metrics.stage("apply", t.elapsed());
                     self.searchable_since(oldest);
                 }
@@ -1515,6 +1633,15 @@ fn document_out(domain: &str, doc: StoredDocument) -> DocumentOut {
         attributes: doc.attributes,
         chunks,
     }
+}
+
+/// What a Shopify webhook delivery's headers say besides its signature.
+#[derive(Debug, Clone, Default)]
+pub struct ShopifyDelivery {
+    /// `X-Shopify-Topic`.
+    pub topic: Option<String>,
+    /// `X-Shopify-Webhook-Id`: the same for every retry of one delivery.
+    pub id: Option<String>,
 }
 
 /// A bounded map with insertion-order eviction, safe to share between requests.

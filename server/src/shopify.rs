@@ -199,6 +199,12 @@ pub struct ShopifyOutput {
     /// Products already stored as sent: not rewritten (a retried webhook lands here).
     pub unchanged: usize,
     pub deleted: usize,
+    /// Products and stock levels older than what the domain holds (by Shopify's
+    /// `updated_at`: a late or replayed delivery): not applied.
+    pub stale: usize,
+    /// A webhook delivery already processed (its `X-Shopify-Webhook-Id`): not processed again.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
     pub failed_count: usize,
     /// `place: reason` of each record not indexed (the first 1000).
     pub failed: Vec<String>,
@@ -221,6 +227,8 @@ impl ShopifyOutput {
             updated: summary.updated,
             unchanged: summary.unchanged,
             deleted: summary.deleted,
+            stale: summary.stale,
+            duplicate: false,
             failed_count: summary.failed_count,
             failed: summary.failed,
             skipped: summary.skipped,

@@ -54,6 +54,13 @@ pub trait Embedder: Send + Sync {
 /// Checks that `values` is a usable vector of `dim` finite numbers and normalises it in place.
 /// `place` names where the vector came from, for the error message.
 pub(crate) fn check_and_normalise(values: &mut [f32], dim: usize, place: &str) -> Result<()> {
+    let norm = check_vector(values, dim, place)?;
+    values.iter_mut().for_each(|v| *v /= norm);
+    Ok(())
+}
+
+/// Checks that `values` is a usable vector of `dim` finite numbers; returns its L2 norm.
+pub(crate) fn check_vector(values: &[f32], dim: usize, place: &str) -> Result<f32> {
     if values.len() != dim {
         return Err(Error::DimensionMismatch {
             place: place.to_string(),
@@ -68,11 +75,12 @@ pub(crate) fn check_and_normalise(values: &mut [f32], dim: usize, place: &str) -
         )));
     }
     let norm = values.iter().map(|v| v * v).sum::<f32>().sqrt();
-    if norm == 0.0 {
-        return Err(Error::invalid(format!("{place}: the vector is all zeros")));
+    if norm == 0.0 || !norm.is_finite() {
+        return Err(Error::invalid(format!(
+            "{place}: the vector is all zeros or too large to normalise"
+        )));
     }
-    values.iter_mut().for_each(|v| *v /= norm);
-    Ok(())
+    Ok(norm)
 }
 
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {

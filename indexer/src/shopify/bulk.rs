@@ -165,5 +165,10 @@ fn inventory_level(l: &Line, location: &str, place: &str) -> Result<InventoryUpd
         location_id: parse_id_str(location),
         available,
         tracked: None,
+        updated_at: l
+            .object
+            .get("updatedAt")
+            .and_then(Value::as_str)
+            .and_then(super::parse_time),
     })
 }

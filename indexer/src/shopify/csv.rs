@@ -297,6 +297,8 @@ fn fold_row(
             || get(row, cols.continue_selling).eq_ignore_ascii_case("true"),
         inventory_item_id: None,
         levels: Default::default(),
+        updated_at: None,
+        level_times: Default::default(),
     });
     Ok(())
 }

@@ -110,7 +110,15 @@ pub(crate) fn product_from_json(o: &Obj, place: &str) -> Result<Product> {
         options,
         variants,
         url: opt_string(o, &["onlineStoreUrl", "online_store_url"]),
+        updated_at: time(o),
     })
+}
+
+/// The object's `updated_at` (`updatedAt`) as milliseconds since the epoch.
+fn time(o: &Obj) -> Option<i64> {
+    field(o, &["updated_at", "updatedAt"])
+        .and_then(Value::as_str)
+        .and_then(super::parse_time)
 }
 
 /// One variant object (REST, storefront or GraphQL names).
@@ -200,6 +208,8 @@ pub(crate) fn variant_from_json(
             .eq_ignore_ascii_case("continue"),
         inventory_item_id,
         levels: Default::default(),
+        updated_at: time(v),
+        level_times: Default::default(),
     })
 }
 
@@ -305,6 +315,7 @@ pub fn webhook(value: Value, topic: Option<&str>, place: &str) -> Result<Change>
                 location_id: Some(location),
                 available,
                 tracked: None,
+                updated_at: time(o),
             }))
         }
         "inventory_items/update" => {
@@ -319,6 +330,7 @@ pub fn webhook(value: Value, topic: Option<&str>, place: &str) -> Result<Change>
                 location_id: None,
                 available: None,
                 tracked,
+                updated_at: time(o),
             }))
         }
         other => Err(Error::bad(

@@ -43,6 +43,10 @@ pub struct Product {
     pub options: Vec<ProductOption>,
     pub variants: Vec<Variant>,
     pub url: Option<String>,
+    /// When Shopify last changed the product (milliseconds since the epoch), when the source
+    /// says: an update older than the stored product is not applied.
+    #[serde(default)]
+    pub updated_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -73,6 +77,13 @@ pub struct Variant {
     /// Quantities per location from inventory updates; when present they replace
     /// `inventory_quantity`.
     pub levels: BTreeMap<u64, i64>,
+    /// When Shopify last changed the variant (milliseconds since the epoch), if said.
+    #[serde(default)]
+    pub updated_at: Option<i64>,
+    /// When each location's level was set, from its update's `updated_at`: an older update of
+    /// the same level is not applied.
+    #[serde(default)]
+    pub level_times: BTreeMap<u64, i64>,
 }
 
 impl Variant {
@@ -116,6 +127,18 @@ pub struct InventoryUpdate {
     pub available: Option<i64>,
     /// From inventory_items/update: whether the item is tracked at all.
     pub tracked: Option<bool>,
+    /// When Shopify made the change (milliseconds since the epoch), if said.
+    pub updated_at: Option<i64>,
+}
+
+/// What an inventory update did to a product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InventoryOutcome {
+    Applied,
+    /// The level already holds a newer update: nothing changed.
+    Stale,
+    /// No variant of the product holds the item.
+    NoVariant,
 }
 
 /// The secondary key an inventory update finds its product by.
@@ -135,15 +158,25 @@ impl Product {
         }
     }
 
-    /// Applies an inventory update to the variant holding the item; false if none does.
-    pub fn apply_inventory(&mut self, u: &InventoryUpdate) -> bool {
+    /// Applies an inventory update to the variant holding the item, unless that level already
+    /// holds a newer one (a replayed or late delivery).
+    pub fn apply_inventory(&mut self, u: &InventoryUpdate) -> InventoryOutcome {
         let Some(v) = self
             .variants
             .iter_mut()
             .find(|v| v.inventory_item_id == Some(u.inventory_item_id))
         else {
-            return false;
+            return InventoryOutcome::NoVariant;
         };
+        if let (Some(at), Some(location)) = (u.updated_at, u.location_id) {
+            if v.level_times
+                .get(&location)
+                .is_some_and(|known| *known > at)
+            {
+                return InventoryOutcome::Stale;
+            }
+            v.level_times.insert(location, at);
+        }
         if let Some(tracked) = u.tracked {
             v.tracked = tracked;
         }
@@ -164,6 +197,50 @@ impl Product {
             }
             // A quantity is live information: a storefront's `available` no longer applies.
             v.available = None;
+        }
+        InventoryOutcome::Applied
+    }
+
+    /// Reconciles this product, about to be written, with the stored version of it. `false`:
+    /// the stored one is newer (by `updated_at`), so this one must not be written. Otherwise
+    /// the inventory levels the store heard of after this product's variant was last changed
+    /// are kept: a late products/update never reverts a newer stock level.
+    pub fn reconcile(&mut self, stored: &Product) -> bool {
+        if let (Some(mine), Some(theirs)) = (self.updated_at, stored.updated_at)
+            && mine < theirs
+        {
+            return false;
+        }
+        let Some(product_at) = self.updated_at else {
+            // A source without times (a CSV export) is taken as it is.
+            return true;
+        };
+        for v in &mut self.variants {
+            let Some(item) = v.inventory_item_id else {
+                continue;
+            };
+            let Some(old) = stored
+                .variants
+                .iter()
+                .find(|s| s.inventory_item_id == Some(item))
+            else {
+                continue;
+            };
+            let as_of = v.updated_at.map_or(product_at, |t| t.max(product_at));
+            for (location, at) in &old.level_times {
+                if *at > as_of {
+                    if v.levels.is_empty() {
+                        v.inventory_quantity = None;
+                    }
+                    match old.levels.get(location) {
+                        Some(q) => v.levels.insert(*location, *q),
+                        None => v.levels.remove(location),
+                    };
+                    v.level_times.insert(*location, *at);
+                    v.tracked |= old.tracked;
+                    v.available = None;
+                }
+            }
         }
         true
     }
@@ -359,7 +436,13 @@ impl Product {
     }
 }
 
-/// `Size` → `size`, `Fabric Weight` → `fabric_weight`: option names as filter fields.
+/// The longest option field, so that `available.<field>` fits an attribute name.
+const MAX_OPTION_FIELD_BYTES: usize =
+    dartmouth_engine::validate::MAX_ATTR_NAME_BYTES - "available.".len();
+
+/// `Size` → `size`, `Fabric Weight` → `fabric_weight`: option names as filter fields. A name
+/// longer than an attribute name may be (Shopify allows 255 characters) is cut on a character
+/// boundary; the product's text keeps it whole.
 pub fn option_field(name: &str) -> String {
     let mut out = String::new();
     for c in name.trim().chars() {
@@ -369,7 +452,16 @@ pub fn option_field(name: &str) -> String {
             out.push('_');
         }
     }
-    out.trim_matches('_').to_string()
+    let mut out = out.trim_matches('_').to_string();
+    if out.len() > MAX_OPTION_FIELD_BYTES {
+        let mut end = MAX_OPTION_FIELD_BYTES;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+        out.truncate(out.trim_end_matches('_').len());
+    }
+    out
 }
 
 /// `19.9` → `19.90`: money with at least two decimals.
@@ -410,6 +502,73 @@ pub(crate) fn strip_availability(text: &str) -> std::borrow::Cow<'_, str> {
             .replace(AVAILABILITY_IN_STOCK, "")
             .replace(AVAILABILITY_SOLD_OUT, ""),
     )
+}
+
+/// Parses Shopify's timestamps (`2021-12-31T19:00:00-05:00`, `2019-01-01 00:00:00.000Z`,
+/// RFC 3339 in general) into milliseconds since the epoch; `None` when it is not one.
+pub fn parse_time(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let b = s.as_bytes();
+    let num = |from: usize, len: usize| -> Option<i64> {
+        let part = s.get(from..from + len)?;
+        if !part.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        part.parse().ok()
+    };
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    if b[13] != b':' || b[16] != b':' || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    let mut millis = 0;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let ms: String = frac[..digits]
+            .chars()
+            .chain("000".chars())
+            .take(3)
+            .collect();
+        millis = ms.parse::<i64>().ok()?;
+        rest = &frac[digits..];
+    }
+    let offset_minutes = match rest {
+        "Z" | "z" | "" => 0,
+        _ => {
+            let sign = match rest.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let digits: String = rest[1..].chars().filter(|c| *c != ':').collect();
+            if digits.len() != 4 || !digits.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            let h: i64 = digits[..2].parse().ok()?;
+            let m: i64 = digits[2..].parse().ok()?;
+            sign * (h * 60 + m)
+        }
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
+    Some(seconds * 1000 + millis)
 }
 
 /// Parses a Shopify id: a `gid://shopify/Type/123` (query suffix ignored), an integer, or
@@ -508,6 +667,92 @@ pub(crate) fn split_tags(s: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn shopify_times_parse_to_the_same_instant() {
+        let a = parse_time("2021-12-31T19:00:00-05:00").unwrap();
+        let b = parse_time("2022-01-01 00:00:00.000Z").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a, 1_640_995_200_000);
+        assert_eq!(parse_time("1970-01-01T00:00:00.5Z"), Some(500));
+        assert_eq!(
+            parse_time("2024-02-29T12:00:00+0130"),
+            Some(1_709_202_600_000)
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "2021-13-01T00:00:00Z",
+            "2021-12-31T19:00:00 EST",
+        ] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn late_and_replayed_updates_never_revert_newer_stock() {
+        let mut p = Product {
+            title: "Mug".into(),
+            updated_at: Some(1_000),
+            variants: vec![Variant {
+                inventory_item_id: Some(7),
+                inventory_quantity: Some(5),
+                tracked: true,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let level = |available, at| InventoryUpdate {
+            inventory_item_id: 7,
+            location_id: Some(1),
+            available: Some(available),
+            tracked: None,
+            updated_at: Some(at),
+        };
+        assert_eq!(
+            p.apply_inventory(&level(0, 3_000)),
+            InventoryOutcome::Applied
+        );
+        // A delivery of an older level, or the same one again, changes nothing newer.
+        assert_eq!(p.apply_inventory(&level(9, 2_000)), InventoryOutcome::Stale);
+        assert_eq!(
+            p.apply_inventory(&level(0, 3_000)),
+            InventoryOutcome::Applied
+        );
+        assert_eq!(p.variants[0].quantity(), Some(0));
+        // A products/update made before that level was set keeps the level.
+        let mut late = Product {
+            updated_at: Some(2_500),
+            variants: vec![Variant {
+                inventory_item_id: Some(7),
+                inventory_quantity: Some(5),
+                tracked: true,
+                ..Default::default()
+            }],
+            ..p.clone()
+        };
+        assert!(late.reconcile(&p));
+        assert_eq!(late.variants[0].quantity(), Some(0));
+        // One older than the stored product is not written at all.
+        let mut older = Product {
+            updated_at: Some(500),
+            ..p.clone()
+        };
+        assert!(!older.reconcile(&p));
+        // One made after the level carries its own, newer quantity.
+        let mut newer = Product {
+            updated_at: Some(4_000),
+            variants: vec![Variant {
+                inventory_item_id: Some(7),
+                inventory_quantity: Some(12),
+                tracked: true,
+                ..Default::default()
+            }],
+            ..p.clone()
+        };
+        assert!(newer.reconcile(&p));
+        assert_eq!(newer.variants[0].quantity(), Some(12));
+    }
+
     fn variant(price: &str, qty: Option<i64>) -> Variant {
         Variant {
             title: "M".into(),
@@ -593,8 +838,9 @@ mod tests {
             location_id: Some(1),
             available: Some(0),
             tracked: None,
+            updated_at: None,
         };
-        assert!(p.apply_inventory(&u));
+        assert_eq!(p.apply_inventory(&u), InventoryOutcome::Applied);
         let a = p.attributes();
         assert_eq!(a["in_stock"], vec![AttrValue::Bool(false)]);
         assert!(!a.contains_key("available.size"));
@@ -607,9 +853,12 @@ mod tests {
                 q.render()
             })
         );
-        assert!(!p.apply_inventory(&InventoryUpdate {
-            inventory_item_id: 8,
-            ..u
-        }));
+        assert_eq!(
+            p.apply_inventory(&InventoryUpdate {
+                inventory_item_id: 8,
+                ..u.clone()
+            }),
+            InventoryOutcome::NoVariant
+        );
     }
 }

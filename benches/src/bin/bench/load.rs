@@ -95,7 +95,9 @@ fn prepare(shard_dir: &Path, data: &Path) -> Result<String> {
         store
             .authorize(&admin, &["bench".into()], Role::Read)
             .await?;
-        let (_, secret) = store.create_key(&admin, "admin", None, None).await?;
+        let (_, secret) = store
+            .create_key(&admin, "admin", dartmouth_domains::KeyScope::default())
+            .await?;
         store.close().await;
         anyhow::Ok(secret)
     })?;
