@@ -290,8 +290,23 @@ impl Store {
         outcome: &str,
         detail: &str,
     ) -> Result<()> {
+        self.audit_counted(actor, action, target, outcome, detail, 1)
+            .await
+    }
+
+    /// An audit entry that stands for `count` occurrences.
+    pub(crate) async fn audit_counted(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        outcome: &str,
+        detail: &str,
+        count: i64,
+    ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO audit (at, actor, action, target, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO audit (at, actor, action, target, outcome, detail, count) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(now_millis())
         .bind(printable(&shown(actor)))
@@ -299,6 +314,7 @@ impl Store {
         .bind(printable(&shown(target)))
         .bind(outcome.to_string())
         .bind(printable(&detail.chars().take(500).collect::<String>()))
+        .bind(count)
         .execute(&self.pool)
         .await?;
         Ok(())

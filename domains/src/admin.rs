@@ -525,14 +525,7 @@ impl Store {
                 .bytes()
                 .all(|b| b.is_ascii_hexdigit())
         {
-            self.audit(
-                "anonymous",
-                "authenticate",
-                "key",
-                "denied",
-                "malformed key",
-            )
-            .await?;
+            self.count_refusal("anonymous", "key", "malformed key");
             return Err(refuse("malformed"));
         }
         let id = &secret[..KEY_ID_LEN];
@@ -545,26 +538,22 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else {
-            self.audit("anonymous", "authenticate", id, "denied", "unknown key")
-                .await?;
+            self.count_refusal("anonymous", id, "unknown key");
             return Err(refuse("unknown or revoked"));
         };
         let hash: String = row.try_get("hash")?;
         if !constant_time_eq(&hash, &hash_secret(secret)) {
-            self.audit("anonymous", "authenticate", id, "denied", "wrong secret")
-                .await?;
+            self.count_refusal("anonymous", id, "wrong secret");
             return Err(refuse("unknown or revoked"));
         }
         let name: String = row.try_get("name")?;
         if row.try_get::<Option<i64>, _>("revoked_at")?.is_some() {
-            self.audit(&name, "authenticate", id, "denied", "revoked key")
-                .await?;
+            self.count_refusal(&name, id, "revoked key");
             return Err(refuse("unknown or revoked"));
         }
         let expires_at: Option<i64> = row.try_get("expires_at")?;
         if expires_at.is_some_and(|e| e <= now_millis()) {
-            self.audit(&name, "authenticate", id, "denied", "expired key")
-                .await?;
+            self.count_refusal(&name, id, "expired key");
             return Err(refuse("expired"));
         }
         let domains: Option<String> = row.try_get("domains")?;
@@ -581,11 +570,14 @@ impl Store {
         )
     }
 
-    /// Audit entries at or after `since` (unix ms), oldest first; admins only.
+    /// Audit entries at or after `since` (unix ms), oldest first; admins only. Refused
+    /// authentications counted so far are written first.
     pub async fn audit_since(&self, caller: &Caller, since: i64) -> Result<Vec<AuditEntry>> {
         self.require_superuser(caller, "read-audit", "").await?;
+        self.flush_audit().await?;
         let rows = sqlx::query(
-            "SELECT id, at, actor, action, target, outcome, detail FROM audit WHERE at >= $1 ORDER BY id",
+            "SELECT id, at, actor, action, target, outcome, detail, count FROM audit \
+             WHERE at >= $1 ORDER BY id",
         )
         .bind(since)
         .fetch_all(&self.pool)
@@ -600,6 +592,7 @@ impl Store {
                     target: r.try_get("target")?,
                     outcome: r.try_get("outcome")?,
                     detail: r.try_get("detail")?,
+                    count: r.try_get("count")?,
                 })
             })
             .collect()

@@ -115,8 +115,7 @@ impl Store {
         match self.verify_jwt(config, token).await {
             Ok(caller) => Ok(caller),
             Err(reason) => {
-                self.audit("anonymous", "authenticate", "jwt", "denied", &reason)
-                    .await?;
+                self.count_refusal("anonymous", "jwt", &reason);
                 Err(Error::Unauthenticated(format!("invalid token ({reason})")))
             }
         }

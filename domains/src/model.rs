@@ -143,6 +143,8 @@ pub struct AuditEntry {
     pub target: String,
     pub outcome: String,
     pub detail: String,
+    /// How many times it happened (refused authentications are counted, not written each).
+    pub count: i64,
 }
 
 /// A document as stored: enough to rebuild its chunks in a shard without re-embedding.

@@ -2,7 +2,9 @@
 //! both through sqlx's `Any` driver with one migration set per backend. Queries use `$n`
 //! placeholders, which both backends accept, and are always bound, never formatted.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
@@ -20,7 +22,19 @@ pub enum Backend {
 pub struct Store {
     pub(crate) pool: AnyPool,
     backend: Backend,
+    /// Refused authentications not yet written (see `Store::count_refusal`).
+    refusals: Arc<Mutex<Refusals>>,
 }
+
+/// Refused authentications by (actor, target, reason): a flood of bad credentials costs one
+/// audit row per kind and flush, not one per request.
+#[derive(Default)]
+struct Refusals {
+    counts: HashMap<(String, String, String), i64>,
+}
+
+/// Distinct kinds kept between flushes; past it, new kinds count under one catch-all row.
+const MAX_REFUSAL_KINDS: usize = 1024;
 
 /// The principal created with a new store: the local operator, allowed everything.
 pub const BOOTSTRAP_ADMIN: &str = "admin";
@@ -76,7 +90,11 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&pool).await?,
         }
-        let store = Store { pool, backend };
+        let store = Store {
+            pool,
+            backend,
+            refusals: Arc::default(),
+        };
         store.bootstrap().await?;
         Ok(store)
     }
@@ -110,7 +128,36 @@ impl Store {
         Ok(())
     }
 
+    /// Counts a refused authentication; [`Store::flush_audit`] writes the counts.
+    pub(crate) fn count_refusal(&self, actor: &str, target: &str, reason: &str) {
+        let Ok(mut r) = self.refusals.lock() else {
+            return;
+        };
+        let mut key = (actor.to_string(), target.to_string(), reason.to_string());
+        if r.counts.len() >= MAX_REFUSAL_KINDS && !r.counts.contains_key(&key) {
+            key = ("anonymous".into(), "*".into(), "other refusals".into());
+        }
+        *r.counts.entry(key).or_default() += 1;
+    }
+
+    /// Writes the refused authentications counted since the last flush, one audit row each
+    /// kind with its count. The server calls this every few seconds and on shutdown.
+    pub async fn flush_audit(&self) -> Result<()> {
+        let counts = match self.refusals.lock() {
+            Ok(mut r) => std::mem::take(&mut r.counts),
+            Err(_) => return Ok(()),
+        };
+        for ((actor, target, reason), n) in counts {
+            self.audit_counted(&actor, "authenticate", &target, "denied", &reason, n)
+                .await?;
+        }
+        Ok(())
+    }
+
     pub async fn close(&self) {
+        if let Err(e) = self.flush_audit().await {
+            tracing::warn!(error = %e, "audit flush on close");
+        }
         self.pool.close().await;
     }
 }

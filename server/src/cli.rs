@@ -322,10 +322,10 @@ fn serve_cmd(catalog: Catalog, cli: &Cli, args: &ServeArgs) -> Result<()> {
             catalog: Arc::new(catalog),
             models: cli.models.clone(),
             jwt: config.jwt.clone(),
-            rate_limit: config.rate_limit,
+            rate_limits: config.rate_limits.clone(),
             limits: config.limits.clone(),
-            embedding_cache_entries: config.embedding_cache_entries,
-            result_cache_entries: config.result_cache_entries,
+            embedding_cache_bytes: config.embedding_cache_bytes,
+            result_cache_bytes: config.result_cache_bytes,
             shopify: config.shopify.clone(),
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -450,9 +450,14 @@ pub fn run() -> Result<()> {
                 if json {
                     writeln!(out, "{}", serde_json::to_string(&e)?)?;
                 } else {
+                    let times = if e.count > 1 {
+                        format!(" (×{})", e.count)
+                    } else {
+                        String::new()
+                    };
                     writeln!(
                         out,
-                        "{} {:<8} {:<16} {:<18} {:<24} {}",
+                        "{} {:<8} {:<16} {:<18} {:<24} {}{times}",
                         e.at, e.outcome, e.actor, e.action, e.target, e.detail
                     )?;
                 }

@@ -9,8 +9,9 @@ use anyhow::{Context, Result, bail};
 use dartmouth_domains::{JwtConfig, JwtKey};
 use serde::Deserialize;
 
-use crate::service::{Limits, RateLimit};
+use crate::service::Limits;
 use crate::shopify::ShopifyWebhook;
+use crate::throttle::{AddressBlock, RateLimit, RateLimits};
 
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServeArgs {
@@ -23,24 +24,37 @@ pub struct ServeArgs {
     /// gRPC address [default: 127.0.0.1:50051].
     #[arg(long, env = "DARTMOUTH_GRPC")]
     pub grpc: Option<SocketAddr>,
-    /// Requests per second per principal, shared by HTTP and gRPC; 0 turns limiting off
+    /// Requests per minute per principal, shared by HTTP, gRPC and webhooks; 0 turns it off
     /// [default: 100].
     #[arg(long, env = "DARTMOUTH_RATE_LIMIT")]
     pub rate_limit: Option<u32>,
-    /// Requests a principal may send at once above the rate [default: 2 × rate].
+    /// Requests a principal may send at once [default: the per-minute rate].
     #[arg(long, env = "DARTMOUTH_RATE_BURST")]
     pub rate_burst: Option<u32>,
+    /// Requests per minute per client address, spent before authentication; 0 turns it off
+    /// [default: 1000].
+    #[arg(long, env = "DARTMOUTH_IP_RATE_LIMIT")]
+    pub ip_rate_limit: Option<u32>,
+    /// Requests a client address may send at once [default: the per-minute rate].
+    #[arg(long, env = "DARTMOUTH_IP_RATE_BURST")]
+    pub ip_rate_burst: Option<u32>,
+    /// A principal without a rate limit (an internal agent); repeatable.
+    #[arg(long = "rate-limit-exempt", value_name = "PRINCIPAL")]
+    pub rate_limit_exempt: Vec<String>,
+    /// Client addresses without a rate limit (`10.0.0.0/8`, `::1`); repeatable.
+    #[arg(long = "ip-rate-limit-exempt", value_name = "ADDRESS[/PREFIX]")]
+    pub ip_rate_limit_exempt: Vec<String>,
     /// Largest request body in bytes [default: 8 MiB].
     #[arg(long, env = "DARTMOUTH_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
-    /// Query embeddings kept (per scope, model and text); 0 turns the cache off
-    /// [default: 10000].
-    #[arg(long, env = "DARTMOUTH_EMBEDDING_CACHE_ENTRIES")]
-    pub embedding_cache_entries: Option<usize>,
-    /// Search results kept (per scope, applied sequences and request); 0 turns the cache off
-    /// [default: 10000].
-    #[arg(long, env = "DARTMOUTH_RESULT_CACHE_ENTRIES")]
-    pub result_cache_entries: Option<usize>,
+    /// Bytes of query embeddings kept (per scope, model and text); 0 turns the cache off
+    /// [default: 16 MiB].
+    #[arg(long, env = "DARTMOUTH_EMBEDDING_CACHE_BYTES")]
+    pub embedding_cache_bytes: Option<usize>,
+    /// Bytes of search results kept (per scope, applied sequences and request); 0 turns the
+    /// cache off [default: 64 MiB].
+    #[arg(long, env = "DARTMOUTH_RESULT_CACHE_BYTES")]
+    pub result_cache_bytes: Option<usize>,
     /// How often the applier looks for new changes, in milliseconds [default: 100].
     #[arg(long, env = "DARTMOUTH_APPLY_INTERVAL_MS")]
     pub apply_interval_ms: Option<u64>,
@@ -76,12 +90,20 @@ struct FileConfig {
     grpc: Option<SocketAddr>,
     rate_limit: Option<u32>,
     rate_burst: Option<u32>,
+    ip_rate_limit: Option<u32>,
+    ip_rate_burst: Option<u32>,
+    #[serde(default)]
+    rate_limit_exempt: Vec<String>,
+    #[serde(default)]
+    ip_rate_limit_exempt: Vec<String>,
     max_body_bytes: Option<usize>,
+    max_batch_bytes: Option<usize>,
+    max_webhook_bytes: Option<usize>,
     max_k: Option<usize>,
     max_query_bytes: Option<usize>,
     max_context_tokens: Option<usize>,
-    embedding_cache_entries: Option<usize>,
-    result_cache_entries: Option<usize>,
+    embedding_cache_bytes: Option<usize>,
+    result_cache_bytes: Option<usize>,
     apply_interval_ms: Option<u64>,
     workers: Option<usize>,
     jwt: Option<JwtFile>,
@@ -118,10 +140,10 @@ struct JwtFile {
 pub struct ServeConfig {
     pub http: SocketAddr,
     pub grpc: SocketAddr,
-    pub rate_limit: Option<RateLimit>,
+    pub rate_limits: RateLimits,
     pub limits: Limits,
-    pub embedding_cache_entries: usize,
-    pub result_cache_entries: usize,
+    pub embedding_cache_bytes: usize,
+    pub result_cache_bytes: usize,
     pub apply_interval: Duration,
     pub workers: usize,
     pub jwt: Option<JwtConfig>,
@@ -142,20 +164,71 @@ impl ServeArgs {
             None => FileConfig::default(),
         };
         let default_addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
-        let rate = self.rate_limit.or(file.rate_limit).unwrap_or(100);
-        let rate_limit = (rate > 0).then(|| RateLimit {
-            per_second: rate,
-            burst: self
-                .rate_burst
-                .or(file.rate_burst)
-                .unwrap_or(rate.saturating_mul(2)),
-        });
+        let limit = |rate: u32, burst: Option<u32>| {
+            (rate > 0).then(|| RateLimit {
+                per_minute: rate,
+                burst: burst.unwrap_or(rate),
+            })
+        };
+        let mut exempt_addresses = Vec::new();
+        for (i, a) in file
+            .ip_rate_limit_exempt
+            .iter()
+            .map(|a| ("ip_rate_limit_exempt", a))
+            .chain(
+                self.ip_rate_limit_exempt
+                    .iter()
+                    .map(|a| ("--ip-rate-limit-exempt", a)),
+            )
+            .enumerate()
+        {
+            exempt_addresses
+                .push(AddressBlock::parse(a.1).map_err(|e| anyhow::anyhow!("{}[{i}]: {e}", a.0))?);
+        }
+        let rate_limits = RateLimits {
+            principal: limit(
+                self.rate_limit.or(file.rate_limit).unwrap_or(100),
+                self.rate_burst.or(file.rate_burst),
+            ),
+            address: limit(
+                self.ip_rate_limit.or(file.ip_rate_limit).unwrap_or(1000),
+                self.ip_rate_burst.or(file.ip_rate_burst),
+            ),
+            exempt_principals: file
+                .rate_limit_exempt
+                .iter()
+                .chain(&self.rate_limit_exempt)
+                .cloned()
+                .collect(),
+            exempt_addresses,
+        };
         let mut limits = Limits::default();
-        if let Some(n) = self.max_body_bytes.or(file.max_body_bytes) {
-            if n < 1024 {
-                bail!("max_body_bytes: at least 1024, got {n}");
+        for (name, flag, value, slot) in [
+            (
+                "max_body_bytes",
+                self.max_body_bytes,
+                file.max_body_bytes,
+                &mut limits.max_body_bytes,
+            ),
+            (
+                "max_batch_bytes",
+                None,
+                file.max_batch_bytes,
+                &mut limits.max_batch_bytes,
+            ),
+            (
+                "max_webhook_bytes",
+                None,
+                file.max_webhook_bytes,
+                &mut limits.max_webhook_bytes,
+            ),
+        ] {
+            if let Some(n) = flag.or(value) {
+                if n < 1024 {
+                    bail!("{name}: at least 1024, got {n}");
+                }
+                *slot = n;
             }
-            limits.max_body_bytes = n;
         }
         if let Some(k) = file.max_k {
             if k == 0 || k > dartmouth_engine::MAX_K {
@@ -190,16 +263,16 @@ impl ServeArgs {
         Ok(ServeConfig {
             http: self.http.or(file.http).unwrap_or(default_addr(8787)),
             grpc: self.grpc.or(file.grpc).unwrap_or(default_addr(50051)),
-            rate_limit,
+            rate_limits,
             limits,
-            embedding_cache_entries: self
-                .embedding_cache_entries
-                .or(file.embedding_cache_entries)
-                .unwrap_or(10_000),
-            result_cache_entries: self
-                .result_cache_entries
-                .or(file.result_cache_entries)
-                .unwrap_or(10_000),
+            embedding_cache_bytes: self
+                .embedding_cache_bytes
+                .or(file.embedding_cache_bytes)
+                .unwrap_or(16 << 20),
+            result_cache_bytes: self
+                .result_cache_bytes
+                .or(file.result_cache_bytes)
+                .unwrap_or(64 << 20),
             apply_interval: Duration::from_millis(
                 self.apply_interval_ms
                     .or(file.apply_interval_ms)

@@ -22,7 +22,10 @@ pub struct Grpc {
 }
 
 impl Grpc {
+    /// The client address's budget first, then the credential.
     async fn caller<T>(&self, request: &Request<T>) -> ApiResult<Caller> {
+        self.svc
+            .throttle_address(request.remote_addr().map(|a| a.ip()))?;
         let header = request
             .metadata()
             .get("authorization")

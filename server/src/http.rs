@@ -70,33 +70,42 @@ impl FromRequest<Arc<Service>> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<Service>) -> Result<Self, ApiError> {
-        let announced = req
-            .headers()
-            .get(axum::http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if let Some(n) = announced
-            && n > state.limits.max_body_bytes as u64
-        {
-            return Err(ApiError::new(
-                Code::PayloadTooLarge,
-                format!(
-                    "body: {n} bytes announced; the limit is {}",
-                    state.limits.max_body_bytes
-                ),
-            ));
-        }
-        axum::body::Bytes::from_request(req, state)
+        read_body(req, state.limits.max_body_bytes)
             .await
             .map(RawBody)
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(Code::PayloadTooLarge, "body: larger than the limit")
-                } else {
-                    ApiError::invalid(format!("body: {}", rejection.body_text()))
-                }
-            })
     }
+}
+
+/// Reads a body of at most `limit` bytes: one announced larger is refused before any of it is
+/// read, and reading stops at the limit.
+async fn read_body(req: Request, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    let announced = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = announced
+        && n > limit as u64
+    {
+        return Err(ApiError::new(
+            Code::PayloadTooLarge,
+            format!("body: {n} bytes announced; the limit is {limit}"),
+        ));
+    }
+    axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|e| {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                ApiError::new(
+                    Code::PayloadTooLarge,
+                    format!("body: larger than the limit of {limit} bytes"),
+                )
+            } else {
+                ApiError::invalid(format!("body: {e}"))
+            }
+        })
 }
 
 /// A JSON body whose errors name the field (`k: invalid type…`, `unknown field …`). Any
@@ -161,9 +170,21 @@ pub fn router(svc: Arc<Service>) -> Router {
         .with_state(svc)
 }
 
-/// Request id (taken from `x-request-id` or made), a tracing span, the latency histogram.
+/// The client address's rate limit (before anything else; not for health probes), the request
+/// id (taken from `x-request-id` or made), a tracing span, the latency histogram.
 async fn observe(State(svc): Svc, matched: MatchedPath, req: Request, next: Next) -> Response {
     let route = matched.as_str().to_string();
+    if !matches!(route.as_str(), "/healthz" | "/readyz") {
+        let ip = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        if let Err(e) = svc.throttle_address(ip) {
+            svc.metrics
+                .request("http", &route, "429", std::time::Duration::ZERO);
+            return e.into_response();
+        }
+    }
     let id = req
         .headers()
         .get("x-request-id")
@@ -292,8 +313,8 @@ async fn shopify_webhook(State(svc): Svc, Path(domain): Path<String>, req: Reque
     if let Err(e) = svc.shopify_webhook_gate(&domain, signature.as_deref()) {
         return e.into_response();
     }
-    let body = match RawBody::from_request(req, &svc).await {
-        Ok(RawBody(b)) => b,
+    let body = match read_body(req, svc.limits.max_webhook_bytes).await {
+        Ok(b) => b,
         Err(e) => return e.into_response(),
     };
     svc.shopify_webhook(&domain, signature.as_deref(), delivery, body)

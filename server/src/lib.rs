@@ -2,6 +2,7 @@
 //! axum) and gRPC (`grpc.rs`, tonic), with one error table (`error.rs`), one auth and rate-limit
 //! path, Prometheus metrics and an applier task that tails the store's changelog.
 
+pub mod cache;
 pub mod codec;
 pub mod config;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod models;
 pub mod openapi;
 pub mod service;
 pub mod shopify;
+pub mod throttle;
 
 /// The generated gRPC types (`dartmouth.v1`), clients included for tests and tools.
 #[allow(
@@ -56,6 +58,25 @@ pub async fn serve(config: ServeConfig, svc: Arc<Service>) -> Result<()> {
         let _ = rx.wait_for(|s| *s).await;
     };
 
+    // Housekeeping: counted authentication failures to the audit log, idle rate budgets
+    // forgotten.
+    let tidy = {
+        let svc = Arc::clone(&svc);
+        let mut rx = stop_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                let stop = tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => false,
+                    _ = rx.wait_for(|s| *s) => true,
+                };
+                if stop {
+                    return;
+                }
+                svc.tidy().await;
+            }
+        })
+    };
+
     // The applier: every domain's new changes become searchable within `apply_interval`.
     let applier = {
         let svc = Arc::clone(&svc);
@@ -77,7 +98,7 @@ pub async fn serve(config: ServeConfig, svc: Arc<Service>) -> Result<()> {
         })
     };
 
-    let app = http::router(Arc::clone(&svc));
+    let app = http::router(Arc::clone(&svc)).into_make_service_with_connect_info::<SocketAddr>();
     let http_server = axum::serve(http_listener, app)
         .with_graceful_shutdown(stopped(stop_rx.clone()))
         .into_future();
@@ -147,6 +168,7 @@ pub async fn serve(config: ServeConfig, svc: Arc<Service>) -> Result<()> {
     h.context("http server")?;
     g.context("grpc server")?;
     let _ = applier.await;
+    let _ = tidy.await;
     svc.store().close().await;
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! the authenticated caller, and encode; everything else — rate limits, request limits, access,
 //! caching, embedding, searching, context packing — happens here, once.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
@@ -18,15 +18,16 @@ use dartmouth_engine::{
 use dartmouth_indexer::{
     Applier, Chunker, IndexJob, IndexSummary, Item, Progress, SourceDoc, StoreSink,
 };
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::runtime::Handle;
 
+use crate::cache::{Cache, Weigh};
 use crate::error::{ApiError, ApiResult, Code};
 use crate::metrics::Metrics;
 use crate::models::ModelArgs;
 use crate::shopify::{CatalogFormat, ShopifyOutput, ShopifyWebhook};
+use crate::throttle::{RateLimits, Throttle};
 
 /// Request limits, checked before any work.
 #[derive(Debug, Clone)]
@@ -38,6 +39,10 @@ pub struct Limits {
     pub max_domains: usize,
     pub max_context_tokens: usize,
     pub max_ingest_documents: usize,
+    /// Bytes of ids, titles, texts, urls and attributes in one ingest request.
+    pub max_batch_bytes: usize,
+    /// A webhook's body, checked before its signature is computed.
+    pub max_webhook_bytes: usize,
 }
 
 impl Default for Limits {
@@ -50,15 +55,10 @@ impl Default for Limits {
             max_domains: 64,
             max_context_tokens: 16_000,
             max_ingest_documents: 1000,
+            max_batch_bytes: 8 * 1024 * 1024,
+            max_webhook_bytes: 1024 * 1024,
         }
     }
-}
-
-/// Requests per second and burst, per principal, shared by HTTP and gRPC.
-#[derive(Debug, Clone, Copy)]
-pub struct RateLimit {
-    pub per_second: u32,
-    pub burst: u32,
 }
 
 pub struct ServiceConfig {
@@ -66,10 +66,12 @@ pub struct ServiceConfig {
     pub catalog: Arc<Catalog>,
     pub models: ModelArgs,
     pub jwt: Option<JwtConfig>,
-    pub rate_limit: Option<RateLimit>,
+    pub rate_limits: RateLimits,
     pub limits: Limits,
-    pub embedding_cache_entries: usize,
-    pub result_cache_entries: usize,
+    /// Bytes the query-embedding cache may hold (0: off).
+    pub embedding_cache_bytes: usize,
+    /// Bytes the result cache may hold (0: off).
+    pub result_cache_bytes: usize,
     /// Domains that take Shopify webhooks.
     pub shopify: Vec<ShopifyWebhook>,
 }
@@ -80,7 +82,7 @@ pub struct Service {
     models: ModelArgs,
     embedders: Mutex<HashMap<String, Arc<dyn Embedder>>>,
     jwt: Option<JwtConfig>,
-    limiter: Option<DefaultKeyedRateLimiter<String>>,
+    throttle: Throttle,
     pub limits: Limits,
     pub metrics: Metrics,
     /// Query embeddings, keyed by the caller's scope (the domains it may read), model and text.
@@ -368,29 +370,17 @@ pub struct NewKey {
 
 impl Service {
     pub fn new(config: ServiceConfig) -> ApiResult<Service> {
-        let limiter = match config.rate_limit {
-            Some(r) => {
-                let per_second = std::num::NonZeroU32::new(r.per_second)
-                    .ok_or_else(|| ApiError::invalid("rate limit must be at least 1/s"))?;
-                let burst = std::num::NonZeroU32::new(r.burst.max(1))
-                    .ok_or_else(|| ApiError::invalid("burst must be at least 1"))?;
-                Some(RateLimiter::keyed(
-                    Quota::per_second(per_second).allow_burst(burst),
-                ))
-            }
-            None => None,
-        };
         Ok(Service {
             store: config.store,
             catalog: config.catalog,
             models: config.models,
             embedders: Mutex::new(HashMap::new()),
             jwt: config.jwt,
-            limiter,
+            throttle: Throttle::new(config.rate_limits)?,
             limits: config.limits,
             metrics: Metrics::new(),
-            embed_cache: Cache::new(config.embedding_cache_entries),
-            result_cache: Cache::new(config.result_cache_entries),
+            embed_cache: Cache::new(config.embedding_cache_bytes),
+            result_cache: Cache::new(config.result_cache_bytes),
             ready: AtomicBool::new(false),
             operator: OnceLock::new(),
             webhooks: config
@@ -436,25 +426,27 @@ impl Service {
 
     /// The principal's rate limit (one budget for HTTP, gRPC and webhooks).
     fn rate_limit(&self, caller: &Caller) -> ApiResult<()> {
-        if let Some(limiter) = &self.limiter
-            && let Err(not_until) = limiter.check_key(&caller.name().to_string())
-        {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                &governor::clock::DefaultClock::default(),
-            ));
-            self.metrics.denied(Code::RateLimited);
-            let mut e = ApiError::new(
-                Code::RateLimited,
-                format!(
-                    "rate limit of principal `{}` exceeded; retry after {} ms",
-                    caller.name(),
-                    wait.as_millis()
-                ),
-            );
-            e.retry_after = Some(wait);
-            return Err(e);
+        self.throttle
+            .principal(caller.name())
+            .inspect_err(|e| self.metrics.denied(e.code))
+    }
+
+    /// The client address's rate limit: spent by every request before anything else is done
+    /// with it (authentication, its audit, a webhook's HMAC), so unauthenticated floods stop
+    /// here.
+    pub fn throttle_address(&self, ip: Option<std::net::IpAddr>) -> ApiResult<()> {
+        self.throttle
+            .address(ip)
+            .inspect_err(|e| self.metrics.denied(e.code))
+    }
+
+    /// Housekeeping the server runs now and then: idle rate-limit budgets forgotten, counted
+    /// authentication failures written to the audit log.
+    pub async fn tidy(&self) {
+        self.throttle.tidy();
+        if let Err(e) = self.store.flush_audit().await {
+            tracing::warn!(error = %e, "audit flush");
         }
-        Ok(())
     }
 
     async fn authenticate_inner(&self, authorization: Option<&str>) -> ApiResult<Caller> {
@@ -579,6 +571,31 @@ impl Service {
                 "filter: {} bytes; the limit is {}",
                 f.len(),
                 l.max_filter_bytes
+            )));
+        }
+        if input.facets.len() > dartmouth_engine::MAX_FACETS {
+            return Err(ApiError::invalid(format!(
+                "facets: at most {} per request, got {}",
+                dartmouth_engine::MAX_FACETS,
+                input.facets.len()
+            )));
+        }
+        let max_name = dartmouth_engine::validate::MAX_ATTR_NAME_BYTES;
+        if let Some((i, f)) = input
+            .facets
+            .iter()
+            .enumerate()
+            .find(|(_, f)| f.len() > max_name)
+        {
+            return Err(ApiError::invalid(format!(
+                "facets[{i}]: {} bytes; an attribute name is at most {max_name}",
+                f.len()
+            )));
+        }
+        if input.min_seq.len() > l.max_domains {
+            return Err(ApiError::invalid(format!(
+                "min_seq: at most {} domains per request",
+                l.max_domains
             )));
         }
         Ok(())
@@ -912,6 +929,29 @@ impl Service {
                 input.documents.len()
             )));
         }
+        let bytes: usize = input
+            .documents
+            .iter()
+            .map(|d| {
+                d.id.len()
+                    + d.title.len()
+                    + d.text.len()
+                    + d.url.as_ref().map_or(0, String::len)
+                    + d.attributes
+                        .iter()
+                        .map(|(k, v)| k.len() + v.weight())
+                        .sum::<usize>()
+            })
+            .sum();
+        if bytes > self.limits.max_batch_bytes {
+            return Err(ApiError::new(
+                Code::PayloadTooLarge,
+                format!(
+                    "documents: {bytes} bytes of content; the limit is {} per request",
+                    self.limits.max_batch_bytes
+                ),
+            ));
+        }
         let mut sources = Vec::with_capacity(input.documents.len());
         for (i, d) in input.documents.into_iter().enumerate() {
             let place = format!("documents[{i}]");
@@ -1078,6 +1118,16 @@ impl Service {
         B: AsRef<[u8]> + Send + 'static,
     {
         self.shopify_webhook_gate(domain, signature)?;
+        if body.as_ref().len() > self.limits.max_webhook_bytes {
+            return Err(ApiError::new(
+                Code::PayloadTooLarge,
+                format!(
+                    "body: {} bytes; a webhook is at most {}",
+                    body.as_ref().len(),
+                    self.limits.max_webhook_bytes
+                ),
+            ));
+        }
         let hook = self.webhook_config(domain)?.clone();
         if !crate::shopify::verify_signature(&hook.secret, body.as_ref(), signature.unwrap_or("")) {
             tracing::info!("shopify webhook with a bad signature");
@@ -1644,51 +1694,47 @@ pub struct ShopifyDelivery {
     pub id: Option<String>,
 }
 
-/// A bounded map with insertion-order eviction, safe to share between requests.
 /// The query-embedding cache's key: the caller's scope (never shared across scopes), the model
 /// and the text.
 fn embedding_key(scope: &[String], spec: &ModelSpec, query: &str) -> String {
     format!("{scope:?}|{}|{query}", spec.id)
 }
 
-struct Cache<V> {
-    capacity: usize,
-    inner: Mutex<Entries<V>>,
+impl Weigh for HitOut {
+    fn weight(&self) -> usize {
+        size_of::<HitOut>()
+            + [
+                &self.domain,
+                &self.doc_id,
+                &self.chunk_id,
+                &self.title,
+                &self.text,
+                &self.snippet,
+                &self.model,
+            ]
+            .iter()
+            .map(|s| s.capacity())
+            .sum::<usize>()
+            + self.url.weight()
+            + self.heading.weight()
+            + self.attributes.weight()
+            + self.explain.as_ref().map_or(0, Weigh::weight)
+    }
 }
 
-/// The values by key, and the keys in insertion order (the eviction order).
-type Entries<V> = (HashMap<String, Arc<V>>, VecDeque<String>);
-
-impl<V> Cache<V> {
-    fn new(capacity: usize) -> Self {
-        Cache {
-            capacity,
-            inner: Mutex::new((HashMap::new(), VecDeque::new())),
-        }
-    }
-
-    fn get(&self, key: &str) -> Option<Arc<V>> {
-        if self.capacity == 0 {
-            return None;
-        }
-        self.inner.lock().ok()?.0.get(key).cloned()
-    }
-
-    fn put(&self, key: String, value: V) {
-        if self.capacity == 0 {
-            return;
-        }
-        let Ok(mut guard) = self.inner.lock() else {
-            return;
-        };
-        let (map, order) = &mut *guard;
-        if map.insert(key.clone(), Arc::new(value)).is_none() {
-            order.push_back(key);
-        }
-        while order.len() > self.capacity {
-            if let Some(old) = order.pop_front() {
-                map.remove(&old);
-            }
-        }
+impl Weigh for SearchOutput {
+    fn weight(&self) -> usize {
+        size_of::<SearchOutput>()
+            + self.hits.iter().map(Weigh::weight).sum::<usize>()
+            + self
+                .facets
+                .iter()
+                .map(|(name, counts)| {
+                    name.capacity()
+                        + counts.len() * size_of::<FacetCount>()
+                        + counts.iter().map(|c| c.value.weight()).sum::<usize>()
+                })
+                .sum::<usize>()
+            + self.domains.iter().map(String::capacity).sum::<usize>()
     }
 }

@@ -1561,7 +1561,7 @@ fn the_real_model_serves_meaning_over_both_transports() {
     cli(&data, &["grant", "reader", "help", "read"]);
     let key = key_for(&data, "reader");
     // Result cache off: every ask below reaches the query-embedding cache.
-    let s = start(dir, data, &["--result-cache-entries", "0"]);
+    let s = start(dir, data, &["--result-cache-bytes", "0"]);
 
     // No word of the query is in any page of the sample (BM25 finds nothing); the returns page
     // speaks of refunds.

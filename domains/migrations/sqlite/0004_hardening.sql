@@ -24,3 +24,5 @@ CREATE TABLE webhook_deliveries (
     PRIMARY KEY (domain_id, delivery_id)
 );
 CREATE INDEX webhook_deliveries_at ON webhook_deliveries (at);
+-- Refused authentications are counted in memory and written as one row with a count.
+ALTER TABLE audit ADD COLUMN count BIGINT NOT NULL DEFAULT 1;

@@ -143,13 +143,15 @@ fn unlink_locks(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `embedding_cache`: bytes the query-embedding cache may hold (0: off).
 fn start(binary: &Path, data: &Path, embedding_cache: usize) -> Result<Server> {
     let mut child = Command::new(binary)
         .arg("--data-dir")
         .arg(data)
         .args(["serve", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"])
-        .args(["--rate-limit", "0", "--result-cache-entries", "0"])
-        .arg("--embedding-cache-entries")
+        .args(["--rate-limit", "0", "--ip-rate-limit", "0"])
+        .args(["--result-cache-bytes", "0"])
+        .arg("--embedding-cache-bytes")
         .arg(embedding_cache.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -277,10 +279,10 @@ impl InProcess {
                     catalog: Arc::new(catalog),
                     models,
                     jwt: None,
-                    rate_limit: None,
+                    rate_limits: Default::default(),
                     limits: Limits::default(),
-                    embedding_cache_entries: 100_000,
-                    result_cache_entries: 0,
+                    embedding_cache_bytes: 256 << 20,
+                    result_cache_bytes: 0,
                     shopify: Vec::new(),
                 })
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?,
@@ -404,7 +406,7 @@ pub fn run(embedder: &dyn Embedder, models: ModelArgs, args: &LoadArgs) -> Resul
     }
     for (label, cache) in [
         ("query embedded per request", 0),
-        ("query vectors cached", 100_000),
+        ("query vectors cached", 256 << 20),
     ] {
         let server = start(&args.dartmouth, &data, cache)?;
         if cache > 0 {
