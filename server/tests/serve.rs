@@ -4,59 +4,18 @@
 //! the model (the real one is exercised by eval's tests).
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dartmouth_server::proto::retrieval_client::RetrievalClient;
 use dartmouth_server::proto::{self as pb};
 use serde_json::{Value, json};
+use support::*;
 use tonic::transport::Channel;
-
-const JWT_SECRET: &str = "a-test-secret-that-is-at-least-32-bytes";
-/// The shop's webhook signing secret, passed to the server in this variable.
-const SHOPIFY_SECRET: &str = "shpss_a-test-shop-secret";
-const SHOPIFY_SECRET_ENV: &str = "DARTMOUTH_TEST_SHOPIFY_SECRET";
-
-fn cli(data: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_dartmouth"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "dartmouth {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn key_for(data: &Path, principal: &str) -> String {
-    let out = cli(data, &["key", "create", "--principal", principal]);
-    out.split_whitespace()
-        .find(|w| w.starts_with("dk_") && w.len() > 40)
-        .unwrap()
-        .to_string()
-}
-
-struct Server {
-    child: Child,
-    http: String,
-    grpc: String,
-    _dir: tempfile::TempDir,
-    data: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Two domains (help, secret) with the sample help centre; principals and keys per role.
 fn setup() -> (tempfile::TempDir, PathBuf, Keys) {
@@ -77,11 +36,17 @@ fn setup() -> (tempfile::TempDir, PathBuf, Keys) {
         cli(&data, &["principal", "create", p, "--kind", "agent"]);
         cli(&data, &["grant", p, domain, role]);
     }
+    // The end user agents act for with delegated tokens.
+    cli(&data, &["principal", "create", "enduser", "--kind", "user"]);
+    cli(&data, &["grant", "enduser", "help", "read"]);
     let keys = Keys {
         reader: key_for(&data, "reader"),
         writer: key_for(&data, "writer"),
         other: key_for(&data, "other"),
         admin: key_for(&data, "admin"),
+        // The superuser's key restricted to one domain: an admin of help, no superuser.
+        restricted: key_with(&data, &["--principal", "admin", "--domain", "help"]),
+        expiring: key_with(&data, &["--principal", "reader", "--expires-in", "1h"]),
         // Spare keys of `writer` for the matrix's revocations (HTTP, gRPC), by their ids.
         spare: [0, 1].map(|_| key_for(&data, "writer")[..11].to_string()),
     };
@@ -93,202 +58,9 @@ struct Keys {
     writer: String,
     other: String,
     admin: String,
+    restricted: String,
+    expiring: String,
     spare: [String; 2],
-}
-
-fn start(dir: tempfile::TempDir, data: PathBuf, extra: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dartmouth"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args([
-            "serve",
-            "--http",
-            "127.0.0.1:0",
-            "--grpc",
-            "127.0.0.1:0",
-            "--jwt-issuer",
-            "dk-test",
-            "--jwt-audience",
-            "dartmouth",
-            "--jwt-hs256-secret",
-            JWT_SECRET,
-            "--apply-interval-ms",
-            "20",
-        ])
-        .args(extra)
-        .env(SHOPIFY_SECRET_ENV, SHOPIFY_SECRET)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = |name: &str| {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(&format!("{name}=")))
-            .unwrap_or_else(|| panic!("no {name} address in {line:?}"))
-            .to_string()
-    };
-    let server = Server {
-        http: format!("http://{}", addr("http")),
-        grpc: format!("http://{}", addr("grpc")),
-        child,
-        _dir: dir,
-        data,
-    };
-    // Ready once the applier has run.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while call(&server, "GET", "/readyz", None, None).0 != 200 {
-        assert!(Instant::now() < deadline, "server never became ready");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    server
-}
-
-/// (status, JSON body or the raw text as a string, headers we look at)
-fn call(
-    s: &Server,
-    method: &str,
-    path: &str,
-    key: Option<&str>,
-    body: Option<&str>,
-) -> (u16, Value) {
-    let (status, body, _) = call_full(s, method, path, key, body);
-    (status, body)
-}
-
-fn call_full(
-    s: &Server,
-    method: &str,
-    path: &str,
-    key: Option<&str>,
-    body: Option<&str>,
-) -> (u16, Value, Option<String>) {
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
-    let url = format!("{}{path}", s.http);
-    let auth = key.map(|k| format!("Bearer {k}"));
-    let response = match (method, body) {
-        ("GET", _) => {
-            let mut r = agent.get(&url);
-            if let Some(a) = &auth {
-                r = r.header("Authorization", a);
-            }
-            r.call()
-        }
-        ("DELETE", _) => {
-            let mut r = agent.delete(&url);
-            if let Some(a) = &auth {
-                r = r.header("Authorization", a);
-            }
-            r.call()
-        }
-        (_, b) => {
-            let mut r = agent.post(&url).header("Content-Type", "application/json");
-            if let Some(a) = &auth {
-                r = r.header("Authorization", a);
-            }
-            r.send(b.unwrap_or("").as_bytes())
-        }
-    };
-    let mut response = response.unwrap();
-    let status = response.status().as_u16();
-    let retry = response
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_string());
-    let text = response.body_mut().read_to_string().unwrap_or_default();
-    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, value, retry)
-}
-
-/// A POST with exactly these headers and raw body bytes.
-fn post_raw(s: &Server, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value) {
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
-    let mut r = agent.post(format!("{}{path}", s.http));
-    for (name, value) in headers {
-        r = r.header(*name, *value);
-    }
-    let mut response = r.send(body).unwrap();
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().unwrap_or_default();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
-/// base64(HMAC-SHA256(body, secret)), as Shopify signs a webhook.
-fn shopify_signature(secret: &str, body: &[u8]) -> String {
-    use base64::Engine as _;
-    use hmac::{KeyInit, Mac};
-    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body);
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-}
-
-/// A signed Shopify webhook delivery.
-fn webhook(s: &Server, domain: &str, topic: &str, payload: &Value) -> (u16, Value) {
-    let body = payload.to_string();
-    let signature = shopify_signature(SHOPIFY_SECRET, body.as_bytes());
-    post_raw(
-        s,
-        &format!("/v1/webhooks/shopify/{domain}"),
-        &[
-            ("X-Shopify-Topic", topic),
-            ("X-Shopify-Hmac-Sha256", &signature),
-            ("Content-Type", "application/json"),
-        ],
-        body.as_bytes(),
-    )
-}
-
-fn jwt(sub: &str, exp_offset: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let claims = json!({"sub": sub, "iss": "dk-test", "aud": "dartmouth", "exp": now + exp_offset});
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
-    header.kid = Some("hs256".into());
-    jsonwebtoken::encode(
-        &header,
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
-    )
-    .unwrap()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-async fn grpc_client(s: &Server) -> RetrievalClient<Channel> {
-    let channel = Channel::from_shared(s.grpc.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    RetrievalClient::new(channel)
-}
-
-fn with_key<T>(msg: T, key: Option<&str>) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    if let Some(k) = key {
-        r.metadata_mut()
-            .insert("authorization", format!("Bearer {k}").parse().unwrap());
-    }
-    r
 }
 
 /// Calls one gRPC method of the matrix with a fixed, valid request; the answer's code.
@@ -297,6 +69,7 @@ async fn grpc_call(ch: Channel, method: &str, key: Option<&str>, spare_key: &str
     use dartmouth_server::proto::ingest_client::IngestClient;
     let mut r = RetrievalClient::new(ch.clone());
     let mut i = IngestClient::new(ch.clone());
+    let ch2 = ch.clone();
     let mut a = AdminClient::new(ch);
     let search = || pb::SearchRequest {
         query: "refund".into(),
@@ -402,6 +175,14 @@ async fn grpc_call(ch: Channel, method: &str, key: Option<&str>, spare_key: &str
             }, key))
             .await
             .map(drop),
+        "Delegate" => dartmouth_server::proto::auth_client::AuthClient::new(ch2)
+            .delegate(with_key(pb::DelegateRequest {
+                end_user: "enduser".into(),
+                domains: vec!["help".into()],
+                ttl_seconds: None,
+            }, key))
+            .await
+            .map(drop),
         other => panic!("no call for {other}"),
     };
     outcome.map_or_else(|e| e.code(), |()| tonic::Code::Ok)
@@ -414,7 +195,14 @@ fn one_contract_over_http_and_grpc_with_access_control() {
     let s = start(
         dir,
         data,
-        &["--rate-limit", "0", "--shopify-webhook", hook.as_str()],
+        &[
+            "--rate-limit",
+            "0",
+            "--ip-rate-limit",
+            "0",
+            "--shopify-webhook",
+            hook.as_str(),
+        ],
     );
     let rt = runtime();
 
@@ -508,115 +296,122 @@ fn one_contract_over_http_and_grpc_with_access_control() {
     assert_eq!(docs.len(), unique.len(), "one passage per document");
 
     // The matrix: every route × {none, expired token, reader of another domain, reader,
-    // writer, admin}. An unreadable domain answers exactly like a missing one (404).
+    // writer, admin, the admin's key restricted to help, an expiring reader key, the writer's
+    // token delegated for an end user who reads help}. An unreadable domain answers exactly
+    // like a missing one (404); a credential never does more than it narrows to.
     let expired = jwt("reader", -3600);
-    let creds: [(&str, Option<&str>); 6] = [
+    let (status, minted) = call(
+        &s,
+        "POST",
+        "/v1/tokens/delegate",
+        Some(&keys.writer),
+        Some(r#"{"end_user":"enduser","domains":["help"]}"#),
+    );
+    assert_eq!(status, 201, "{minted}");
+    let delegated = minted["token"].as_str().unwrap().to_string();
+    let creds: [(&str, Option<&str>); 9] = [
         ("none", None),
         ("expired", Some(&expired)),
         ("other", Some(&keys.other)),
         ("reader", Some(&keys.reader)),
         ("writer", Some(&keys.writer)),
         ("admin", Some(&keys.admin)),
+        ("restricted admin", Some(&keys.restricted)),
+        ("expiring reader", Some(&keys.expiring)),
+        ("delegated", Some(&delegated)),
     ];
     let search = r#"{"query":"refund","domains":["help"]}"#;
     let ingest =
         r#"{"documents":[{"id":"new.md","title":"New","text":"A brand new returns page."}]}"#;
     let catalog = r#"{"products":[{"id":7001,"title":"Matrix mug","handle":"matrix-mug","vendor":"Acme","variants":[{"id":7002,"price":"12.00","inventory_item_id":7003}]}]}"#;
     let revoke_spare = format!("/v1/keys/{}", keys.spare[0]);
-    let matrix: Vec<(&str, &str, Option<&str>, [u16; 6])> = vec![
-        (
-            "POST",
-            "/v1/search",
-            Some(search),
-            [401, 401, 404, 200, 200, 200],
-        ),
-        (
-            "POST",
-            "/v1/context",
-            Some(search),
-            [401, 401, 404, 200, 200, 200],
-        ),
-        (
-            "GET",
-            "/v1/domains/help/documents/returns.md",
-            None,
-            [401, 401, 404, 200, 200, 200],
-        ),
+    let delegate = r#"{"end_user":"enduser","domains":["help"]}"#;
+    const READ: [u16; 9] = [401, 401, 404, 200, 200, 200, 200, 200, 200];
+    const WRITE: [u16; 9] = [401, 401, 404, 403, 200, 200, 200, 403, 403];
+    const SUPER: [u16; 9] = [401, 401, 403, 403, 403, 200, 403, 403, 403];
+    const SUPER_CREATE: [u16; 9] = [401, 401, 403, 403, 403, 201, 403, 403, 403];
+    let matrix: Vec<(&str, &str, Option<&str>, [u16; 9])> = vec![
+        ("POST", "/v1/search", Some(search), READ),
+        ("POST", "/v1/context", Some(search), READ),
+        ("GET", "/v1/domains/help/documents/returns.md", None, READ),
         (
             "GET",
             "/v1/domains/help/documents/returns.md/chunks/0",
             None,
-            [401, 401, 404, 200, 200, 200],
+            READ,
         ),
+        ("POST", "/v1/domains/help/documents", Some(ingest), WRITE),
+        ("POST", "/v1/domains/help/shopify", Some(catalog), WRITE),
         (
-            "POST",
-            "/v1/domains/help/documents",
-            Some(ingest),
-            [401, 401, 404, 403, 200, 200],
+            "GET",
+            "/v1/domains",
+            None,
+            [401, 401, 200, 200, 200, 200, 200, 200, 200],
         ),
-        (
-            "POST",
-            "/v1/domains/help/shopify",
-            Some(catalog),
-            [401, 401, 404, 403, 200, 200],
-        ),
-        ("GET", "/v1/domains", None, [401, 401, 200, 200, 200, 200]),
         (
             "POST",
             "/v1/domains",
             Some(r#"{"name":"made","embedder":"fake"}"#),
-            [401, 401, 403, 403, 403, 201],
+            SUPER_CREATE,
         ),
-        (
-            "GET",
-            "/v1/principals",
-            None,
-            [401, 401, 403, 403, 403, 200],
-        ),
+        ("GET", "/v1/principals", None, SUPER),
         (
             "POST",
             "/v1/principals",
             Some(r#"{"name":"newbie","kind":"agent"}"#),
-            [401, 401, 403, 403, 403, 201],
+            SUPER_CREATE,
         ),
-        ("GET", "/v1/grants", None, [401, 401, 403, 403, 403, 200]),
+        ("GET", "/v1/grants", None, SUPER),
+        // The restricted admin key administers help, and only help.
         (
             "POST",
             "/v1/grants",
             Some(r#"{"principal":"other","domain":"help","role":"read"}"#),
-            [401, 401, 404, 403, 403, 200],
+            [401, 401, 404, 403, 403, 200, 200, 403, 403],
         ),
         // `other` can read help by now (the row above granted it): 403, not 404.
         (
             "DELETE",
             "/v1/grants/other/help",
             None,
-            [401, 401, 403, 403, 403, 204],
+            [401, 401, 403, 403, 403, 204, 204, 403, 403],
         ),
-        ("GET", "/v1/keys", None, [401, 401, 403, 403, 403, 200]),
+        ("GET", "/v1/keys", None, SUPER),
+        // A key for another principal needs a superuser; a principal's own key may be made by
+        // its own credential (narrowed to it: the expiring reader's expires too); a delegated
+        // token makes none.
         (
             "POST",
             "/v1/keys",
             Some(r#"{"principal":"reader"}"#),
-            [401, 401, 403, 201, 403, 201],
+            [401, 401, 403, 201, 403, 201, 403, 201, 403],
         ),
-        // Only the key's owner (writer) or a superuser may revoke it; revoking twice is fine.
+        // Only the key's owner (writer) or a superuser may revoke it; revoking twice is fine;
+        // the owner's delegated token may not.
         (
             "DELETE",
             &revoke_spare,
             None,
-            [401, 401, 403, 403, 204, 204],
+            [401, 401, 403, 403, 204, 204, 403, 403, 403],
         ),
         (
             "DELETE",
             "/v1/domains/scratch",
             None,
-            [401, 401, 404, 404, 404, 200],
+            [401, 401, 404, 404, 404, 200, 404, 404, 404],
         ),
-        ("GET", "/healthz", None, [200; 6]),
-        ("GET", "/readyz", None, [200; 6]),
-        ("GET", "/metrics", None, [200; 6]),
-        ("GET", "/openapi.json", None, [200; 6]),
+        // Delegation: for the domains both the caller and the end user read; never again
+        // from a delegated token.
+        (
+            "POST",
+            "/v1/tokens/delegate",
+            Some(delegate),
+            [401, 401, 404, 201, 201, 201, 201, 201, 403],
+        ),
+        ("GET", "/healthz", None, [200; 9]),
+        ("GET", "/readyz", None, [200; 9]),
+        ("GET", "/metrics", None, [200; 9]),
+        ("GET", "/openapi.json", None, [200; 9]),
     ];
     let mut failures = Vec::new();
     for (method, path, body, expected) in &matrix {
@@ -749,8 +544,9 @@ fn one_contract_over_http_and_grpc_with_access_control() {
         ("CreateKey", ("POST", "/v1/keys")),
         ("RevokeKey", ("DELETE", &revoke_spare)),
         ("DeleteDomain", ("DELETE", "/v1/domains/scratch")),
+        ("Delegate", ("POST", "/v1/tokens/delegate")),
     ];
-    let expected_of = |route: &(&str, &str)| -> [u16; 6] {
+    let expected_of = |route: &(&str, &str)| -> [u16; 9] {
         matrix
             .iter()
             .find(|(m, p, _, _)| (*m, *p) == *route)
@@ -936,6 +732,7 @@ fn one_contract_over_http_and_grpc_with_access_control() {
             "dartmouth.v1.Retrieval",
             "dartmouth.v1.Ingest",
             "dartmouth.v1.Admin",
+            "dartmouth.v1.Auth",
             "grpc.health.v1.Health"
         ]
         .iter()
