@@ -468,16 +468,20 @@ impl Store {
         row.as_ref().map(crate::admin::domain_from_row).transpose()
     }
 
-    /// The latest changelog sequence of a domain (0 when it has none).
+    /// The latest changelog sequence of a domain (0 when it has none); `NotFound` once the
+    /// domain is deleted (a deleted domain's shard is not "ahead of its store").
     pub async fn last_seq(&self, domain_id: i64) -> Result<u64> {
         let row = sqlx::query("SELECT last_seq FROM domains WHERE id = $1")
             .bind(domain_id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(match row {
-            Some(r) => r.try_get::<i64, _>("last_seq")? as u64,
-            None => 0,
-        })
+        match row {
+            Some(r) => Ok(r.try_get::<i64, _>("last_seq")? as u64),
+            None => Err(Error::NotFound {
+                what: "domain",
+                name: format!("#{domain_id}"),
+            }),
+        }
     }
 
     /// When the first change of a domain after `after` was acknowledged (milliseconds since the

@@ -35,6 +35,27 @@ impl Catalog {
     pub fn open(data_dir: &Path) -> Result<Catalog> {
         let root = data_dir.join("shards");
         std::fs::create_dir_all(&root).map_err(Error::io(&root))?;
+        // What a crash left half done: rebuilds, deletions, replacements, creations.
+        for entry in std::fs::read_dir(&root).map_err(Error::io(&root))? {
+            let entry = entry.map_err(Error::io(&root))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let leftover = [".rebuild-", ".deleting-", ".replaced-"]
+                .iter()
+                .any(|p| name.starts_with(p))
+                || name.ends_with(".creating");
+            if leftover && entry.path().is_dir() {
+                // Another process on the same directory may be mid-rebuild: only old ones.
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > std::time::Duration::from_secs(3600));
+                if old {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
         Ok(Catalog {
             root,
             open: RwLock::new(BTreeMap::new()),
@@ -133,7 +154,7 @@ impl Catalog {
             Some(_) => {
                 // Another incarnation's shard: moved away, never served for this one.
                 // Searches that hold it finish on its files.
-                open.remove(name);
+                retire(open.remove(name));
                 self.remove_dir(name)?;
             }
             None => {}
@@ -164,7 +185,7 @@ impl Catalog {
         if recorded.as_deref().is_some_and(|r| r != identity) {
             return Ok(false);
         }
-        open.remove(name);
+        retire(open.remove(name));
         self.remove_dir(name)?;
         Ok(true)
     }
@@ -201,11 +222,16 @@ impl Catalog {
         }
     }
 
-    /// A directory on the catalog's file system where a replacement shard for `name` can be
-    /// built before `replace` swaps it in.
+    /// A directory of its own on the catalog's file system where a replacement shard for
+    /// `name` can be built before `replace` swaps it in (two rebuilds never share one).
     pub fn scratch_dir(&self, name: &str) -> Result<PathBuf> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
         validate_domain_name(name)?;
-        Ok(self.root.join(format!(".rebuild-{name}")))
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        Ok(self
+            .root
+            .join(format!(".rebuild-{name}.{}.{n}", std::process::id())))
     }
 
     /// Swaps the shard built in `built` (from `scratch_dir`) in for the domain's current one.
@@ -218,11 +244,12 @@ impl Catalog {
         if old.exists() {
             std::fs::remove_dir_all(&old).map_err(Error::io(&old))?;
         }
+        // Writers still holding the old shard are refused from here on (they look again).
+        retire(open.remove(name));
         if dir.exists() {
             std::fs::rename(&dir, &old).map_err(Error::io(&dir))?;
         }
         std::fs::rename(built, &dir).map_err(Error::io(built))?;
-        open.remove(name);
         if old.exists() {
             std::fs::remove_dir_all(&old).map_err(Error::io(&old))?;
         }
@@ -237,7 +264,7 @@ impl Catalog {
         if !dir.is_dir() {
             return Err(Error::DomainNotFound(name.to_string()));
         }
-        open.remove(name);
+        retire(open.remove(name));
         self.remove_dir(name)
     }
 }
@@ -254,5 +281,12 @@ fn poisoned(root: &Path) -> Error {
     Error::Corrupt {
         path: root.to_path_buf(),
         reason: "catalog lock poisoned by an earlier panic".into(),
+    }
+}
+
+/// Retires a shard the catalog stops handing out (see `Shard::retire`).
+fn retire(shard: Option<Arc<Shard>>) {
+    if let Some(s) = shard {
+        s.retire();
     }
 }

@@ -269,6 +269,10 @@ pub struct Shard {
     reader: IndexReader,
     writer: Mutex<WriterState>,
     snapshot: RwLock<Arc<Snapshot>>,
+    /// Set (under the writer lock) when the catalog removes or replaces this shard's files:
+    /// writes that still hold the shard are refused instead of writing into a removed
+    /// directory. Searches go on over what they hold.
+    retired: std::sync::atomic::AtomicBool,
 }
 
 impl Shard {
@@ -437,6 +441,7 @@ impl Shard {
             snapshot: RwLock::new(Arc::new(snapshot)),
             writer: Mutex::new(writer),
             manifest,
+            retired: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -488,10 +493,28 @@ impl Shard {
     }
 
     fn lock_writer(&self) -> Result<std::sync::MutexGuard<'_, WriterState>> {
-        self.writer.lock().map_err(|_| Error::Corrupt {
+        let w = self.writer.lock().map_err(|_| Error::Corrupt {
             path: self.dir.clone(),
             reason: "a previous write panicked; reopen the shard".into(),
-        })
+        })?;
+        if self.is_retired() {
+            return Err(Error::DomainNotFound(self.name.clone()));
+        }
+        Ok(w)
+    }
+
+    /// Refuses every later write: the catalog is about to remove or replace the files. Waits
+    /// for a write in progress to finish first.
+    pub(crate) fn retire(&self) {
+        let _w = self.writer.lock();
+        self.retired
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the catalog has removed or replaced this shard (a write gets `DomainNotFound`:
+    /// look the domain's shard up again).
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Applies a batch atomically: validated first, then vectors appended, then one tantivy

@@ -28,6 +28,16 @@ pub struct Applier<'a> {
     /// The runtime the store's futures run on; the applier itself is synchronous (shard
     /// commits block), so call it outside async code or from `spawn_blocking`.
     pub runtime: Handle,
+    /// Where every catch-up, whichever path runs it, counts what it quarantined and rebuilt.
+    pub events: Option<&'a ApplierEvents>,
+}
+
+/// What appliers did, counted across every path that catches a shard up (the server's
+/// applier task, a `min_seq` read, a write's own catch-up).
+#[derive(Debug, Default)]
+pub struct ApplierEvents {
+    pub quarantined: std::sync::atomic::AtomicU64,
+    pub rebuilt: std::sync::atomic::AtomicU64,
 }
 
 /// The engine's settings of a domain, from its JSON in the store.
@@ -202,6 +212,11 @@ impl Applier<'_> {
             drop(shard);
             let mut report = self.rebuild_report(domain)?;
             report.rebuilt = true;
+            if let Some(events) = self.events {
+                events
+                    .rebuilt
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             return Ok(report);
         }
         let mut report = CatchUp {
@@ -212,7 +227,22 @@ impl Applier<'_> {
             let changes = self.block(self.store.changes_since(domain.id, applied, BATCH))?;
             let full = changes.len() == BATCH as usize;
             if !changes.is_empty() {
-                applied = self.apply_changes(domain, &shard, changes, &mut report)?;
+                applied = match self.apply_changes(domain, &shard, changes, &mut report) {
+                    Ok(seq) => seq,
+                    // The shard was replaced (rebuilt, or made for a new incarnation) while
+                    // this held it: start again on the current one.
+                    Err(Error::Engine(dartmouth_engine::Error::DomainNotFound(_)))
+                        if shard.is_retired() =>
+                    {
+                        drop(shard);
+                        let again = self.catch_up_report(domain)?;
+                        report.seq = again.seq;
+                        report.quarantined += again.quarantined;
+                        report.rebuilt |= again.rebuilt;
+                        return Ok(report);
+                    }
+                    Err(e) => return Err(e),
+                };
             }
             if !full {
                 report.seq = applied;
@@ -275,6 +305,11 @@ impl Applier<'_> {
             "a stored document was refused by the shard: quarantined"
         );
         report.quarantined += 1;
+        if let Some(events) = self.events {
+            events
+                .quarantined
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         self.block(self.store.quarantine(domain, id, seq, reason))
     }
 
@@ -344,9 +379,6 @@ impl Applier<'_> {
         let upto = self.block(self.store.last_seq(domain.id))?;
         let docs = self.block(self.store.all_documents(domain.id))?;
         let dir = self.catalog.scratch_dir(&domain.name)?;
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(Error::io(&dir))?;
-        }
         let model_id = settings.model.id.clone();
         let shard = Shard::create_identified(&dir, &domain.name, settings, Some(&domain.uid))?;
         let mut report = CatchUp::default();

@@ -13,7 +13,8 @@ pub mod shopify;
 mod source;
 
 pub use applier::{
-    Applier, CatchUp, Reader, StoreSink, commit, domain_settings, new_domain_settings, to_document,
+    Applier, ApplierEvents, CatchUp, Reader, StoreSink, commit, domain_settings,
+    new_domain_settings, to_document,
 };
 pub use chunk::{Chunker, Sizer, TextChunk};
 pub use error::{Error, Result};

@@ -253,6 +253,7 @@ fn check(
         store: &f.store,
         catalog: &f.catalog,
         runtime: rt.handle().clone(),
+        events: None,
     };
     for q in &w.queries {
         let caller = &f.callers[q.principal];
@@ -386,6 +387,7 @@ fn a_caller_without_grants_finds_nothing() {
         store: &f.store,
         catalog: &f.catalog,
         runtime: rt.handle().clone(),
+        events: None,
     };
     let pass = rt
         .block_on(f.store.authorize(&f.callers[0], &[], Role::Read))

@@ -320,6 +320,7 @@ impl World {
             store: &self.store,
             catalog: &self.catalog,
             runtime: self.rt.handle().clone(),
+            events: None,
         }
     }
 

@@ -293,6 +293,7 @@ impl Ctx {
             store: &self.store,
             catalog: &self.catalog,
             runtime: self.rt.handle().clone(),
+            events: None,
         }
     }
 }

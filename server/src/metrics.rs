@@ -131,16 +131,12 @@ impl Metrics {
         }
     }
 
-    pub fn quarantined(&self, documents: usize) {
-        if documents > 0 {
-            self.applier
-                .with_label_values(&["quarantined"])
-                .inc_by(documents as u64);
+    /// Brings the applier's event counters up to the totals counted since start.
+    pub fn sync_applier(&self, quarantined: u64, rebuilt: u64) {
+        for (event, total) in [("quarantined", quarantined), ("rebuilt", rebuilt)] {
+            let c = self.applier.with_label_values(&[event]);
+            c.inc_by(total.saturating_sub(c.get()));
         }
-    }
-
-    pub fn rebuilt(&self) {
-        self.applier.with_label_values(&["rebuilt"]).inc();
     }
 
     /// A catch-up made changes searchable, the oldest acknowledged `delay` ago.

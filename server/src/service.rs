@@ -85,6 +85,8 @@ pub struct Service {
     throttle: Throttle,
     pub limits: Limits,
     pub metrics: Metrics,
+    /// What catch-ups quarantined and rebuilt, on every path (read into `metrics`).
+    applier_events: dartmouth_indexer::ApplierEvents,
     /// Query embeddings, keyed by the caller's scope (the domains it may read), model and text.
     embed_cache: Cache<Vec<f32>>,
     /// Search results, keyed by scope, each domain's applied sequence and the request.
@@ -379,6 +381,7 @@ impl Service {
             throttle: Throttle::new(config.rate_limits)?,
             limits: config.limits,
             metrics: Metrics::new(),
+            applier_events: dartmouth_indexer::ApplierEvents::default(),
             embed_cache: Cache::new(config.embedding_cache_bytes),
             result_cache: Cache::new(config.result_cache_bytes),
             ready: AtomicBool::new(false),
@@ -397,7 +400,18 @@ impl Service {
             store: &self.store,
             catalog: &self.catalog,
             runtime: Handle::current(),
+            events: Some(&self.applier_events),
         }
+    }
+
+    /// The metrics in Prometheus' text format, with the applier's counts brought up to date.
+    pub fn render_metrics(&self) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.metrics.sync_applier(
+            self.applier_events.quarantined.load(Relaxed),
+            self.applier_events.rebuilt.load(Relaxed),
+        );
+        self.metrics.render()
     }
 
     pub fn store(&self) -> &Store {
@@ -607,13 +621,14 @@ impl Service {
         pass: &Pass,
         min_seq: &BTreeMap<String, u64>,
     ) -> ApiResult<()> {
+        let missing = |name: &str| {
+            ApiError::from(dartmouth_domains::Error::NotFound {
+                what: "domain",
+                name: dartmouth_domains::names::shown(name),
+            })
+        };
         for (name, &seq) in min_seq {
-            let domain = pass.domain(name).cloned().ok_or_else(|| {
-                ApiError::from(dartmouth_domains::Error::NotFound {
-                    what: "domain",
-                    name: dartmouth_domains::names::shown(name),
-                })
-            })?;
+            let domain = pass.domain(name).cloned().ok_or_else(|| missing(name))?;
             let applied = self
                 .applier()
                 .existing_shard(&domain)?
@@ -622,12 +637,22 @@ impl Service {
                 continue;
             }
             let oldest = self.store.first_change_at(domain.id, applied).await?;
-            let report = self
-                .blocking(move |s| Ok(s.applier().catch_up_report(&domain)?))
-                .await?;
-            self.caught_up(&report);
-            let reached = report.seq;
+            let id = domain.id;
+            // A domain deleted while this request ran is answered as the missing domain it is.
+            let reached = self
+                .blocking(move |s| Ok(s.applier().catch_up(&domain)?))
+                .await
+                .map_err(|e| {
+                    if e.code == Code::NotFound {
+                        missing(name)
+                    } else {
+                        e
+                    }
+                })?;
             self.searchable_since(oldest);
+            if reached < seq && self.store.domain_by_id(id).await?.is_none() {
+                return Err(missing(name));
+            }
             if reached < seq {
                 return Err(ApiError::invalid(format!(
                     "min_seq.{name}: sequence {seq} has not been written (the domain is at {reached})"
@@ -635,14 +660,6 @@ impl Service {
             }
         }
         Ok(())
-    }
-
-    /// Counts what a catch-up quarantined or rebuilt.
-    fn caught_up(&self, report: &dartmouth_indexer::CatchUp) {
-        self.metrics.quarantined(report.quarantined);
-        if report.rebuilt {
-            self.metrics.rebuilt();
-        }
     }
 
     /// Records that changes acknowledged at `oldest` (the first of a catch-up) are searchable.
@@ -1475,8 +1492,7 @@ impl Service {
                         .runtime
                         .block_on(self.store.first_change_at(d.id, applied))?;
                     let t = Instant::now();
-                    let report = applier.catch_up_report(d)?;
-                    self.caught_up(&report);
+                    applier.catch_up(d)?;
                     self.metrics.stage("apply", t.elapsed());
                     self.searchable_since(oldest);
                 }
@@ -1484,6 +1500,10 @@ impl Service {
             })();
             match outcome {
                 Ok(behind) => lag = lag.max(behind),
+                // Deleted since the list was read.
+                Err(e) if e.code == Code::NotFound => {
+                    tracing::debug!(domain = %d.name, "applier: the domain is gone");
+                }
                 Err(e) => tracing::warn!(domain = %d.name, error = %e, "applier"),
             }
         }

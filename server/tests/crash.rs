@@ -119,6 +119,7 @@ fn killed_indexing_loses_nothing_acknowledged() {
             store: &store,
             catalog: &catalog,
             runtime: rt.handle().clone(),
+            events: None,
         };
         let applied = applier.catch_up(domain).unwrap();
         assert_eq!(applied, last, "round {round}");

@@ -109,6 +109,7 @@ pub fn run(args: &ShopifyArgs, model_dir: &Path, embedder: Arc<dyn Embedder>) ->
         store: &store,
         catalog: &catalog,
         runtime: rt.handle().clone(),
+        events: None,
     };
     let shard = applier.shard(&domain)?;
     let sizer = Sizer::from_model_dir(model_dir)?;

@@ -101,6 +101,7 @@ pub fn run(args: &StoreArgs) -> Result<()> {
         store: &store,
         catalog: &catalog,
         runtime: rt.handle().clone(),
+        events: None,
     };
     applier.shard(&domain)?;
     let mut rng = StdRng::seed_from_u64(7);
