@@ -1,12 +1,15 @@
-//! Crash safety: an indexing process is killed (SIGKILL) at random points, 20 times. After each
-//! kill the store and shards are opened again and checked: the shard opens, every acknowledged
-//! document is searchable, and nothing is half-present (the shard holds exactly the store's
-//! documents and chunks once the changelog is applied).
+//! Crash safety: an indexing process (the CLI, 20 times) and a serving process taking writes
+//! over HTTP (50 times) are killed (SIGKILL) at random points. After each kill the store and
+//! shards are opened again and checked: the shard opens, every acknowledged document is
+//! searchable, and nothing is half-present (the shard holds exactly the store's documents and
+//! chunks once the changelog is applied).
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 #![allow(
     clippy::disallowed_methods,
     reason = "checks the shard itself after a crash"
 )]
+
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -159,4 +162,132 @@ fn killed_indexing_loses_nothing_acknowledged() {
     }
     // The kills landed at different points: some rounds acknowledged work.
     assert!(acked_total > 0);
+}
+
+/// The same over HTTP, 50 times: a client ingests batches through `dartmouth serve` while the
+/// server is killed (SIGKILL) at a random moment; every batch the server acknowledged (200 with
+/// its sequence) is searchable once it is restarted, and the shard holds exactly what the store
+/// holds.
+#[test]
+fn killed_serving_loses_nothing_acknowledged_over_http() {
+    use serde_json::{Value, json};
+    use support::{call, cli, key_for, start_on};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    cli(
+        &data,
+        &[
+            "domain",
+            "create",
+            "live",
+            "--embedder",
+            "fake",
+            "--dim",
+            "16",
+            "--chunk-tokens",
+            "32",
+            "--chunk-overlap",
+            "0",
+        ],
+    );
+    let key = key_for(&data, "admin");
+    let flags = ["--rate-limit", "0", "--ip-rate-limit", "0"];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    // (batch token, its acknowledged sequence), over all rounds.
+    let mut acked: Vec<(String, u64)> = Vec::new();
+    let mut checked = 0;
+    let check = |server: &support::Server, batches: &[(String, u64)], round: usize| {
+        let Some(last) = batches.iter().map(|(_, s)| *s).max() else {
+            return;
+        };
+        for (token, _) in batches {
+            let body = json!({"query": token, "domains": ["live"], "mode": "bm25", "k": 10, "min_seq": {"live": last}});
+            let (status, out) = call(
+                server,
+                "POST",
+                "/v1/search",
+                Some(&key),
+                Some(&body.to_string()),
+            );
+            assert_eq!(status, 200, "round {round}: {out}");
+            let hits: std::collections::BTreeSet<&str> = out["hits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h["doc_id"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                hits.len(),
+                5,
+                "round {round}: batch {token} lost documents: {out}"
+            );
+        }
+    };
+    for round in 0..50 {
+        let server = start_on(&data, &flags);
+        // What the last round acknowledged is searchable after the restart.
+        check(&server, &acked[checked..], round);
+        checked = acked.len();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let client = {
+            let http = server.http.clone();
+            let key = key.clone();
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .timeout_global(Some(Duration::from_secs(5)))
+                    .build()
+                    .new_agent();
+                let mut acks = Vec::new();
+                for n in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let token = format!("tok{round}x{n}");
+                    let docs: Vec<Value> = (0..5)
+                        .map(|i| json!({"id": format!("{token}-{i}"), "text": format!("{token} opens. {} {token} closes.", "Filler about orders and returns. ".repeat(4))}))
+                        .collect();
+                    let reply = agent
+                        .post(format!("{http}/v1/domains/live/documents"))
+                        .header("Authorization", &format!("Bearer {key}"))
+                        .header("Content-Type", "application/json")
+                        .send(json!({ "documents": docs }).to_string().as_bytes());
+                    let Ok(mut reply) = reply else { break };
+                    if reply.status().as_u16() != 200 {
+                        break;
+                    }
+                    let Ok(text) = reply.body_mut().read_to_string() else {
+                        break;
+                    };
+                    let v: Value = serde_json::from_str(&text).unwrap();
+                    acks.push((token, v["seq"].as_u64().unwrap()));
+                }
+                acks
+            })
+        };
+        std::thread::sleep(Duration::from_millis(rng.random_range(30..400)));
+        server.kill();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        acked.extend(client.join().unwrap());
+    }
+    assert!(
+        acked.len() > 50,
+        "only {} batches acknowledged",
+        acked.len()
+    );
+    // After the last kill: the shard, caught up, holds exactly what the store holds.
+    let out = cli(&data, &["domain", "stats", "live", "--json"]);
+    let stats: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(stats["documents"], stats["stored_documents"], "{stats}");
+    assert_eq!(stats["chunks"], stats["stored_chunks"], "{stats}");
+    assert_eq!(stats["applied_seq"], stats["last_seq"], "{stats}");
+    assert!(stats["documents"].as_u64().unwrap() >= 5 * acked.len() as u64);
+    eprintln!(
+        "50 kills; {} batches ({} documents) acknowledged, all searchable; {} documents stored",
+        acked.len(),
+        5 * acked.len(),
+        stats["stored_documents"]
+    );
 }
