@@ -73,7 +73,8 @@ fn nonzero(v: u32) -> Option<usize> {
     (v != 0).then_some(v as usize)
 }
 
-fn search_input(r: pb::SearchRequest) -> ApiResult<SearchInput> {
+/// The service's search input from a gRPC request (public for the request-decoder fuzz target).
+pub fn search_input(r: pb::SearchRequest) -> ApiResult<SearchInput> {
     Ok(SearchInput {
         mode: mode("mode", &r.mode)?,
         query: r.query,
@@ -92,6 +93,18 @@ fn search_input(r: pb::SearchRequest) -> ApiResult<SearchInput> {
         explain: r.explain,
         min_seq: r.min_seq.into_iter().collect(),
         collapse: r.collapse,
+    })
+}
+
+/// The service's context input from a gRPC request.
+pub fn context_input(r: pb::ContextRequest) -> ApiResult<ContextInput> {
+    Ok(ContextInput {
+        mode: mode("mode", &r.mode)?,
+        query: r.query,
+        domains: r.domains,
+        max_tokens: nonzero(r.max_tokens),
+        filter: (!r.filter.is_empty()).then_some(r.filter),
+        min_seq: r.min_seq.into_iter().collect(),
     })
 }
 
@@ -176,15 +189,7 @@ impl pb::retrieval_server::Retrieval for Grpc {
     ) -> Result<Response<pb::ContextResponse>, Status> {
         self.observe("Context", async {
             let caller = self.caller(&request).await?;
-            let r = request.into_inner();
-            let input = ContextInput {
-                mode: mode("mode", &r.mode)?,
-                query: r.query,
-                domains: r.domains,
-                max_tokens: nonzero(r.max_tokens),
-                filter: (!r.filter.is_empty()).then_some(r.filter),
-                min_seq: r.min_seq.into_iter().collect(),
-            };
+            let input = context_input(request.into_inner())?;
             let out = self.svc.context(&caller, input).await?;
             Ok(pb::ContextResponse {
                 context: out.context,
@@ -255,7 +260,8 @@ impl pb::retrieval_server::Retrieval for Grpc {
 
 // ---- ingest ----------------------------------------------------------------------------------
 
-fn ingest_document(i: usize, d: pb::IngestDocument) -> ApiResult<IngestDocument> {
+/// One document of a gRPC ingest request, as the service takes it.
+pub fn ingest_document(i: usize, d: pb::IngestDocument) -> ApiResult<IngestDocument> {
     let attributes = if d.attributes_json.trim().is_empty() {
         serde_json::Map::new()
     } else {

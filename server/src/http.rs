@@ -117,17 +117,22 @@ impl<T: DeserializeOwned> FromRequest<Arc<Service>> for Body<T> {
 
     async fn from_request(req: Request, state: &Arc<Service>) -> Result<Self, ApiError> {
         let RawBody(bytes) = RawBody::from_request(req, state).await?;
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(de).map(Body).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if path == "." {
-                ApiError::invalid(format!("body: {inner}"))
-            } else {
-                ApiError::invalid(format!("{path}: {inner}"))
-            }
-        })
+        decode_json(&bytes).map(Body)
     }
+}
+
+/// A JSON request body as `T`, the error naming the field (`k: invalid type…`).
+pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            ApiError::invalid(format!("body: {inner}"))
+        } else {
+            ApiError::invalid(format!("{path}: {inner}"))
+        }
+    })
 }
 
 pub fn router(svc: Arc<Service>) -> Router {

@@ -27,9 +27,18 @@ pub fn cli(data: &Path, args: &[&str]) -> String {
     out
 }
 
+/// The binary under test: this build's, or `DARTMOUTH_TEST_BIN` (to run these tests against
+/// another build, an older one among them).
+pub fn binary() -> PathBuf {
+    std::env::var_os("DARTMOUTH_TEST_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_dartmouth")),
+        PathBuf::from,
+    )
+}
+
 /// `dartmouth --data-dir DATA ARGS…`: (succeeded, stdout, stderr).
 pub fn cli_run(data: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_dartmouth"))
+    let out = Command::new(binary())
         .arg("--data-dir")
         .arg(data)
         .args(args)
@@ -90,7 +99,7 @@ pub fn start(dir: tempfile::TempDir, data: PathBuf, extra: &[&str]) -> Server {
 
 /// [`start`] for a data directory the caller keeps.
 pub fn start_on(data: &Path, extra: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dartmouth"))
+    let mut child = Command::new(binary())
         .arg("--data-dir")
         .arg(data)
         .args([
