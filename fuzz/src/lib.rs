@@ -94,16 +94,21 @@ pub fn catalog_upload(data: &[u8]) {
     if let Ok(items) = read_catalog(t, format, Some("https://shop.test"), false) {
         for item in items.into_iter().flatten() {
             if let Item::Doc(d) = item {
-                let _ = dartmouth_engine::validate::check_fields(
-                    &d.id,
-                    &d.title,
-                    d.url.as_deref(),
-                    &d.text,
-                    &d.attributes,
-                );
+                validate(&d);
             }
         }
     }
+}
+
+/// A source document through the one validator (its verdict is not the point: no panic is).
+fn validate(d: &dartmouth_indexer::SourceDoc) {
+    let _ = dartmouth_engine::validate::check_fields(
+        &d.id,
+        &d.title,
+        d.url.as_deref(),
+        &d.text,
+        &d.attributes,
+    );
 }
 
 /// Products to documents, as the indexer makes them, and through the validator.
@@ -112,13 +117,7 @@ fn render(changes: Vec<dartmouth_indexer::Result<dartmouth_indexer::shopify::Cha
         if let dartmouth_indexer::shopify::Change::Upsert(p) = c
             && let Ok(doc) = p.to_source_doc("fuzz", Some("https://shop.test"))
         {
-            let _ = dartmouth_engine::validate::check_fields(
-                &doc.id,
-                &doc.title,
-                doc.url.as_deref(),
-                &doc.text,
-                &doc.attributes,
-            );
+            validate(&doc);
         }
     }
 }
@@ -178,13 +177,7 @@ fn read_file(name: &str, data: &[u8], format: Format) {
     };
     for doc in reader.documents().flatten() {
         chunk(&doc.title, &doc.text, doc.format);
-        let _ = dartmouth_engine::validate::check_fields(
-            &doc.id,
-            &doc.title,
-            doc.url.as_deref(),
-            &doc.text,
-            &doc.attributes,
-        );
+        validate(&doc);
     }
 }
 
