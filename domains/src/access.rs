@@ -116,6 +116,14 @@ impl Caller {
     }
 }
 
+/// The authority of the system itself — the applier replaying the changelog into shards, the
+/// server's housekeeping — for the reads no caller's pass covers. Made only by
+/// [`Store::system`], so every use is one `grep` away.
+#[derive(Debug, Clone, Copy)]
+pub struct System {
+    _made_by_store: (),
+}
+
 /// Permission to read or write a set of domains, minted by `Store::authorize`.
 #[derive(Debug, Clone)]
 pub struct Pass {
@@ -144,6 +152,11 @@ impl Pass {
 }
 
 impl Store {
+    /// The system's own authority (see [`System`]).
+    pub fn system(&self) -> System {
+        System { _made_by_store: () }
+    }
+
     /// The local operator (whoever can open the data directory): the bootstrap admin.
     pub async fn local_admin(&self) -> Result<Caller> {
         self.caller_named(BOOTSTRAP_ADMIN).await

@@ -23,7 +23,37 @@ pub enum Error {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+/// The neutral class of an error; transports map it to their codes in one table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    BadRequest,
+    NotFound,
+    Conflict,
+    Unauthenticated,
+    Forbidden,
+    Unavailable,
+    Internal,
+}
+
 impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::Conflict { .. } => ErrorKind::Conflict,
+            Error::Invalid { .. } => ErrorKind::BadRequest,
+            Error::Unauthenticated(_) => ErrorKind::Unauthenticated,
+            Error::Forbidden(_) => ErrorKind::Forbidden,
+            Error::Unavailable(_) => ErrorKind::Unavailable,
+            Error::Store(_) | Error::Migrate(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// A domain the caller asked for does not exist, or it may not use it (the same thing to
+    /// the caller).
+    pub fn is_missing_domain(&self) -> bool {
+        matches!(self, Error::NotFound { what: "domain", .. })
+    }
+
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
         Error::Invalid {
             field,

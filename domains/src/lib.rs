@@ -24,8 +24,8 @@ mod model;
 pub mod names;
 mod store;
 
-pub use access::{Caller, Pass};
-pub use error::{Error, Result};
+pub use access::{Caller, Pass, System};
+pub use error::{Error, ErrorKind, Result};
 pub use jwt::{Delegation, JwtConfig, JwtKey, MAX_DELEGATION_SECS};
 pub use model::{
     AuditEntry, Change, Domain, DomainStats, Grant, KeyInfo, KeyScope, Principal, PrincipalKind,

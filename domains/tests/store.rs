@@ -297,7 +297,7 @@ async fn conformance(url: &str) {
         (1, 3, 4),
         "one sequence per change, counted per domain"
     );
-    assert_eq!(store.last_seq(kb.id).await.unwrap(), s3);
+    assert_eq!(store.last_seq(&store.system(), kb.id).await.unwrap(), s3);
     // Another domain's writes neither take nor reveal support-kb's sequences.
     let other = store
         .authorize(&admin, &["store-catalog".into()], Role::Write)
@@ -308,8 +308,11 @@ async fn conformance(url: &str) {
         .await
         .unwrap();
     assert_eq!(o1, 1);
-    assert_eq!(store.last_seq(kb.id).await.unwrap(), s3);
-    let changes = store.changes_since(kb.id, 0, 100).await.unwrap();
+    assert_eq!(store.last_seq(&store.system(), kb.id).await.unwrap(), s3);
+    let changes = store
+        .changes_since(&store.system(), kb.id, 0, 100)
+        .await
+        .unwrap();
     assert_eq!(changes.len(), 4);
     assert_eq!(changes[3].seq, s3);
     // Each upsert carries the current state: "a" is alpha2 even at its first entry; "b" was
@@ -324,15 +327,39 @@ async fn conformance(url: &str) {
     assert_eq!(a.chunks[0].embedding, vec![0.25, -1.5, 3.0]);
     assert_eq!(a.chunks[1].char_start, 3);
     assert_eq!(a.attributes, json!({"vendor": [{"keyword": "acme"}]}));
-    assert_eq!(store.changes_since(kb.id, s1, 1).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .changes_since(&store.system(), kb.id, s1, 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     // When the first pending change was acknowledged (the applier's lag): a time from this
     // run for the oldest change, none past the last.
-    let first = store.first_change_at(kb.id, 0).await.unwrap().unwrap();
+    let first = store
+        .first_change_at(&store.system(), kb.id, 0)
+        .await
+        .unwrap()
+        .unwrap();
     let now = dartmouth_domains::now_millis();
     assert!(first <= now && first > now - 600_000, "{first} vs {now}");
-    assert!(store.first_change_at(kb.id, s1).await.unwrap().unwrap() >= first);
-    assert_eq!(store.first_change_at(kb.id, s3).await.unwrap(), None);
-    let all = store.all_documents(kb.id).await.unwrap();
+    assert!(
+        store
+            .first_change_at(&store.system(), kb.id, s1)
+            .await
+            .unwrap()
+            .unwrap()
+            >= first
+    );
+    assert_eq!(
+        store
+            .first_change_at(&store.system(), kb.id, s3)
+            .await
+            .unwrap(),
+        None
+    );
+    let all = store.all_documents(&store.system(), kb.id).await.unwrap();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].external_id, "a");
     // Sources and secondary keys: a key finds its document (the latest writer owns it), a
@@ -352,17 +379,26 @@ async fn conformance(url: &str) {
         .unwrap();
     assert_eq!(
         store
-            .document_by_key(kb.id, "inventory_item:7")
+            .document_by_key(&write, "support-kb", "inventory_item:7")
             .await
             .unwrap(),
         Some(("p2".into(), None))
     );
     assert_eq!(
-        store.document_source(kb.id, "p1").await.unwrap().as_deref(),
+        store
+            .document_sources(&write, "support-kb", &["p1".into(), "a".into()])
+            .await
+            .unwrap()
+            .get("p1")
+            .map(String::as_str),
         Some("{\"title\":\"one\"}")
     );
     let reuse = store
-        .reusable(kb.id, &["p1".into(), "a".into(), "nope".into()])
+        .reusable(
+            &write,
+            "support-kb",
+            &["p1".into(), "a".into(), "nope".into()],
+        )
         .await
         .unwrap();
     assert_eq!(reuse.len(), 2);
@@ -372,7 +408,7 @@ async fn conformance(url: &str) {
         ("alpha2".into(), vec![0.25, -1.5, 3.0])
     );
     assert_eq!(
-        store.document_ids(kb.id).await.unwrap(),
+        store.document_ids(&write, "support-kb").await.unwrap(),
         vec!["a".to_string(), "p1".into(), "p2".into()]
     );
     let stats = store
@@ -387,7 +423,7 @@ async fn conformance(url: &str) {
         .unwrap();
     assert_eq!(
         store
-            .document_by_key(kb.id, "inventory_item:7")
+            .document_by_key(&write, "support-kb", "inventory_item:7")
             .await
             .unwrap(),
         None
@@ -396,7 +432,7 @@ async fn conformance(url: &str) {
         .write(&write, "support-kb", &[Write::Delete("p1".into())])
         .await
         .unwrap();
-    let s3 = store.last_seq(kb.id).await.unwrap();
+    let s3 = store.last_seq(&store.system(), kb.id).await.unwrap();
     // A reader cannot write; a bad document writes nothing.
     let read_only = store
         .authorize(&agent, &["support-kb".into()], Role::Read)
@@ -420,7 +456,7 @@ async fn conformance(url: &str) {
             .await
             .is_err()
     );
-    assert_eq!(store.last_seq(kb.id).await.unwrap(), s3);
+    assert_eq!(store.last_seq(&store.system(), kb.id).await.unwrap(), s3);
     assert!(store.writer_denied_for_other_domain(&write).await);
 
     // Audit: admin actions and denials.
@@ -438,8 +474,20 @@ async fn conformance(url: &str) {
 
     // Deleting a domain removes its rows.
     store.delete_domain(&admin, "support-kb").await.unwrap();
-    assert!(store.changes_since(kb.id, 0, 10).await.unwrap().is_empty());
-    assert!(store.all_documents(kb.id).await.unwrap().is_empty());
+    assert!(
+        store
+            .changes_since(&store.system(), kb.id, 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .all_documents(&store.system(), kb.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(store.list_domains(&admin).await.unwrap().len(), 1);
     store.close().await;
 }

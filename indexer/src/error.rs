@@ -1,5 +1,7 @@
 use std::path::PathBuf;
 
+pub use dartmouth_engine::ErrorKind;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A record in a source file is unusable; `place` names the file and line.
@@ -17,13 +19,26 @@ pub enum Error {
     Tokenizer(String),
     #[error(transparent)]
     Engine(#[from] dartmouth_engine::Error),
-    #[error(transparent)]
-    Store(dartmouth_domains::Error),
+    /// Where the job's batches go failed (the store behind a sink), with the class of failure.
+    #[error("{message}")]
+    Sink { kind: ErrorKind, message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The neutral class of the error (transports map it to their codes).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            // A file the caller named that cannot be read is the caller's to fix.
+            Error::BadRecord { .. } | Error::Input(_) | Error::Io { .. } => ErrorKind::BadRequest,
+            // The model's tokenizer files are missing or broken.
+            Error::Tokenizer(_) => ErrorKind::Unavailable,
+            Error::Engine(e) => e.kind(),
+            Error::Sink { kind, .. } => *kind,
+        }
+    }
+
     pub(crate) fn bad(place: impl Into<String>, message: impl Into<String>) -> Self {
         Error::BadRecord {
             place: place.into(),

@@ -16,7 +16,6 @@ use crate::shopify::{
 };
 use crate::source::{Item, SourceDoc};
 use crate::{Error, Result};
-use dartmouth_domains::Reusable;
 
 /// Reports progress on stderr (hidden when stderr is not a terminal or when disabled).
 pub struct Progress {
@@ -79,6 +78,15 @@ pub struct IndexSummary {
 }
 
 pub const MAX_REPORTED_FAILURES: usize = 1000;
+
+/// A stored document as a job sees it: what decides whether it changed, and the vectors of its
+/// chunks (text, embedding) to reuse.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reusable {
+    pub content_hash: String,
+    pub title: String,
+    pub chunks: Vec<(String, Vec<f32>)>,
+}
 
 /// One write for a sink: the engine's operation plus what the store keeps beside it.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,9 +9,10 @@ use clap::{Parser, Subcommand};
 use dartmouth_domains::{Caller, PrincipalKind, Role, Store};
 use dartmouth_engine::{Catalog, DomainSettings, Filter, Fusion, Hit, Mode, SearchRequest, Shard};
 use dartmouth_indexer::{
-    Applier, Chunker, Format, IndexJob, Progress, RecordFields, SinkOp, SourceOptions,
-    SourceReader, StoreSink, read_beir_queries,
+    Chunker, Format, IndexJob, Progress, RecordFields, SinkOp, SourceOptions, SourceReader,
+    read_beir_queries,
 };
+use dartmouth_views::{Applier, StoreSink};
 use serde_json::json;
 
 use dartmouth_server::config::ServeArgs;
@@ -588,7 +589,7 @@ fn domain(ctx: &Ctx, command: DomainCommand) -> Result<()> {
                 DomainSettings::new(spec_for(embedder, openai_model.as_deref(), dim)?);
             settings.chunk_tokens = chunk_tokens;
             settings.chunk_overlap = chunk_overlap;
-            let settings = dartmouth_indexer::new_domain_settings(&name, &settings)?;
+            let settings = dartmouth_views::new_domain_settings(&name, &settings)?;
             let d =
                 ctx.block(
                     ctx.store
@@ -752,7 +753,7 @@ impl dartmouth_indexer::Sink for AckPrinter<'_> {
     fn reusable(
         &self,
         ids: &[String],
-    ) -> dartmouth_indexer::Result<std::collections::HashMap<String, dartmouth_domains::Reusable>>
+    ) -> dartmouth_indexer::Result<std::collections::HashMap<String, dartmouth_indexer::Reusable>>
     {
         self.0.reusable(ids)
     }

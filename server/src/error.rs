@@ -132,48 +132,72 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+/// The one map from the neutral kinds of the crates below to codes. (The engine's and the
+/// indexer's kinds are a subset of the views', which add the store's access classes.)
+impl From<dartmouth_views::ErrorKind> for Code {
+    fn from(kind: dartmouth_views::ErrorKind) -> Self {
+        use dartmouth_views::ErrorKind as K;
+        match kind {
+            K::BadRequest => Code::InvalidArgument,
+            K::NotFound => Code::NotFound,
+            K::Conflict => Code::Conflict,
+            K::Unauthenticated => Code::Unauthenticated,
+            K::Forbidden => Code::PermissionDenied,
+            K::Unavailable => Code::Unavailable,
+            K::Internal => Code::Internal,
+        }
+    }
+}
+
+impl ApiError {
+    /// An error of a crate below, by its kind: internal ones are logged and not shown; an
+    /// unavailable dependency's detail is logged too (`shown` says whether its own message may
+    /// be returned, as the store's "no delegation key is configured" may).
+    fn of_kind(code: Code, message: String, unavailable_shown: bool) -> ApiError {
+        match code {
+            Code::Internal => ApiError::internal(message),
+            Code::Unavailable if !unavailable_shown => {
+                tracing::warn!(error = %message, "dependency unavailable");
+                ApiError::new(Code::Unavailable, "a dependency is unavailable (logged)")
+            }
+            code => ApiError::new(code, message),
+        }
+    }
+}
+
 impl From<dartmouth_domains::Error> for ApiError {
     fn from(e: dartmouth_domains::Error) -> Self {
-        use dartmouth_domains::Error as E;
-        let code = match &e {
-            E::NotFound { .. } => Code::NotFound,
-            E::Conflict { .. } => Code::Conflict,
-            E::Invalid { .. } => Code::InvalidArgument,
-            E::Unauthenticated(_) => Code::Unauthenticated,
-            E::Forbidden(_) => Code::PermissionDenied,
-            E::Unavailable(_) => Code::Unavailable,
-            E::Store(_) | E::Migrate(_) => return ApiError::internal(e),
-        };
-        ApiError::new(code, e.to_string())
+        let code = dartmouth_views::ErrorKind::from(e.kind()).into();
+        ApiError::of_kind(code, e.to_string(), true)
     }
 }
 
 impl From<dartmouth_engine::Error> for ApiError {
     fn from(e: dartmouth_engine::Error) -> Self {
-        use dartmouth_engine::ErrorKind as K;
-        let code = match e.kind() {
-            K::BadRequest => Code::InvalidArgument,
-            K::NotFound => Code::NotFound,
-            K::Conflict => Code::Conflict,
-            K::Unavailable => {
-                tracing::warn!(error = %e, "dependency unavailable");
-                return ApiError::new(Code::Unavailable, "a dependency is unavailable (logged)");
-            }
-            K::Internal => return ApiError::internal(e),
-        };
-        ApiError::new(code, e.to_string())
+        let code = dartmouth_views::ErrorKind::from(e.kind()).into();
+        ApiError::of_kind(code, e.to_string(), false)
     }
 }
 
 impl From<dartmouth_indexer::Error> for ApiError {
     fn from(e: dartmouth_indexer::Error) -> Self {
-        use dartmouth_indexer::Error as E;
         match e {
-            E::Engine(e) => e.into(),
-            E::Store(e) => e.into(),
-            E::Input(m) => ApiError::invalid(m),
-            E::BadRecord { place, message } => ApiError::invalid(format!("{place}: {message}")),
-            other => ApiError::internal(other),
+            dartmouth_indexer::Error::Engine(e) => e.into(),
+            e => {
+                let code = dartmouth_views::ErrorKind::from(e.kind()).into();
+                ApiError::of_kind(code, e.to_string(), false)
+            }
+        }
+    }
+}
+
+impl From<dartmouth_views::Error> for ApiError {
+    fn from(e: dartmouth_views::Error) -> Self {
+        match e {
+            dartmouth_views::Error::Engine(e) => e.into(),
+            dartmouth_views::Error::Store(e) => e.into(),
+            dartmouth_views::Error::Index(e) => e.into(),
+            e => ApiError::of_kind(e.kind().into(), e.to_string(), false),
         }
     }
 }

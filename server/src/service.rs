@@ -15,9 +15,8 @@ use dartmouth_engine::{
     BranchHit, Catalog, DomainSettings, Embedder, Embedding, FacetCount, Filter, Fusion, MAX_K,
     Mode, ModelSpec, SearchRequest,
 };
-use dartmouth_indexer::{
-    Applier, Chunker, IndexJob, IndexSummary, Item, Progress, SourceDoc, StoreSink,
-};
+use dartmouth_indexer::{Chunker, IndexJob, IndexSummary, Item, Progress, SourceDoc};
+use dartmouth_views::{Applier, StoreSink};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::runtime::Handle;
@@ -86,7 +85,7 @@ pub struct Service {
     pub limits: Limits,
     pub metrics: Metrics,
     /// What catch-ups quarantined and rebuilt, on every path (read into `metrics`).
-    applier_events: dartmouth_indexer::ApplierEvents,
+    applier_events: dartmouth_views::ApplierEvents,
     /// Query embeddings, keyed by the caller's scope (the domains it may read), model and text.
     embed_cache: Cache<Vec<f32>>,
     /// Search results, keyed by scope, each domain's applied sequence and the request.
@@ -381,7 +380,7 @@ impl Service {
             throttle: Throttle::new(config.rate_limits)?,
             limits: config.limits,
             metrics: Metrics::new(),
-            applier_events: dartmouth_indexer::ApplierEvents::default(),
+            applier_events: dartmouth_views::ApplierEvents::default(),
             embed_cache: Cache::new(config.embedding_cache_bytes),
             result_cache: Cache::new(config.result_cache_bytes),
             ready: AtomicBool::new(false),
@@ -503,7 +502,7 @@ impl Service {
         match self.store.authorize(caller, domains, role).await {
             Ok(pass) => Ok(pass),
             Err(e) => {
-                let e = self.refine_denial(caller, domains, role, e.into()).await;
+                let e = self.refine_denial(caller, domains, role, e).await;
                 self.metrics.denied(e.code);
                 Err(e)
             }
@@ -517,15 +516,11 @@ impl Service {
         caller: &Caller,
         domains: &[String],
         role: Role,
-        e: ApiError,
+        e: dartmouth_domains::Error,
     ) -> ApiError {
-        // Only the domain's own "does not exist" is refined (not a missing principal's).
-        if e.code != Code::NotFound
-            || !e.message.starts_with("domain `")
-            || role == Role::Read
-            || domains.is_empty()
-        {
-            return e;
+        // Only a missing domain is refined (not a missing principal, say).
+        if !e.is_missing_domain() || role == Role::Read || domains.is_empty() {
+            return e.into();
         }
         match self.store.authorize(caller, domains, Role::Read).await {
             Ok(_) => ApiError::new(
@@ -541,7 +536,7 @@ impl Service {
                     domains.join(", ")
                 ),
             ),
-            Err(_) => e,
+            Err(_) => e.into(),
         }
     }
 
@@ -636,7 +631,10 @@ impl Service {
             if applied >= seq {
                 continue;
             }
-            let oldest = self.store.first_change_at(domain.id, applied).await?;
+            let oldest = self
+                .store
+                .first_change_at(&self.store.system(), domain.id, applied)
+                .await?;
             let id = domain.id;
             // A domain deleted while this request ran is answered as the missing domain it is.
             let reached = self
@@ -650,7 +648,13 @@ impl Service {
                     }
                 })?;
             self.searchable_since(oldest);
-            if reached < seq && self.store.domain_by_id(id).await?.is_none() {
+            if reached < seq
+                && self
+                    .store
+                    .domain_by_id(&self.store.system(), id)
+                    .await?
+                    .is_none()
+            {
                 return Err(missing(name));
             }
             if reached < seq {
@@ -1335,7 +1339,7 @@ impl Service {
         let spec = crate::models::spec_for(kind, None, None)
             .map_err(|e| ApiError::invalid(e.to_string()))?;
         let settings =
-            dartmouth_indexer::new_domain_settings(&input.name, &DomainSettings::new(spec))?;
+            dartmouth_views::new_domain_settings(&input.name, &DomainSettings::new(spec))?;
         let domain = self
             .store
             .create_domain(caller, &input.name, &input.description, &settings)
@@ -1381,12 +1385,7 @@ impl Service {
         {
             Ok(g) => Ok(g),
             Err(e) => Err(self
-                .refine_denial(
-                    caller,
-                    std::slice::from_ref(&input.domain),
-                    Role::Admin,
-                    e.into(),
-                )
+                .refine_denial(caller, std::slice::from_ref(&input.domain), Role::Admin, e)
                 .await),
         }
     }
@@ -1400,7 +1399,7 @@ impl Service {
         match self.store.revoke_grant(caller, principal, domain).await {
             Ok(()) => Ok(()),
             Err(e) => Err(self
-                .refine_denial(caller, &[domain.to_string()], Role::Admin, e.into())
+                .refine_denial(caller, &[domain.to_string()], Role::Admin, e)
                 .await),
         }
     }
@@ -1484,13 +1483,17 @@ impl Service {
         // One domain that cannot be applied (logged) must not hold the others back.
         for d in &domains {
             let outcome = (|| -> ApiResult<u64> {
-                let last = applier.runtime.block_on(self.store.last_seq(d.id))?;
+                let last = applier
+                    .runtime
+                    .block_on(self.store.last_seq(&self.store.system(), d.id))?;
                 let applied = applier.shard(d)?.applied_seq();
                 // Behind: apply. Ahead (a restored store): `catch_up` rebuilds.
                 if last != applied {
-                    let oldest = applier
-                        .runtime
-                        .block_on(self.store.first_change_at(d.id, applied))?;
+                    let oldest = applier.runtime.block_on(self.store.first_change_at(
+                        &self.store.system(),
+                        d.id,
+                        applied,
+                    ))?;
                     let t = Instant::now();
                     applier.catch_up(d)?;
                     self.metrics.stage("apply", t.elapsed());

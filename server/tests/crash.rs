@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use dartmouth_domains::{Role, Store};
 use dartmouth_engine::{Catalog, Mode, SearchRequest, search};
-use dartmouth_indexer::Applier;
+use dartmouth_views::Applier;
 use rand::{Rng, SeedableRng};
 
 const DOCS: usize = 300;
@@ -110,7 +110,9 @@ fn killed_indexing_loses_nothing_acknowledged() {
             .block_on(store.authorize(&admin, &["crash".into()], Role::Read))
             .unwrap();
         let domain = &pass.domains()[0];
-        let last = rt.block_on(store.last_seq(domain.id)).unwrap();
+        let last = rt
+            .block_on(store.last_seq(&store.system(), domain.id))
+            .unwrap();
         // Every acknowledgement is durable in the store.
         if let Some(max) = acks.iter().max() {
             assert!(
@@ -128,7 +130,9 @@ fn killed_indexing_loses_nothing_acknowledged() {
         assert_eq!(applied, last, "round {round}");
         let shard = catalog.get("crash").unwrap();
         // Nothing half-present: the shard holds exactly the store's documents and chunks.
-        let docs = rt.block_on(store.all_documents(domain.id)).unwrap();
+        let docs = rt
+            .block_on(store.all_documents(&store.system(), domain.id))
+            .unwrap();
         let stats = shard.stats();
         assert_eq!(stats.documents as usize, docs.len(), "round {round}");
         assert_eq!(
@@ -138,7 +142,7 @@ fn killed_indexing_loses_nothing_acknowledged() {
         );
         // Every acknowledged document (all stored ones include them) is searchable.
         let acked_docs: std::collections::BTreeSet<String> = rt
-            .block_on(store.changes_since(domain.id, 0, u32::MAX))
+            .block_on(store.changes_since(&store.system(), domain.id, 0, u32::MAX))
             .unwrap()
             .into_iter()
             .filter(|c| acks.iter().max().is_some_and(|m| c.seq <= *m))

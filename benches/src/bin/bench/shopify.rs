@@ -11,9 +11,8 @@ use anyhow::{Context, Result, bail};
 use dartmouth_domains::{Role, Store};
 use dartmouth_engine::{Catalog, DomainSettings, Embedder, Filter, Mode, SearchRequest};
 use dartmouth_indexer::shopify::webhook;
-use dartmouth_indexer::{
-    Applier, Chunker, IndexJob, Item, Progress, Sizer, SourceReader, StoreSink, shopify_item,
-};
+use dartmouth_indexer::{Chunker, IndexJob, Item, Progress, Sizer, SourceReader, shopify_item};
+use dartmouth_views::{Applier, StoreSink};
 use serde_json::json;
 
 #[derive(clap::Args)]

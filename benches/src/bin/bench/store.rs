@@ -11,7 +11,7 @@ use anyhow::{Context, Result, ensure};
 use clap::Args;
 use dartmouth_domains::{Role, Store, StoredChunk, StoredDocument, Write};
 use dartmouth_engine::{Catalog, DomainSettings, ModelSpec, SearchRequest};
-use dartmouth_indexer::Applier;
+use dartmouth_views::Applier;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::json;
 

@@ -2,22 +2,15 @@
 //! sequence of its last change, which the shard records in the same commit; sequences at or
 //! below the shard's are skipped, so replay after a crash is idempotent.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use dartmouth_domains::{
-    Change, Domain, Pass, Reusable, Store, StoredChunk, StoredDocument, Write,
-};
-use dartmouth_engine::{
-    Attributes, Catalog, Chunk, Document, DomainSettings, ModelSpec, SearchRequest, SearchResponse,
-    Shard, WriteBatch, WriteOp,
-};
+use dartmouth_domains::names::shown;
+use dartmouth_domains::{Change, Domain, Store};
+use dartmouth_engine::{Catalog, Shard, WriteBatch, WriteOp, validate};
 use tokio::runtime::Handle;
 
-use crate::job::{Sink, SinkOp};
+use crate::settings::{domain_settings, to_document};
 use crate::{Error, Result};
-use dartmouth_domains::names::shown;
-use dartmouth_engine::validate;
 
 /// Changes read and applied per shard commit.
 const BATCH: u32 = 512;
@@ -40,109 +33,6 @@ pub struct ApplierEvents {
     pub rebuilt: std::sync::atomic::AtomicU64,
 }
 
-/// The engine's settings of a domain, from its JSON in the store.
-pub fn domain_settings(domain: &Domain) -> Result<DomainSettings> {
-    serde_json::from_value(domain.settings.clone()).map_err(|e| {
-        Error::Input(format!(
-            "domain `{}`: settings in the store are unreadable: {e}",
-            domain.name
-        ))
-    })
-}
-
-/// The settings a new domain is stored with, once its name (which names its shard directory)
-/// and its settings are checked: call before `Store::create_domain`, so that a domain the
-/// engine cannot hold is never stored.
-pub fn new_domain_settings(name: &str, settings: &DomainSettings) -> Result<serde_json::Value> {
-    dartmouth_engine::validate_domain_name(name)?;
-    settings.validate()?;
-    serde_json::to_value(settings).map_err(|e| Error::Input(format!("domain `{name}`: {e}")))
-}
-
-pub fn to_document(doc: StoredDocument) -> Result<Document> {
-    let attributes: Attributes = serde_json::from_value(doc.attributes).map_err(|e| {
-        Error::Input(format!(
-            "document `{}`: attributes in the store are unreadable: {e}",
-            doc.external_id
-        ))
-    })?;
-    Ok(Document {
-        id: doc.external_id,
-        title: doc.title,
-        url: doc.url,
-        attributes,
-        chunks: doc
-            .chunks
-            .into_iter()
-            .map(|c| Chunk {
-                text: c.text,
-                char_start: c.char_start,
-                char_end: c.char_end,
-                heading: c.heading,
-                embedding: c.embedding,
-            })
-            .collect(),
-    })
-}
-
-/// The store's form of a sink write, once the document meets the engine's rules
-/// (`dartmouth_engine::validate`): the store must never acknowledge what a shard would refuse.
-fn to_write(op: &SinkOp) -> Result<Write> {
-    Ok(match op {
-        SinkOp::Delete(id) => {
-            validate::check_id(id)
-                .map_err(|e| Error::bad(format!("delete of `{}`", shown(id)), e.to_string()))?;
-            Write::Delete(id.clone())
-        }
-        SinkOp::Upsert(doc, meta) => {
-            validate::check_document(doc).map_err(|e| {
-                let place = if meta.place.is_empty() {
-                    format!("document `{}`", shown(&doc.id))
-                } else {
-                    meta.place.clone()
-                };
-                Error::bad(place, e.to_string())
-            })?;
-            Write::Upsert(StoredDocument {
-                external_id: doc.id.clone(),
-                title: doc.title.clone(),
-                url: doc.url.clone(),
-                attributes: serde_json::to_value(&doc.attributes)
-                    .map_err(|e| Error::Input(format!("document `{}`: {e}", doc.id)))?,
-                content_hash: meta.content_hash.clone(),
-                chunks: doc
-                    .chunks
-                    .iter()
-                    .map(|c| StoredChunk {
-                        text: c.text.clone(),
-                        char_start: c.char_start,
-                        char_end: c.char_end,
-                        heading: c.heading.clone(),
-                        embedding: c.embedding.clone(),
-                    })
-                    .collect(),
-                source: meta.source.clone(),
-                keys: meta.keys.clone(),
-            })
-        }
-    })
-}
-
-/// Commits `ops` to `domain` through the store, every document checked first by the one
-/// validator; returns the sequence that acknowledges them. Nothing is stored when any fails.
-/// The only caller of `Store::write` outside tests (`clippy.toml` `disallowed-methods`).
-pub async fn commit(store: &Store, pass: &Pass, domain: &str, ops: &[SinkOp]) -> Result<u64> {
-    let writes = ops.iter().map(to_write).collect::<Result<Vec<_>>>()?;
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "every write was validated just above"
-    )]
-    store
-        .write(pass, domain, &writes)
-        .await
-        .map_err(Error::Store)
-}
-
 /// What a catch-up did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CatchUp {
@@ -156,7 +46,10 @@ pub struct CatchUp {
 }
 
 impl Applier<'_> {
-    fn block<T>(&self, f: impl Future<Output = dartmouth_domains::Result<T>>) -> Result<T> {
+    pub(crate) fn block<T>(
+        &self,
+        f: impl Future<Output = dartmouth_domains::Result<T>>,
+    ) -> Result<T> {
         self.runtime.block_on(f).map_err(Error::Store)
     }
 
@@ -171,7 +64,7 @@ impl Applier<'_> {
                 .ensure(&domain.name, domain_settings(domain)?, &domain.uid)?;
         if created {
             let alive = self
-                .block(self.store.domain_by_id(domain.id))?
+                .block(self.store.domain_by_id(&self.store.system(), domain.id))?
                 .is_some_and(|d| d.uid == domain.uid);
             if !alive {
                 drop(shard);
@@ -203,7 +96,7 @@ impl Applier<'_> {
         // The shard's sequence first: read after the store's, a write applied in between
         // would look like a shard ahead of its store.
         let mut applied = shard.applied_seq();
-        let last = self.block(self.store.last_seq(domain.id))?;
+        let last = self.block(self.store.last_seq(&self.store.system(), domain.id))?;
         if applied > last {
             tracing::warn!(
                 domain = %domain.name, shard = applied, store = last,
@@ -224,7 +117,12 @@ impl Applier<'_> {
             ..CatchUp::default()
         };
         loop {
-            let changes = self.block(self.store.changes_since(domain.id, applied, BATCH))?;
+            let changes = self.block(self.store.changes_since(
+                &self.store.system(),
+                domain.id,
+                applied,
+                BATCH,
+            ))?;
             let full = changes.len() == BATCH as usize;
             if !changes.is_empty() {
                 applied = match self.apply_changes(domain, &shard, changes, &mut report) {
@@ -310,7 +208,10 @@ impl Applier<'_> {
                 .quarantined
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        self.block(self.store.quarantine(domain, id, seq, reason))
+        self.block(
+            self.store
+                .quarantine(&self.store.system(), domain, id, seq, reason),
+        )
     }
 
     /// Removes a deleted domain's shard (nothing to do when this node never had it, or when
@@ -341,30 +242,6 @@ impl Applier<'_> {
         }
         Ok(removed)
     }
-    /// The shards `pass` opens, each caught up to the store: the one way to search a domain.
-    pub fn reader(&self, pass: &Pass) -> Result<Reader> {
-        let shards = pass
-            .domains()
-            .iter()
-            .map(|d| {
-                self.catch_up(d)?;
-                self.shard(d)
-            })
-            .collect::<Result<_>>()?;
-        Ok(Reader { shards })
-    }
-
-    /// The shards `pass` opens as they are, for a server whose applier tails the changelog.
-    /// A read never creates a shard: a domain this node has no shard of yet (just created, or
-    /// created again) is searched as empty until the applier makes it.
-    pub fn reader_as_is(&self, pass: &Pass) -> Result<Reader> {
-        let mut shards = Vec::with_capacity(pass.domains().len());
-        for d in pass.domains() {
-            shards.extend(self.existing_shard(d)?);
-        }
-        Ok(Reader { shards })
-    }
-
     /// Rebuilds the domain's shard from the store (no re-embedding) next to the current one and
     /// swaps it in; changes committed meanwhile are applied after the swap. Documents the shard
     /// refuses are quarantined, and the rebuild completes without them.
@@ -376,8 +253,8 @@ impl Applier<'_> {
         let settings = domain_settings(domain)?;
         // The sequence first: the documents read after it are at least that recent, and
         // `catch_up` re-applies anything newer (upserts carry the current state).
-        let upto = self.block(self.store.last_seq(domain.id))?;
-        let docs = self.block(self.store.all_documents(domain.id))?;
+        let upto = self.block(self.store.last_seq(&self.store.system(), domain.id))?;
+        let docs = self.block(self.store.all_documents(&self.store.system(), domain.id))?;
         let dir = self.catalog.scratch_dir(&domain.name)?;
         let model_id = settings.model.id.clone();
         let shard = Shard::create_identified(&dir, &domain.name, settings, Some(&domain.uid))?;
@@ -431,137 +308,4 @@ fn removal(id: &str) -> Option<WriteOp> {
     validate::check_id(id)
         .ok()
         .map(|()| WriteOp::Delete(id.to_string()))
-}
-
-/// What a [`Pass`] lets its holder search. Built only by [`Applier::reader`], so a search
-/// cannot reach a shard the pass does not open (`clippy.toml` forbids calling
-/// `dartmouth_engine::search` anywhere else outside tests, evaluation and benchmarks).
-pub struct Reader {
-    shards: Vec<Arc<Shard>>,
-}
-
-impl Reader {
-    /// The embedding model every opened domain shares (`None` when the pass opens none); an
-    /// error when they differ, since one query vector cannot serve two models.
-    pub fn model(&self) -> Result<Option<&ModelSpec>> {
-        let Some(first) = self.shards.first() else {
-            return Ok(None);
-        };
-        let spec = &first.settings().model;
-        if let Some(other) = self.shards.iter().find(|s| &s.settings().model != spec) {
-            return Err(Error::Input(format!(
-                "domains {} and {} use different embedding models; search them separately",
-                first.name(),
-                other.name()
-            )));
-        }
-        Ok(Some(spec))
-    }
-
-    pub fn domains(&self) -> impl Iterator<Item = &str> {
-        self.shards.iter().map(|s| s.name())
-    }
-
-    /// Each opened domain's identity (never reused, unlike its name) with the changelog
-    /// sequence its shard has applied: what a cached result or embedding is keyed by.
-    pub fn applied(&self) -> impl Iterator<Item = (&str, u64)> {
-        self.shards
-            .iter()
-            .map(|s| (s.identity().unwrap_or(""), s.applied_seq()))
-    }
-
-    /// Searches the opened domains. A pass that opens none finds nothing (there is no model to
-    /// embed the query with, so no vector is required).
-    pub fn search(&self, req: &SearchRequest) -> Result<SearchResponse> {
-        if self.shards.is_empty() {
-            req.validate_parameters()?;
-            return Ok(SearchResponse::default());
-        }
-        let refs: Vec<&Shard> = self.shards.iter().map(Arc::as_ref).collect();
-        #[allow(clippy::disallowed_methods, reason = "the pass scoped these shards")]
-        Ok(dartmouth_engine::search(&refs, req)?)
-    }
-
-    /// [`Reader::search`] for a request whose query vector `embed` computes; in hybrid mode the
-    /// BM25 branch runs meanwhile (`dartmouth_engine::search_embedding`).
-    pub fn search_embedding(
-        &self,
-        req: &SearchRequest,
-        embed: dartmouth_engine::EmbedQuery<'_>,
-    ) -> Result<SearchResponse> {
-        if self.shards.is_empty() {
-            req.validate_parameters()?;
-            return Ok(SearchResponse::default());
-        }
-        let refs: Vec<&Shard> = self.shards.iter().map(Arc::as_ref).collect();
-        #[allow(clippy::disallowed_methods, reason = "the pass scoped these shards")]
-        Ok(dartmouth_engine::search_embedding(&refs, req, embed)?)
-    }
-}
-
-/// An indexing job's sink that writes through the store: each batch commits to the store with
-/// its changelog rows (the acknowledgement), then the applier brings the shard up to it.
-pub struct StoreSink<'a> {
-    pub applier: &'a Applier<'a>,
-    pub pass: Pass,
-    pub domain: Domain,
-    pub shard: Arc<Shard>,
-}
-
-impl Sink for StoreSink<'_> {
-    fn name(&self) -> &str {
-        &self.domain.name
-    }
-
-    fn settings(&self) -> &DomainSettings {
-        self.shard.settings()
-    }
-
-    fn acknowledged(&self) -> u64 {
-        self.shard.applied_seq()
-    }
-
-    fn write(&self, model_id: &str, ops: Vec<SinkOp>) -> Result<u64> {
-        if model_id != self.shard.settings().model.id {
-            return Err(dartmouth_engine::Error::ModelMismatch {
-                expected: self.shard.settings().model.id.clone(),
-                got: model_id.to_string(),
-            }
-            .into());
-        }
-        let seq = self.applier.runtime.block_on(commit(
-            self.applier.store,
-            &self.pass,
-            &self.domain.name,
-            &ops,
-        ))?;
-        self.applier.catch_up(&self.domain)?;
-        Ok(seq)
-    }
-
-    fn finish(&self) -> Result<()> {
-        Ok(self.shard.checkpoint()?)
-    }
-
-    fn reusable(&self, ids: &[String]) -> Result<HashMap<String, Reusable>> {
-        self.applier
-            .block(self.applier.store.reusable(self.domain.id, ids))
-    }
-
-    fn by_key(&self, key: &str) -> Result<Option<(String, Option<String>)>> {
-        self.applier
-            .block(self.applier.store.document_by_key(self.domain.id, key))
-    }
-
-    fn document_ids(&self) -> Result<Option<Vec<String>>> {
-        Ok(Some(
-            self.applier
-                .block(self.applier.store.document_ids(self.domain.id))?,
-        ))
-    }
-
-    fn sources(&self, ids: &[String]) -> Result<HashMap<String, String>> {
-        self.applier
-            .block(self.applier.store.document_sources(self.domain.id, ids))
-    }
 }

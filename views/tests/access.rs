@@ -11,7 +11,7 @@ use dartmouth_domains::{
 };
 use dartmouth_engine::embed::FakeEmbedder;
 use dartmouth_engine::{Catalog, DomainSettings, Embedder, Filter, Mode, SearchRequest};
-use dartmouth_indexer::{Applier, Error};
+use dartmouth_views::{Applier, Error};
 use proptest::prelude::*;
 use serde_json::json;
 

@@ -1,0 +1,102 @@
+use dartmouth_engine::ErrorKind as EngineKind;
+
+/// What went wrong between the store and the shards. Every variant has a [`ErrorKind`]; the
+/// server maps kinds, never messages, to transport codes.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Engine(#[from] dartmouth_engine::Error),
+    #[error(transparent)]
+    Store(#[from] dartmouth_domains::Error),
+    #[error(transparent)]
+    Index(#[from] dartmouth_indexer::Error),
+    /// A document refused before the store's transaction; `place` names where it came from.
+    #[error("{place}: {message}")]
+    BadDocument { place: String, message: String },
+    /// The caller's request cannot be served as asked (two models in one search, say).
+    #[error("{0}")]
+    Input(String),
+    /// A stored document or setting the code cannot read (the store was written around it).
+    #[error("{0}")]
+    Unreadable(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The neutral classes of every error the views can meet, the store's included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    BadRequest,
+    NotFound,
+    Conflict,
+    Unauthenticated,
+    Forbidden,
+    Unavailable,
+    Internal,
+}
+
+impl From<EngineKind> for ErrorKind {
+    fn from(k: EngineKind) -> Self {
+        match k {
+            EngineKind::BadRequest => ErrorKind::BadRequest,
+            EngineKind::NotFound => ErrorKind::NotFound,
+            EngineKind::Conflict => ErrorKind::Conflict,
+            EngineKind::Unavailable => ErrorKind::Unavailable,
+            EngineKind::Internal => ErrorKind::Internal,
+        }
+    }
+}
+
+impl From<dartmouth_domains::ErrorKind> for ErrorKind {
+    fn from(k: dartmouth_domains::ErrorKind) -> Self {
+        use dartmouth_domains::ErrorKind as K;
+        match k {
+            K::BadRequest => ErrorKind::BadRequest,
+            K::NotFound => ErrorKind::NotFound,
+            K::Conflict => ErrorKind::Conflict,
+            K::Unauthenticated => ErrorKind::Unauthenticated,
+            K::Forbidden => ErrorKind::Forbidden,
+            K::Unavailable => ErrorKind::Unavailable,
+            K::Internal => ErrorKind::Internal,
+        }
+    }
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Engine(e) => e.kind().into(),
+            Error::Store(e) => e.kind().into(),
+            Error::Index(e) => e.kind().into(),
+            Error::BadDocument { .. } | Error::Input(_) => ErrorKind::BadRequest,
+            Error::Unreadable(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// This error as an indexing sink's failure (the job reports it with its kind).
+    pub(crate) fn into_sink(self) -> dartmouth_indexer::Error {
+        match self {
+            Error::Index(e) => e,
+            Error::Engine(e) => e.into(),
+            Error::BadDocument { place, message } => {
+                dartmouth_indexer::Error::BadRecord { place, message }
+            }
+            other => {
+                let kind = match other.kind() {
+                    ErrorKind::BadRequest => EngineKind::BadRequest,
+                    ErrorKind::NotFound => EngineKind::NotFound,
+                    ErrorKind::Conflict => EngineKind::Conflict,
+                    ErrorKind::Unavailable => EngineKind::Unavailable,
+                    // A sink never authenticates: anything else is a fault of ours.
+                    ErrorKind::Unauthenticated | ErrorKind::Forbidden | ErrorKind::Internal => {
+                        EngineKind::Internal
+                    }
+                };
+                dartmouth_indexer::Error::Sink {
+                    kind,
+                    message: other.to_string(),
+                }
+            }
+        }
+    }
+}

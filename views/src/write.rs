@@ -1,0 +1,181 @@
+//! The one door to the store's writes: every document checked by the engine's validator
+//! before the transaction, and the indexing job's sink that writes through it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use dartmouth_domains::names::shown;
+use dartmouth_domains::{Domain, Pass, Store, StoredChunk, StoredDocument, Write};
+use dartmouth_engine::{DomainSettings, Shard, validate};
+use dartmouth_indexer::{Reusable, Sink, SinkOp};
+
+use crate::applier::Applier;
+use crate::{Error, Result};
+
+/// The store's form of a sink write, once the document meets the engine's rules
+/// (`dartmouth_engine::validate`): the store must never acknowledge what a shard would refuse.
+fn to_write(op: &SinkOp) -> Result<Write> {
+    Ok(match op {
+        SinkOp::Delete(id) => {
+            validate::check_id(id).map_err(|e| Error::BadDocument {
+                place: format!("delete of `{}`", shown(id)),
+                message: e.to_string(),
+            })?;
+            Write::Delete(id.clone())
+        }
+        SinkOp::Upsert(doc, meta) => {
+            validate::check_document(doc).map_err(|e| {
+                let place = if meta.place.is_empty() {
+                    format!("document `{}`", shown(&doc.id))
+                } else {
+                    meta.place.clone()
+                };
+                Error::BadDocument {
+                    place,
+                    message: e.to_string(),
+                }
+            })?;
+            Write::Upsert(StoredDocument {
+                external_id: doc.id.clone(),
+                title: doc.title.clone(),
+                url: doc.url.clone(),
+                attributes: serde_json::to_value(&doc.attributes)
+                    .map_err(|e| Error::Input(format!("document `{}`: {e}", doc.id)))?,
+                content_hash: meta.content_hash.clone(),
+                chunks: doc
+                    .chunks
+                    .iter()
+                    .map(|c| StoredChunk {
+                        text: c.text.clone(),
+                        char_start: c.char_start,
+                        char_end: c.char_end,
+                        heading: c.heading.clone(),
+                        embedding: c.embedding.clone(),
+                    })
+                    .collect(),
+                source: meta.source.clone(),
+                keys: meta.keys.clone(),
+            })
+        }
+    })
+}
+
+/// Commits `ops` to `domain` through the store, every document checked first by the one
+/// validator; returns the sequence that acknowledges them. Nothing is stored when any fails.
+/// The only caller of `Store::write` outside tests (`clippy.toml` `disallowed-methods`).
+pub async fn commit(store: &Store, pass: &Pass, domain: &str, ops: &[SinkOp]) -> Result<u64> {
+    let writes = ops.iter().map(to_write).collect::<Result<Vec<_>>>()?;
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "every write was validated just above"
+    )]
+    store
+        .write(pass, domain, &writes)
+        .await
+        .map_err(Error::Store)
+}
+
+/// An indexing job's sink that writes through the store: each batch commits to the store with
+/// its changelog rows (the acknowledgement), then the applier brings the shard up to it.
+pub struct StoreSink<'a> {
+    pub applier: &'a Applier<'a>,
+    pub pass: Pass,
+    pub domain: Domain,
+    pub shard: Arc<Shard>,
+}
+
+impl StoreSink<'_> {
+    fn commit_and_apply(&self, model_id: &str, ops: &[SinkOp]) -> Result<u64> {
+        if model_id != self.shard.settings().model.id {
+            return Err(dartmouth_engine::Error::ModelMismatch {
+                expected: self.shard.settings().model.id.clone(),
+                got: model_id.to_string(),
+            }
+            .into());
+        }
+        let seq = self.applier.runtime.block_on(commit(
+            self.applier.store,
+            &self.pass,
+            &self.domain.name,
+            ops,
+        ))?;
+        self.applier.catch_up(&self.domain)?;
+        Ok(seq)
+    }
+}
+
+impl Sink for StoreSink<'_> {
+    fn name(&self) -> &str {
+        &self.domain.name
+    }
+
+    fn settings(&self) -> &DomainSettings {
+        self.shard.settings()
+    }
+
+    fn acknowledged(&self) -> u64 {
+        self.shard.applied_seq()
+    }
+
+    fn write(&self, model_id: &str, ops: Vec<SinkOp>) -> dartmouth_indexer::Result<u64> {
+        self.commit_and_apply(model_id, &ops)
+            .map_err(Error::into_sink)
+    }
+
+    fn finish(&self) -> dartmouth_indexer::Result<()> {
+        Ok(self.shard.checkpoint()?)
+    }
+
+    fn reusable(&self, ids: &[String]) -> dartmouth_indexer::Result<HashMap<String, Reusable>> {
+        let stored = self
+            .applier
+            .block(
+                self.applier
+                    .store
+                    .reusable(&self.pass, &self.domain.name, ids),
+            )
+            .map_err(Error::into_sink)?;
+        Ok(stored
+            .into_iter()
+            .map(|(id, r)| {
+                let reusable = Reusable {
+                    content_hash: r.content_hash,
+                    title: r.title,
+                    chunks: r.chunks,
+                };
+                (id, reusable)
+            })
+            .collect())
+    }
+
+    fn by_key(&self, key: &str) -> dartmouth_indexer::Result<Option<(String, Option<String>)>> {
+        self.applier
+            .block(
+                self.applier
+                    .store
+                    .document_by_key(&self.pass, &self.domain.name, key),
+            )
+            .map_err(Error::into_sink)
+    }
+
+    fn document_ids(&self) -> dartmouth_indexer::Result<Option<Vec<String>>> {
+        self.applier
+            .block(
+                self.applier
+                    .store
+                    .document_ids(&self.pass, &self.domain.name),
+            )
+            .map(Some)
+            .map_err(Error::into_sink)
+    }
+
+    fn sources(&self, ids: &[String]) -> dartmouth_indexer::Result<HashMap<String, String>> {
+        self.applier
+            .block(
+                self.applier
+                    .store
+                    .document_sources(&self.pass, &self.domain.name, ids),
+            )
+            .map_err(Error::into_sink)
+    }
+}
