@@ -27,4 +27,10 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --release -- -D warnings
-cargo test --workspace --release
+# cargo-nextest (on the project's machines) runs the test binaries side by side: the six-minute
+# real-model evaluation overlaps the rest. Plain `cargo test` runs the same tests otherwise.
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --release --no-fail-fast
+else
+  cargo test --workspace --release --no-fail-fast
+fi

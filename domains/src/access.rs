@@ -240,7 +240,7 @@ impl Store {
             if let Some(cap) = cap {
                 r = r.min(cap);
             }
-            let d = crate::admin::domain_from_row(&row)?;
+            let d = crate::model::domain_from_row(&row)?;
             let entry = best.entry(d.name.clone()).or_insert((r, d));
             entry.0 = entry.0.max(r);
         }

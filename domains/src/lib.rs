@@ -20,6 +20,7 @@ mod admin;
 mod content;
 mod error;
 mod jwt;
+mod keys;
 mod model;
 pub mod names;
 mod store;

@@ -2,6 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -236,4 +239,18 @@ pub(crate) fn embedding_from_bytes(b: &[u8]) -> Vec<f32> {
     b.chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect()
+}
+
+/// A domain from a row of `domains` (`id, uid, name, description, settings, created_at`).
+pub(crate) fn domain_from_row(row: &AnyRow) -> Result<Domain> {
+    let settings: String = row.try_get("settings")?;
+    Ok(Domain {
+        id: row.try_get("id")?,
+        uid: row.try_get("uid")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        settings: serde_json::from_str(&settings)
+            .map_err(|e| Error::invalid("settings", e.to_string()))?,
+        created_at: row.try_get("created_at")?,
+    })
 }

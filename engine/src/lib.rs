@@ -14,6 +14,7 @@
 mod ann;
 mod attrs;
 mod catalog;
+mod document;
 pub mod embed;
 mod error;
 mod filter;

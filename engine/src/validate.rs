@@ -7,7 +7,7 @@
 //! PostgreSQL `text` cannot hold it), and refuse control characters where a value is a name.
 
 use crate::attrs::{AttrValue, Attributes};
-use crate::shard::{Chunk, Document};
+use crate::document::{Chunk, Document};
 
 /// Longest document id, in bytes.
 pub const MAX_DOC_ID_BYTES: usize = 512;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use text_splitter::{ChunkConfig, ChunkSizer, MarkdownSplitter, TextSplitter};
 use tokenizers::Tokenizer;
 
-use crate::source::Format;
+use crate::doc::Format;
 use crate::{Error, Result};
 
 /// How chunk size is measured: the embedding model's own tokenizer, or characters / 4 for

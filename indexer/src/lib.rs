@@ -6,20 +6,21 @@
 //! through `dartmouth_views::StoreSink`. It knows no store and no transport.
 
 mod chunk;
+mod doc;
 mod error;
 mod job;
+mod records;
 pub mod shopify;
 mod source;
 
 pub use chunk::{Chunker, Sizer, TextChunk};
+pub use doc::{Format, SourceDoc};
 pub use error::{Error, ErrorKind, Result};
 pub use job::{
     DocMeta, IndexJob, IndexSummary, MAX_REPORTED_FAILURES, Progress, Reusable, Sink, SinkOp,
     content_hash, embedding_input,
 };
-pub use source::{
-    BeirQuery, Format, Item, RecordFields, SourceDoc, SourceOptions, SourceReader,
-    read_beir_queries, shopify_item,
-};
+pub use records::{BeirQuery, RecordFields, read_beir_queries};
+pub use source::{Item, SourceOptions, SourceReader, shopify_item};
 pub mod html;
 pub mod pdf;

@@ -42,6 +42,17 @@ pub enum EmbedderKind {
     Fake,
 }
 
+impl EmbedderKind {
+    /// The name a domain's `embedder` takes (`DomainInput::embedder`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmbedderKind::Minilm => "minilm",
+            EmbedderKind::Openai => "openai",
+            EmbedderKind::Fake => "fake",
+        }
+    }
+}
+
 pub const MINILM_DIM: usize = 384;
 const FAKE_PREFIX: &str = "fake-hash-";
 const OPENAI_PREFIX: &str = "openai-compatible:";

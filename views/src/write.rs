@@ -2,11 +2,11 @@
 //! before the transaction, and the indexing job's sink that writes through it.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use dartmouth_domains::names::shown;
 use dartmouth_domains::{Domain, Pass, Store, StoredChunk, StoredDocument, Write};
-use dartmouth_engine::{DomainSettings, Shard, validate};
+use dartmouth_engine::{DomainSettings, validate};
 use dartmouth_indexer::{Reusable, Sink, SinkOp};
 
 use crate::applier::Applier;
@@ -76,19 +76,36 @@ pub async fn commit(store: &Store, pass: &Pass, domain: &str, ops: &[SinkOp]) ->
 }
 
 /// An indexing job's sink that writes through the store: each batch commits to the store with
-/// its changelog rows (the acknowledgement), then the applier brings the shard up to it.
+/// its changelog rows (the acknowledgement), then the applier brings the shard up to it. It
+/// holds no shard: a catch-up may replace the shard (rebuilt because it was ahead of its
+/// store), and each step looks up the current one.
 pub struct StoreSink<'a> {
-    pub applier: &'a Applier<'a>,
-    pub pass: Pass,
-    pub domain: Domain,
-    pub shard: Arc<Shard>,
+    applier: &'a Applier<'a>,
+    pass: Pass,
+    domain: Domain,
+    settings: DomainSettings,
+    acknowledged: AtomicU64,
 }
 
-impl StoreSink<'_> {
+impl<'a> StoreSink<'a> {
+    /// Brings the domain's shard up to its store first, so that a job that writes nothing
+    /// (a retried webhook) still answers a sequence covering what the store holds.
+    pub fn open(applier: &'a Applier<'a>, pass: Pass, domain: Domain) -> Result<Self> {
+        let seq = applier.catch_up(&domain)?;
+        let settings = applier.shard(&domain)?.settings().clone();
+        Ok(StoreSink {
+            applier,
+            pass,
+            domain,
+            settings,
+            acknowledged: AtomicU64::new(seq),
+        })
+    }
+
     fn commit_and_apply(&self, model_id: &str, ops: &[SinkOp]) -> Result<u64> {
-        if model_id != self.shard.settings().model.id {
+        if model_id != self.settings.model.id {
             return Err(dartmouth_engine::Error::ModelMismatch {
-                expected: self.shard.settings().model.id.clone(),
+                expected: self.settings.model.id.clone(),
                 got: model_id.to_string(),
             }
             .into());
@@ -99,7 +116,8 @@ impl StoreSink<'_> {
             &self.domain.name,
             ops,
         ))?;
-        self.applier.catch_up(&self.domain)?;
+        let applied = self.applier.catch_up(&self.domain)?;
+        self.acknowledged.fetch_max(applied, Ordering::AcqRel);
         Ok(seq)
     }
 }
@@ -110,11 +128,11 @@ impl Sink for StoreSink<'_> {
     }
 
     fn settings(&self) -> &DomainSettings {
-        self.shard.settings()
+        &self.settings
     }
 
     fn acknowledged(&self) -> u64 {
-        self.shard.applied_seq()
+        self.acknowledged.load(Ordering::Acquire)
     }
 
     fn write(&self, model_id: &str, ops: Vec<SinkOp>) -> dartmouth_indexer::Result<u64> {
@@ -123,7 +141,15 @@ impl Sink for StoreSink<'_> {
     }
 
     fn finish(&self) -> dartmouth_indexer::Result<()> {
-        Ok(self.shard.checkpoint()?)
+        match self
+            .applier
+            .existing_shard(&self.domain)
+            .map_err(Error::into_sink)?
+        {
+            Some(shard) => Ok(shard.checkpoint()?),
+            // Deleted meanwhile: there is nothing left to make durable.
+            None => Ok(()),
+        }
     }
 
     fn reusable(&self, ids: &[String]) -> dartmouth_indexer::Result<HashMap<String, Reusable>> {

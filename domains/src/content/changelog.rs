@@ -21,7 +21,7 @@ impl Store {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(crate::admin::domain_from_row).transpose()
+        row.as_ref().map(crate::model::domain_from_row).transpose()
     }
 
     /// The latest changelog sequence of a domain (0 when it has none); `NotFound` once the

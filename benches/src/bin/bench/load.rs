@@ -284,6 +284,7 @@ impl InProcess {
                     embedding_cache_bytes: 256 << 20,
                     result_cache_bytes: 0,
                     shopify: Vec::new(),
+                    read_mode: Default::default(),
                 })
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?,
             );

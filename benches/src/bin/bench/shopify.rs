@@ -110,17 +110,11 @@ pub fn run(args: &ShopifyArgs, model_dir: &Path, embedder: Arc<dyn Embedder>) ->
         runtime: rt.handle().clone(),
         events: None,
     };
-    let shard = applier.shard(&domain)?;
     let sizer = Sizer::from_model_dir(model_dir)?;
     let job = |items: Vec<Result<Item, dartmouth_indexer::Error>>| -> Result<_> {
         let pass = rt.block_on(store.authorize(&admin, &["store".into()], Role::Write))?;
         Ok(IndexJob {
-            sink: Arc::new(StoreSink {
-                applier: &applier,
-                pass,
-                domain: domain.clone(),
-                shard: shard.clone(),
-            }),
+            sink: Arc::new(StoreSink::open(&applier, pass, domain.clone())?),
             embedder: embedder.as_ref(),
             chunker: Chunker::new(sizer.clone(), 256, 32),
             batch_docs: 64,

@@ -1,0 +1,523 @@
+//! One conformance suite, run against SQLite and a real PostgreSQL server.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the store's own conformance suite writes to it directly"
+)]
+
+use dartmouth_domains::{
+    Error, KeyScope, PrincipalKind, Role, Store, StoredChunk, StoredDocument, Write,
+};
+use serde_json::json;
+
+fn doc(id: &str, text: &str) -> StoredDocument {
+    StoredDocument {
+        external_id: id.into(),
+        title: format!("Title {id}"),
+        url: Some(format!("https://example.test/{id}")),
+        attributes: json!({"vendor": [{"keyword": "acme"}]}),
+        content_hash: format!("hash-{text}"),
+        chunks: vec![
+            StoredChunk {
+                text: text.into(),
+                char_start: 0,
+                char_end: text.chars().count() as u64,
+                heading: Some("Intro".into()),
+                embedding: vec![0.25, -1.5, 3.0],
+            },
+            StoredChunk {
+                text: format!("{text} (more)"),
+                char_start: 3,
+                char_end: 9,
+                heading: None,
+                embedding: vec![1.0, 0.0, -0.5],
+            },
+        ],
+        ..Default::default()
+    }
+}
+
+async fn conformance(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    // Reopening runs no migration twice and keeps one bootstrap admin.
+    let store2 = Store::open(url).await.unwrap();
+    store2.close().await;
+    let admin = store.local_admin().await.unwrap();
+    assert!(admin.is_superuser());
+    let settings = json!({"model": {"id": "fake-hash-3", "dim": 3}});
+
+    // Domains.
+    let kb = store
+        .create_domain(&admin, "support-kb", "Help centre articles", &settings)
+        .await
+        .unwrap();
+    assert_eq!(kb.settings, settings);
+    store
+        .create_domain(&admin, "store-catalog", "", &settings)
+        .await
+        .unwrap();
+    let dup = store
+        .create_domain(&admin, "support-kb", "again", &settings)
+        .await
+        .unwrap_err();
+    assert!(matches!(dup, Error::Conflict { .. }), "{dup}");
+    for bad in [
+        "Bad Name",
+        "x'; DROP TABLE domains; --",
+        &"a".repeat(10_000),
+    ] {
+        let err = store
+            .create_domain(&admin, bad, "", &settings)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Invalid { .. }), "{err}");
+        assert!(err.to_string().len() < 300);
+    }
+    let long_description = "d".repeat(10_000);
+    assert!(matches!(
+        store
+            .create_domain(&admin, "long", &long_description, &settings)
+            .await
+            .unwrap_err(),
+        Error::Invalid { .. }
+    ));
+    assert_eq!(store.list_domains(&admin).await.unwrap().len(), 2);
+
+    // Principals, groups, grants.
+    store
+        .create_principal(&admin, "support-agent", PrincipalKind::Agent)
+        .await
+        .unwrap();
+    store
+        .create_principal(&admin, "shopper", PrincipalKind::Agent)
+        .await
+        .unwrap();
+    store
+        .create_principal(&admin, "staff", PrincipalKind::Group)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .create_principal(&admin, "shopper", PrincipalKind::User)
+            .await
+            .unwrap_err(),
+        Error::Conflict { .. }
+    ));
+    store
+        .grant(&admin, "support-agent", "support-kb", Role::Read)
+        .await
+        .unwrap();
+    let unknown = store
+        .grant(&admin, "nobody", "support-kb", Role::Read)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            unknown,
+            Error::NotFound {
+                what: "principal",
+                ..
+            }
+        ),
+        "{unknown}"
+    );
+    let missing = store
+        .grant(&admin, "shopper", "no-such-domain", Role::Read)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(missing, Error::NotFound { what: "domain", .. }),
+        "{missing}"
+    );
+
+    let agent = store.act_as(&admin, "support-agent").await.unwrap();
+    let shopper = store.act_as(&admin, "shopper").await.unwrap();
+    assert!(store.act_as(&agent, "admin").await.is_err());
+
+    // Reads: requested ∩ readable; an unreadable domain looks exactly like a missing one.
+    let pass = store
+        .authorize(&agent, &["support-kb".into()], Role::Read)
+        .await
+        .unwrap();
+    assert_eq!(pass.domains().len(), 1);
+    let hidden = store
+        .authorize(&agent, &["store-catalog".into()], Role::Read)
+        .await
+        .unwrap_err()
+        .to_string();
+    let absent = store
+        .authorize(&agent, &["no-such-domain".into()], Role::Read)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        hidden.replace("store-catalog", "X"),
+        absent.replace("no-such-domain", "X")
+    );
+    assert!(
+        store
+            .authorize(&shopper, &[], Role::Read)
+            .await
+            .unwrap()
+            .domains()
+            .is_empty()
+    );
+    // A group's grant reaches its members.
+    store.add_member(&admin, "staff", "shopper").await.unwrap();
+    store
+        .grant(&admin, "staff", "store-catalog", Role::Write)
+        .await
+        .unwrap();
+    let names: Vec<String> = store
+        .authorize(&shopper, &[], Role::Read)
+        .await
+        .unwrap()
+        .domains()
+        .iter()
+        .map(|d| d.name.clone())
+        .collect();
+    assert_eq!(names, ["store-catalog"]);
+    // Non-admins cannot administer.
+    assert!(matches!(
+        store
+            .create_domain(&agent, "mine", "", &settings)
+            .await
+            .unwrap_err(),
+        Error::Forbidden(_)
+    ));
+    assert!(matches!(
+        store
+            .grant(&agent, "support-agent", "support-kb", Role::Admin)
+            .await
+            .unwrap_err(),
+        Error::NotFound { .. }
+    ));
+
+    // Keys.
+    let (info, secret) = store
+        .create_key(&admin, "support-agent", KeyScope::default())
+        .await
+        .unwrap();
+    assert!(secret.starts_with(&info.id) && secret.len() == 67);
+    let caller = store.authenticate_key(&secret).await.unwrap();
+    assert_eq!(caller.name(), "support-agent");
+    for bad in [
+        "",
+        "dk_",
+        "not-a-key",
+        &secret.replace('a', "b"),
+        &"x".repeat(10_000),
+    ] {
+        if bad == secret {
+            continue;
+        }
+        assert!(matches!(
+            store.authenticate_key(bad).await.unwrap_err(),
+            Error::Unauthenticated(_)
+        ));
+    }
+    store.revoke_key(&admin, &info.id).await.unwrap();
+    assert!(matches!(
+        store.authenticate_key(&secret).await.unwrap_err(),
+        Error::Unauthenticated(_)
+    ));
+    let (_, expired) = store
+        .create_key(
+            &admin,
+            "support-agent",
+            KeyScope {
+                expires_at: Some(1),
+                ..KeyScope::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .authenticate_key(&expired)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("expired")
+    );
+    // A key restricted to some domains narrows the principal's grants.
+    store
+        .grant(&admin, "support-agent", "store-catalog", Role::Read)
+        .await
+        .unwrap();
+    let (_, narrow) = store
+        .create_key(
+            &admin,
+            "support-agent",
+            KeyScope {
+                domains: Some(vec!["support-kb".into()]),
+                ..KeyScope::default()
+            },
+        )
+        .await
+        .unwrap();
+    let narrow = store.authenticate_key(&narrow).await.unwrap();
+    assert!(
+        store
+            .authorize(&narrow, &["store-catalog".into()], Role::Read)
+            .await
+            .is_err()
+    );
+    assert_eq!(store.list_keys(&admin).await.unwrap().len(), 3);
+
+    // Writes acknowledge with increasing sequences; the changelog replays them.
+    let write = store
+        .authorize(&admin, &["support-kb".into()], Role::Write)
+        .await
+        .unwrap();
+    let s1 = store
+        .write(&write, "support-kb", &[Write::Upsert(doc("a", "alpha"))])
+        .await
+        .unwrap();
+    let s2 = store
+        .write(
+            &write,
+            "support-kb",
+            &[
+                Write::Upsert(doc("b", "beta")),
+                Write::Upsert(doc("a", "alpha2")),
+            ],
+        )
+        .await
+        .unwrap();
+    let s3 = store
+        .write(&write, "support-kb", &[Write::Delete("b".into())])
+        .await
+        .unwrap();
+    assert!(s1 < s2 && s2 < s3);
+    assert_eq!(
+        (s1, s2, s3),
+        (1, 3, 4),
+        "one sequence per change, counted per domain"
+    );
+    assert_eq!(store.last_seq(&store.system(), kb.id).await.unwrap(), s3);
+    // Another domain's writes neither take nor reveal support-kb's sequences.
+    let other = store
+        .authorize(&admin, &["store-catalog".into()], Role::Write)
+        .await
+        .unwrap();
+    let o1 = store
+        .write(&other, "store-catalog", &[Write::Upsert(doc("x", "xi"))])
+        .await
+        .unwrap();
+    assert_eq!(o1, 1);
+    assert_eq!(store.last_seq(&store.system(), kb.id).await.unwrap(), s3);
+    let changes = store
+        .changes_since(&store.system(), kb.id, 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(changes.len(), 4);
+    assert_eq!(changes[3].seq, s3);
+    // Each upsert carries the current state: "a" is alpha2 even at its first entry; "b" was
+    // deleted later, so its upsert replays as a delete.
+    assert_eq!(
+        changes[0].document.as_ref().unwrap().content_hash,
+        "hash-alpha2"
+    );
+    assert!(changes[1].document.is_none());
+    let a = changes[2].document.as_ref().unwrap();
+    assert_eq!(a.chunks.len(), 2);
+    assert_eq!(a.chunks[0].embedding, vec![0.25, -1.5, 3.0]);
+    assert_eq!(a.chunks[1].char_start, 3);
+    assert_eq!(a.attributes, json!({"vendor": [{"keyword": "acme"}]}));
+    assert_eq!(
+        store
+            .changes_since(&store.system(), kb.id, s1, 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // When the first pending change was acknowledged (the applier's lag): a time from this
+    // run for the oldest change, none past the last.
+    let first = store
+        .first_change_at(&store.system(), kb.id, 0)
+        .await
+        .unwrap()
+        .unwrap();
+    let now = dartmouth_domains::now_millis();
+    assert!(first <= now && first > now - 600_000, "{first} vs {now}");
+    assert!(
+        store
+            .first_change_at(&store.system(), kb.id, s1)
+            .await
+            .unwrap()
+            .unwrap()
+            >= first
+    );
+    assert_eq!(
+        store
+            .first_change_at(&store.system(), kb.id, s3)
+            .await
+            .unwrap(),
+        None
+    );
+    let all = store.all_documents(&store.system(), kb.id).await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].external_id, "a");
+    // Sources and secondary keys: a key finds its document (the latest writer owns it), a
+    // delete frees it; reusable vectors and ids for indexing jobs; stats count keys.
+    let mut keyed = doc("p1", "product one");
+    keyed.source = Some("{\"title\":\"one\"}".into());
+    keyed.keys = vec!["inventory_item:7".into(), "variant:1".into()];
+    let mut moved = doc("p2", "product two");
+    moved.keys = vec!["inventory_item:7".into(), "variant:2".into()];
+    store
+        .write(
+            &write,
+            "support-kb",
+            &[Write::Upsert(keyed), Write::Upsert(moved)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .document_by_key(&write, "support-kb", "inventory_item:7")
+            .await
+            .unwrap(),
+        Some(("p2".into(), None))
+    );
+    assert_eq!(
+        store
+            .document_sources(&write, "support-kb", &["p1".into(), "a".into()])
+            .await
+            .unwrap()
+            .get("p1")
+            .map(String::as_str),
+        Some("{\"title\":\"one\"}")
+    );
+    let reuse = store
+        .reusable(
+            &write,
+            "support-kb",
+            &["p1".into(), "a".into(), "nope".into()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(reuse.len(), 2);
+    assert_eq!(reuse["a"].content_hash, "hash-alpha2");
+    assert_eq!(
+        reuse["a"].chunks[0],
+        ("alpha2".into(), vec![0.25, -1.5, 3.0])
+    );
+    assert_eq!(
+        store.document_ids(&write, "support-kb").await.unwrap(),
+        vec!["a".to_string(), "p1".into(), "p2".into()]
+    );
+    let stats = store
+        .domain_stats(&write, "support-kb", "variant:")
+        .await
+        .unwrap();
+    assert_eq!((stats.documents, stats.chunks, stats.keyed), (3, 6, 2));
+    assert!(stats.last_write_at.is_some());
+    store
+        .write(&write, "support-kb", &[Write::Delete("p2".into())])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .document_by_key(&write, "support-kb", "inventory_item:7")
+            .await
+            .unwrap(),
+        None
+    );
+    store
+        .write(&write, "support-kb", &[Write::Delete("p1".into())])
+        .await
+        .unwrap();
+    let s3 = store.last_seq(&store.system(), kb.id).await.unwrap();
+    // A reader cannot write; a bad document writes nothing.
+    let read_only = store
+        .authorize(&agent, &["support-kb".into()], Role::Read)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .write(&read_only, "support-kb", &[Write::Delete("a".into())])
+            .await
+            .is_err()
+    );
+    let mut empty = doc("c", "gamma");
+    empty.chunks.clear();
+    assert!(
+        store
+            .write(
+                &write,
+                "support-kb",
+                &[Write::Upsert(doc("d", "delta")), Write::Upsert(empty)]
+            )
+            .await
+            .is_err()
+    );
+    assert_eq!(store.last_seq(&store.system(), kb.id).await.unwrap(), s3);
+    assert!(store.writer_denied_for_other_domain(&write).await);
+
+    // Audit: admin actions and denials.
+    let audit = store.audit_since(&admin, 0).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "create-domain" && e.outcome == "ok")
+    );
+    assert!(audit.iter().any(|e| e.outcome == "denied"
+        && e.target == "store-catalog"
+        && e.actor == "support-agent"));
+    assert!(audit.iter().any(|e| e.detail == "revoked key"));
+    assert!(store.audit_since(&agent, 0).await.is_err());
+
+    // Deleting a domain removes its rows.
+    store.delete_domain(&admin, "support-kb").await.unwrap();
+    assert!(
+        store
+            .changes_since(&store.system(), kb.id, 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .all_documents(&store.system(), kb.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.list_domains(&admin).await.unwrap().len(), 1);
+    store.close().await;
+}
+
+trait WriterCheck {
+    async fn writer_denied_for_other_domain(&self, pass: &dartmouth_domains::Pass) -> bool;
+}
+
+impl WriterCheck for Store {
+    /// A pass for one domain cannot write another.
+    async fn writer_denied_for_other_domain(&self, pass: &dartmouth_domains::Pass) -> bool {
+        matches!(
+            self.write(pass, "store-catalog", &[Write::Delete("x".into())])
+                .await,
+            Err(Error::NotFound { .. })
+        )
+    }
+}
+
+#[tokio::test]
+async fn sqlite_conformance() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance(&Store::sqlite_url(dir.path())).await;
+}
+
+#[tokio::test]
+async fn postgres_conformance() {
+    let cluster = crate::pg::PgCluster::start();
+    conformance(&cluster.url).await;
+}
+
+#[tokio::test]
+async fn a_bad_store_url_is_a_clear_error() {
+    let err = Store::open("mysql://x").await.err().unwrap().to_string();
+    assert!(err.contains("neither sqlite"), "{err}");
+}

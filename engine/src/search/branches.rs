@@ -1,0 +1,257 @@
+//! The two branches over one shard's snapshot: BM25 (chunks, or whole documents with
+//! document-level statistics) under a filter bitmap, and the vector branch (the graph under the
+//! same bitmap, or an exact scan of the rows that pass).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
+use std::sync::Arc;
+
+use roaring::RoaringBitmap;
+use tantivy::collector::{FilterCollector, TopDocs};
+use tantivy::query::Bm25StatisticsProvider;
+use tantivy::query::{
+    BooleanQuery, BoostQuery, ConstScoreQuery, EnableScoring, Occur, Query, TermQuery,
+};
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::{DocAddress, Searcher, Term};
+
+use super::request::MAX_QUERY_TERMS;
+use super::{EXACT_SCAN_MAX_ROWS, EXACT_SCAN_SMALL_SHARD};
+use crate::Result;
+use crate::embed::dot;
+use crate::schema::english_analyzer;
+use crate::shard::Snapshot;
+
+/// What BM25 scores: single chunks, or whole documents (their first chunk's `document` field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Level {
+    Chunk,
+    Document,
+}
+
+/// BM25 statistics for the `document` field, which only first chunks carry: the collection is
+/// the live documents, not the chunks, so IDF and average length are those of a document index.
+struct DocumentStats<'a> {
+    searcher: &'a Searcher,
+    documents: u64,
+}
+
+impl Bm25StatisticsProvider for DocumentStats<'_> {
+    fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
+        self.searcher.total_num_tokens(field)
+    }
+
+    fn total_num_docs(&self) -> tantivy::Result<u64> {
+        Ok(self.documents.max(1))
+    }
+
+    fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        self.searcher.doc_freq(term)
+    }
+}
+
+/// Unique analysed query terms, in order (at most `MAX_QUERY_TERMS`).
+pub(super) fn analyze(query: &str) -> Vec<String> {
+    thread_local! {
+        static ANALYZER: std::cell::RefCell<tantivy::tokenizer::TextAnalyzer> =
+            std::cell::RefCell::new(english_analyzer());
+    }
+    let mut terms: Vec<String> = Vec::new();
+    ANALYZER.with_borrow_mut(|analyzer| {
+        let mut stream = analyzer.token_stream(query);
+        let mut seen = HashSet::new();
+        while let Some(token) = stream.next() {
+            if terms.len() >= MAX_QUERY_TERMS {
+                break;
+            }
+            if seen.insert(token.text.clone()) {
+                terms.push(token.text.clone());
+            }
+        }
+    });
+    terms
+}
+
+/// Matches any of `terms` in `field`, each scored by BM25.
+fn any_term(field: Field, terms: &[String]) -> Box<dyn Query> {
+    Box::new(BooleanQuery::new(
+        terms
+            .iter()
+            .map(|t| {
+                let q: Box<dyn Query> = Box::new(TermQuery::new(
+                    Term::from_field_text(field, t),
+                    IndexRecordOption::WithFreqs,
+                ));
+                (Occur::Should, q)
+            })
+            .collect(),
+    ))
+}
+
+impl Snapshot {
+    /// BM25 top `n` as (ordinal, score), best first, restricted to `allowed` when given. At
+    /// document level, the ordinal is the document's first chunk.
+    pub(crate) fn bm25(
+        &self,
+        terms: &[String],
+        level: Level,
+        n: usize,
+        title_boost: f32,
+        allowed: Option<&Arc<RoaringBitmap>>,
+    ) -> Result<Vec<(u32, f32)>> {
+        if terms.is_empty() || n == 0 {
+            return Ok(Vec::new());
+        }
+        if allowed.is_some_and(|a| a.is_empty()) {
+            return Ok(Vec::new());
+        }
+        let field = match level {
+            Level::Chunk => self.fields.content,
+            Level::Document => self.fields.document,
+        };
+        let mut query: Box<dyn Query> = any_term(field, terms);
+        if title_boost > 0.0 {
+            let title = BoostQuery::new(any_term(self.fields.title, terms), title_boost);
+            // Must: the title (on every chunk) only adds to rows that match the searched field.
+            query = Box::new(BooleanQuery::new(vec![
+                (Occur::Must, query),
+                (Occur::Should, Box::new(title)),
+            ]));
+        }
+        let stats = DocumentStats {
+            searcher: &self.searcher,
+            documents: self.first_chunks,
+        };
+        let scoring = match level {
+            Level::Chunk => EnableScoring::enabled_from_searcher(&self.searcher),
+            Level::Document => {
+                EnableScoring::enabled_from_statistics_provider(&stats, &self.searcher)
+            }
+        };
+        let top: Vec<(f32, DocAddress)> = match allowed {
+            None => self.searcher.search_with_executor(
+                query.as_ref(),
+                &TopDocs::with_limit(n).order_by_score(),
+                &tantivy::Executor::SingleThread,
+                scoring,
+            )?,
+            Some(bitmap) => {
+                let bitmap = Arc::clone(bitmap);
+                let collector = FilterCollector::new(
+                    "ordinal".to_string(),
+                    move |o: u64| bitmap.contains(o as u32),
+                    TopDocs::with_limit(n).order_by_score(),
+                );
+                self.searcher.search_with_executor(
+                    query.as_ref(),
+                    &collector,
+                    &tantivy::Executor::SingleThread,
+                    scoring,
+                )?
+            }
+        };
+        let mut out = Vec::with_capacity(top.len());
+        for (score, address) in top {
+            if let Some(o) =
+                self.ordinal_columns[address.segment_ord as usize].first(address.doc_id)
+            {
+                out.push((o as u32, score));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The chunk of document `doc_id` that scores best for `terms` by chunk-level BM25.
+    pub(super) fn best_chunk_of(&self, terms: &[String], doc_id: &str) -> Result<Option<u32>> {
+        if terms.is_empty() {
+            return Ok(None);
+        }
+        let only_this = ConstScoreQuery::new(
+            Box::new(TermQuery::new(
+                Term::from_field_text(self.fields.doc_id, doc_id),
+                IndexRecordOption::Basic,
+            )),
+            0.0,
+        );
+        let query = BooleanQuery::new(vec![
+            (Occur::Must, Box::new(only_this) as Box<dyn Query>),
+            (Occur::Must, any_term(self.fields.content, terms)),
+        ]);
+        let top = self
+            .searcher
+            .search(&query, &TopDocs::with_limit(1).order_by_score())?;
+        Ok(top.first().and_then(|(_, a)| {
+            self.ordinal_columns[a.segment_ord as usize]
+                .first(a.doc_id)
+                .map(|o| o as u32)
+        }))
+    }
+
+    /// Nearest `n` chunks by cosine similarity among the live (and `allowed`) ones.
+    pub(crate) fn vector(
+        &self,
+        query: &[f32],
+        n: usize,
+        ef: usize,
+        allowed: Option<&RoaringBitmap>,
+    ) -> Vec<(u32, f32)> {
+        if n == 0 {
+            return Vec::new();
+        }
+        match allowed {
+            Some(rows) if rows.len() <= EXACT_SCAN_MAX_ROWS => self.exact(query, n, rows),
+            Some(rows) => {
+                // Filtered graph walk; widen the beam as the filter gets more selective.
+                let share = rows.len() as f64 / self.live.len().max(1) as f64;
+                let ef = ((ef as f64 / share.max(0.05)) as usize).min(4096);
+                self.flat
+                    .search(&self.vectors, query, n, ef, &|o| rows.contains(o))
+            }
+            None if self.live.len() <= EXACT_SCAN_SMALL_SHARD => self.exact(query, n, &self.live),
+            None => {
+                let live = &self.live;
+                self.flat
+                    .search(&self.vectors, query, n, ef, &|o| live.contains(o))
+            }
+        }
+    }
+
+    /// Brute force over `rows`: exact top `n`.
+    pub(crate) fn exact(&self, query: &[f32], n: usize, rows: &RoaringBitmap) -> Vec<(u32, f32)> {
+        // Min-heap of the best n as (score, Reverse(ordinal)) so ties prefer lower ordinals.
+        let mut heap: BinaryHeap<Reverse<(OrdF32, Reverse<u32>)>> =
+            BinaryHeap::with_capacity(n + 1);
+        let mut buf = Vec::with_capacity(query.len());
+        for o in rows {
+            self.vectors.read(o, &mut buf);
+            if buf.len() != query.len() {
+                continue;
+            }
+            let s = dot(query, &buf);
+            heap.push(Reverse((OrdF32(s), Reverse(o))));
+            if heap.len() > n {
+                heap.pop();
+            }
+        }
+        let mut out: Vec<(u32, f32)> = heap
+            .into_iter()
+            .map(|Reverse((s, Reverse(o)))| (o, s.0))
+            .collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        out
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct OrdF32(f32);
+impl Eq for OrdF32 {}
+impl PartialOrd for OrdF32 {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for OrdF32 {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}

@@ -1,0 +1,66 @@
+//! What a job reports: its progress bar, and its summary.
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+/// Reports progress on stderr (hidden when stderr is not a terminal or when disabled).
+pub struct Progress {
+    pub(super) bar: ProgressBar,
+}
+
+impl Progress {
+    pub fn new(total_docs: Option<u64>, visible: bool) -> Progress {
+        let bar = match total_docs {
+            Some(n) => ProgressBar::new(n),
+            None => ProgressBar::no_length(),
+        };
+        bar.set_draw_target(if visible {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        });
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} docs  {per_sec}  ETA {eta}  {msg}",
+        ) {
+            bar.set_style(style);
+        }
+        Progress { bar }
+    }
+
+    pub fn hidden() -> Progress {
+        Progress::new(None, false)
+    }
+}
+
+/// What a job did. `failed` lists each record that could not be indexed, with its place and
+/// reason (the first [`MAX_REPORTED_FAILURES`]; `failed_count` counts them all).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct IndexSummary {
+    pub domain: String,
+    /// Documents written (added + updated).
+    pub documents: usize,
+    pub added: usize,
+    pub updated: usize,
+    /// Documents whose content, attributes and source were already stored: not written.
+    pub unchanged: usize,
+    pub deleted: usize,
+    /// Updates older than what the domain holds (a late or replayed Shopify delivery, by its
+    /// `updated_at`): not applied.
+    pub stale: usize,
+    pub failed_count: usize,
+    pub failed: Vec<String>,
+    /// Chunks written.
+    pub chunks: usize,
+    /// Chunks embedded by the model; the rest of the written chunks reused stored vectors.
+    pub embedded_chunks: usize,
+    pub seconds: f64,
+    pub embed_seconds: f64,
+    pub chunks_per_second: f64,
+    pub applied_seq: u64,
+    /// Documents with nothing to index (no title and no text), with where they are.
+    pub skipped: Vec<String>,
+    /// A full sync that deleted nothing because records failed says so here.
+    pub notes: Vec<String>,
+}
+
+pub const MAX_REPORTED_FAILURES: usize = 1000;

@@ -1,0 +1,5 @@
+//! The indexer's integration tests: one binary, a module per concern.
+#![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+mod shopify;
+mod tokens;

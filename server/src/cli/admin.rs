@@ -1,0 +1,246 @@
+//! Domains, principals, grants, keys, reindex and audit: each one service call, then output.
+
+use std::io::Write;
+
+use anyhow::Result;
+use dartmouth_domains::{PrincipalKind, Role};
+use serde_json::json;
+
+use dartmouth_server::service::{DomainInput, GrantInput, KeyInput, PrincipalInput, format_millis};
+
+use super::{Ctx, DomainCommand, KeyCommand, PrincipalCommand, now_millis, out, parse_duration};
+
+pub(super) fn domain(ctx: &Ctx, command: DomainCommand) -> Result<()> {
+    match command {
+        DomainCommand::Create {
+            name,
+            description,
+            embedder,
+            openai_model,
+            dim,
+            chunk_tokens,
+            chunk_overlap,
+        } => {
+            let input = DomainInput {
+                name: name.clone(),
+                description,
+                embedder: Some(embedder.as_str().to_string()),
+                openai_model,
+                dim,
+                chunk_tokens: Some(chunk_tokens),
+                chunk_overlap: Some(chunk_overlap),
+            };
+            ctx.call(ctx.svc.create_domain(&ctx.caller, input))?;
+            writeln!(out(), "created domain {name}")?;
+        }
+        DomainCommand::List { json } => {
+            let domains = ctx.call(ctx.svc.list_domains(&ctx.caller))?;
+            if json {
+                let names: Vec<&str> = domains.iter().map(|d| d.name.as_str()).collect();
+                writeln!(out(), "{}", json!({ "domains": names }))?;
+            } else {
+                for d in domains {
+                    writeln!(out(), "{:<24} {}", d.name, d.description)?;
+                }
+            }
+        }
+        DomainCommand::Stats { name, json } => {
+            let s = ctx.call(ctx.svc.domain_stats(&ctx.caller, &name))?;
+            if json {
+                writeln!(out(), "{}", serde_json::to_string(&s)?)?;
+            } else {
+                writeln!(
+                    out(),
+                    "{}: {} documents, {} chunks, {} variants, model {} ({} dims), applied sequence {} of {}, last sync {}",
+                    s.shard.domain,
+                    s.shard.documents,
+                    s.shard.chunks,
+                    s.variants,
+                    s.shard.model.id,
+                    s.shard.model.dim,
+                    s.shard.applied_seq,
+                    s.last_seq,
+                    s.last_sync.as_deref().unwrap_or("never")
+                )?;
+                for q in &s.quarantined {
+                    writeln!(
+                        out(),
+                        "quarantined {} (sequence {}, {}): {}",
+                        q.external_id,
+                        q.seq,
+                        format_millis(q.at),
+                        q.reason
+                    )?;
+                }
+            }
+        }
+        DomainCommand::Delete { name } => {
+            ctx.call(ctx.svc.delete_domain(&ctx.caller, &name))?;
+            writeln!(out(), "deleted domain {name}")?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn principal(ctx: &Ctx, command: PrincipalCommand) -> Result<()> {
+    match command {
+        PrincipalCommand::Create { name, kind } => {
+            let input = PrincipalInput {
+                name,
+                kind: PrincipalKind::parse(&kind)?,
+            };
+            let p = ctx.call(ctx.svc.create_principal(&ctx.caller, input))?;
+            writeln!(out(), "created {} {}", p.kind.as_str(), p.name)?;
+        }
+        PrincipalCommand::List { json } => {
+            let ps = ctx.call(ctx.svc.list_principals(&ctx.caller))?;
+            let grants = ctx.call(ctx.svc.list_grants(&ctx.caller))?;
+            if json {
+                writeln!(out(), "{}", json!({ "principals": ps, "grants": grants }))?;
+            } else {
+                for p in ps {
+                    let mine: Vec<String> = grants
+                        .iter()
+                        .filter(|g| g.principal == p.name)
+                        .map(|g| format!("{}:{}", g.domain, g.role.as_str()))
+                        .collect();
+                    writeln!(
+                        out(),
+                        "{:<24} {:<8}{} {}",
+                        p.name,
+                        p.kind.as_str(),
+                        if p.superuser { " (admin)" } else { "" },
+                        mine.join(" ")
+                    )?;
+                }
+            }
+        }
+        PrincipalCommand::AddMember { group, member } => {
+            ctx.call(ctx.svc.add_member(&ctx.caller, &group, &member))?;
+            writeln!(out(), "added {member} to {group}")?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn grant(ctx: &Ctx, principal: String, domain: String, role: &str) -> Result<()> {
+    let input = GrantInput {
+        principal,
+        domain,
+        role: Role::parse(role)?,
+    };
+    let g = ctx.call(ctx.svc.grant(&ctx.caller, input))?;
+    writeln!(
+        out(),
+        "granted {} {} on {}",
+        g.principal,
+        g.role.as_str(),
+        g.domain
+    )?;
+    Ok(())
+}
+
+pub(super) fn revoke(ctx: &Ctx, principal: &str, domain: &str) -> Result<()> {
+    ctx.call(ctx.svc.revoke_grant(&ctx.caller, principal, domain))?;
+    writeln!(out(), "revoked {principal}'s grant on {domain}")?;
+    Ok(())
+}
+
+pub(super) fn key(ctx: &Ctx, command: KeyCommand) -> Result<()> {
+    match command {
+        KeyCommand::Create {
+            principal,
+            domains,
+            expires_in,
+            role,
+        } => {
+            let input = KeyInput {
+                principal,
+                domains: (!domains.is_empty()).then_some(domains),
+                expires_in: expires_in
+                    .as_deref()
+                    .map(parse_duration)
+                    .transpose()?
+                    .map(|ms| (ms / 1000).max(1) as u64),
+                role: role.as_deref().map(Role::parse).transpose()?,
+            };
+            let made = ctx.call(ctx.svc.create_key(&ctx.caller, input))?;
+            eprintln!(
+                "created key {} for {}; the secret below is shown once, store it now",
+                made.key.id, made.key.principal
+            );
+            writeln!(out(), "{}", made.secret)?;
+        }
+        KeyCommand::List { json } => {
+            let keys = ctx.call(ctx.svc.list_keys(&ctx.caller))?;
+            let mut out = out();
+            for k in keys {
+                if json {
+                    writeln!(out, "{}", serde_json::to_string(&k)?)?;
+                } else {
+                    let state = if k.revoked_at.is_some() {
+                        "revoked"
+                    } else if k.expires_at.is_some_and(|e| e <= now_millis()) {
+                        "expired"
+                    } else {
+                        "active"
+                    };
+                    writeln!(
+                        out,
+                        "{}  {:<20} {:<8} {}",
+                        k.id,
+                        k.principal,
+                        state,
+                        k.domains
+                            .map(|d| d.join(","))
+                            .unwrap_or_else(|| "all granted".into())
+                    )?;
+                }
+            }
+        }
+        KeyCommand::Revoke { id } => {
+            ctx.call(ctx.svc.revoke_key(&ctx.caller, &id))?;
+            writeln!(out(), "revoked key {id}")?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn reindex(ctx: &Ctx, domain: &str) -> Result<()> {
+    let r = ctx.call(ctx.svc.reindex(&ctx.caller, domain))?;
+    writeln!(
+        out(),
+        "rebuilt {} from the store: {} documents, {} chunks, sequence {}, {:.1} s",
+        r.domain,
+        r.documents,
+        r.chunks,
+        r.seq,
+        r.seconds
+    )?;
+    Ok(())
+}
+
+pub(super) fn audit(ctx: &Ctx, since: &str, json: bool) -> Result<()> {
+    let entries = ctx.call(
+        ctx.svc
+            .audit(&ctx.caller, now_millis() - parse_duration(since)?),
+    )?;
+    let mut out = out();
+    for e in entries {
+        if json {
+            writeln!(out, "{}", serde_json::to_string(&e)?)?;
+        } else {
+            let times = if e.count > 1 {
+                format!(" (×{})", e.count)
+            } else {
+                String::new()
+            };
+            writeln!(
+                out,
+                "{} {:<8} {:<16} {:<18} {:<24} {}{times}",
+                e.at, e.outcome, e.actor, e.action, e.target, e.detail
+            )?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,483 @@
+//! The `dartmouth` command line: a thin adapter over the same [`Service`] as HTTP and gRPC
+//! (the local operator is the caller, `--as` acts as another principal), plus `serve` and the
+//! catalog-only `eval`. No command calls the store itself.
+//!
+//! - `admin.rs`: domains, principals, grants, keys, reindex, audit.
+//! - `index.rs`: `dartmouth index` (files into a domain).
+//! - `search.rs`: `dartmouth search`.
+//! - `eval.rs`: `dartmouth eval` (judged collections into evaluation shards; no store).
+
+mod admin;
+mod eval;
+mod index;
+mod search;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use dartmouth_domains::{Caller, Store};
+use dartmouth_engine::{Catalog, Fusion};
+
+use dartmouth_server::config::ServeArgs;
+use dartmouth_server::models::{EmbedderKind, ModelArgs};
+use dartmouth_server::service::{Limits, ReadMode, Service, ServiceConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "dartmouth",
+    version,
+    about = "Dartmouth Knowledge: hybrid retrieval over access-controlled knowledge domains"
+)]
+struct Cli {
+    /// Where domains and their indexes live.
+    #[arg(
+        long,
+        env = "DARTMOUTH_DATA_DIR",
+        default_value = "./data",
+        global = true
+    )]
+    data_dir: PathBuf,
+    /// The store: sqlite://… or postgres://… [default: store.sqlite3 in the data directory]
+    #[arg(long, env = "DARTMOUTH_STORE", global = true)]
+    store: Option<String>,
+    /// Act as this principal (its grants decide what is visible); the local operator is the
+    /// bootstrap admin otherwise.
+    #[arg(long = "as", global = true)]
+    as_principal: Option<String>,
+    #[command(flatten)]
+    models: ModelArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP and gRPC query server (http://127.0.0.1:8787, grpc 127.0.0.1:50051).
+    Serve(ServeArgs),
+    /// Create, list, inspect and delete knowledge domains.
+    Domain {
+        #[command(subcommand)]
+        command: DomainCommand,
+    },
+    /// Index files into a domain: BEIR corpus.jsonl, Markdown or text (files or directories).
+    Index(IndexArgs),
+    /// Search one or more domains.
+    Search(SearchArgs),
+    /// Evaluate relevance on BEIR-layout collections (indexes each once into `eval-<name>`).
+    Eval(EvalArgs),
+    /// Create and list principals (agents, users, services, groups); add group members.
+    Principal {
+        #[command(subcommand)]
+        command: PrincipalCommand,
+    },
+    /// Give a principal read, write or admin on a domain.
+    Grant {
+        principal: String,
+        domain: String,
+        /// read | write | admin
+        role: String,
+    },
+    /// Take a principal's grant on a domain away.
+    Revoke { principal: String, domain: String },
+    /// Create, list and revoke API keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Rebuild a domain's shard from the store (no re-embedding).
+    Reindex {
+        #[arg(long)]
+        domain: String,
+    },
+    /// Who did what, and every denied access.
+    Audit {
+        /// How far back: 30s, 15m, 1h, 7d.
+        #[arg(long, default_value = "1h")]
+        since: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PrincipalCommand {
+    Create {
+        name: String,
+        /// agent | user | service | group
+        #[arg(long, default_value = "agent")]
+        kind: String,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add MEMBER to GROUP (a principal of kind group).
+    AddMember { group: String, member: String },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Prints the key once; only its hash is stored.
+    Create {
+        #[arg(long)]
+        principal: String,
+        /// Restrict the key to these domains (repeat); it can only narrow the grants.
+        #[arg(long = "domain")]
+        domains: Vec<String>,
+        /// Expire after this long: 30s, 15m, 1h, 7d.
+        #[arg(long)]
+        expires_in: Option<String>,
+        /// The highest role the key may use: read | write | admin (default: the grants').
+        #[arg(long)]
+        role: Option<String>,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Revoke {
+        id: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// BEIR-layout directories (corpus.jsonl, queries.jsonl, qrels/<split>.tsv).
+    #[arg(required = true)]
+    datasets: Vec<PathBuf>,
+    #[arg(long, default_value = "bm25,vector,hybrid", value_delimiter = ',')]
+    modes: Vec<String>,
+    /// Write report.json, report.md and chart.svg here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The split to report.
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// Tune fusion on this split over the --sweep grid; report the best on --split.
+    #[arg(long)]
+    tune_on: Option<String>,
+    /// NAME=V1,V2,… for rrf_k, bm25_weight, vector_weight, fusion, candidates, title_boost.
+    #[arg(long)]
+    sweep: Vec<String>,
+    /// A report.json to compare against: exit non-zero when a metric drops by more than --max-drop.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    #[arg(long, default_value_t = 0.005)]
+    max_drop: f64,
+    #[command(flatten)]
+    fusion: FusionArgs,
+    #[arg(long, default_value_t = 0.0)]
+    title_boost: f32,
+}
+
+#[derive(Subcommand)]
+enum DomainCommand {
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// The embedding model of the domain's vectors.
+        #[arg(long, value_enum, default_value = "minilm")]
+        embedder: EmbedderKind,
+        /// Remote model name (with --embedder openai).
+        #[arg(long)]
+        openai_model: Option<String>,
+        /// Vector dimension (with --embedder openai or fake).
+        #[arg(long)]
+        dim: Option<usize>,
+        /// Token budget of a chunk.
+        #[arg(long, default_value_t = 256)]
+        chunk_tokens: usize,
+        /// Tokens shared by consecutive chunks.
+        #[arg(long, default_value_t = 32)]
+        chunk_overlap: usize,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Stats {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+/// How the branches are fused; shared by `search` and `eval`.
+#[derive(clap::Args)]
+struct FusionArgs {
+    /// Candidates per branch before fusion.
+    #[arg(long, default_value_t = 100)]
+    candidates: usize,
+    /// weighted (min-max normalised scores; tuned default) | rrf
+    #[arg(long, default_value = "weighted")]
+    fusion: String,
+    #[arg(long, default_value_t = dartmouth_engine::RRF_K_DEFAULT)]
+    rrf_k: f32,
+    /// Weight of the BM25 branch [default: 1]
+    #[arg(long)]
+    bm25_weight: Option<f32>,
+    /// Weight of the vector branch [default: 0.7 for weighted (tuned), 1 for rrf]
+    #[arg(long)]
+    vector_weight: Option<f32>,
+}
+
+impl FusionArgs {
+    fn fusion(&self) -> Result<Fusion> {
+        let bm25_weight = self.bm25_weight.unwrap_or(1.0);
+        Ok(match self.fusion.as_str() {
+            "rrf" => Fusion::Rrf {
+                k: self.rrf_k,
+                bm25_weight,
+                vector_weight: self.vector_weight.unwrap_or(1.0),
+            },
+            "weighted" => match Fusion::default() {
+                Fusion::Weighted { vector_weight, .. } => Fusion::Weighted {
+                    bm25_weight,
+                    vector_weight: self.vector_weight.unwrap_or(vector_weight),
+                },
+                Fusion::Rrf { .. } => Fusion::Weighted {
+                    bm25_weight,
+                    vector_weight: self.vector_weight.unwrap_or(1.0),
+                },
+            },
+            other => bail!("--fusion `{other}` is not one of rrf, weighted"),
+        })
+    }
+}
+
+#[derive(clap::Args)]
+struct SearchArgs {
+    /// Domain to search; repeat for several.
+    #[arg(long = "domain", required = true)]
+    domains: Vec<String>,
+    /// The query (or use --queries).
+    query: Option<String>,
+    /// A BEIR queries.jsonl: prints one JSON line per query, hits collapsed to documents.
+    #[arg(long, conflicts_with = "query")]
+    queries: Option<PathBuf>,
+    #[arg(long, default_value = "hybrid")]
+    mode: String,
+    #[arg(short, long, default_value_t = 10)]
+    k: usize,
+    #[command(flatten)]
+    fusion: FusionArgs,
+    /// Filter expression, e.g. 'in_stock = true AND price <= 50'.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Attributes to count values of among the filtered documents: vendor,product_type.
+    #[arg(long, value_delimiter = ',')]
+    facets: Vec<String>,
+    /// Keep only the best chunk per document.
+    #[arg(long)]
+    collapse: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct IndexArgs {
+    #[arg(long)]
+    domain: String,
+    /// Files or directories.
+    #[arg(required_unless_present = "webhook")]
+    paths: Vec<PathBuf>,
+    /// jsonl (beir), json, markdown, html, text, pdf, shopify-json, shopify-csv, shopify-bulk,
+    /// shopify-webhook (detected from the name and, for JSON, the content, by default).
+    #[arg(long)]
+    format: Option<String>,
+    /// A Shopify webhook payload (products/create|update|delete, inventory_levels/update,
+    /// inventory_items/update); repeat for several.
+    #[arg(long)]
+    webhook: Vec<PathBuf>,
+    /// The webhook's topic, when the payload does not say (the X-Shopify-Topic header).
+    #[arg(long)]
+    topic: Option<String>,
+    /// Remove the domain's documents that the input does not mention.
+    #[arg(long)]
+    full_sync: bool,
+    /// Write nothing if any record is malformed (checked before the first write).
+    #[arg(long)]
+    strict: bool,
+    /// JSON records: the field holding the id (default `_id`, else `id`).
+    #[arg(long)]
+    id_field: Option<String>,
+    /// JSON records: the field holding the title.
+    #[arg(long, default_value = "title")]
+    title_field: String,
+    /// JSON records: the field holding the text.
+    #[arg(long, default_value = "text")]
+    text_field: String,
+    /// JSON records: the field holding the URL.
+    #[arg(long, default_value = "url")]
+    url_field: String,
+    /// A shop's address; product URLs become <base-url>/products/<handle>.
+    #[arg(long)]
+    base_url: Option<String>,
+    /// Documents per atomic write batch.
+    #[arg(long, default_value_t = 256)]
+    batch_docs: usize,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Print `ack <sequence>` on stdout as each batch is acknowledged by the store.
+    #[arg(long)]
+    print_acks: bool,
+}
+
+/// What a command works with: the service, who is acting, and a runtime for it.
+struct Ctx {
+    rt: tokio::runtime::Runtime,
+    svc: Arc<Service>,
+    caller: Caller,
+}
+
+impl Ctx {
+    /// Runs one service call to its end; its error is the service's message.
+    fn call<T>(&self, f: impl Future<Output = dartmouth_server::error::ApiResult<T>>) -> Result<T> {
+        self.rt
+            .block_on(f)
+            .map_err(|e| anyhow::anyhow!("{}", e.message))
+    }
+}
+
+/// The store `--store` names (SQLite in the data directory by default); errors show the URL
+/// without its credentials.
+async fn open_store(cli: &Cli) -> Result<Store> {
+    let url = cli
+        .store
+        .clone()
+        .unwrap_or_else(|| Store::sqlite_url(&cli.data_dir));
+    Store::open(&url)
+        .await
+        .with_context(|| format!("store {}", url.split('@').next_back().unwrap_or("")))
+}
+
+fn serve_cmd(catalog: Catalog, cli: &Cli, args: &ServeArgs) -> Result<()> {
+    let config = args.resolve()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.workers)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let store = open_store(cli).await?;
+        let svc = Service::new(ServiceConfig {
+            store,
+            catalog: Arc::new(catalog),
+            models: cli.models.clone(),
+            jwt: config.jwt.clone(),
+            rate_limits: config.rate_limits.clone(),
+            limits: config.limits.clone(),
+            embedding_cache_bytes: config.embedding_cache_bytes,
+            result_cache_bytes: config.result_cache_bytes,
+            shopify: config.shopify.clone(),
+            read_mode: ReadMode::AsApplied,
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        svc.check_webhooks()
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        dartmouth_server::serve(config, Arc::new(svc)).await
+    })
+}
+
+/// `30s`, `15m`, `1h`, `7d` in milliseconds.
+fn parse_duration(text: &str) -> Result<i64> {
+    let (n, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: i64 = n
+        .parse()
+        .with_context(|| format!("duration `{text}`: expected a number then s, m, h or d"))?;
+    let ms = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => bail!("duration `{text}`: the unit must be s, m, h or d"),
+    };
+    n.checked_mul(ms)
+        .with_context(|| format!("duration `{text}` is too long"))
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+pub fn run() -> Result<()> {
+    let cli = Cli::parse();
+    std::fs::create_dir_all(&cli.data_dir)
+        .with_context(|| format!("data directory {}", cli.data_dir.display()))?;
+    let catalog = Catalog::open(&cli.data_dir)
+        .with_context(|| format!("data directory {}", cli.data_dir.display()))?;
+    if let Command::Eval(args) = cli.command {
+        // Evaluation domains live in the catalog only: they are rebuilt from the collections.
+        return eval::eval_cmd(&catalog, &cli.data_dir, &cli.models, args);
+    }
+    if let Command::Serve(args) = &cli.command {
+        return serve_cmd(catalog, &cli, args);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let store = rt.block_on(open_store(&cli))?;
+    // A one-shot command: no applier task runs, so reads catch up first; no request limits
+    // (a command line is the operator's) beyond the engine's own.
+    let svc = Arc::new(
+        Service::new(ServiceConfig {
+            store,
+            catalog: Arc::new(catalog),
+            models: cli.models.clone(),
+            jwt: None,
+            rate_limits: Default::default(),
+            limits: Limits {
+                max_k: dartmouth_engine::MAX_K,
+                max_query_bytes: dartmouth_engine::MAX_QUERY_BYTES,
+                max_filter_bytes: 64 * 1024,
+                max_domains: usize::MAX,
+                ..Limits::default()
+            },
+            embedding_cache_bytes: 16 << 20,
+            result_cache_bytes: 0,
+            shopify: Vec::new(),
+            read_mode: ReadMode::CaughtUp,
+        })
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?,
+    );
+    let caller = rt
+        .block_on(svc.local_caller(cli.as_principal.as_deref()))
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let ctx = Ctx { rt, svc, caller };
+    let result = match cli.command {
+        Command::Domain { command } => admin::domain(&ctx, command),
+        Command::Index(args) => index::index(&ctx, &args),
+        Command::Search(args) => search::search_cmd(&ctx, args),
+        Command::Eval(_) | Command::Serve(_) => unreachable!("handled above"),
+        Command::Principal { command } => admin::principal(&ctx, command),
+        Command::Grant {
+            principal,
+            domain,
+            role,
+        } => admin::grant(&ctx, principal, domain, &role),
+        Command::Revoke { principal, domain } => admin::revoke(&ctx, &principal, &domain),
+        Command::Key { command } => admin::key(&ctx, command),
+        Command::Reindex { domain } => admin::reindex(&ctx, &domain),
+        Command::Audit { since, json } => admin::audit(&ctx, &since, json),
+    };
+    // Counted refusals and the like are written before the process ends.
+    ctx.rt.block_on(ctx.svc.store().close());
+    result
+}
+
+fn out() -> std::io::StdoutLock<'static> {
+    std::io::stdout().lock()
+}

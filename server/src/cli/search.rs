@@ -1,0 +1,86 @@
+//! `dartmouth search`: the service's search, its hits printed as text or as the same JSON the
+//! HTTP API answers.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use dartmouth_indexer::read_beir_queries;
+use serde_json::json;
+
+use dartmouth_server::service::{FusionInput, SearchInput};
+
+use super::{Ctx, SearchArgs, out};
+
+pub(super) fn search_cmd(ctx: &Ctx, args: SearchArgs) -> Result<()> {
+    // Checked here so a typo fails before any work, with the option's name.
+    args.fusion.fusion().context("--fusion")?;
+    let mode = args.mode.parse().context("--mode")?;
+    let input = |query: &str, collapse: bool| SearchInput {
+        query: query.to_string(),
+        domains: args.domains.clone(),
+        k: Some(args.k),
+        mode: Some(mode),
+        fusion: Some(FusionInput {
+            method: Some(args.fusion.fusion.clone()),
+            bm25_weight: args.fusion.bm25_weight,
+            vector_weight: args.fusion.vector_weight,
+            rrf_k: Some(args.fusion.rrf_k),
+        }),
+        candidates: Some(args.fusion.candidates),
+        filter: args.filter.clone(),
+        facets: args.facets.clone(),
+        collapse,
+        ..SearchInput::default()
+    };
+
+    if let Some(path) = &args.queries {
+        let mut out = std::io::BufWriter::new(out());
+        for q in read_beir_queries(path)? {
+            let found = ctx
+                .call(ctx.svc.search(&ctx.caller, input(&q.text, true)))
+                .with_context(|| format!("query {}", q.id))?;
+            writeln!(out, "{}", json!({ "query_id": q.id, "hits": found.hits }))?;
+        }
+        return Ok(());
+    }
+
+    let query = args
+        .query
+        .clone()
+        .context("give a query, or --queries FILE")?;
+    let found = ctx.call(ctx.svc.search(&ctx.caller, input(&query, args.collapse)))?;
+    let mut out = out();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string(&found)?)?;
+        return Ok(());
+    }
+    for (field, counts) in &found.facets {
+        let values: Vec<String> = counts
+            .iter()
+            .map(|c| format!("{} ({})", c.value, c.count))
+            .collect();
+        writeln!(out, "facet {field}: {}", values.join(", "))?;
+    }
+    if found.hits.is_empty() {
+        writeln!(out, "no hits")?;
+    }
+    for (i, h) in found.hits.iter().enumerate() {
+        let ranks = [("bm25", h.bm25), ("vector", h.vector)]
+            .iter()
+            .filter_map(|(n, b)| b.map(|b| format!("{n} #{}", b.rank)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        writeln!(
+            out,
+            "{:>2}. {:.4}  {}  [{}/{}]  ({ranks})",
+            i + 1,
+            h.score,
+            h.title,
+            h.domain,
+            h.chunk_id
+        )?;
+        let snippet: String = h.text.chars().take(240).collect();
+        writeln!(out, "    {}", snippet.replace('\n', " "))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,266 @@
+//! Administration: the store checks the role (a superuser, or the domain's admin).
+
+use std::sync::Arc;
+
+use dartmouth_domains::{
+    AuditEntry, Caller, Delegation, Domain, Grant, KeyInfo, KeyScope, Principal, Role,
+};
+use dartmouth_engine::DomainSettings;
+
+use super::{
+    DelegateInput, DomainInput, DomainStatsOut, GrantInput, KeyInput, NewKey, PrincipalInput,
+    ReindexOut, Service,
+};
+use crate::error::{ApiError, ApiResult, Code};
+
+impl Service {
+    pub async fn list_domains(&self, caller: &Caller) -> ApiResult<Vec<Domain>> {
+        Ok(self.store.list_domains(caller).await?)
+    }
+
+    pub async fn create_domain(
+        self: &Arc<Self>,
+        caller: &Caller,
+        input: DomainInput,
+    ) -> ApiResult<Domain> {
+        let kind = match input.embedder.as_deref().unwrap_or("minilm") {
+            "minilm" => crate::models::EmbedderKind::Minilm,
+            "openai" => crate::models::EmbedderKind::Openai,
+            "fake" => crate::models::EmbedderKind::Fake,
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "embedder: `{other}` is not one of minilm, openai, fake"
+                )));
+            }
+        };
+        let spec = crate::models::spec_for(kind, input.openai_model.as_deref(), input.dim)
+            .map_err(|e| ApiError::invalid(e.to_string()))?;
+        let mut settings = DomainSettings::new(spec);
+        if let Some(t) = input.chunk_tokens {
+            settings.chunk_tokens = t;
+        }
+        if let Some(o) = input.chunk_overlap {
+            settings.chunk_overlap = o;
+        }
+        let settings = dartmouth_views::new_domain_settings(&input.name, &settings)?;
+        let domain = self
+            .store
+            .create_domain(caller, &input.name, &input.description, &settings)
+            .await?;
+        let made = domain.clone();
+        self.blocking(move |s| Ok(s.applier().shard(&made).map(drop)?))
+            .await?;
+        Ok(domain)
+    }
+
+    pub async fn delete_domain(self: &Arc<Self>, caller: &Caller, name: &str) -> ApiResult<Domain> {
+        let domain = self.store.delete_domain(caller, name).await?;
+        let gone = domain.clone();
+        self.blocking(move |s| Ok(s.applier().remove_shard(&gone)?))
+            .await?;
+        Ok(domain)
+    }
+
+    pub async fn list_principals(&self, caller: &Caller) -> ApiResult<Vec<Principal>> {
+        Ok(self.store.list_principals(caller).await?)
+    }
+
+    pub async fn create_principal(
+        &self,
+        caller: &Caller,
+        input: PrincipalInput,
+    ) -> ApiResult<Principal> {
+        Ok(self
+            .store
+            .create_principal(caller, &input.name, input.kind)
+            .await?)
+    }
+
+    pub async fn list_grants(&self, caller: &Caller) -> ApiResult<Vec<Grant>> {
+        Ok(self.store.list_grants(caller).await?)
+    }
+
+    pub async fn grant(&self, caller: &Caller, input: GrantInput) -> ApiResult<Grant> {
+        match self
+            .store
+            .grant(caller, &input.principal, &input.domain, input.role)
+            .await
+        {
+            Ok(g) => Ok(g),
+            Err(e) => Err(self
+                .refine_denial(caller, std::slice::from_ref(&input.domain), Role::Admin, e)
+                .await),
+        }
+    }
+
+    pub async fn revoke_grant(
+        &self,
+        caller: &Caller,
+        principal: &str,
+        domain: &str,
+    ) -> ApiResult<()> {
+        match self.store.revoke_grant(caller, principal, domain).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self
+                .refine_denial(caller, &[domain.to_string()], Role::Admin, e)
+                .await),
+        }
+    }
+
+    pub async fn list_keys(&self, caller: &Caller) -> ApiResult<Vec<KeyInfo>> {
+        Ok(self.store.list_keys(caller).await?)
+    }
+
+    pub async fn create_key(&self, caller: &Caller, input: KeyInput) -> ApiResult<NewKey> {
+        let expires_at = input
+            .expires_in
+            .map(|s| dartmouth_domains::now_millis() + (s.min(10 * 365 * 86_400) as i64) * 1000);
+        let scope = KeyScope {
+            domains: input.domains,
+            role: input.role,
+            expires_at,
+        };
+        let (key, secret) = self
+            .store
+            .create_key(caller, &input.principal, scope)
+            .await?;
+        Ok(NewKey { key, secret })
+    }
+
+    /// A delegated token for `caller` acting for an end user: read-only, at most 15 minutes,
+    /// the domains both may read.
+    pub async fn delegate(&self, caller: &Caller, input: DelegateInput) -> ApiResult<Delegation> {
+        let config = self.jwt.as_ref().ok_or_else(|| {
+            ApiError::new(
+                Code::Unavailable,
+                "delegation is not configured (serve with --jwt-hs256-secret)",
+            )
+        })?;
+        if input.domains.len() > self.limits.max_domains {
+            return Err(ApiError::invalid(format!(
+                "domains: at most {} per request",
+                self.limits.max_domains
+            )));
+        }
+        Ok(self
+            .store
+            .mint_delegated(
+                config,
+                caller,
+                &input.end_user,
+                &input.domains,
+                input.ttl_seconds.unwrap_or(300),
+            )
+            .await?)
+    }
+
+    pub async fn revoke_key(&self, caller: &Caller, id: &str) -> ApiResult<()> {
+        Ok(self.store.revoke_key(caller, id).await?)
+    }
+
+    /// The caller a one-shot command acts as: the local operator (whoever can open the data
+    /// directory is the bootstrap admin), or the principal it names (`--as`).
+    pub async fn local_caller(&self, as_principal: Option<&str>) -> ApiResult<Caller> {
+        let operator = self.store.local_admin().await?;
+        Ok(match as_principal {
+            Some(name) => self.store.act_as(&operator, name).await?,
+            None => operator,
+        })
+    }
+
+    pub async fn add_member(&self, caller: &Caller, group: &str, member: &str) -> ApiResult<()> {
+        Ok(self.store.add_member(caller, group, member).await?)
+    }
+
+    /// Audit entries since `since` (milliseconds since the epoch); admins only.
+    pub async fn audit(&self, caller: &Caller, since: i64) -> ApiResult<Vec<AuditEntry>> {
+        Ok(self.store.audit_since(caller, since).await?)
+    }
+
+    /// A domain's state for its readers, its shard caught up first.
+    pub async fn domain_stats(
+        self: &Arc<Self>,
+        caller: &Caller,
+        name: &str,
+    ) -> ApiResult<DomainStatsOut> {
+        let pass = self
+            .authorize(caller, &[name.to_string()], Role::Read)
+            .await?;
+        let domain = pass
+            .domain(name)
+            .cloned()
+            .ok_or_else(|| ApiError::internal("pass without its domain"))?;
+        let shard = self
+            .blocking(move |s| {
+                let applier = s.applier();
+                applier.catch_up(&domain)?;
+                Ok(applier.shard(&domain)?.stats())
+            })
+            .await?;
+        let stored = self
+            .store
+            .domain_stats(&pass, name, dartmouth_indexer::shopify::VARIANT_KEY_PREFIX)
+            .await?;
+        let quarantined = if stored.quarantined > 0 {
+            self.store.quarantined(&pass, name).await?
+        } else {
+            Vec::new()
+        };
+        Ok(DomainStatsOut {
+            shard,
+            variants: stored.keyed,
+            stored_documents: stored.documents,
+            stored_chunks: stored.chunks,
+            last_seq: stored.last_seq,
+            last_sync: stored.last_write_at.map(format_millis),
+            quarantined,
+        })
+    }
+
+    /// Rebuilds a domain's shard from the store, without re-embedding (its admins only).
+    pub async fn reindex(self: &Arc<Self>, caller: &Caller, name: &str) -> ApiResult<ReindexOut> {
+        let pass = self
+            .authorize(caller, &[name.to_string()], Role::Admin)
+            .await?;
+        let domain = pass
+            .domain(name)
+            .cloned()
+            .ok_or_else(|| ApiError::internal("pass without its domain"))?;
+        self.blocking(move |s| {
+            let started = std::time::Instant::now();
+            let applier = s.applier();
+            let seq = applier.rebuild(&domain)?;
+            let stats = applier.shard(&domain)?.stats();
+            Ok(ReindexOut {
+                domain: domain.name.clone(),
+                documents: stats.documents,
+                chunks: stats.chunks,
+                seq,
+                seconds: started.elapsed().as_secs_f64(),
+            })
+        })
+        .await
+    }
+}
+
+/// RFC 3339 (`2026-11-29T05:00:00Z`) of milliseconds since the epoch.
+pub fn format_millis(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}

@@ -1,0 +1,334 @@
+//! What callers send and get back, the same over every adapter (HTTP JSON, gRPC messages built
+//! from these, the CLI's `--json`).
+
+use std::collections::BTreeMap;
+
+use dartmouth_domains::{KeyInfo, PrincipalKind, Role};
+use dartmouth_engine::{BranchHit, FacetCount, Mode};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FusionInput {
+    /// "weighted" (default) or "rrf".
+    #[serde(default)]
+    pub method: Option<String>,
+    #[serde(default)]
+    pub bm25_weight: Option<f32>,
+    #[serde(default)]
+    pub vector_weight: Option<f32>,
+    #[serde(default)]
+    pub rrf_k: Option<f32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchInput {
+    pub query: String,
+    /// Empty: every domain the caller may read.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    #[serde(default)]
+    pub k: Option<usize>,
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    #[serde(default)]
+    pub fusion: Option<FusionInput>,
+    #[serde(default)]
+    pub candidates: Option<usize>,
+    #[serde(default)]
+    pub filter: Option<String>,
+    #[serde(default)]
+    pub facets: Vec<String>,
+    #[serde(default)]
+    pub facet_size: Option<usize>,
+    #[serde(default)]
+    pub explain: bool,
+    /// Read your own writes: domain → the sequence its write was acknowledged with.
+    #[serde(default)]
+    pub min_seq: BTreeMap<String, u64>,
+    /// One hit per document.
+    #[serde(default)]
+    pub collapse: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HitOut {
+    pub domain: String,
+    pub doc_id: String,
+    pub chunk_id: String,
+    pub chunk_idx: u64,
+    pub title: String,
+    pub url: Option<String>,
+    pub heading: Option<String>,
+    pub text: String,
+    /// `text` around the query terms, each wrapped in `<em>…</em>`, HTML-escaped: safe to
+    /// render (the marks are its only markup).
+    pub snippet: String,
+    pub char_start: u64,
+    pub char_end: u64,
+    pub score: f32,
+    pub bm25: Option<BranchHit>,
+    pub vector: Option<BranchHit>,
+    pub model: String,
+    pub index_seq: u64,
+    pub attributes: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explain: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Totals {
+    pub documents: u64,
+    pub chunks: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchOutput {
+    pub hits: Vec<HitOut>,
+    pub total: Totals,
+    pub facets: BTreeMap<String, Vec<FacetCount>>,
+    /// The domains searched.
+    pub domains: Vec<String>,
+    pub took_ms: f64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContextInput {
+    pub query: String,
+    #[serde(default)]
+    pub domains: Vec<String>,
+    #[serde(default)]
+    pub max_tokens: Option<usize>,
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    #[serde(default)]
+    pub filter: Option<String>,
+    #[serde(default)]
+    pub min_seq: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PassageOut {
+    pub marker: usize,
+    pub domain: String,
+    pub doc_id: String,
+    pub chunk_ids: Vec<String>,
+    pub title: String,
+    pub url: Option<String>,
+    pub text: String,
+    pub char_start: u64,
+    pub char_end: u64,
+    pub score: f32,
+    pub tokens: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ContextOutput {
+    /// The passages, each headed by `[marker]` and its provenance, ready to paste into a prompt.
+    pub context: String,
+    pub passages: Vec<PassageOut>,
+    pub tokens: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChunkOut {
+    pub chunk_id: String,
+    pub idx: usize,
+    pub text: String,
+    pub char_start: u64,
+    pub char_end: u64,
+    pub heading: Option<String>,
+}
+
+/// One chunk of a document, with the document's provenance.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChunkWithDocument {
+    pub domain: String,
+    pub doc_id: String,
+    pub title: String,
+    pub url: Option<String>,
+    pub chunk: ChunkOut,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DocumentOut {
+    pub domain: String,
+    pub doc_id: String,
+    pub title: String,
+    pub url: Option<String>,
+    pub attributes: Value,
+    pub chunks: Vec<ChunkOut>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestDocument {
+    pub id: String,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub text: String,
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Filterable attributes: `{"vendor": "Acme", "price": 19.99, "tags": ["a", "b"]}`.
+    #[serde(default)]
+    pub attributes: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestInput {
+    pub documents: Vec<IngestDocument>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestOutput {
+    pub domain: String,
+    pub documents: usize,
+    pub chunks: usize,
+    /// The domain's changelog sequence this ingest was acknowledged with: pass it as
+    /// `min_seq` to read your own writes.
+    pub seq: u64,
+}
+
+/// A catalog upload's parameters (the query string, and the request's Content-Type).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogUpload {
+    /// json, csv or bulk; by default from the Content-Type (text/csv, application/jsonl),
+    /// then the body (`{`/`[`: JSON; a first line with `__typename`: bulk; else CSV).
+    #[serde(default)]
+    pub format: Option<String>,
+    /// Delete the domain's documents the catalog does not mention (only when no record failed).
+    #[serde(default)]
+    pub full_sync: bool,
+    /// The shop's address; product URLs become `<base_url>/products/<handle>`.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(skip)]
+    pub content_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainInput {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// "minilm" (default), "openai" (an OpenAI-compatible endpoint the server is configured
+    /// with; needs `openai_model` and `dim`) or "fake" (deterministic hashing, for tests).
+    #[serde(default)]
+    pub embedder: Option<String>,
+    #[serde(default)]
+    pub openai_model: Option<String>,
+    /// The vector size (openai; fake: default 384).
+    #[serde(default)]
+    pub dim: Option<usize>,
+    /// Token budget of a chunk (default 256).
+    #[serde(default)]
+    pub chunk_tokens: Option<usize>,
+    /// Tokens shared by consecutive chunks (default 32).
+    #[serde(default)]
+    pub chunk_overlap: Option<usize>,
+}
+
+/// A domain's state: its shard (on this node), its store, and what the applier quarantined.
+#[derive(Debug, Clone, Serialize)]
+pub struct DomainStatsOut {
+    #[serde(flatten)]
+    pub shard: dartmouth_engine::ShardStats,
+    /// Variants of a catalog (secondary keys `variant:`).
+    pub variants: u64,
+    pub stored_documents: u64,
+    pub stored_chunks: u64,
+    pub last_seq: u64,
+    /// When the domain was last written (RFC 3339, UTC).
+    pub last_sync: Option<String>,
+    pub quarantined: Vec<dartmouth_domains::Quarantined>,
+}
+
+/// What a rebuild of a domain's shard from the store made.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReindexOut {
+    pub domain: String,
+    pub documents: u64,
+    pub chunks: u64,
+    pub seq: u64,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalInput {
+    pub name: String,
+    pub kind: PrincipalKind,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantInput {
+    pub principal: String,
+    pub domain: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyInput {
+    pub principal: String,
+    #[serde(default)]
+    pub domains: Option<Vec<String>>,
+    /// Seconds from now.
+    #[serde(default)]
+    pub expires_in: Option<u64>,
+    /// The highest role the key may use (default: the creating credential's).
+    #[serde(default)]
+    pub role: Option<Role>,
+}
+
+/// A delegated token's request: the end user an agent acts for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DelegateInput {
+    pub end_user: String,
+    /// Narrow to these domains (default: every domain both may read).
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// 1 to 900 seconds (default 300).
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NewKey {
+    pub key: KeyInfo,
+    /// Shown once; only its SHA-256 is stored.
+    pub secret: String,
+}
+
+/// What a Shopify webhook delivery's headers say besides its signature.
+#[derive(Debug, Clone, Default)]
+pub struct ShopifyDelivery {
+    /// `X-Shopify-Topic`.
+    pub topic: Option<String>,
+    /// `X-Shopify-Webhook-Id`: the same for every retry of one delivery.
+    pub id: Option<String>,
+}
+
+/// Files to index into a domain (`dartmouth index`).
+pub struct FileIndex {
+    pub paths: Vec<std::path::PathBuf>,
+    pub options: dartmouth_indexer::SourceOptions,
+    /// Documents per atomic batch.
+    pub batch_docs: usize,
+    /// Delete what the files do not mention (only when no record failed).
+    pub full_sync: bool,
+    /// Check every record first; write nothing when any fails.
+    pub strict: bool,
+    pub progress: dartmouth_indexer::Progress,
+    /// Called with each batch's acknowledged sequence.
+    pub on_ack: Option<Box<dyn Fn(u64) + Send + Sync>>,
+}

@@ -1,0 +1,362 @@
+//! Stored documents and chunks (readers), and writes through the store (writers): the JSON
+//! ingest's whole-request validation, and the indexing job every write path runs.
+
+use std::sync::Arc;
+
+use dartmouth_domains::{Caller, Domain, Pass, Role, StoredDocument};
+use dartmouth_engine::DomainSettings;
+use dartmouth_indexer::{
+    Chunker, IndexJob, IndexSummary, Item, Progress, Reusable, Sink, SinkOp, SourceDoc,
+    SourceReader,
+};
+use dartmouth_views::StoreSink;
+use serde_json::Value;
+
+use super::{
+    ChunkOut, ChunkWithDocument, DocumentOut, FileIndex, IngestInput, IngestOutput, Service,
+};
+use crate::cache::Weigh;
+use crate::error::{ApiError, ApiResult, Code};
+
+impl Service {
+    pub async fn document(
+        &self,
+        caller: &Caller,
+        domain: &str,
+        id: &str,
+    ) -> ApiResult<DocumentOut> {
+        let pass = self
+            .authorize(caller, &[domain.to_string()], Role::Read)
+            .await?;
+        let doc = self
+            .store
+            .document(&pass, domain, id)
+            .await?
+            .ok_or_else(|| {
+                ApiError::new(
+                    Code::NotFound,
+                    format!(
+                        "document `{}` does not exist in domain `{domain}`",
+                        dartmouth_domains::names::shown(id)
+                    ),
+                )
+            })?;
+        Ok(document_out(domain, doc))
+    }
+
+    /// The `idx`th chunk of a document (the same access rules as [`Service::document`]).
+    pub async fn chunk(
+        &self,
+        caller: &Caller,
+        domain: &str,
+        id: &str,
+        idx: usize,
+    ) -> ApiResult<ChunkWithDocument> {
+        let doc = self.document(caller, domain, id).await?;
+        let chunk = doc.chunks.into_iter().nth(idx).ok_or_else(|| {
+            ApiError::new(
+                Code::NotFound,
+                format!(
+                    "chunk {idx} does not exist in document `{}`",
+                    dartmouth_domains::names::shown(id)
+                ),
+            )
+        })?;
+        Ok(ChunkWithDocument {
+            domain: doc.domain,
+            doc_id: doc.doc_id,
+            title: doc.title,
+            url: doc.url,
+            chunk,
+        })
+    }
+
+    pub async fn ingest(
+        self: &Arc<Self>,
+        caller: &Caller,
+        domain: &str,
+        input: IngestInput,
+    ) -> ApiResult<IngestOutput> {
+        if input.documents.is_empty() || input.documents.len() > self.limits.max_ingest_documents {
+            return Err(ApiError::invalid(format!(
+                "documents: send 1 to {} per request, got {}",
+                self.limits.max_ingest_documents,
+                input.documents.len()
+            )));
+        }
+        let bytes: usize = input
+            .documents
+            .iter()
+            .map(|d| {
+                d.id.len()
+                    + d.title.len()
+                    + d.text.len()
+                    + d.url.as_ref().map_or(0, String::len)
+                    + d.attributes
+                        .iter()
+                        .map(|(k, v)| k.len() + v.weight())
+                        .sum::<usize>()
+            })
+            .sum();
+        if bytes > self.limits.max_batch_bytes {
+            return Err(ApiError::new(
+                Code::PayloadTooLarge,
+                format!(
+                    "documents: {bytes} bytes of content; the limit is {} per request",
+                    self.limits.max_batch_bytes
+                ),
+            ));
+        }
+        let mut sources = Vec::with_capacity(input.documents.len());
+        for (i, d) in input.documents.into_iter().enumerate() {
+            let place = format!("documents[{i}]");
+            let mut attributes = dartmouth_engine::Attributes::new();
+            for (name, value) in &d.attributes {
+                let values = match value {
+                    Value::Array(items) => items.clone(),
+                    other => vec![other.clone()],
+                };
+                let parsed = values
+                    .iter()
+                    .map(|v| dartmouth_engine::AttrValue::from_json(name, v))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| ApiError::invalid(format!("{place}.attributes.{name}: {e}")))?;
+                attributes.insert(name.clone(), parsed);
+            }
+            // The one validator, on the whole batch before anything is written: a request
+            // with one bad document stores nothing.
+            dartmouth_engine::validate::check_fields(
+                &d.id,
+                &d.title,
+                d.url.as_deref(),
+                &d.text,
+                &attributes,
+            )
+            .map_err(|e| ApiError::invalid(format!("{place}.{e}")))?;
+            sources.push(SourceDoc {
+                id: d.id,
+                title: d.title,
+                text: d.text,
+                url: d.url,
+                format: dartmouth_indexer::Format::Text,
+                place,
+                attributes,
+                source: None,
+                keys: Vec::new(),
+            });
+        }
+        let pass = self
+            .authorize(caller, &[domain.to_string()], Role::Write)
+            .await?;
+        let domain_row: Domain = pass
+            .domain(domain)
+            .cloned()
+            .ok_or_else(|| ApiError::internal("pass without its domain"))?;
+        let name = domain.to_string();
+        self.blocking(move |s| {
+            let summary =
+                s.index_items(pass, domain_row, sources.into_iter().map(Ok), true, false)?;
+            Ok(IngestOutput {
+                domain: name,
+                documents: summary.documents,
+                chunks: summary.chunks,
+                seq: summary.applied_seq,
+            })
+        })
+        .await
+    }
+
+    /// Runs an indexing job into `domain` (which `pass` opens for writing) through the store.
+    pub(super) fn index_items<T: Into<Item>>(
+        &self,
+        pass: Pass,
+        domain: Domain,
+        items: impl IntoIterator<Item = dartmouth_indexer::Result<T>, IntoIter: Send>,
+        stop_on_error: bool,
+        full_sync: bool,
+    ) -> ApiResult<IndexSummary> {
+        let job = JobOptions {
+            stop_on_error,
+            full_sync,
+            ..JobOptions::default()
+        };
+        self.with_job(pass, domain, &job, |job| {
+            Ok(job.run(items, &Progress::hidden())?)
+        })
+    }
+
+    /// Runs `run` with an indexing job into `domain` (which `pass` opens for writing) through
+    /// the store: the one way every write path — JSON ingest, catalogs, webhooks, files —
+    /// indexes.
+    fn with_job<T>(
+        &self,
+        pass: Pass,
+        domain: Domain,
+        options: &JobOptions<'_>,
+        run: impl FnOnce(IndexJob<'_>) -> ApiResult<T>,
+    ) -> ApiResult<T> {
+        let applier = self.applier();
+        let sink = StoreSink::open(&applier, pass, domain)?;
+        let settings: DomainSettings = sink.settings().clone();
+        let embedder = self.embedder(&settings.model)?;
+        let sizer = self
+            .models
+            .sizer_for(&settings.model)
+            .map_err(|e| ApiError::new(Code::Unavailable, format!("tokenizer: {e}")))?;
+        let sink: Arc<dyn Sink + '_> = match options.on_ack {
+            Some(on_ack) => Arc::new(Acked {
+                inner: sink,
+                on_ack,
+            }),
+            None => Arc::new(sink),
+        };
+        run(IndexJob {
+            sink,
+            embedder: embedder.as_ref(),
+            chunker: Chunker::new(sizer, settings.chunk_tokens, settings.chunk_overlap),
+            batch_docs: options.batch_docs,
+            stop_on_error: options.stop_on_error,
+            full_sync: options.full_sync,
+        })
+    }
+
+    /// Indexes files (Markdown, HTML, text, PDF, JSON records, Shopify exports and webhook
+    /// payloads) into `domain`, as `dartmouth index` does.
+    pub async fn index_files(
+        self: &Arc<Self>,
+        caller: &Caller,
+        domain: &str,
+        files: FileIndex,
+    ) -> ApiResult<IndexSummary> {
+        let pass = self
+            .authorize(caller, &[domain.to_string()], Role::Write)
+            .await?;
+        let target = pass
+            .domain(domain)
+            .cloned()
+            .ok_or_else(|| ApiError::internal("pass without its domain"))?;
+        self.blocking(move |s| {
+            let open = || {
+                SourceReader::open_with(&files.paths, files.options.clone()).map_err(ApiError::from)
+            };
+            let options = JobOptions {
+                stop_on_error: false,
+                full_sync: files.full_sync,
+                batch_docs: files.batch_docs,
+                on_ack: files.on_ack.as_deref(),
+            };
+            s.with_job(pass, target, &options, |job| {
+                if files.strict {
+                    let failures = job.check(open()?);
+                    if !failures.is_empty() {
+                        let shown: Vec<&str> =
+                            failures.iter().take(20).map(String::as_str).collect();
+                        return Err(ApiError::invalid(format!(
+                            "--strict: {} records are malformed; nothing was written:\n  {}",
+                            failures.len(),
+                            shown.join("\n  ")
+                        )));
+                    }
+                }
+                Ok(job.run(open()?, &files.progress)?)
+            })
+        })
+        .await
+    }
+}
+
+/// How an indexing job runs.
+struct JobOptions<'a> {
+    stop_on_error: bool,
+    full_sync: bool,
+    batch_docs: usize,
+    /// Called with each batch's acknowledged sequence.
+    on_ack: Option<&'a (dyn Fn(u64) + Send + Sync)>,
+}
+
+impl Default for JobOptions<'_> {
+    fn default() -> Self {
+        JobOptions {
+            stop_on_error: false,
+            full_sync: false,
+            batch_docs: 64,
+            on_ack: None,
+        }
+    }
+}
+
+/// A sink that reports each acknowledged batch (`dartmouth index --print-acks`).
+struct Acked<'a, S> {
+    inner: S,
+    on_ack: &'a (dyn Fn(u64) + Send + Sync),
+}
+
+impl<S: Sink> Sink for Acked<'_, S> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn settings(&self) -> &DomainSettings {
+        self.inner.settings()
+    }
+
+    fn acknowledged(&self) -> u64 {
+        self.inner.acknowledged()
+    }
+
+    fn write(&self, model_id: &str, ops: Vec<SinkOp>) -> dartmouth_indexer::Result<u64> {
+        let seq = self.inner.write(model_id, ops)?;
+        (self.on_ack)(seq);
+        Ok(seq)
+    }
+
+    fn finish(&self) -> dartmouth_indexer::Result<()> {
+        self.inner.finish()
+    }
+
+    fn reusable(
+        &self,
+        ids: &[String],
+    ) -> dartmouth_indexer::Result<std::collections::HashMap<String, Reusable>> {
+        self.inner.reusable(ids)
+    }
+
+    fn by_key(&self, key: &str) -> dartmouth_indexer::Result<Option<(String, Option<String>)>> {
+        self.inner.by_key(key)
+    }
+
+    fn document_ids(&self) -> dartmouth_indexer::Result<Option<Vec<String>>> {
+        self.inner.document_ids()
+    }
+
+    fn sources(
+        &self,
+        ids: &[String],
+    ) -> dartmouth_indexer::Result<std::collections::HashMap<String, String>> {
+        self.inner.sources(ids)
+    }
+}
+
+fn document_out(domain: &str, doc: StoredDocument) -> DocumentOut {
+    let chunks = doc
+        .chunks
+        .into_iter()
+        .enumerate()
+        .map(|(idx, c)| ChunkOut {
+            chunk_id: format!("{}#{idx}", doc.external_id),
+            idx,
+            text: c.text,
+            char_start: c.char_start,
+            char_end: c.char_end,
+            heading: c.heading,
+        })
+        .collect();
+    DocumentOut {
+        domain: domain.to_string(),
+        doc_id: doc.external_id,
+        title: doc.title,
+        url: doc.url,
+        attributes: doc.attributes,
+        chunks,
+    }
+}

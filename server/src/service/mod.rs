@@ -1,0 +1,331 @@
+//! The service layer every adapter calls — HTTP (`http.rs`), gRPC (`grpc.rs`) and the CLI
+//! (`cli.rs`). Adapters only decode, call one method with the authenticated caller, and encode;
+//! everything else — rate limits, request limits, access, caching, embedding, searching, context
+//! packing, indexing, administration — happens here, once.
+//!
+//! - `contract.rs`: the request and response types (one hit type for every adapter).
+//! - `search.rs`: search, context packs, the caches.
+//! - `documents.rs`: stored documents and chunks, and writes (JSON ingest, files).
+//! - `catalog.rs`: Shopify catalog uploads and signed webhooks.
+//! - `admin.rs`: domains, principals, grants, keys, delegation, stats, audit, reindex.
+//! - `apply.rs`: the applier tick and read-your-writes.
+
+mod admin;
+mod apply;
+mod catalog;
+mod contract;
+mod documents;
+mod search;
+
+pub use admin::format_millis;
+pub use contract::*;
+pub use search::{estimate_tokens, pack_context};
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use dartmouth_domains::{Caller, JwtConfig, Pass, Role, Store};
+use dartmouth_engine::{Catalog, Embedder, ModelSpec};
+use dartmouth_views::Applier;
+use tokio::runtime::Handle;
+
+use crate::cache::Cache;
+use crate::error::{ApiError, ApiResult, Code};
+use crate::metrics::Metrics;
+use crate::models::ModelArgs;
+use crate::shopify::ShopifyWebhook;
+use crate::throttle::{RateLimits, Throttle};
+
+/// Request limits, checked before any work.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_k: usize,
+    pub max_query_bytes: usize,
+    pub max_filter_bytes: usize,
+    pub max_domains: usize,
+    pub max_context_tokens: usize,
+    pub max_ingest_documents: usize,
+    /// Bytes of ids, titles, texts, urls and attributes in one ingest request.
+    pub max_batch_bytes: usize,
+    /// A webhook's body, checked before its signature is computed.
+    pub max_webhook_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 8 * 1024 * 1024,
+            max_k: 100,
+            max_query_bytes: 4096,
+            max_filter_bytes: 4096,
+            max_domains: 64,
+            max_context_tokens: 16_000,
+            max_ingest_documents: 1000,
+            max_batch_bytes: 8 * 1024 * 1024,
+            max_webhook_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// When reads see writes: a serving node's applier task tails the changelog, so reads take the
+/// shards as applied; a one-shot command (the CLI) has no such task and catches up first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadMode {
+    #[default]
+    AsApplied,
+    CaughtUp,
+}
+
+pub struct ServiceConfig {
+    pub store: Store,
+    pub catalog: Arc<Catalog>,
+    pub models: ModelArgs,
+    pub jwt: Option<JwtConfig>,
+    pub rate_limits: RateLimits,
+    pub limits: Limits,
+    /// Bytes the query-embedding cache may hold (0: off).
+    pub embedding_cache_bytes: usize,
+    /// Bytes the result cache may hold (0: off).
+    pub result_cache_bytes: usize,
+    /// Domains that take Shopify webhooks.
+    pub shopify: Vec<ShopifyWebhook>,
+    pub read_mode: ReadMode,
+}
+
+pub struct Service {
+    store: Store,
+    catalog: Arc<Catalog>,
+    models: ModelArgs,
+    embedders: Mutex<HashMap<String, Arc<dyn Embedder>>>,
+    jwt: Option<JwtConfig>,
+    throttle: Throttle,
+    pub limits: Limits,
+    pub metrics: Metrics,
+    /// What catch-ups quarantined and rebuilt, on every path (read into `metrics`).
+    applier_events: dartmouth_views::ApplierEvents,
+    /// Query embeddings, keyed by the caller's scope (the domains it may read), model and text.
+    embed_cache: Cache<Vec<f32>>,
+    /// Search results, keyed by scope, each domain's applied sequence and the request.
+    result_cache: Cache<SearchOutput>,
+    ready: AtomicBool,
+    /// The local operator, which the applier lists domains as (looked up once).
+    operator: OnceLock<Caller>,
+    /// Webhook-enabled domains by name.
+    webhooks: HashMap<String, ShopifyWebhook>,
+    /// One Shopify job at a time per domain: an inventory update re-renders the stored product,
+    /// so two concurrent ones (two variants of a product selling out together) would each
+    /// write the product with only its own change.
+    shopify_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    read_mode: ReadMode,
+}
+
+impl Service {
+    pub fn new(config: ServiceConfig) -> ApiResult<Service> {
+        Ok(Service {
+            store: config.store,
+            catalog: config.catalog,
+            models: config.models,
+            embedders: Mutex::new(HashMap::new()),
+            jwt: config.jwt,
+            throttle: Throttle::new(config.rate_limits)?,
+            limits: config.limits,
+            metrics: Metrics::new(),
+            applier_events: dartmouth_views::ApplierEvents::default(),
+            embed_cache: Cache::new(config.embedding_cache_bytes),
+            result_cache: Cache::new(config.result_cache_bytes),
+            ready: AtomicBool::new(false),
+            operator: OnceLock::new(),
+            webhooks: config
+                .shopify
+                .into_iter()
+                .map(|h| (h.domain.clone(), h))
+                .collect(),
+            shopify_locks: Mutex::new(HashMap::new()),
+            read_mode: config.read_mode,
+        })
+    }
+
+    fn applier(&self) -> Applier<'_> {
+        Applier {
+            store: &self.store,
+            catalog: &self.catalog,
+            runtime: Handle::current(),
+            events: Some(&self.applier_events),
+        }
+    }
+
+    /// The metrics in Prometheus' text format, with the applier's counts brought up to date.
+    pub fn render_metrics(&self) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.metrics.sync_applier(
+            self.applier_events.quarantined.load(Relaxed),
+            self.applier_events.rebuilt.load(Relaxed),
+        );
+        self.metrics.render()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// The caller a bearer credential stands for (an API key `dk_…` or a JWT), then the
+    /// principal's rate limit. Both transports call this and only this.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> ApiResult<Caller> {
+        let outcome = self.authenticate_inner(authorization).await;
+        if let Err(e) = &outcome {
+            self.metrics.denied(e.code);
+        }
+        let caller = outcome?;
+        self.rate_limit(&caller)?;
+        Ok(caller)
+    }
+
+    /// The principal's rate limit (one budget for HTTP, gRPC and webhooks).
+    fn rate_limit(&self, caller: &Caller) -> ApiResult<()> {
+        self.throttle
+            .principal(caller.name())
+            .inspect_err(|e| self.metrics.denied(e.code))
+    }
+
+    /// The client address's rate limit: spent by every request before anything else is done
+    /// with it (authentication, its audit, a webhook's HMAC), so unauthenticated floods stop
+    /// here.
+    pub fn throttle_address(&self, ip: Option<std::net::IpAddr>) -> ApiResult<()> {
+        self.throttle
+            .address(ip)
+            .inspect_err(|e| self.metrics.denied(e.code))
+    }
+
+    /// Housekeeping the server runs now and then: idle rate-limit budgets forgotten, counted
+    /// authentication failures written to the audit log.
+    pub async fn tidy(&self) {
+        self.throttle.tidy();
+        if let Err(e) = self.store.flush_audit().await {
+            tracing::warn!(error = %e, "audit flush");
+        }
+    }
+
+    async fn authenticate_inner(&self, authorization: Option<&str>) -> ApiResult<Caller> {
+        let header = authorization.ok_or_else(|| {
+            ApiError::new(
+                Code::Unauthenticated,
+                "missing credentials: send `Authorization: Bearer <key or token>`",
+            )
+        })?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::new(
+                    Code::Unauthenticated,
+                    "authorization: expected `Bearer <key or token>`",
+                )
+            })?;
+        if token.starts_with("dk_") {
+            return Ok(self.store.authenticate_key(token).await?);
+        }
+        match &self.jwt {
+            Some(config) => Ok(self.store.authenticate_jwt(config, token).await?),
+            None => Err(ApiError::new(
+                Code::Unauthenticated,
+                "invalid credentials (no JWT issuer is configured; use an API key)",
+            )),
+        }
+    }
+
+    async fn authorize(&self, caller: &Caller, domains: &[String], role: Role) -> ApiResult<Pass> {
+        if domains.len() > self.limits.max_domains {
+            return Err(ApiError::invalid(format!(
+                "domains: at most {} per request",
+                self.limits.max_domains
+            )));
+        }
+        match self.store.authorize(caller, domains, role).await {
+            Ok(pass) => Ok(pass),
+            Err(e) => {
+                let e = self.refine_denial(caller, domains, role, e).await;
+                self.metrics.denied(e.code);
+                Err(e)
+            }
+        }
+    }
+
+    /// A caller refused a role on domains it can read learns that it lacks the role (403);
+    /// otherwise the answer stays that of a missing domain (404), revealing nothing.
+    async fn refine_denial(
+        &self,
+        caller: &Caller,
+        domains: &[String],
+        role: Role,
+        e: dartmouth_domains::Error,
+    ) -> ApiError {
+        // Only a missing domain is refined (not a missing principal, say).
+        if !e.is_missing_domain() || role == Role::Read || domains.is_empty() {
+            return e.into();
+        }
+        match self.store.authorize(caller, domains, Role::Read).await {
+            Ok(_) => ApiError::new(
+                Code::PermissionDenied,
+                format!(
+                    "principal `{}` may not {} {}",
+                    caller.name(),
+                    if role == Role::Admin {
+                        "administer"
+                    } else {
+                        "write to"
+                    },
+                    domains.join(", ")
+                ),
+            ),
+            Err(_) => e.into(),
+        }
+    }
+
+    fn embedder(&self, spec: &ModelSpec) -> ApiResult<Arc<dyn Embedder>> {
+        let mut map = self.embedders.lock().map_err(ApiError::internal)?;
+        if let Some(e) = map.get(&spec.id) {
+            return Ok(Arc::clone(e));
+        }
+        let e: Arc<dyn Embedder> = Arc::from(self.models.embedder_for(spec).map_err(|e| {
+            tracing::warn!(error = %e, model = %spec.id, "embedder unavailable");
+            ApiError::new(
+                Code::Unavailable,
+                format!("the model `{}` is unavailable (logged)", spec.id),
+            )
+        })?);
+        map.insert(spec.id.clone(), Arc::clone(&e));
+        Ok(e)
+    }
+
+    /// Runs CPU-bound or blocking work off the async workers.
+    async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Service) -> ApiResult<T> + Send + 'static,
+    ) -> ApiResult<T> {
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || f(&this))
+            .await
+            .map_err(ApiError::internal)?
+    }
+
+    /// Readiness: the store answers.
+    pub async fn check_ready(&self) -> ApiResult<()> {
+        if !self.is_ready() {
+            return Err(ApiError::new(Code::Unavailable, "starting"));
+        }
+        self.store.ping().await?;
+        Ok(())
+    }
+}

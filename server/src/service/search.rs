@@ -1,0 +1,498 @@
+//! Search and context packs: limits, access, the result and query-embedding caches, the
+//! embedding overlapped with the BM25 branch, snippets, explanations.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use dartmouth_domains::{Caller, Pass, Role};
+use dartmouth_engine::{
+    BranchHit, Embedding, FacetCount, Filter, Fusion, MAX_K, Mode, ModelSpec, SearchRequest,
+};
+use serde_json::Value;
+
+use dartmouth_views::Reader;
+
+use super::{
+    ContextInput, ContextOutput, FusionInput, HitOut, PassageOut, ReadMode, SearchInput,
+    SearchOutput, Service, Totals,
+};
+use crate::cache::Weigh;
+use crate::error::{ApiError, ApiResult};
+
+impl Service {
+    fn check_search(&self, input: &SearchInput) -> ApiResult<()> {
+        let l = &self.limits;
+        if input.query.len() > l.max_query_bytes {
+            return Err(ApiError::invalid(format!(
+                "query: {} bytes; the limit is {}",
+                input.query.len(),
+                l.max_query_bytes
+            )));
+        }
+        if let Some(k) = input.k
+            && (k == 0 || k > l.max_k.min(MAX_K))
+        {
+            return Err(ApiError::invalid(format!(
+                "k: must be 1 to {}, got {k}",
+                l.max_k.min(MAX_K)
+            )));
+        }
+        if let Some(f) = &input.filter
+            && f.len() > l.max_filter_bytes
+        {
+            return Err(ApiError::invalid(format!(
+                "filter: {} bytes; the limit is {}",
+                f.len(),
+                l.max_filter_bytes
+            )));
+        }
+        if input.facets.len() > dartmouth_engine::MAX_FACETS {
+            return Err(ApiError::invalid(format!(
+                "facets: at most {} per request, got {}",
+                dartmouth_engine::MAX_FACETS,
+                input.facets.len()
+            )));
+        }
+        let max_name = dartmouth_engine::validate::MAX_ATTR_NAME_BYTES;
+        if let Some((i, f)) = input
+            .facets
+            .iter()
+            .enumerate()
+            .find(|(_, f)| f.len() > max_name)
+        {
+            return Err(ApiError::invalid(format!(
+                "facets[{i}]: {} bytes; an attribute name is at most {max_name}",
+                f.len()
+            )));
+        }
+        if input.min_seq.len() > l.max_domains {
+            return Err(ApiError::invalid(format!(
+                "min_seq: at most {} domains per request",
+                l.max_domains
+            )));
+        }
+        Ok(())
+    }
+
+    pub async fn search(
+        self: &Arc<Self>,
+        caller: &Caller,
+        input: SearchInput,
+    ) -> ApiResult<SearchOutput> {
+        let started = Instant::now();
+        self.check_search(&input)?;
+        let pass = self.authorize(caller, &input.domains, Role::Read).await?;
+        self.read_your_writes(&pass, &input.min_seq).await?;
+        let reader = self.reader(pass).await?;
+        let mut out = self.search_reader(reader, &input).await?;
+        out.took_ms = started.elapsed().as_secs_f64() * 1e3;
+        Ok(out)
+    }
+
+    /// The shards a pass opens: as they are on a serving node (its applier tails the
+    /// changelog), caught up first for a one-shot command (see `ReadMode`).
+    async fn reader(self: &Arc<Self>, pass: Pass) -> ApiResult<Reader> {
+        match self.read_mode {
+            ReadMode::AsApplied => Ok(self.applier().reader_as_is(&pass)?),
+            ReadMode::CaughtUp => self.blocking(move |s| Ok(s.applier().reader(&pass)?)).await,
+        }
+    }
+
+    async fn search_reader(&self, reader: Reader, input: &SearchInput) -> ApiResult<SearchOutput> {
+        // Keyed by the domains' identities, never their names: a domain deleted and created
+        // again under its name shares no cache entry with the old one.
+        let scope: Vec<String> = reader.applied().map(|(id, _)| id.to_string()).collect();
+        let cache_key = format!(
+            "{:?}|{}",
+            reader.applied().collect::<Vec<_>>(),
+            serde_json::to_string(&(
+                input.query.as_str(),
+                &input.k,
+                &input.mode,
+                &input.fusion,
+                &input.candidates,
+                &input.filter,
+                &input.facets,
+                &input.facet_size,
+                input.explain,
+                input.collapse
+            ))
+            .map_err(ApiError::internal)?
+        );
+        if let Some(hit) = self.result_cache.get(&cache_key) {
+            self.metrics.cache("result", true);
+            return Ok((*hit).clone());
+        }
+        self.metrics.cache("result", false);
+        let mode = input.mode.unwrap_or_default();
+        let mut req = SearchRequest::new(input.query.clone());
+        req.mode = mode;
+        req.k = input.k.unwrap_or(10);
+        req.candidates = input.candidates.unwrap_or(100);
+        req.collapse = input.collapse;
+        req.facets = input.facets.clone();
+        req.facet_size = input.facet_size.unwrap_or(10);
+        req.fusion = fusion_of(input.fusion.as_ref())?;
+        req.filter = input
+            .filter
+            .as_deref()
+            .filter(|f| !f.trim().is_empty())
+            .map(|f| Filter::parse(f).map_err(|e| ApiError::invalid(format!("filter: {e}"))))
+            .transpose()?;
+        req.validate_parameters()?;
+        let spec = reader.model()?.cloned();
+        // A hybrid query not in the embedding cache is embedded inside the search, while its
+        // BM25 branch runs; the vector branch alone has to wait for it.
+        let mut embed_later = None;
+        if mode != Mode::Bm25
+            && let Some(spec) = &spec
+        {
+            let key = embedding_key(&scope, spec, &input.query);
+            match self.cached_embedding(&key, spec) {
+                Some(e) => req.vector = Some(e),
+                None if mode == Mode::Hybrid => embed_later = Some((self.embedder(spec)?, key)),
+                None => req.vector = Some(self.embed_query(key, spec, &input.query).await?),
+            }
+        }
+        let embedded: Arc<Mutex<Option<Vec<f32>>>> = Arc::default();
+        let explain = input.explain;
+        let fusion = req.fusion;
+        let query = input.query.clone();
+        let model = spec.map(|s| s.id).unwrap_or_default();
+        let metrics = self.metrics.clone();
+        let (slot, embed_metrics) = (Arc::clone(&embedded), self.metrics.clone());
+        let embedder = embed_later.as_ref().map(|(e, _)| Arc::clone(e));
+        let out = tokio::task::spawn_blocking(move || -> ApiResult<SearchOutput> {
+            let response = match embedder {
+                Some(embedder) => {
+                    let text = query.clone();
+                    reader.search_embedding(
+                        &req,
+                        Box::new(move || {
+                            let t = Instant::now();
+                            let e = embedder.embed_query(&text)?;
+                            embed_metrics.stage("embed", t.elapsed());
+                            if let Ok(mut slot) = slot.lock() {
+                                *slot = Some(e.values.clone());
+                            }
+                            Ok(e)
+                        }),
+                    )?
+                }
+                None => reader.search(&req)?,
+            };
+            metrics.stages(&response.timings);
+            let highlighter = dartmouth_engine::Highlighter::new(&query);
+            let hits = response
+                .hits
+                .into_iter()
+                .map(|h| HitOut {
+                    snippet: highlighter.snippet_html(&h.text, 240),
+                    explain: explain.then(|| explain_hit(&fusion, h.bm25, h.vector, h.score)),
+                    domain: h.domain,
+                    doc_id: h.doc_id,
+                    chunk_id: h.chunk_id,
+                    chunk_idx: h.chunk_idx,
+                    title: h.title,
+                    url: h.url,
+                    heading: h.heading,
+                    text: h.text,
+                    char_start: h.char_start,
+                    char_end: h.char_end,
+                    score: h.score,
+                    bm25: h.bm25,
+                    vector: h.vector,
+                    model: model.clone(),
+                    index_seq: h.index_seq,
+                    attributes: h.attributes,
+                })
+                .collect();
+            Ok(SearchOutput {
+                hits,
+                total: Totals {
+                    documents: response.filtered_documents,
+                    chunks: response.filtered_chunks,
+                },
+                facets: response.facets,
+                domains: reader.domains().map(str::to_string).collect(),
+                took_ms: 0.0,
+            })
+        })
+        .await
+        .map_err(ApiError::internal)??;
+        if let Some((_, key)) = embed_later
+            && let Some(values) = embedded.lock().map_err(ApiError::internal)?.take()
+        {
+            self.embed_cache.put(key, values);
+        }
+        self.result_cache.put(cache_key, out.clone());
+        Ok(out)
+    }
+
+    /// The query vector cached for this scope, model and text (counted as a hit or a miss).
+    fn cached_embedding(&self, key: &str, spec: &ModelSpec) -> Option<Embedding> {
+        let hit = self.embed_cache.get(key);
+        self.metrics.cache("embedding", hit.is_some());
+        hit.map(|v| Embedding {
+            model_id: spec.id.clone(),
+            values: (*v).clone(),
+        })
+    }
+
+    /// Embeds a query on the blocking pool and caches it under `key`.
+    async fn embed_query(
+        &self,
+        key: String,
+        spec: &ModelSpec,
+        query: &str,
+    ) -> ApiResult<Embedding> {
+        let embedder = self.embedder(spec)?;
+        let text = query.to_string();
+        let t = Instant::now();
+        let e = tokio::task::spawn_blocking(move || embedder.embed_query(&text))
+            .await
+            .map_err(ApiError::internal)??;
+        self.metrics.stage("embed", t.elapsed());
+        self.embed_cache.put(key, e.values.clone());
+        Ok(e)
+    }
+
+    pub async fn context(
+        self: &Arc<Self>,
+        caller: &Caller,
+        input: ContextInput,
+    ) -> ApiResult<ContextOutput> {
+        let budget = input.max_tokens.unwrap_or(1000);
+        if budget == 0 || budget > self.limits.max_context_tokens {
+            return Err(ApiError::invalid(format!(
+                "max_tokens: must be 1 to {}, got {budget}",
+                self.limits.max_context_tokens
+            )));
+        }
+        let search = SearchInput {
+            query: input.query,
+            domains: input.domains,
+            k: Some(self.limits.max_k.min(50)),
+            mode: input.mode,
+            filter: input.filter,
+            min_seq: input.min_seq,
+            ..SearchInput::default()
+        };
+        let found = self.search(caller, search).await?;
+        Ok(pack_context(found.hits, budget))
+    }
+}
+
+fn fusion_of(input: Option<&FusionInput>) -> ApiResult<Fusion> {
+    let Some(f) = input else {
+        return Ok(Fusion::default());
+    };
+    let bm25_weight = f.bm25_weight.unwrap_or(1.0);
+    Ok(match f.method.as_deref().unwrap_or("weighted") {
+        "rrf" => Fusion::Rrf {
+            k: f.rrf_k.unwrap_or(dartmouth_engine::RRF_K_DEFAULT),
+            bm25_weight,
+            vector_weight: f.vector_weight.unwrap_or(1.0),
+        },
+        "weighted" => {
+            let default_vector = match Fusion::default() {
+                Fusion::Weighted { vector_weight, .. } => vector_weight,
+                Fusion::Rrf { .. } => 1.0,
+            };
+            Fusion::Weighted {
+                bm25_weight,
+                vector_weight: f.vector_weight.unwrap_or(default_vector),
+            }
+        }
+        other => {
+            return Err(ApiError::invalid(format!(
+                "fusion.method: `{other}` is not one of weighted, rrf"
+            )));
+        }
+    })
+}
+
+fn explain_hit(
+    fusion: &Fusion,
+    bm25: Option<BranchHit>,
+    vector: Option<BranchHit>,
+    score: f32,
+) -> Value {
+    let formula = match fusion {
+        Fusion::Rrf {
+            k,
+            bm25_weight,
+            vector_weight,
+        } => format!(
+            "rrf: {bm25_weight} / ({k} + bm25.rank) + {vector_weight} / ({k} + vector.rank); a branch that missed adds 0"
+        ),
+        Fusion::Weighted {
+            bm25_weight,
+            vector_weight,
+        } => format!(
+            "weighted: {bm25_weight} × minmax(bm25.score) + {vector_weight} × minmax(vector.score) over each branch's candidates; a branch that missed adds 0"
+        ),
+    };
+    serde_json::json!({
+        "fusion": fusion,
+        "formula": formula,
+        "bm25": bm25,
+        "vector": vector,
+        "score": score,
+    })
+}
+
+/// Rough token count for an LLM prompt: one token per 4 characters (OpenAI's rule of thumb;
+/// model tokenizers differ, so budgets keep a margin).
+pub fn estimate_tokens(text: &str) -> usize {
+    text.chars().count().div_ceil(4)
+}
+
+/// Fills `budget` tokens with the best passages: hits in score order, one passage per document
+/// (chunks of the same document merged in text order, overlaps removed), each with a marker.
+pub fn pack_context(hits: Vec<HitOut>, budget: usize) -> ContextOutput {
+    struct Building {
+        score: f32,
+        first: HitOut,
+        chunks: Vec<HitOut>,
+    }
+    let mut docs: Vec<Building> = Vec::new();
+    let mut used = 0usize;
+    for hit in hits {
+        let cost = estimate_tokens(&hit.text) + 1;
+        if let Some(b) = docs
+            .iter_mut()
+            .find(|b| b.first.domain == hit.domain && b.first.doc_id == hit.doc_id)
+        {
+            // A chunk whose range the passage already covers adds nothing.
+            if b.chunks
+                .iter()
+                .any(|c| c.char_start <= hit.char_start && hit.char_end <= c.char_end)
+            {
+                continue;
+            }
+            if used + cost > budget {
+                continue;
+            }
+            used += cost;
+            b.chunks.push(hit);
+            continue;
+        }
+        let header = format!(
+            "[{}] {} ({}/{})\n",
+            docs.len() + 1,
+            hit.title,
+            hit.domain,
+            hit.doc_id
+        );
+        let cost = cost + estimate_tokens(&header);
+        if used + cost > budget {
+            continue;
+        }
+        used += cost;
+        docs.push(Building {
+            score: hit.score,
+            first: hit.clone(),
+            chunks: vec![hit],
+        });
+    }
+    let mut passages = Vec::with_capacity(docs.len());
+    let mut context = String::new();
+    for (i, mut b) in docs.into_iter().enumerate() {
+        b.chunks.sort_by_key(|c| (c.char_start, c.char_end));
+        let mut text = String::new();
+        let mut end = 0u64;
+        for c in &b.chunks {
+            if !text.is_empty() {
+                if c.char_start > end {
+                    text.push_str(" … ");
+                } else {
+                    // Overlapping neighbours: keep only the part after what is already there.
+                    let skip = (end - c.char_start) as usize;
+                    text.extend(c.text.chars().skip(skip));
+                    end = end.max(c.char_end);
+                    continue;
+                }
+            }
+            text.push_str(&c.text);
+            end = end.max(c.char_end);
+        }
+        let marker = i + 1;
+        let first = &b.first;
+        let mut header = format!(
+            "[{marker}] {} — {}/{}",
+            first.title, first.domain, first.doc_id
+        );
+        if let Some(url) = &first.url {
+            header.push_str(&format!(" <{url}>"));
+        }
+        context.push_str(&header);
+        context.push('\n');
+        context.push_str(&text);
+        context.push_str("\n\n");
+        passages.push(PassageOut {
+            marker,
+            domain: first.domain.clone(),
+            doc_id: first.doc_id.clone(),
+            chunk_ids: b.chunks.iter().map(|c| c.chunk_id.clone()).collect(),
+            title: first.title.clone(),
+            url: first.url.clone(),
+            tokens: estimate_tokens(&text),
+            char_start: b.chunks.first().map_or(0, |c| c.char_start),
+            char_end: end,
+            score: b.score,
+            text,
+        });
+    }
+    let tokens = estimate_tokens(&context);
+    ContextOutput {
+        context,
+        passages,
+        tokens,
+    }
+}
+
+/// The query-embedding cache's key: the caller's scope (never shared across scopes), the model
+/// and the text.
+fn embedding_key(scope: &[String], spec: &ModelSpec, query: &str) -> String {
+    format!("{scope:?}|{}|{query}", spec.id)
+}
+
+impl Weigh for HitOut {
+    fn weight(&self) -> usize {
+        size_of::<HitOut>()
+            + [
+                &self.domain,
+                &self.doc_id,
+                &self.chunk_id,
+                &self.title,
+                &self.text,
+                &self.snippet,
+                &self.model,
+            ]
+            .iter()
+            .map(|s| s.capacity())
+            .sum::<usize>()
+            + self.url.weight()
+            + self.heading.weight()
+            + self.attributes.weight()
+            + self.explain.as_ref().map_or(0, Weigh::weight)
+    }
+}
+
+impl Weigh for SearchOutput {
+    fn weight(&self) -> usize {
+        size_of::<SearchOutput>()
+            + self.hits.iter().map(Weigh::weight).sum::<usize>()
+            + self
+                .facets
+                .iter()
+                .map(|(name, counts)| {
+                    name.capacity()
+                        + counts.len() * size_of::<FacetCount>()
+                        + counts.iter().map(|c| c.value.weight()).sum::<usize>()
+                })
+                .sum::<usize>()
+            + self.domains.iter().map(String::capacity).sum::<usize>()
+    }
+}

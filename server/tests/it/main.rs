@@ -1,0 +1,22 @@
+//! The server's integration tests: one binary, a module per concern. Each runs the real
+//! `dartmouth` binary (as a CLI or a server on loopback) over real stores and shards.
+#![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+#![allow(
+    dead_code,
+    reason = "not every module uses every helper of the support"
+)]
+
+#[path = "../../../domains/tests/it/pg.rs"]
+mod pg;
+mod support;
+
+mod access;
+mod catalog;
+mod cli;
+mod contract;
+mod crash;
+mod hardening;
+mod inputs;
+mod layering;
+mod limits;
+mod model;

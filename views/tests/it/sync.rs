@@ -1,0 +1,455 @@
+//! The catalog and document sync through a real SQLite store and shard: idempotent reruns that
+//! embed nothing, inventory webhooks that flip availability without re-embedding, full syncs
+//! that remove what is missing, filters and facets. (Parsing every Shopify shape is the
+//! indexer's own test, `indexer/tests/shopify.rs`.)
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use dartmouth_domains::{Role, Store};
+use dartmouth_engine::embed::FakeEmbedder;
+use dartmouth_engine::{Catalog, DomainSettings, Embedder, Filter, Mode, ModelSpec, SearchRequest};
+use dartmouth_indexer::{
+    Chunker, Format, IndexJob, IndexSummary, Item, Progress, Sizer, SourceOptions, SourceReader,
+};
+use dartmouth_views::{Applier, StoreSink};
+
+fn shopify(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/datasets/shopify")
+        .join(rel)
+}
+
+/// Counts what the model is asked to embed.
+struct Counting {
+    inner: FakeEmbedder,
+    texts: AtomicUsize,
+}
+
+impl Embedder for Counting {
+    fn spec(&self) -> &ModelSpec {
+        self.inner.spec()
+    }
+
+    fn embed_batch(&self, texts: &[&str]) -> dartmouth_engine::Result<Vec<Vec<f32>>> {
+        self.texts.fetch_add(texts.len(), Ordering::SeqCst);
+        self.inner.embed_batch(texts)
+    }
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    rt: tokio::runtime::Runtime,
+    store: Store,
+    catalog: Catalog,
+    embedder: Counting,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = rt
+            .block_on(Store::open(&Store::sqlite_url(dir.path())))
+            .unwrap();
+        let catalog = Catalog::open(&dir.path().join("shards")).unwrap();
+        let embedder = Counting {
+            inner: FakeEmbedder::new(32),
+            texts: AtomicUsize::new(0),
+        };
+        let settings = serde_json::to_value(DomainSettings::new(embedder.spec().clone())).unwrap();
+        rt.block_on(async {
+            let admin = store.local_admin().await.unwrap();
+            for d in ["store", "help-centre"] {
+                store.create_domain(&admin, d, "", &settings).await.unwrap();
+            }
+        });
+        World {
+            _dir: dir,
+            rt,
+            store,
+            catalog,
+            embedder,
+        }
+    }
+
+    fn applier(&self) -> Applier<'_> {
+        Applier {
+            store: &self.store,
+            catalog: &self.catalog,
+            runtime: self.rt.handle().clone(),
+            events: None,
+        }
+    }
+
+    fn index(
+        &self,
+        domain: &str,
+        paths: &[&Path],
+        opts: SourceOptions,
+        full_sync: bool,
+    ) -> IndexSummary {
+        let admin = self.rt.block_on(self.store.local_admin()).unwrap();
+        let pass = self
+            .rt
+            .block_on(self.store.authorize(&admin, &[domain.into()], Role::Write))
+            .unwrap();
+        let applier = self.applier();
+        let target = pass.domains()[0].clone();
+        let paths: Vec<PathBuf> = paths.iter().map(|p| p.to_path_buf()).collect();
+        IndexJob {
+            sink: Arc::new(StoreSink::open(&applier, pass, target).unwrap()),
+            embedder: &self.embedder,
+            chunker: Chunker::new(Sizer::ApproxChars, 256, 32),
+            batch_docs: 64,
+            stop_on_error: false,
+            full_sync,
+        }
+        .run(
+            SourceReader::open_with(&paths, opts).unwrap(),
+            &Progress::hidden(),
+        )
+        .unwrap()
+    }
+
+    fn search(
+        &self,
+        domain: &str,
+        query: &str,
+        filter: &str,
+        facets: &[&str],
+    ) -> dartmouth_engine::SearchResponse {
+        let admin = self.rt.block_on(self.store.local_admin()).unwrap();
+        let pass = self
+            .rt
+            .block_on(self.store.authorize(&admin, &[domain.into()], Role::Read))
+            .unwrap();
+        let reader = self.applier().reader(&pass).unwrap();
+        let mut req = SearchRequest::new(query);
+        req.mode = Mode::Hybrid;
+        // Query vectors are not counted: only what indexing embeds is.
+        req.vector = Some(self.embedder.inner.embed_query(query).unwrap());
+        req.k = 20;
+        req.collapse = true;
+        if !filter.is_empty() {
+            req.filter = Some(Filter::parse(filter).unwrap());
+        }
+        req.facets = facets.iter().map(|f| f.to_string()).collect();
+        reader.search(&req).unwrap()
+    }
+
+    fn embedded(&self) -> usize {
+        self.embedder.texts.load(Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn catalog_sync_is_idempotent_and_inventory_flips_without_embedding() {
+    let w = World::new();
+    let catalog = shopify("admin_rest/products_united_by_blue_demo.json");
+    let first = w.index("store", &[&catalog], SourceOptions::default(), false);
+    assert_eq!((first.added, first.updated, first.failed_count), (25, 0, 0));
+    let embedded = w.embedded();
+    assert!(embedded >= 25);
+    // A rerun writes and embeds nothing.
+    let again = w.index("store", &[&catalog], SourceOptions::default(), false);
+    assert_eq!((again.added, again.updated, again.unchanged), (0, 0, 25));
+    assert_eq!(w.embedded(), embedded);
+
+    // The cap's Heather Green variant (inventory item 48717910966438) sells out.
+    let cap_filter = "handle = \"5-panel-hat\"";
+    let before = w.search("store", "camp cap", cap_filter, &[]);
+    assert!(
+        before.hits[0]
+            .text
+            .contains("Heather Green (SKU 4255): 48.00 [in stock]"),
+        "{}",
+        before.hits[0].text
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let hook = tmp.path().join("inventory.json");
+    std::fs::write(
+        &hook,
+        r#"{"inventory_item_id": 48717910966438, "location_id": 5, "available": 0}"#,
+    )
+    .unwrap();
+    let s = w.index(
+        "store",
+        &[&hook],
+        SourceOptions {
+            format: Some(Format::ShopifyWebhook),
+            ..Default::default()
+        },
+        false,
+    );
+    assert_eq!((s.updated, s.embedded_chunks), (1, 0));
+    assert_eq!(w.embedded(), embedded, "a stock change re-embedded");
+    let after = w.search("store", "camp cap", cap_filter, &[]);
+    assert!(
+        after.hits[0]
+            .text
+            .contains("Heather Green (SKU 4255): 48.00 [sold out]")
+    );
+    assert!(
+        w.search(
+            "store",
+            "camp cap",
+            "handle = \"5-panel-hat\" AND available.color = \"Heather Green\"",
+            &[]
+        )
+        .hits
+        .is_empty()
+    );
+    // An update for an item no product holds is a failure with its place.
+    std::fs::write(
+        &hook,
+        r#"{"inventory_item_id": 1, "location_id": 5, "available": 3}"#,
+    )
+    .unwrap();
+    let s = w.index("store", &[&hook], SourceOptions::default(), false);
+    assert_eq!(s.failed_count, 1);
+    assert!(s.failed[0].contains("no product in the domain has inventory item 1"));
+
+    // Filters and facets over the catalog.
+    let r = w.search(
+        "store",
+        "shirt",
+        "in_stock = true AND price <= 50 AND NOT (product_type IN (\"Accessories\"))",
+        &["vendor", "product_type"],
+    );
+    assert!(!r.hits.is_empty());
+    assert_eq!(
+        r.facets["vendor"][0].value,
+        serde_json::json!("United By Blue")
+    );
+    let total: u64 = r.facets["product_type"].iter().map(|c| c.count).sum();
+    assert_eq!(total, r.filtered_documents);
+
+    // A full sync with two products keeps them and removes the other 23.
+    let two = tmp.path().join("two.json");
+    let all: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&catalog).unwrap()).unwrap();
+    std::fs::write(
+        &two,
+        serde_json::to_string(&all.as_array().unwrap()[..2]).unwrap(),
+    )
+    .unwrap();
+    let s = w.index("store", &[&two], SourceOptions::default(), true);
+    assert_eq!((s.deleted, s.unchanged + s.updated), (23, 2));
+    assert_eq!(w.search("store", "the", "", &[]).filtered_documents, 2);
+    // A products/delete webhook removes one.
+    let del = tmp.path().join("delete.json");
+    let id = all[0]["id"].as_u64().unwrap();
+    std::fs::write(&del, format!(r#"{{"id": {id}}}"#)).unwrap();
+    let s = w.index(
+        "store",
+        &[&del],
+        SourceOptions {
+            format: Some(Format::ShopifyWebhook),
+            ..Default::default()
+        },
+        false,
+    );
+    assert_eq!(s.deleted, 1);
+    assert_eq!(w.search("store", "the", "", &[]).filtered_documents, 1);
+}
+
+#[test]
+fn documents_of_every_kind_with_headings_and_ranges() {
+    let w = World::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("docs");
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::write(
+        dir.join("policies/returns.md"),
+        "# Returns\n\nReturn within 30 days.\n\n## Sale items\n\nSale items are final sale.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("shipping.html"),
+        "<html><head><title>Shipping</title><script>var secret=1;</script></head><body>\
+         <h1>Shipping</h1><p>We ship worldwide.</p><h2>Express</h2><p>Express delivery takes two days.</p></body></html>",
+    )
+    .unwrap();
+    std::fs::write(dir.join("care.txt"), "Wash cold. Tumble dry low.").unwrap();
+    // Long enough that each section is its own chunk.
+    let sections: String = ["Sizing", "Fabrics", "Laundry"]
+        .iter()
+        .map(|s| {
+            format!(
+                "<h2>{s}</h2><p>{}</p>",
+                format!("{s} advice sentence here. ").repeat(60)
+            )
+        })
+        .collect();
+    std::fs::write(
+        dir.join("guide.html"),
+        format!("<body><h1>Guide</h1>{sections}</body>"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("warranty.pdf"),
+        dartmouth_indexer::pdf::make_pdf(&[
+            &["Warranty terms"],
+            &["Two year limited warranty on all hoodies."],
+        ]),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("faq.jsonl"),
+        "{\"id\":\"faq-1\",\"question\":\"Do you gift wrap?\",\"answer\":\"Yes, for 5 dollars.\",\"topic\":\"gifts\"}\n",
+    )
+    .unwrap();
+    let s = w.index(
+        "help-centre",
+        &[&dir],
+        SourceOptions {
+            fields: dartmouth_indexer::RecordFields {
+                title: "question".into(),
+                text: "answer".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        false,
+    );
+    assert_eq!((s.added, s.failed_count), (6, 0), "{:?}", s.failed);
+    let r = w.search("help-centre", "laundry advice", "", &[]);
+    let hit = r.hits.iter().find(|h| h.doc_id == "guide.html").unwrap();
+    assert_eq!(hit.heading.as_deref(), Some("Guide > Laundry"));
+    assert!(hit.char_start > 0);
+    let r = w.search("help-centre", "express delivery", "", &[]);
+    let hit = r.hits.iter().find(|h| h.doc_id == "shipping.html").unwrap();
+    // One chunk holds the page; its text keeps the headings as Markdown.
+    assert_eq!(hit.heading.as_deref(), Some("Shipping"));
+    assert!(
+        hit.text.contains("## Express\n\nExpress delivery"),
+        "{}",
+        hit.text
+    );
+    assert_eq!(hit.title, "Shipping");
+    assert!(!hit.text.contains("secret"));
+    let r = w.search("help-centre", "sale items final", "", &[]);
+    let hit = r
+        .hits
+        .iter()
+        .find(|h| h.doc_id == "policies/returns.md")
+        .unwrap();
+    assert_eq!(hit.heading.as_deref(), Some("Returns"));
+    assert!(hit.text.contains("## Sale items"));
+    let r = w.search("help-centre", "warranty hoodies", "", &[]);
+    assert!(
+        r.hits
+            .iter()
+            .any(|h| h.doc_id == "warranty.pdf" && h.text.contains("Two year"))
+    );
+    let r = w.search("help-centre", "gift wrap", "topic = \"gifts\"", &[]);
+    assert_eq!(r.hits[0].doc_id, "faq-1");
+    assert_eq!(r.hits[0].title, "Do you gift wrap?");
+}
+
+#[test]
+fn a_bad_record_is_reported_and_the_rest_written() {
+    let w = World::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("catalog.json");
+    std::fs::write(
+        &p,
+        r#"{"products":[{"id":1,"title":"Mug","variants":[{"id":2,"price":"9.00"}]},
+                         {"id":3,"title":"Cup","variants":[{"id":4,"price":"nine"}]}]}"#,
+    )
+    .unwrap();
+    let s = w.index("store", &[&p], SourceOptions::default(), true);
+    assert_eq!((s.added, s.failed_count, s.deleted), (1, 1, 0));
+    assert!(
+        s.failed[0].contains("products[1]: variant 1: field `price`"),
+        "{:?}",
+        s.failed
+    );
+    assert!(s.notes[0].contains("full sync deleted nothing"));
+    let items: Vec<Item> = SourceReader::open(&[p], None)
+        .unwrap()
+        .filter_map(Result::ok)
+        .collect();
+    assert_eq!(items.len(), 1);
+}
+
+#[test]
+fn every_chunk_of_an_updated_product_is_found() {
+    let w = World::new();
+    let catalog = shopify("admin_rest/products_united_by_blue_demo.json");
+    w.index("store", &[&catalog], SourceOptions::default(), false);
+    let filter = "handle = \"foraker-canvas-coat\"";
+    let chunks = |mode: Mode| {
+        let admin = w.rt.block_on(w.store.local_admin()).unwrap();
+        let pass =
+            w.rt.block_on(w.store.authorize(&admin, &["store".into()], Role::Read))
+                .unwrap();
+        let reader = w.applier().reader(&pass).unwrap();
+        let mut req = SearchRequest::new("canvas coat");
+        req.mode = mode;
+        req.vector = Some(w.embedder.inner.embed_query("canvas coat").unwrap());
+        req.k = 50;
+        req.filter = Some(Filter::parse(filter).unwrap());
+        reader.search(&req).unwrap().hits.len()
+    };
+    let before = chunks(Mode::Vector);
+    assert!(before >= 2, "{before}");
+    let tmp = tempfile::tempdir().unwrap();
+    let hook = tmp.path().join("inventory.json");
+    for (n, available) in [0, 4, 0].into_iter().enumerate() {
+        std::fs::write(
+            &hook,
+            format!(r#"{{"inventory_item_id": 48717911228582, "location_id": 1, "available": {available}}}"#),
+        )
+        .unwrap();
+        let s = w.index("store", &[&hook], SourceOptions::default(), false);
+        assert_eq!(s.updated, 1);
+        assert_eq!(chunks(Mode::Vector), before, "vector, update {n}");
+        assert_eq!(chunks(Mode::Hybrid), before, "hybrid, update {n}");
+    }
+}
+
+#[test]
+fn a_stock_change_after_a_delete_does_not_resurrect_and_full_sync_needs_documents() {
+    let w = World::new();
+    let catalog = shopify("admin_rest/products_united_by_blue_demo.json");
+    w.index("store", &[&catalog], SourceOptions::default(), false);
+    let tmp = tempfile::tempdir().unwrap();
+    let delete = tmp.path().join("1-delete.json");
+    std::fs::write(&delete, r#"{"id": 8557565378726}"#).unwrap();
+    let stock = tmp.path().join("2-stock.json");
+    std::fs::write(
+        &stock,
+        r#"{"inventory_item_id": 48717910966438, "location_id": 1, "available": 3}"#,
+    )
+    .unwrap();
+    let webhooks = SourceOptions {
+        format: Some(Format::ShopifyWebhook),
+        ..Default::default()
+    };
+    let s = w.index("store", &[&delete, &stock], webhooks.clone(), false);
+    assert_eq!((s.deleted, s.updated, s.failed_count), (1, 0, 1), "{s:?}");
+    assert!(
+        s.failed[0].contains("was deleted earlier"),
+        "{:?}",
+        s.failed
+    );
+    assert_eq!(w.search("store", "the", "", &[]).filtered_documents, 24);
+    // A full sync whose input holds only stock changes deletes nothing.
+    let other = tmp.path().join("3-stock.json");
+    std::fs::write(
+        &other,
+        r#"{"inventory_item_id": 48717909655718, "location_id": 1, "available": 3}"#,
+    )
+    .unwrap();
+    let s = w.index("store", &[&other], webhooks, true);
+    assert_eq!((s.updated, s.deleted), (1, 0));
+    assert!(s.notes[0].contains("deleted nothing"), "{:?}", s.notes);
+    assert_eq!(w.search("store", "the", "", &[]).filtered_documents, 24);
+}
