@@ -31,7 +31,7 @@ pub(crate) struct Fields {
     /// Title and text, analysed together: the field BM25 searches.
     pub content: Field,
     /// Title and whole text of the document, on its first chunk only: the field document-level
-    /// BM25 searches (chunk scores pooled by max favour short tail chunks; see `search.rs`).
+    /// BM25 searches (chunk scores pooled by max favour short tail chunks; see `search/branches.rs`).
     pub document: Field,
     /// The title alone, indexed for optional title boosting, and stored.
     pub title: Field,

@@ -6,19 +6,7 @@ use std::path::{Path, PathBuf};
 
 use dartmouth_indexer::{BeirQuery, read_beir_queries};
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{place}: {message}")]
-    Bad { place: String, message: String },
-    #[error("{0}")]
-    Layout(String),
-    #[error(transparent)]
-    Indexer(#[from] dartmouth_indexer::Error),
-    #[error(transparent)]
-    Engine(#[from] dartmouth_engine::Error),
-    #[error("{0}")]
-    Other(String),
-}
+use crate::Error;
 
 /// query id -> (document id -> graded relevance > 0).
 pub type Qrels = BTreeMap<String, HashMap<String, u32>>;

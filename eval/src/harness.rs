@@ -7,7 +7,8 @@ use std::sync::Arc;
 use dartmouth_engine::{Catalog, DomainSettings, Embedder, Embedding, Mode, Shard};
 use dartmouth_indexer::{Chunker, IndexJob, Progress, Sizer, SourceReader};
 
-use crate::beir::{Collection, Error, load_collection};
+use crate::Error;
+use crate::beir::{Collection, load_collection};
 use crate::report::{DatasetReport, TuningPoint, TuningReport, checksum};
 use crate::run::{RunConfig, embed_queries, evaluate_mode};
 use crate::sweep::{Sweep, grid};
@@ -60,8 +61,7 @@ pub fn prepare_domain(
     progress: &Progress,
 ) -> Result<Arc<Shard>, Error> {
     let name = domain_name(&collection.root);
-    let corpus_sum = checksum(&[&collection.corpus])
-        .map_err(|e| Error::Other(format!("{}: {e}", collection.corpus.display())))?;
+    let corpus_sum = checksum(&[&collection.corpus])?;
     let marker_dir = data_dir.join("eval");
     let marker = marker_dir.join(format!("{name}.indexed"));
     let expected = format!("{corpus_sum} {}", embedder.spec().id);
@@ -87,10 +87,8 @@ pub fn prepare_domain(
         SourceReader::open(std::slice::from_ref(&collection.corpus), None)?,
         progress,
     )?;
-    std::fs::create_dir_all(&marker_dir)
-        .map_err(|e| Error::Other(format!("{}: {e}", marker_dir.display())))?;
-    std::fs::write(&marker, expected)
-        .map_err(|e| Error::Other(format!("{}: {e}", marker.display())))?;
+    std::fs::create_dir_all(&marker_dir).map_err(Error::io(&marker_dir))?;
+    std::fs::write(&marker, expected).map_err(Error::io(&marker))?;
     Ok(shard)
 }
 
@@ -118,7 +116,7 @@ pub fn evaluate_dataset(
         None => None,
         Some(split) => {
             if split == &options.split {
-                return Err(Error::Other(format!(
+                return Err(Error::Parameter(format!(
                     "--tune-on {split} is the reported split; tune on another one (e.g. train)"
                 )));
             }
@@ -146,7 +144,7 @@ pub fn evaluate_dataset(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
         path: root.display().to_string(),
-        checksum: checksum(&files).map_err(|e| Error::Other(e.to_string()))?,
+        checksum: checksum(&files)?,
         queries: collection.queries.len(),
         config: options.config,
         modes,
@@ -178,7 +176,7 @@ fn tune_fusion(
         });
     }
     let (best_score, best_config) =
-        best.ok_or_else(|| Error::Other("the sweep grid is empty".into()))?;
+        best.ok_or_else(|| Error::Parameter("the sweep grid is empty".into()))?;
     let best_params = points
         .iter()
         .find(|p| p.ndcg_at_10 == best_score)

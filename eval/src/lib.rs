@@ -2,13 +2,15 @@
 //! engine (never over HTTP), fusion sweeps tuned on a training split, reports.
 
 mod beir;
+mod error;
 mod harness;
 mod metrics;
 mod report;
 mod run;
 mod sweep;
 
-pub use beir::{Collection, Error, Qrels, load_collection, load_qrels};
+pub use beir::{Collection, Qrels, load_collection, load_qrels};
+pub use error::{Error, ErrorKind};
 pub use harness::{EvalOptions, domain_name, evaluate_dataset, prepare_domain, queries_file};
 pub use metrics::{
     Metrics, evaluate_query, map_at, mean, mrr_at, ndcg_at, precision_at, recall_at,

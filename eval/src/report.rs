@@ -7,6 +7,7 @@ use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::Error;
 use crate::metrics::Metrics;
 use crate::run::{ModeReport, RunConfig};
 
@@ -49,13 +50,13 @@ pub struct Report {
 }
 
 /// sha256 of the files, in order, as hex.
-pub fn checksum(files: &[&Path]) -> std::io::Result<String> {
+pub fn checksum(files: &[&Path]) -> Result<String, Error> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     for path in files {
-        let mut f = std::fs::File::open(path)?;
+        let mut f = std::fs::File::open(path).map_err(Error::io(*path))?;
         loop {
-            let n = f.read(&mut buf)?;
+            let n = f.read(&mut buf).map_err(Error::io(*path))?;
             if n == 0 {
                 break;
             }
@@ -107,12 +108,11 @@ impl Report {
     }
 
     /// Writes report.json, report.md and chart.svg into `dir`.
-    pub fn write(&self, dir: &Path) -> Result<(), String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let json = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
+    pub fn write(&self, dir: &Path) -> Result<(), Error> {
+        std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+        let json = serde_json::to_vec_pretty(self).expect("a report serialises");
         let write = |name: &str, bytes: &[u8]| {
-            std::fs::write(dir.join(name), bytes)
-                .map_err(|e| format!("{}: {e}", dir.join(name).display()))
+            std::fs::write(dir.join(name), bytes).map_err(Error::io(dir.join(name)))
         };
         write("report.json", &json)?;
         let md = format!(
@@ -126,7 +126,7 @@ impl Report {
     }
 
     /// Grouped bars: nDCG@10 per mode, per dataset.
-    fn chart(&self, path: &Path) -> Result<(), String> {
+    fn chart(&self, path: &Path) -> Result<(), Error> {
         let modes: Vec<String> = self
             .datasets
             .iter()
@@ -140,7 +140,10 @@ impl Report {
         let groups = self.datasets.len().max(1);
         let per = modes.len().max(1);
         let root = SVGBackend::new(path, (220 * groups as u32 + 160, 420)).into_drawing_area();
-        let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+        let err = |e: &dyn std::fmt::Display| Error::Chart {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
         root.fill(&WHITE).map_err(|e| err(&e))?;
         let mut chart = ChartBuilder::on(&root)
             .caption("nDCG@10 by mode", ("sans-serif", 20))
@@ -229,11 +232,12 @@ pub fn regressions(
     current: &Report,
     baseline_json: &[u8],
     max_drop: f64,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, Error> {
     let baseline: Baseline =
-        serde_json::from_slice(baseline_json).map_err(|e| format!("baseline report: {e}"))?;
-    let current_json = serde_json::to_value(current).map_err(|e| e.to_string())?;
-    let current: Baseline = serde_json::from_value(current_json).map_err(|e| e.to_string())?;
+        serde_json::from_slice(baseline_json).map_err(|e| Error::Baseline(e.to_string()))?;
+    let current_json = serde_json::to_value(current).expect("a report serialises");
+    let current: Baseline =
+        serde_json::from_value(current_json).expect("a report reads as a baseline");
     let mut out = Vec::new();
     let mut compared = 0;
     for bd in &baseline.datasets {
@@ -265,7 +269,9 @@ pub fn regressions(
         }
     }
     if compared == 0 {
-        return Err("the baseline report shares no dataset and mode with this run".into());
+        return Err(Error::Baseline(
+            "it shares no dataset and mode with this run".into(),
+        ));
     }
     Ok(out)
 }

@@ -3,6 +3,7 @@
 use dartmouth_engine::Fusion;
 use serde::Serialize;
 
+use crate::Error;
 use crate::run::RunConfig;
 
 /// One swept parameter and the values to try.
@@ -22,18 +23,18 @@ pub const PARAMETERS: &[&str] = &[
 ];
 
 impl std::str::FromStr for Sweep {
-    type Err = String;
+    type Err = Error;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, Error> {
         let (name, values) = s
             .split_once('=')
-            .ok_or_else(|| format!("--sweep `{s}`: expected NAME=V1,V2,…"))?;
+            .ok_or_else(|| Error::Parameter(format!("--sweep `{s}`: expected NAME=V1,V2,…")))?;
         let name = name.trim().to_string();
         if !PARAMETERS.contains(&name.as_str()) {
-            return Err(format!(
+            return Err(Error::Parameter(format!(
                 "--sweep `{name}`: unknown parameter (known: {})",
                 PARAMETERS.join(", ")
-            ));
+            )));
         }
         let values: Vec<String> = values
             .split(',')
@@ -41,7 +42,7 @@ impl std::str::FromStr for Sweep {
             .filter(|v| !v.is_empty())
             .collect();
         if values.is_empty() {
-            return Err(format!("--sweep `{name}`: no values"));
+            return Err(Error::Parameter(format!("--sweep `{name}`: no values")));
         }
         let sweep = Sweep { name, values };
         for v in &sweep.values {
@@ -52,13 +53,13 @@ impl std::str::FromStr for Sweep {
 }
 
 /// Sets one parameter on a configuration.
-pub fn apply(config: &mut RunConfig, name: &str, value: &str) -> Result<(), String> {
-    let number = || -> Result<f32, String> {
+pub fn apply(config: &mut RunConfig, name: &str, value: &str) -> Result<(), Error> {
+    let number = || -> Result<f32, Error> {
         value
             .parse::<f32>()
             .ok()
             .filter(|v| v.is_finite() && *v >= 0.0)
-            .ok_or_else(|| format!("{name}: `{value}` is not a number >= 0"))
+            .ok_or_else(|| Error::Parameter(format!("{name}: `{value}` is not a number >= 0")))
     };
     let (k, bw, vw) = match config.fusion {
         Fusion::Rrf {
@@ -93,17 +94,23 @@ pub fn apply(config: &mut RunConfig, name: &str, value: &str) -> Result<(), Stri
         "fusion" => match value {
             "rrf" => config.fusion = rebuild(true, k, bw, vw),
             "weighted" => config.fusion = rebuild(false, k, bw, vw),
-            other => return Err(format!("fusion: `{other}` is not rrf or weighted")),
+            other => {
+                return Err(Error::Parameter(format!(
+                    "fusion: `{other}` is not rrf or weighted"
+                )));
+            }
         },
         "candidates" => {
             config.candidates = value
                 .parse()
                 .ok()
                 .filter(|c| (1..=10_000).contains(c))
-                .ok_or_else(|| format!("candidates: `{value}` is not 1 to 10000"))?
+                .ok_or_else(|| {
+                    Error::Parameter(format!("candidates: `{value}` is not 1 to 10000"))
+                })?
         }
         "title_boost" => config.title_boost = number()?,
-        other => return Err(format!("unknown parameter `{other}`")),
+        other => return Err(Error::Parameter(format!("unknown parameter `{other}`"))),
     }
     Ok(())
 }

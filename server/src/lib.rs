@@ -1,6 +1,7 @@
-//! The query server: one service layer (`service.rs`) behind two transports, HTTP (`http.rs`,
-//! axum) and gRPC (`grpc.rs`, tonic), with one error table (`error.rs`), one auth and rate-limit
-//! path, Prometheus metrics and an applier task that tails the store's changelog.
+//! The query server: one service layer (`service/`) behind two transports, HTTP (`http.rs`,
+//! axum) and gRPC (`grpc/`, tonic), and the command line (`cli/`, in the binary), with one
+//! error table (`error.rs`), one auth and rate-limit path, Prometheus metrics and an applier
+//! task that tails the store's changelog.
 
 pub mod cache;
 pub mod codec;

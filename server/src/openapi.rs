@@ -1,5 +1,5 @@
 //! The OpenAPI 3.1 document served at `/openapi.json`, written out by hand from the routes in
-//! `http.rs` and the contract types in `service.rs` (a test checks every route is in it).
+//! `http.rs` and the contract types in `service/contract.rs` (a test checks every route is in it).
 
 use serde_json::{Value, json};
 

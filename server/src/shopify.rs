@@ -1,6 +1,7 @@
 //! Shopify over HTTP: the catalog upload's body (format detection, UTF-8, parsing into indexing
-//! items) and webhook signatures. The service (`service.rs`) runs the writes; this module only
-//! reads bytes and checks signatures, so both routes share the indexer's parsers and messages.
+//! items) and webhook signatures. The service (`service/catalog.rs`) runs the writes; this
+//! module only reads bytes and checks signatures, so both routes share the indexer's parsers and
+//! messages.
 
 use base64::Engine as _;
 use dartmouth_indexer::{Item, shopify, shopify_item};

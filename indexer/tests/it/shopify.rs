@@ -1,6 +1,6 @@
 //! Every file in `../shared/datasets/shopify/` parsed with the product and variant counts of
 //! its README, and one malformed file per format. (The sync through a store and shard is
-//! `views/tests/sync.rs`.)
+//! `views/tests/it/sync.rs`.)
 
 use std::path::PathBuf;
 

@@ -47,7 +47,7 @@ pub(super) fn eval_cmd(
     let sweeps: Vec<Sweep> = args
         .sweep
         .iter()
-        .map(|s| s.parse::<Sweep>().map_err(anyhow::Error::msg))
+        .map(|s| s.parse::<Sweep>().map_err(anyhow::Error::from))
         .collect::<Result<_>>()?;
     if !sweeps.is_empty() && args.tune_on.is_none() {
         bail!("--sweep needs --tune-on SPLIT (tuning on the reported split would overfit it)");
@@ -99,13 +99,13 @@ pub(super) fn eval_cmd(
     }
     write!(out(), "{}", report.markdown())?;
     if let Some(dir) = &args.out {
-        report.write(dir).map_err(anyhow::Error::msg)?;
+        report.write(dir)?;
         eprintln!("wrote {}/report.json, report.md, chart.svg", dir.display());
     }
     if let Some(path) = &args.baseline {
         let baseline =
             std::fs::read(path).with_context(|| format!("baseline {}", path.display()))?;
-        let dropped = regressions(&report, &baseline, args.max_drop).map_err(anyhow::Error::msg)?;
+        let dropped = regressions(&report, &baseline, args.max_drop)?;
         if !dropped.is_empty() {
             for d in &dropped {
                 eprintln!("regression: {d}");

@@ -1,5 +1,5 @@
-//! The service layer every adapter calls — HTTP (`http.rs`), gRPC (`grpc.rs`) and the CLI
-//! (`cli.rs`). Adapters only decode, call one method with the authenticated caller, and encode;
+//! The service layer every adapter calls — HTTP (`http.rs`), gRPC (`grpc/`) and the CLI
+//! (`cli/`). Adapters only decode, call one method with the authenticated caller, and encode;
 //! everything else — rate limits, request limits, access, caching, embedding, searching, context
 //! packing, indexing, administration — happens here, once.
 //!
