@@ -133,7 +133,7 @@ impl std::fmt::Display for ApiError {
 }
 
 /// The one map from the neutral kinds of the crates below to codes. (The engine's and the
-/// indexer's kinds are a subset of the views', which add the store's access classes.)
+/// indexer's kinds are a subset of the store's, which the views share: `engine_kind`.)
 impl From<dartmouth_views::ErrorKind> for Code {
     fn from(kind: dartmouth_views::ErrorKind) -> Self {
         use dartmouth_views::ErrorKind as K;
@@ -167,14 +167,13 @@ impl ApiError {
 
 impl From<dartmouth_domains::Error> for ApiError {
     fn from(e: dartmouth_domains::Error) -> Self {
-        let code = dartmouth_views::ErrorKind::from(e.kind()).into();
-        ApiError::of_kind(code, e.to_string(), true)
+        ApiError::of_kind(e.kind().into(), e.to_string(), true)
     }
 }
 
 impl From<dartmouth_engine::Error> for ApiError {
     fn from(e: dartmouth_engine::Error) -> Self {
-        let code = dartmouth_views::ErrorKind::from(e.kind()).into();
+        let code = dartmouth_views::engine_kind(e.kind()).into();
         ApiError::of_kind(code, e.to_string(), false)
     }
 }
@@ -184,7 +183,7 @@ impl From<dartmouth_indexer::Error> for ApiError {
         match e {
             dartmouth_indexer::Error::Engine(e) => e.into(),
             e => {
-                let code = dartmouth_views::ErrorKind::from(e.kind()).into();
+                let code = dartmouth_views::engine_kind(e.kind()).into();
                 ApiError::of_kind(code, e.to_string(), false)
             }
         }

@@ -23,51 +23,27 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The neutral classes of every error the views can meet, the store's included.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    BadRequest,
-    NotFound,
-    Conflict,
-    Unauthenticated,
-    Forbidden,
-    Unavailable,
-    Internal,
-}
+/// The neutral classes of every error the views can meet: the store's, whose classes include
+/// the engine's and add the access ones.
+pub use dartmouth_domains::ErrorKind;
 
-impl From<EngineKind> for ErrorKind {
-    fn from(k: EngineKind) -> Self {
-        match k {
-            EngineKind::BadRequest => ErrorKind::BadRequest,
-            EngineKind::NotFound => ErrorKind::NotFound,
-            EngineKind::Conflict => ErrorKind::Conflict,
-            EngineKind::Unavailable => ErrorKind::Unavailable,
-            EngineKind::Internal => ErrorKind::Internal,
-        }
-    }
-}
-
-impl From<dartmouth_domains::ErrorKind> for ErrorKind {
-    fn from(k: dartmouth_domains::ErrorKind) -> Self {
-        use dartmouth_domains::ErrorKind as K;
-        match k {
-            K::BadRequest => ErrorKind::BadRequest,
-            K::NotFound => ErrorKind::NotFound,
-            K::Conflict => ErrorKind::Conflict,
-            K::Unauthenticated => ErrorKind::Unauthenticated,
-            K::Forbidden => ErrorKind::Forbidden,
-            K::Unavailable => ErrorKind::Unavailable,
-            K::Internal => ErrorKind::Internal,
-        }
+/// The engine's (and so the indexer's) class of an error, among the store's.
+pub fn engine_kind(k: EngineKind) -> ErrorKind {
+    match k {
+        EngineKind::BadRequest => ErrorKind::BadRequest,
+        EngineKind::NotFound => ErrorKind::NotFound,
+        EngineKind::Conflict => ErrorKind::Conflict,
+        EngineKind::Unavailable => ErrorKind::Unavailable,
+        EngineKind::Internal => ErrorKind::Internal,
     }
 }
 
 impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Engine(e) => e.kind().into(),
-            Error::Store(e) => e.kind().into(),
-            Error::Index(e) => e.kind().into(),
+            Error::Engine(e) => engine_kind(e.kind()),
+            Error::Store(e) => e.kind(),
+            Error::Index(e) => engine_kind(e.kind()),
             Error::BadDocument { .. } | Error::Input(_) => ErrorKind::BadRequest,
             Error::Unreadable(_) => ErrorKind::Internal,
         }
