@@ -85,6 +85,7 @@ pub struct StoreSink<'a> {
     domain: Domain,
     settings: DomainSettings,
     acknowledged: AtomicU64,
+    on_ack: Option<&'a (dyn Fn(u64) + Send + Sync)>,
 }
 
 impl<'a> StoreSink<'a> {
@@ -99,7 +100,17 @@ impl<'a> StoreSink<'a> {
             domain,
             settings,
             acknowledged: AtomicU64::new(seq),
+            on_ack: None,
         })
+    }
+
+    /// Calls `f` with each batch's acknowledged sequence once the store has committed it and
+    /// the shard applied it (`dartmouth index --print-acks`).
+    pub fn on_ack(self, f: &'a (dyn Fn(u64) + Send + Sync)) -> Self {
+        StoreSink {
+            on_ack: Some(f),
+            ..self
+        }
     }
 
     fn commit_and_apply(&self, model_id: &str, ops: &[SinkOp]) -> Result<u64> {
@@ -118,6 +129,9 @@ impl<'a> StoreSink<'a> {
         ))?;
         let applied = self.applier.catch_up(&self.domain)?;
         self.acknowledged.fetch_max(applied, Ordering::AcqRel);
+        if let Some(on_ack) = self.on_ack {
+            on_ack(seq);
+        }
         Ok(seq)
     }
 }

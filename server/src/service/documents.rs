@@ -6,8 +6,7 @@ use std::sync::Arc;
 use dartmouth_domains::{Caller, Domain, Pass, Role, StoredDocument};
 use dartmouth_engine::DomainSettings;
 use dartmouth_indexer::{
-    Chunker, IndexJob, IndexSummary, Item, Progress, Reusable, Sink, SinkOp, SourceDoc,
-    SourceReader,
+    Chunker, IndexJob, IndexSummary, Item, Progress, Sink, SourceDoc, SourceReader,
 };
 use dartmouth_views::StoreSink;
 use serde_json::Value;
@@ -196,22 +195,18 @@ impl Service {
         run: impl FnOnce(IndexJob<'_>) -> ApiResult<T>,
     ) -> ApiResult<T> {
         let applier = self.applier();
-        let sink = StoreSink::open(&applier, pass, domain)?;
+        let mut sink = StoreSink::open(&applier, pass, domain)?;
+        if let Some(on_ack) = options.on_ack {
+            sink = sink.on_ack(on_ack);
+        }
         let settings: DomainSettings = sink.settings().clone();
         let embedder = self.embedder(&settings.model)?;
         let sizer = self
             .models
             .sizer_for(&settings.model)
             .map_err(|e| ApiError::new(Code::Unavailable, format!("tokenizer: {e}")))?;
-        let sink: Arc<dyn Sink + '_> = match options.on_ack {
-            Some(on_ack) => Arc::new(Acked {
-                inner: sink,
-                on_ack,
-            }),
-            None => Arc::new(sink),
-        };
         run(IndexJob {
-            sink,
+            sink: Arc::new(sink),
             embedder: embedder.as_ref(),
             chunker: Chunker::new(sizer, settings.chunk_tokens, settings.chunk_overlap),
             batch_docs: options.batch_docs,
@@ -282,58 +277,6 @@ impl Default for JobOptions<'_> {
             batch_docs: 64,
             on_ack: None,
         }
-    }
-}
-
-/// A sink that reports each acknowledged batch (`dartmouth index --print-acks`).
-struct Acked<'a, S> {
-    inner: S,
-    on_ack: &'a (dyn Fn(u64) + Send + Sync),
-}
-
-impl<S: Sink> Sink for Acked<'_, S> {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn settings(&self) -> &DomainSettings {
-        self.inner.settings()
-    }
-
-    fn acknowledged(&self) -> u64 {
-        self.inner.acknowledged()
-    }
-
-    fn write(&self, model_id: &str, ops: Vec<SinkOp>) -> dartmouth_indexer::Result<u64> {
-        let seq = self.inner.write(model_id, ops)?;
-        (self.on_ack)(seq);
-        Ok(seq)
-    }
-
-    fn finish(&self) -> dartmouth_indexer::Result<()> {
-        self.inner.finish()
-    }
-
-    fn reusable(
-        &self,
-        ids: &[String],
-    ) -> dartmouth_indexer::Result<std::collections::HashMap<String, Reusable>> {
-        self.inner.reusable(ids)
-    }
-
-    fn by_key(&self, key: &str) -> dartmouth_indexer::Result<Option<(String, Option<String>)>> {
-        self.inner.by_key(key)
-    }
-
-    fn document_ids(&self) -> dartmouth_indexer::Result<Option<Vec<String>>> {
-        self.inner.document_ids()
-    }
-
-    fn sources(
-        &self,
-        ids: &[String],
-    ) -> dartmouth_indexer::Result<std::collections::HashMap<String, String>> {
-        self.inner.sources(ids)
     }
 }
 
