@@ -198,6 +198,8 @@ fn killed_serving_loses_nothing_acknowledged_over_http() {
     // (batch token, its acknowledged sequence), over all rounds.
     let mut acked: Vec<(String, u64)> = Vec::new();
     let mut checked = 0;
+    // How many acknowledgements the rounds waited for before killing, in all.
+    let mut wanted = 0;
     let check = |server: &crate::support::Server, batches: &[(String, u64)], round: usize| {
         let Some(last) = batches.iter().map(|(_, s)| *s).max() else {
             return;
@@ -231,10 +233,12 @@ fn killed_serving_loses_nothing_acknowledged_over_http() {
         check(&server, &acked[checked..], round);
         checked = acked.len();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let acks_so_far = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let client = {
             let http = server.http.clone();
             let key = key.clone();
             let stop = std::sync::Arc::clone(&stop);
+            let acks_so_far = std::sync::Arc::clone(&acks_so_far);
             std::thread::spawn(move || {
                 let agent = ureq::Agent::config_builder()
                     .http_status_as_error(false)
@@ -264,18 +268,30 @@ fn killed_serving_loses_nothing_acknowledged_over_http() {
                     };
                     let v: Value = serde_json::from_str(&text).unwrap();
                     acks.push((token, v["seq"].as_u64().unwrap()));
+                    acks_so_far.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 acks
             })
         };
-        std::thread::sleep(Duration::from_millis(rng.random_range(30..400)));
+        // The kill lands at a random moment after the round has acknowledged a few batches
+        // (waiting for them, not for a fixed time, so a slow machine still acknowledges work),
+        // mostly in the middle of a request.
+        let want = rng.random_range(1..=3);
+        let waited = std::time::Instant::now();
+        while acks_so_far.load(std::sync::atomic::Ordering::Relaxed) < want
+            && waited.elapsed() < Duration::from_secs(30)
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        wanted += want;
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..150)));
         server.kill();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         acked.extend(client.join().unwrap());
     }
     assert!(
-        acked.len() > 50,
-        "only {} batches acknowledged",
+        acked.len() >= wanted,
+        "only {} batches acknowledged, the rounds waited for {wanted}",
         acked.len()
     );
     // After the last kill: the shard, caught up, holds exactly what the store holds.
