@@ -67,7 +67,101 @@ impl Filter {
     }
 
     /// The ordinals among `live` that match.
+    ///
+    /// Conditions on the fields of a group (a product's variants) are checked on each element:
+    /// a part of the filter (without `NOT`) whose every field belongs to one group matches a
+    /// chunk when one of its elements satisfies that whole part; an `AND` gathers its parts on
+    /// one group into one such part. So `size = "M" AND price < 50` needs one variant that is
+    /// both, `vendor = "Acme" AND size = "M"` checks the vendor on the product, and `NOT`
+    /// negates what the product matches. Chunks without the group are matched on their own
+    /// fields.
     pub(crate) fn eval(&self, index: &AttrIndex, live: &RoaringBitmap) -> RoaringBitmap {
+        if let Some(group) = self.group(index) {
+            return self.eval_in_group(index, group, live);
+        }
+        match self {
+            Filter::And(parts) => {
+                let mut grouped: Vec<(&str, Vec<Filter>)> = Vec::new();
+                let mut acc = live.clone();
+                for p in parts {
+                    if let Some(g) = p.group(index) {
+                        match grouped.iter_mut().find(|(name, _)| *name == g) {
+                            Some((_, together)) => together.push(p.clone()),
+                            None => grouped.push((g, vec![p.clone()])),
+                        }
+                        continue;
+                    }
+                    if acc.is_empty() {
+                        return acc;
+                    }
+                    acc &= p.eval(index, &acc);
+                }
+                for (g, together) in grouped {
+                    if acc.is_empty() {
+                        break;
+                    }
+                    acc &= Filter::And(together).eval_in_group(index, g, &acc);
+                }
+                acc
+            }
+            Filter::Or(parts) => parts
+                .iter()
+                .fold(RoaringBitmap::new(), |acc, p| acc | p.eval(index, live)),
+            Filter::Not(inner) => live - inner.eval(index, live),
+            leaf => leaf.eval_flat(index, live),
+        }
+    }
+
+    /// The group every field of this filter belongs to, if they all belong to one and no
+    /// `NOT` is among them (a `NOT` is about the product: `NOT in_stock = true` is a product
+    /// with no variant in stock).
+    fn group<'i>(&self, index: &'i AttrIndex) -> Option<&'i str> {
+        let mut group = None;
+        let mut fields = Vec::new();
+        if !self.fields(&mut fields) {
+            return None;
+        }
+        for f in fields {
+            let g = index.group_of(f)?;
+            if group.is_some_and(|seen| seen != g) {
+                return None;
+            }
+            group = Some(g);
+        }
+        group
+    }
+
+    /// Gathers the fields; false when a `NOT` is among them.
+    fn fields<'a>(&'a self, out: &mut Vec<&'a str>) -> bool {
+        match self {
+            Filter::Compare { field, .. } | Filter::In { field, .. } => {
+                out.push(field);
+                true
+            }
+            Filter::And(parts) | Filter::Or(parts) => parts.iter().all(|p| p.fields(out)),
+            Filter::Not(_) => false,
+        }
+    }
+
+    /// This filter, all of whose fields belong to `group`: on each element of the group for
+    /// chunks that carry it, on the chunk's own fields for the others.
+    fn eval_in_group(&self, index: &AttrIndex, group: &str, live: &RoaringBitmap) -> RoaringBitmap {
+        let Some(elements) = index.group(group) else {
+            return self.eval_flat(index, live);
+        };
+        let without = live - &elements.with;
+        let mut rows = if without.is_empty() {
+            RoaringBitmap::new()
+        } else {
+            self.eval_flat(index, &without)
+        };
+        let matched = self.eval_flat(&elements.index, &elements.elements());
+        rows |= elements.rows_of(&matched) & live & &elements.with;
+        rows
+    }
+
+    /// Evaluation over one index's own fields, with no grouping.
+    fn eval_flat(&self, index: &AttrIndex, live: &RoaringBitmap) -> RoaringBitmap {
         match self {
             Filter::Compare { field, op, value } => {
                 let rows = match op {
@@ -92,14 +186,14 @@ impl Filter {
                     if acc.is_empty() {
                         break;
                     }
-                    acc &= p.eval(index, &acc);
+                    acc &= p.eval_flat(index, &acc);
                 }
                 acc
             }
-            Filter::Or(parts) => parts
-                .iter()
-                .fold(RoaringBitmap::new(), |acc, p| acc | p.eval(index, live)),
-            Filter::Not(inner) => live - inner.eval(index, live),
+            Filter::Or(parts) => parts.iter().fold(RoaringBitmap::new(), |acc, p| {
+                acc | p.eval_flat(index, live)
+            }),
+            Filter::Not(inner) => live - inner.eval_flat(index, live),
         }
     }
 }
@@ -506,6 +600,108 @@ mod tests {
                 .iter()
                 .collect::<Vec<_>>(),
             vec![2]
+        );
+    }
+
+    /// Two products: one with an M at 60 and an S at 45, one with an M at 40 that is sold out
+    /// and an L at 30; a plain document with flat fields.
+    fn catalog() -> (AttrIndex, RoaringBitmap) {
+        let n = |s: &str| AttrValue::Number(s.parse().unwrap());
+        let variant = |size: &str, price: &str, stock: bool| {
+            AttrValue::Group(Attributes::from([
+                ("size".into(), vec![kw(size)]),
+                ("price".into(), vec![n(price)]),
+                ("in_stock".into(), vec![AttrValue::Bool(stock)]),
+            ]))
+        };
+        let mut idx = AttrIndex::default();
+        idx.add(
+            0,
+            &Attributes::from([
+                ("vendor".into(), vec![kw("Acme")]),
+                (
+                    "variants".into(),
+                    vec![variant("M", "60", true), variant("S", "45", true)],
+                ),
+            ]),
+        );
+        idx.add(
+            1,
+            &Attributes::from([
+                ("vendor".into(), vec![kw("Bolt")]),
+                (
+                    "variants".into(),
+                    vec![variant("m", "40", false), variant("L", "30", true)],
+                ),
+            ]),
+        );
+        idx.add(
+            2,
+            &Attributes::from([
+                ("size".into(), vec![kw("M")]),
+                ("price".into(), vec![n("20")]),
+            ]),
+        );
+        (idx, [0, 1, 2].into_iter().collect())
+    }
+
+    #[test]
+    fn conditions_on_a_group_hold_on_one_element() {
+        let (idx, live) = catalog();
+        let ids = |f: &str| {
+            Filter::parse(f)
+                .unwrap()
+                .eval(&idx, &live)
+                .iter()
+                .collect::<Vec<_>>()
+        };
+        // Product 0 has an M and a variant under 50, but no M under 50.
+        assert_eq!(ids(r#"size = "M" AND price < 50"#), vec![1, 2]);
+        // Product 1's M under 50 is sold out; the plain document says nothing of stock.
+        assert_eq!(
+            ids(r#"price < 50 AND size = "M" AND in_stock = true"#),
+            Vec::<u32>::new()
+        );
+        assert_eq!(
+            ids(r#"price < 50 AND size = "M" AND in_stock = false"#),
+            vec![1]
+        );
+        assert_eq!(
+            ids(r#"(size = "M" AND price < 50) OR size = "L""#),
+            vec![1, 2]
+        );
+        assert_eq!(ids(r#"size IN ("M", "S") AND price <= 45"#), vec![0, 1, 2]);
+        // Product-level fields beside variant fields.
+        assert_eq!(
+            ids(r#"vendor = "Acme" AND size = "S" AND price < 50"#),
+            vec![0]
+        );
+        assert_eq!(
+            ids(r#"vendor = "Acme" AND size = "M" AND price < 50"#),
+            Vec::<u32>::new()
+        );
+        // NOT is about the product: no variant in stock.
+        assert_eq!(ids("NOT in_stock = true"), vec![2]);
+        assert_eq!(ids("in_stock = false"), vec![1]);
+        assert_eq!(ids(r#"size = "M" AND NOT price > 50"#), vec![1, 2]);
+        // Keywords compare without case; facets show a value as first written.
+        assert_eq!(ids(r#"size = "m""#), vec![0, 1, 2]);
+        let all: RoaringBitmap = [0, 1, 2].into_iter().collect();
+        let sizes: Vec<(AttrValue, u64)> = idx.value_counts("size", &all).collect();
+        assert_eq!(
+            sizes,
+            vec![(kw("L"), 1), (kw("M"), 3), (kw("S"), 1)],
+            "facets count products, not variants"
+        );
+        // Deleted chunks never match through their elements.
+        let after_delete: RoaringBitmap = [0, 2].into_iter().collect();
+        assert_eq!(
+            Filter::parse(r#"size = "L""#)
+                .unwrap()
+                .eval(&idx, &after_delete)
+                .iter()
+                .collect::<Vec<_>>(),
+            Vec::<u32>::new()
         );
     }
 }

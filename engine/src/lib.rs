@@ -24,10 +24,11 @@ mod highlight;
 mod schema;
 mod search;
 mod shard;
+pub mod understand;
 pub mod validate;
 mod vectors;
 
-pub use attrs::{AttrValue, Attributes, Decimal};
+pub use attrs::{AttrValue, Attributes, Decimal, attributes_to_json};
 pub use catalog::{Catalog, validate_domain_name};
 pub use embed::{Embedder, Embedding, ModelSpec};
 pub use error::{Error, ErrorKind, Result};
@@ -39,6 +40,6 @@ pub use search::{
     Mode, SearchRequest, SearchResponse, SearchTimings, search, search_embedding,
 };
 pub use shard::{
-    ApplyTimings, Chunk, CommitInfo, Document, DomainSettings, Manifest, Shard, ShardStats,
-    WriteBatch, WriteOp,
+    ApplyTimings, CatalogSettings, Chunk, CommitInfo, Document, DomainSettings, Manifest, Shard,
+    ShardStats, WriteBatch, WriteOp,
 };

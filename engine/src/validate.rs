@@ -169,20 +169,32 @@ pub fn check_attributes(attrs: &Attributes) -> Check {
     let mut values = 0usize;
     for (name, vs) in attrs {
         check_attribute_name(name)?;
-        values += vs.len();
         for v in vs {
-            if let AttrValue::Keyword(s) = v {
-                let field = format!("attributes[{}]", shown(name));
-                if s.len() > MAX_ATTR_VALUE_BYTES {
-                    return Err(Invalid::new(
-                        field,
-                        format!(
-                            "a value of {} bytes; the limit is {MAX_ATTR_VALUE_BYTES}",
-                            s.len()
-                        ),
-                    ));
+            values += 1;
+            match v {
+                AttrValue::Keyword(s) => check_keyword(name, s)?,
+                AttrValue::Group(fields) => {
+                    for (inner, ivs) in fields {
+                        let path = format!("{name}.{inner}");
+                        check_attribute_name(inner).map_err(|e| {
+                            Invalid::new(format!("attributes[{}]", shown(&path)), e.reason)
+                        })?;
+                        for iv in ivs {
+                            values += 1;
+                            match iv {
+                                AttrValue::Keyword(s) => check_keyword(&path, s)?,
+                                AttrValue::Group(_) => {
+                                    return Err(Invalid::new(
+                                        format!("attributes[{}]", shown(&path)),
+                                        "groups nest one level: a group's fields are strings, numbers or booleans",
+                                    ));
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
                 }
-                no_nul(&field, s)?;
+                _ => {}
             }
         }
     }
@@ -193,6 +205,20 @@ pub fn check_attributes(attrs: &Attributes) -> Check {
         ));
     }
     Ok(())
+}
+
+fn check_keyword(name: &str, s: &str) -> Check {
+    let field = format!("attributes[{}]", shown(name));
+    if s.len() > MAX_ATTR_VALUE_BYTES {
+        return Err(Invalid::new(
+            field,
+            format!(
+                "a value of {} bytes; the limit is {MAX_ATTR_VALUE_BYTES}",
+                s.len()
+            ),
+        ));
+    }
+    no_nul(&field, s)
 }
 
 /// The fields a document has before it is chunked: id, title, url, text and attributes.

@@ -21,7 +21,7 @@ pub struct Collection {
 /// Loads queries and qrels of `split`, checking every judged query and document exists.
 /// Queries without judgments are dropped (BEIR evaluates only judged queries).
 pub fn load_collection(root: &Path, queries_file: &str, split: &str) -> Result<Collection, Error> {
-    let corpus = root.join("corpus.jsonl");
+    let corpus = corpus_of(root)?;
     let queries_path = root.join(queries_file);
     let qrels_path = root.join("qrels").join(format!("{split}.tsv"));
     for p in [&corpus, &queries_path, &qrels_path] {
@@ -69,7 +69,35 @@ pub fn load_collection(root: &Path, queries_file: &str, split: &str) -> Result<C
     })
 }
 
+/// The corpus: `corpus.jsonl`, or the file `corpus.path` names (relative to the collection),
+/// in any format `dartmouth index` reads: a catalog collection judges a shop's export in
+/// place, read as a catalog upload reads it.
+fn corpus_of(root: &Path) -> Result<PathBuf, Error> {
+    let pointer = root.join("corpus.path");
+    if !pointer.is_file() {
+        return Ok(root.join("corpus.jsonl"));
+    }
+    let named = std::fs::read_to_string(&pointer).map_err(Error::io(&pointer))?;
+    let named = named.trim();
+    if named.is_empty() {
+        return Err(Error::Bad {
+            place: pointer.display().to_string(),
+            message: "empty: name the corpus file, relative to the collection".into(),
+        });
+    }
+    Ok(root.join(named))
+}
+
 fn corpus_ids(path: &Path) -> Result<HashSet<String>, Error> {
+    if path.extension().is_none_or(|e| e != "jsonl") {
+        let mut ids = HashSet::new();
+        for item in dartmouth_indexer::SourceReader::open(&[path.to_path_buf()], None)? {
+            if let dartmouth_indexer::Item::Doc(doc) = item? {
+                ids.insert(doc.id);
+            }
+        }
+        return Ok(ids);
+    }
     let mut ids = HashSet::new();
     for item in numbered_lines(path)? {
         let (place, line) = item?;

@@ -10,7 +10,7 @@ use dartmouth_indexer::{Chunker, IndexJob, Progress, Sizer, SourceReader};
 use crate::Error;
 use crate::beir::{Collection, load_collection};
 use crate::report::{DatasetReport, TuningPoint, TuningReport, checksum};
-use crate::run::{RunConfig, embed_queries, evaluate_mode};
+use crate::run::{RunConfig, embed_queries, evaluate_mode, understand_queries};
 use crate::sweep::{Sweep, grid};
 
 pub struct EvalOptions {
@@ -100,7 +100,10 @@ pub fn evaluate_dataset(
     options: &EvalOptions,
 ) -> Result<DatasetReport, Error> {
     let report_queries = queries_file(root, &options.split);
-    let collection = load_collection(root, &report_queries, &options.split)?;
+    let mut collection = load_collection(root, &report_queries, &options.split)?;
+    if options.config.parse {
+        understand_queries(&mut collection, shard);
+    }
     let vectors = embed_queries(&collection, embedder)?;
     let mut modes = Vec::new();
     for mode in &options.modes {
@@ -120,7 +123,10 @@ pub fn evaluate_dataset(
                     "--tune-on {split} is the reported split; tune on another one (e.g. train)"
                 )));
             }
-            let tune = load_collection(root, &queries_file(root, split), split)?;
+            let mut tune = load_collection(root, &queries_file(root, split), split)?;
+            if options.config.parse {
+                understand_queries(&mut tune, shard);
+            }
             let tune_vectors = embed_queries(&tune, embedder)?;
             Some(tune_fusion(
                 shard,

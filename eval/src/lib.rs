@@ -16,5 +16,7 @@ pub use metrics::{
     Metrics, evaluate_query, map_at, mean, mrr_at, ndcg_at, precision_at, recall_at,
 };
 pub use report::{DatasetReport, Report, TuningPoint, TuningReport, checksum, regressions};
-pub use run::{ModeReport, RunConfig, embed_queries, evaluate_mode, rank_queries};
+pub use run::{
+    ModeReport, RunConfig, embed_queries, evaluate_mode, rank_queries, understand_queries,
+};
 pub use sweep::{PARAMETERS, Sweep, apply as apply_parameter, grid};

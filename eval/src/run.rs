@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use dartmouth_engine::{Embedder, Embedding, Fusion, Mode, SearchRequest, Shard, search};
+use dartmouth_engine::{Embedder, Embedding, Filter, Fusion, Mode, SearchRequest, Shard, search};
 use serde::Serialize;
 
 use crate::beir::Collection;
@@ -17,6 +17,9 @@ pub struct RunConfig {
     pub fusion: Fusion,
     /// Extra BM25 weight of title matches.
     pub title_boost: f32,
+    /// Catalog query understanding on every query (see `understand_queries`).
+    #[serde(default)]
+    pub parse: bool,
 }
 
 impl Default for RunConfig {
@@ -26,6 +29,7 @@ impl Default for RunConfig {
             candidates: 100,
             fusion: Fusion::default(),
             title_boost: 0.0,
+            parse: false,
         }
     }
 }
@@ -35,6 +39,23 @@ pub struct ModeReport {
     pub mode: Mode,
     pub mean: Metrics,
     pub per_query: BTreeMap<String, Metrics>,
+}
+
+/// Catalog query understanding applied to every query, as `parse: true` does on search:
+/// the recognised constraints join the query's filter, the rest of the text is searched.
+pub fn understand_queries(collection: &mut Collection, shard: &Shard) {
+    let vocabulary = dartmouth_engine::understand::Vocabulary {
+        sizes: shard.keyword_values("size").into_iter().collect(),
+        colors: shard.keyword_values("color").into_iter().collect(),
+    };
+    for q in &mut collection.queries {
+        let u = dartmouth_engine::understand::understand(&q.text, &vocabulary);
+        q.text = u.query;
+        q.filter = match (q.filter.take(), u.filter) {
+            (Some(given), Some(made)) => Some(format!("({given}) AND {made}")),
+            (given, made) => given.or(made),
+        };
+    }
 }
 
 /// Embeds every query once (they are reused across modes and sweeps).
@@ -64,6 +85,7 @@ pub fn rank_queries(
     let mut runs = BTreeMap::new();
     for (i, q) in collection.queries.iter().enumerate() {
         let mut req = SearchRequest::new(q.text.clone());
+        req.filter = q.filter.as_deref().map(Filter::parse).transpose()?;
         req.mode = mode;
         req.k = config.depth;
         req.candidates = config.candidates.max(config.depth);

@@ -220,6 +220,8 @@ fn record(value: &Value, place: &str, fields: &RecordFields) -> Result<SourceDoc
 pub struct BeirQuery {
     pub id: String,
     pub text: String,
+    /// A filter the query is judged under (catalog collections: `size = "M" AND price < 50`).
+    pub filter: Option<String>,
 }
 
 /// Reads a BEIR queries.jsonl; errors name the file and line; an empty file is an error.
@@ -248,9 +250,25 @@ pub fn read_beir_queries(path: &Path) -> Result<Vec<BeirQuery>> {
         if !seen.insert(id.clone()) {
             return Err(Error::bad(&place, format!("duplicate query id `{id}`")));
         }
+        let filter = match &v["filter"] {
+            Value::Null => None,
+            Value::String(f) if f.trim().is_empty() => None,
+            Value::String(f) => {
+                dartmouth_engine::Filter::parse(f)
+                    .map_err(|e| Error::bad(&place, format!("query `{id}`: filter: {e}")))?;
+                Some(f.clone())
+            }
+            other => {
+                return Err(Error::bad(
+                    &place,
+                    format!("query `{id}`: `filter` must be a string, got {other}"),
+                ));
+            }
+        };
         out.push(BeirQuery {
             id,
             text: q.to_string(),
+            filter,
         });
     }
     if out.is_empty() {

@@ -73,6 +73,16 @@ impl Reader {
 
     /// Searches the opened domains. A pass that opens none finds nothing (there is no model to
     /// embed the query with, so no vector is required).
+    /// The sizes and colours the domains hold (what query understanding recognises).
+    pub fn vocabulary(&self) -> dartmouth_engine::understand::Vocabulary {
+        let mut v = dartmouth_engine::understand::Vocabulary::default();
+        for shard in &self.shards {
+            v.sizes.extend(shard.keyword_values("size"));
+            v.colors.extend(shard.keyword_values("color"));
+        }
+        v
+    }
+
     pub fn search(&self, req: &SearchRequest) -> Result<SearchResponse> {
         if self.shards.is_empty() {
             req.validate_parameters()?;

@@ -45,8 +45,11 @@ impl Bm25StatisticsProvider for DocumentStats<'_> {
         Ok(self.documents.max(1))
     }
 
+    /// At most the number of documents: tantivy's count includes deleted rows not merged away
+    /// yet (a document updated ten times) and the title field is on every chunk, and a
+    /// frequency above the total fails tantivy's IDF assertion.
     fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
-        self.searcher.doc_freq(term)
+        Ok(self.searcher.doc_freq(term)?.min(self.documents.max(1)))
     }
 }
 

@@ -62,19 +62,7 @@ pub(super) fn hydrate(
                 path: shards[si].dir().to_path_buf(),
                 reason: format!("attributes of chunk {ordinal}: {e}"),
             })?;
-        hit.attributes = serde_json::Value::Object(
-            attrs
-                .into_iter()
-                .map(|(k, vs)| {
-                    let v = if vs.len() == 1 {
-                        vs[0].to_json()
-                    } else {
-                        serde_json::Value::Array(vs.iter().map(|v| v.to_json()).collect())
-                    };
-                    (k, v)
-                })
-                .collect(),
-        );
+        hit.attributes = crate::attrs::attributes_to_json(&attrs);
     }
     hit.title = text(fl.title).unwrap_or_default();
     hit.text = text(fl.text).unwrap_or_default();

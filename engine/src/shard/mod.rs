@@ -29,7 +29,7 @@ pub use crate::document::{Chunk, Document, WriteBatch, WriteOp};
 use graph::{load_graph, write_json_atomic};
 use snapshot::build_snapshot;
 pub(crate) use snapshot::{DocTable, Snapshot};
-pub use types::{ApplyTimings, CommitInfo, DomainSettings, Manifest, ShardStats};
+pub use types::{ApplyTimings, CatalogSettings, CommitInfo, DomainSettings, Manifest, ShardStats};
 
 const FORMAT_VERSION: u32 = 2;
 const MANIFEST: &str = "manifest.json";
@@ -294,6 +294,18 @@ impl Shard {
             Ok(s) => Arc::clone(&s),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
         }
+    }
+
+    /// The keyword values of `field` that live chunks carry (as first written).
+    pub fn keyword_values(&self, field: &str) -> Vec<String> {
+        let snap = self.snapshot();
+        snap.attrs
+            .value_counts(field, &snap.live)
+            .filter_map(|(v, _)| match v {
+                crate::AttrValue::Keyword(s) => Some(s),
+                _ => None,
+            })
+            .collect()
     }
 
     pub fn stats(&self) -> ShardStats {

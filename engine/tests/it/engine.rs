@@ -640,6 +640,35 @@ fn document_retrieval_scores_whole_documents_and_cites_the_best_chunk() {
     assert_eq!(docs.hits[0].chunk_id, "long#1");
 }
 
+/// Document-level BM25 counts documents by their first chunks while tantivy's term counts
+/// include rows deleted by updates and the title on every chunk: a document updated many times,
+/// or a title boost over many-chunk documents, once failed tantivy's IDF assertion (a panic
+/// that took the search down).
+#[test]
+fn document_level_scoring_survives_updates_and_title_boosts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shard = new_shard(tmp.path());
+    for round in 0..12u32 {
+        let body = format!("kettle round {round} boils water fast");
+        shard
+            .apply(batch(vec![WriteOp::Upsert(doc(
+                "k",
+                "Kettle",
+                &[&body, "kettle spare lid", "kettle cable"],
+                &[],
+            ))]))
+            .unwrap();
+    }
+    let mut req = request("kettle", Mode::Bm25);
+    req.collapse = true;
+    for boost in [0.0, 2.0] {
+        req.title_boost = boost;
+        let found = search(&[&shard], &req).unwrap();
+        assert_eq!(found.hits.len(), 1, "boost {boost}");
+        assert_eq!(found.hits[0].doc_id, "k");
+    }
+}
+
 /// A search whose query is embedded during the search (BM25 running meanwhile in hybrid mode)
 /// returns exactly what the search with the vector given returns, over several shards and with a
 /// filter; an embedding failure is the search's error; a request it does not fit is refused.

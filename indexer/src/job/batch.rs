@@ -80,7 +80,11 @@ impl IndexJob<'_> {
                     match self.resolve_inventory(&update, &place, &docs, &by_id, &deleted) {
                         Ok(None) => tally.summary.stale += 1,
                         Ok(Some(doc)) => {
-                            let chunks = match prepare(&self.chunker, Item::Doc(doc))? {
+                            let chunks = match prepare(
+                                &self.chunker,
+                                &self.sink.settings().catalog.option_names,
+                                Item::Doc(doc),
+                            )? {
                                 Prepared::Doc { doc, chunks } => (doc, chunks),
                                 _ => unreachable!("a document prepares as a document"),
                             };
@@ -126,7 +130,11 @@ impl IndexJob<'_> {
         let mut merged = product.to_source_doc(&doc.place, None)?;
         merged.id = doc.id;
         merged.url = doc.url;
-        match prepare(&self.chunker, Item::Doc(merged))? {
+        match prepare(
+            &self.chunker,
+            &self.sink.settings().catalog.option_names,
+            Item::Doc(merged),
+        )? {
             Prepared::Doc { doc, chunks } => Ok(Some((doc, chunks))),
             _ => unreachable!("a document prepares as a document"),
         }

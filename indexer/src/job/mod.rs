@@ -53,9 +53,10 @@ enum Prepared {
     },
 }
 
-fn prepare(chunker: &Chunker, item: Item) -> Result<Prepared> {
+fn prepare(chunker: &Chunker, option_names: &OptionNames, item: Item) -> Result<Prepared> {
     Ok(match item {
-        Item::Doc(doc) => {
+        Item::Doc(mut doc) => {
+            with_option_names(&mut doc, option_names);
             let mut chunks = chunker.chunk(&doc.title, &doc.text, doc.format)?;
             if chunks.is_empty() && !doc.title.trim().is_empty() {
                 // A title-only record (half of CACM) is still a document.
@@ -71,6 +72,29 @@ fn prepare(chunker: &Chunker, item: Item) -> Result<Prepared> {
         Item::Delete { id, .. } => Prepared::Delete { id },
         Item::Inventory { update, place } => Prepared::Inventory { update, place },
     })
+}
+
+/// A domain's own option names (`catalog.option_names` in its settings).
+type OptionNames = std::collections::BTreeMap<String, String>;
+
+/// A product's attributes with the domain's own option names (the readers file options under
+/// the built-in vocabulary; they do not know the domain).
+fn with_option_names(doc: &mut SourceDoc, names: &OptionNames) {
+    if names.is_empty()
+        || !doc
+            .keys
+            .iter()
+            .any(|k| k.starts_with(crate::shopify::VARIANT_KEY_PREFIX))
+    {
+        return;
+    }
+    if let Some(product) = doc
+        .source
+        .as_deref()
+        .and_then(|s| serde_json::from_str::<crate::shopify::Product>(s).ok())
+    {
+        doc.attributes = product.attributes_with(names);
+    }
 }
 
 /// Counters a job keeps across batches.
@@ -113,6 +137,7 @@ impl IndexJob<'_> {
         let batch_docs = self.batch_docs.max(1);
         let (tx, rx) = bounded::<Vec<Result<Prepared>>>(2);
         let chunker = &self.chunker;
+        let option_names = &self.sink.settings().catalog.option_names.clone();
         let mut tally = Tally::default();
         tally.summary.domain = self.sink.name().to_string();
         tally.summary.applied_seq = self.sink.acknowledged();
@@ -122,7 +147,7 @@ impl IndexJob<'_> {
             scope.spawn(move || {
                 let mut batch = Vec::with_capacity(batch_docs);
                 for item in source {
-                    let prepared = item.and_then(|i| prepare(chunker, i.into()));
+                    let prepared = item.and_then(|i| prepare(chunker, option_names, i.into()));
                     let failed = prepared.is_err();
                     batch.push(prepared);
                     if (batch.len() == batch_docs || (failed && stop_on_error))

@@ -10,6 +10,7 @@
 mod bulk;
 mod csv;
 mod json;
+mod options;
 mod parse;
 mod render;
 mod stock;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 pub use bulk::read_bulk;
 pub use csv::read_csv;
 pub use json::{read_json, webhook};
+pub use options::{canonical_option, canonical_value, vocabulary};
 pub(crate) use parse::{gid_id, parse_id_str, parse_money_str, parse_tags, split_tags};
 pub use parse::{parse_id, parse_money, parse_time};
 pub(crate) use render::strip_availability;

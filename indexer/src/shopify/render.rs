@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use dartmouth_engine::{AttrValue, Attributes, Decimal};
 
+use super::options::{canonical_option, canonical_value};
 use super::{Product, ProductOption, Variant, inventory_key};
 use crate::doc::{Format, SourceDoc};
 use crate::{Error, Result};
@@ -129,85 +130,113 @@ impl Product {
             .filter(|o| !(o.values.len() <= 1 && o.values.iter().all(|v| v == "Default Title")))
     }
 
+    /// The attributes with the built-in option vocabulary (see [`Product::attributes_with`]).
     pub fn attributes(&self) -> Attributes {
+        self.attributes_with(&BTreeMap::new())
+    }
+
+    /// Product fields (vendor, type, tags, …, total inventory) and one group element per
+    /// variant under `variants`: price, compare-at price, on sale, in stock, SKU, and each
+    /// option under its canonical name (`size`, `color`; `option_names` overrides the
+    /// vocabulary, see `options.rs`) and under the shop's own (`option.sizes`). A filter's
+    /// conditions on variant fields hold together on one variant.
+    pub fn attributes_with(&self, option_names: &BTreeMap<String, String>) -> Attributes {
         let mut a: Attributes = BTreeMap::new();
-        let mut put = |name: String, v: AttrValue| {
-            let values = a.entry(name).or_default();
+        let mut put = |name: &str, v: AttrValue| {
+            let values = a.entry(name.to_string()).or_default();
             if !values.contains(&v) {
                 values.push(v);
             }
         };
         let kw = |s: &str| AttrValue::Keyword(s.trim().to_string());
         if !self.vendor.trim().is_empty() {
-            put("vendor".into(), kw(&self.vendor));
+            put("vendor", kw(&self.vendor));
         }
         if !self.product_type.trim().is_empty() {
-            put("product_type".into(), kw(&self.product_type));
+            put("product_type", kw(&self.product_type));
         }
         if let Some(c) = &self.category {
-            put("category".into(), kw(c));
+            put("category", kw(c));
         }
         for t in &self.tags {
-            put("tags".into(), kw(t));
+            put("tags", kw(t));
         }
         if let Some(st) = &self.status {
-            put("status".into(), kw(st));
+            put("status", kw(st));
         }
         if !self.handle.is_empty() {
-            put("handle".into(), kw(&self.handle));
+            put("handle", kw(&self.handle));
         }
         if let Some(id) = self.id {
-            put("product_id".into(), AttrValue::Keyword(id.to_string()));
+            put("product_id", AttrValue::Keyword(id.to_string()));
         }
-        let names: Vec<String> = self.options.iter().map(|o| option_field(&o.name)).collect();
-        let mut in_stock = false;
-        let mut on_sale = false;
+        let names: Vec<(String, Option<String>)> = self
+            .options
+            .iter()
+            .map(|o| {
+                (
+                    format!("option.{}", option_field(&o.name)),
+                    canonical_option(&o.name, option_names),
+                )
+            })
+            .collect();
         let mut inventory: Option<i64> = None;
         for v in &self.variants {
-            let available = v.in_stock();
-            in_stock |= available;
+            let mut variant: Attributes = BTreeMap::new();
+            let mut set = |name: &str, value: AttrValue| {
+                let values = variant.entry(name.to_string()).or_default();
+                if !values.contains(&value) {
+                    values.push(value);
+                }
+            };
+            set("in_stock", AttrValue::Bool(v.in_stock()));
+            let mut on_sale = false;
             if let Some(p) = v.price {
-                put("price".into(), AttrValue::Number(p));
+                set("price", AttrValue::Number(p));
                 if let Some(c) = v.compare_at_price {
-                    put("compare_at_price".into(), AttrValue::Number(c));
-                    on_sale |= c > p;
+                    set("compare_at_price", AttrValue::Number(c));
+                    on_sale = c > p;
                 }
             }
+            set("on_sale", AttrValue::Bool(on_sale));
             if let Some(sku) = v.sku.as_deref().filter(|s| !s.trim().is_empty()) {
-                put("sku".into(), kw(sku));
+                set("sku", kw(sku));
             }
             if v.tracked
                 && let Some(q) = v.quantity()
             {
                 *inventory.get_or_insert(0) += q.max(0);
             }
-            for (name, value) in names.iter().zip(&v.options) {
-                if value.is_empty() || value == "Default Title" {
+            for ((field, canonical), value) in names.iter().zip(&v.options) {
+                if value.trim().is_empty() || value == "Default Title" {
                     continue;
                 }
-                put(format!("option.{name}"), kw(value));
-                if available {
-                    put(format!("available.{name}"), kw(value));
+                set(field, kw(value));
+                if let Some(c) = canonical {
+                    set(c, AttrValue::Keyword(canonical_value(c, value)));
                 }
             }
+            put("variants", AttrValue::Group(variant));
         }
-        put("in_stock".into(), AttrValue::Bool(in_stock));
-        put("on_sale".into(), AttrValue::Bool(on_sale));
+        if self.variants.is_empty() {
+            put("in_stock", AttrValue::Bool(false));
+            put("on_sale", AttrValue::Bool(false));
+        }
         if let Some(q) = inventory
             && let Some(d) = Decimal::from_int(q)
         {
-            put("inventory".into(), AttrValue::Number(d));
+            put("inventory", AttrValue::Number(d));
         }
         if let Some(d) = Decimal::from_int(self.variants.len() as i64) {
-            put("variant_count".into(), AttrValue::Number(d));
+            put("variant_count", AttrValue::Number(d));
         }
         a
     }
 }
 
-/// The longest option field, so that `available.<field>` fits an attribute name.
+/// The longest option field, so that `option.<field>` fits an attribute name.
 const MAX_OPTION_FIELD_BYTES: usize =
-    dartmouth_engine::validate::MAX_ATTR_NAME_BYTES - "available.".len();
+    dartmouth_engine::validate::MAX_ATTR_NAME_BYTES - "option.".len();
 
 /// `Size` → `size`, `Fabric Weight` → `fabric_weight`: option names as filter fields. A name
 /// longer than an attribute name may be (Shopify allows 255 characters) is cut on a character

@@ -166,9 +166,14 @@ fn inventory_updates_flip_availability() {
         variants: vec![variant("45.00", Some(3))],
         ..Default::default()
     };
-    let a = p.attributes();
-    assert_eq!(a["in_stock"], vec![AttrValue::Bool(true)]);
-    assert_eq!(a["available.size"], vec![AttrValue::Keyword("M".into())]);
+    let variant = |a: &dartmouth_engine::Attributes| match a["variants"].as_slice() {
+        [AttrValue::Group(v)] => v.clone(),
+        other => panic!("one variant expected, got {other:?}"),
+    };
+    let v = variant(&p.attributes());
+    assert_eq!(v["in_stock"], vec![AttrValue::Bool(true)]);
+    assert_eq!(v["size"], vec![AttrValue::Keyword("M".into())]);
+    assert_eq!(v["option.size"], vec![AttrValue::Keyword("M".into())]);
     assert!(p.render().contains("- M: 45.00 [in stock]"));
     let u = InventoryUpdate {
         inventory_item_id: 7,
@@ -178,9 +183,9 @@ fn inventory_updates_flip_availability() {
         updated_at: None,
     };
     assert_eq!(p.apply_inventory(&u), InventoryOutcome::Applied);
-    let a = p.attributes();
-    assert_eq!(a["in_stock"], vec![AttrValue::Bool(false)]);
-    assert!(!a.contains_key("available.size"));
+    let v = variant(&p.attributes());
+    assert_eq!(v["in_stock"], vec![AttrValue::Bool(false)]);
+    assert_eq!(v["size"], vec![AttrValue::Keyword("M".into())]);
     assert!(p.render().contains("[sold out]"));
     assert_eq!(
         strip_availability(&p.render()),

@@ -107,7 +107,16 @@ Short,short,\n";
     assert_eq!(hoodie.variants[1].options, ["L", "Blue"]);
     assert!(hoodie.variants[0].in_stock() && !hoodie.variants[1].in_stock());
     let attrs = hoodie.attributes();
-    assert_eq!(attrs["available.size"], [AttrValue::Keyword("M".into())]);
+    // The M is in stock, the L sold out: each variant says so under the canonical `size`.
+    let in_stock_sizes: Vec<&AttrValue> = attrs["variants"]
+        .iter()
+        .filter_map(|v| match v {
+            AttrValue::Group(g) if g["in_stock"] == [AttrValue::Bool(true)] => g.get("size"),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(in_stock_sizes, [&AttrValue::Keyword("M".into())]);
     assert_eq!(attrs["status"], [AttrValue::Keyword("active".into())]);
     // A bad price fails its product with the line and the column; the next product goes on.
     let e = items[1].as_ref().unwrap_err().to_string();

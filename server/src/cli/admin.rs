@@ -20,7 +20,15 @@ pub(super) fn domain(ctx: &Ctx, command: DomainCommand) -> Result<()> {
             dim,
             chunk_tokens,
             chunk_overlap,
+            option_names,
         } => {
+            let option_names = option_names
+                .iter()
+                .map(|pair| match pair.split_once('=') {
+                    Some((from, to)) => Ok((from.trim().to_string(), to.trim().to_string())),
+                    None => anyhow::bail!("--option-name `{pair}`: expected OPTION=FIELD"),
+                })
+                .collect::<Result<_>>()?;
             let input = DomainInput {
                 name: name.clone(),
                 description,
@@ -29,6 +37,7 @@ pub(super) fn domain(ctx: &Ctx, command: DomainCommand) -> Result<()> {
                 dim,
                 chunk_tokens: Some(chunk_tokens),
                 chunk_overlap: Some(chunk_overlap),
+                option_names,
             };
             ctx.call(ctx.svc.create_domain(&ctx.caller, input))?;
             writeln!(out(), "created domain {name}")?;

@@ -59,6 +59,7 @@ pub(super) fn eval_cmd(
             candidates: args.fusion.candidates,
             fusion: args.fusion.fusion()?,
             title_boost: args.title_boost,
+            parse: args.parse,
         },
         split: args.split.clone(),
         tune_on: args.tune_on.clone(),

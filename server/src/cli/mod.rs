@@ -170,6 +170,9 @@ struct EvalArgs {
     fusion: FusionArgs,
     #[arg(long, default_value_t = 0.0)]
     title_boost: f32,
+    /// Catalog query understanding on every query, as `search --parse`.
+    #[arg(long)]
+    parse: bool,
 }
 
 #[derive(Subcommand)]
@@ -193,6 +196,10 @@ enum DomainCommand {
         /// Tokens shared by consecutive chunks.
         #[arg(long, default_value_t = 32)]
         chunk_overlap: usize,
+        /// A shop's option filed under a canonical field: `case_size=device`, or `mug_size=`
+        /// for none (repeat). Others follow the built-in vocabulary (size, color, …).
+        #[arg(long = "option-name", value_name = "OPTION=FIELD")]
+        option_names: Vec<String>,
     },
     List {
         #[arg(long)]
@@ -276,6 +283,10 @@ struct SearchArgs {
     /// Keep only the best chunk per document.
     #[arg(long)]
     collapse: bool,
+    /// Catalog query understanding: price bounds, sizes, colours and stock wording in the
+    /// query become a filter; the rest of the text is searched.
+    #[arg(long)]
+    parse: bool,
     #[arg(long)]
     json: bool,
 }

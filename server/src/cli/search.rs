@@ -30,6 +30,7 @@ pub(super) fn search_cmd(ctx: &Ctx, args: SearchArgs) -> Result<()> {
         filter: args.filter.clone(),
         facets: args.facets.clone(),
         collapse,
+        parse: args.parse,
         ..SearchInput::default()
     };
 
@@ -53,6 +54,17 @@ pub(super) fn search_cmd(ctx: &Ctx, args: SearchArgs) -> Result<()> {
     if args.json {
         writeln!(out, "{}", serde_json::to_string(&found)?)?;
         return Ok(());
+    }
+    if let Some(u) = &found.understood {
+        writeln!(
+            out,
+            "understood: {:?}{}",
+            u.query,
+            u.filter
+                .as_deref()
+                .map(|f| format!(" where {f}"))
+                .unwrap_or_default()
+        )?;
     }
     for (field, counts) in &found.facets {
         let values: Vec<String> = counts

@@ -74,6 +74,7 @@ impl pb::admin_server::Admin for Grpc {
                 name: r.name,
                 description: r.description,
                 embedder: (!r.embedder.is_empty()).then_some(r.embedder),
+                option_names: r.option_names.into_iter().collect(),
                 ..DomainInput::default()
             };
             Ok(domain_info(self.svc.create_domain(&caller, input).await?))

@@ -41,6 +41,7 @@ pub fn search_input(r: pb::SearchRequest) -> ApiResult<SearchInput> {
         explain: r.explain,
         min_seq: r.min_seq.into_iter().collect(),
         collapse: r.collapse,
+        parse: r.parse,
     })
 }
 
@@ -53,7 +54,23 @@ pub fn context_input(r: pb::ContextRequest) -> ApiResult<ContextInput> {
         max_tokens: nonzero(r.max_tokens),
         filter: (!r.filter.is_empty()).then_some(r.filter),
         min_seq: r.min_seq.into_iter().collect(),
+        parse: r.parse,
     })
+}
+
+fn understood(u: dartmouth_engine::understand::Understood) -> pb::Understood {
+    pb::Understood {
+        query: u.query,
+        filter: u.filter.unwrap_or_default(),
+        constraints: u
+            .constraints
+            .into_iter()
+            .map(|c| pb::Constraint {
+                text: c.text,
+                filter: c.filter,
+            })
+            .collect(),
+    }
 }
 
 fn chunk(c: ChunkOut) -> pb::DocumentChunk {
@@ -126,6 +143,7 @@ impl pb::retrieval_server::Retrieval for Grpc {
                     .collect(),
                 domains: out.domains,
                 took_ms: out.took_ms,
+                understood: out.understood.map(understood),
             })
         })
         .await
@@ -142,6 +160,7 @@ impl pb::retrieval_server::Retrieval for Grpc {
             Ok(pb::ContextResponse {
                 context: out.context,
                 tokens: out.tokens as u32,
+                understood: out.understood.map(understood),
                 passages: out
                     .passages
                     .into_iter()

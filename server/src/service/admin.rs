@@ -42,6 +42,7 @@ impl Service {
         if let Some(o) = input.chunk_overlap {
             settings.chunk_overlap = o;
         }
+        settings.catalog.option_names = input.option_names;
         let settings = dartmouth_views::new_domain_settings(&input.name, &settings)?;
         let domain = self
             .store

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use dartmouth_domains::{KeyInfo, PrincipalKind, Role};
+use dartmouth_engine::understand::Understood;
 use dartmouth_engine::{BranchHit, FacetCount, Mode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -51,6 +52,10 @@ pub struct SearchInput {
     /// One hit per document.
     #[serde(default)]
     pub collapse: bool,
+    /// Catalog query understanding: price bounds, sizes, colours and stock wording in the
+    /// query become a filter (with `filter`, both apply) and the rest of the text is searched.
+    #[serde(default)]
+    pub parse: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -91,6 +96,9 @@ pub struct SearchOutput {
     pub facets: BTreeMap<String, Vec<FacetCount>>,
     /// The domains searched.
     pub domains: Vec<String>,
+    /// With `parse`: the text searched, the filter made, and each constraint recognised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub understood: Option<Understood>,
     pub took_ms: f64,
 }
 
@@ -108,6 +116,9 @@ pub struct ContextInput {
     pub filter: Option<String>,
     #[serde(default)]
     pub min_seq: BTreeMap<String, u64>,
+    /// Catalog query understanding, as on search.
+    #[serde(default)]
+    pub parse: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -131,6 +142,9 @@ pub struct ContextOutput {
     pub context: String,
     pub passages: Vec<PassageOut>,
     pub tokens: usize,
+    /// With `parse`: what was understood (see `SearchOutput::understood`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub understood: Option<Understood>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -233,6 +247,10 @@ pub struct DomainInput {
     /// Tokens shared by consecutive chunks (default 32).
     #[serde(default)]
     pub chunk_overlap: Option<usize>,
+    /// Catalogs: a shop's option (as a filter field, `case_size`) → the canonical field its
+    /// values are also filed under (`device`), or `""` for none.
+    #[serde(default)]
+    pub option_names: BTreeMap<String, String>,
 }
 
 /// A domain's state: its shard (on this node), its store, and what the applier quarantined.

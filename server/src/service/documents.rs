@@ -299,7 +299,10 @@ fn document_out(domain: &str, doc: StoredDocument) -> DocumentOut {
         doc_id: doc.external_id,
         title: doc.title,
         url: doc.url,
-        attributes: doc.attributes,
+        // As hits show them; a stored form the engine cannot read is shown as stored.
+        attributes: serde_json::from_value::<dartmouth_engine::Attributes>(doc.attributes.clone())
+            .map(|a| dartmouth_engine::attributes_to_json(&a))
+            .unwrap_or(doc.attributes),
         chunks,
     }
 }

@@ -84,7 +84,23 @@ impl Service {
         let pass = self.authorize(caller, &input.domains, Role::Read).await?;
         self.read_your_writes(&pass, &input.min_seq).await?;
         let reader = self.reader(pass).await?;
+        let mut input = input;
+        // Understood over the domains the caller may read and searches: the vocabulary says
+        // nothing of any other.
+        let understood = input.parse.then(|| {
+            let u = dartmouth_engine::understand::understand(&input.query, &reader.vocabulary());
+            input.query = u.query.clone();
+            input.filter = match (input.filter.as_deref().map(str::trim), &u.filter) {
+                (Some(given), Some(made)) if !given.is_empty() => {
+                    Some(format!("({given}) AND {made}"))
+                }
+                (_, Some(made)) => Some(made.clone()),
+                (given, None) => given.map(str::to_string),
+            };
+            u
+        });
         let mut out = self.search_reader(reader, &input).await?;
+        out.understood = understood;
         out.took_ms = started.elapsed().as_secs_f64() * 1e3;
         Ok(out)
     }
@@ -215,6 +231,7 @@ impl Service {
                 },
                 facets: response.facets,
                 domains: reader.domains().map(str::to_string).collect(),
+                understood: None,
                 took_ms: 0.0,
             })
         })
@@ -276,10 +293,13 @@ impl Service {
             mode: input.mode,
             filter: input.filter,
             min_seq: input.min_seq,
+            parse: input.parse,
             ..SearchInput::default()
         };
         let found = self.search(caller, search).await?;
-        Ok(pack_context(found.hits, budget))
+        let mut out = pack_context(found.hits, budget);
+        out.understood = found.understood;
+        Ok(out)
     }
 }
 
@@ -449,6 +469,7 @@ pub fn pack_context(hits: Vec<HitOut>, budget: usize) -> ContextOutput {
         context,
         passages,
         tokens,
+        understood: None,
     }
 }
 

@@ -386,7 +386,7 @@ fn shopify_catalog_sync() {
         "--domain",
         "store",
         "--filter",
-        "available.size = \"M\" AND price <= 100",
+        "size = \"M\" AND in_stock = true AND price <= 100",
         "--facets",
         "vendor,product_type",
         "--collapse",

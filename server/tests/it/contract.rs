@@ -77,6 +77,7 @@ async fn grpc_call(ch: Channel, method: &str, key: Option<&str>, spare_key: &str
                 name: "made-grpc".into(),
                 description: String::new(),
                 embedder: "fake".into(),
+                option_names: Default::default(),
             }, key))
             .await
             .map(drop),

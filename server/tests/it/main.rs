@@ -20,3 +20,4 @@ mod inputs;
 mod layering;
 mod limits;
 mod model;
+mod products;

@@ -199,7 +199,7 @@ fn catalog_sync_is_idempotent_and_inventory_flips_without_embedding() {
         w.search(
             "store",
             "camp cap",
-            "handle = \"5-panel-hat\" AND available.color = \"Heather Green\"",
+            "handle = \"5-panel-hat\" AND color = \"heather green\" AND in_stock = true",
             &[]
         )
         .hits

@@ -1,0 +1,345 @@
+//! Product search a shopping agent can use without knowing the shop's option names, over a real
+//! export (338 products whose options are "Sizes", "Size", "Sizes (garments)", "Mug size",
+//! "Colors", "Color", …): canonical variant fields, conditions one variant must meet together,
+//! query understanding over both transports, and a domain's own option names.
+
+use std::path::Path;
+
+use dartmouth_server::proto as pb;
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const EXPORT: &str = "../../shared/datasets/shopify/csv/products_export_life_made_magic.csv";
+
+fn search(s: &Server, key: &str, body: Value) -> Value {
+    let (status, found) = call(s, "POST", "/v1/search", Some(key), Some(&body.to_string()));
+    assert_eq!(status, 200, "{body}: {found}");
+    found
+}
+
+fn doc_ids(found: &Value) -> std::collections::BTreeSet<String> {
+    found["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["doc_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Whether one of a hit's variants satisfies `test`.
+fn some_variant(hit: &Value, test: impl Fn(&Value) -> bool) -> bool {
+    hit["attributes"]["variants"]
+        .as_array()
+        .is_some_and(|vs| vs.iter().any(test))
+}
+
+fn is(v: &Value, field: &str, want: &str) -> bool {
+    v[field]
+        .as_str()
+        .is_some_and(|s| s.eq_ignore_ascii_case(want))
+}
+
+fn price(v: &Value) -> f64 {
+    v["price"].as_f64().unwrap_or(f64::MAX)
+}
+
+#[test]
+fn canonical_variant_fields_one_variant_filters_and_query_understanding() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    cli(&data, &["domain", "create", "shop", "--embedder", "fake"]);
+    let admin = key_for(&data, "admin");
+    let s = start(dir, data, &["--rate-limit", "0"]);
+    let export = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(EXPORT)).unwrap();
+    let (status, ack) = post_raw(
+        &s,
+        "/v1/domains/shop/shopify?format=csv",
+        &[
+            ("Authorization", &format!("Bearer {admin}")),
+            ("Content-Type", "text/csv"),
+        ],
+        &export,
+    );
+    assert_eq!(status, 200, "{ack}");
+    assert_eq!(
+        (&ack["added"], &ack["failed_count"]),
+        (&json!(338), &json!(0)),
+        "{ack}"
+    );
+    let seq = ack["seq"].clone();
+    let q = |query: &str, filter: &str| {
+        json!({"query": query, "domains": ["shop"], "k": 100, "collapse": true, "mode": "bm25",
+               "filter": filter, "facets": ["size", "color"], "min_seq": {"shop": seq}})
+    };
+
+    // 3XL garments sit under the shop's "Sizes"; the canonical `size` finds them, and the shop's
+    // own name still works.
+    let total = |found: &Value| found["total"]["documents"].as_u64().unwrap();
+    let canonical = search(&s, &admin, q("shirt", r#"size = "3XL""#));
+    let own = search(&s, &admin, q("shirt", r#"option.sizes = "3xl""#));
+    assert!(total(&own) > 0, "{own}");
+    assert_eq!(total(&canonical), total(&own), "every 3XL is under `Sizes`");
+    // M is under "Sizes", "Sizes (garments)", "Socks size", and "Medium" under "Bag size".
+    let m = search(&s, &admin, q("shirt", r#"size = "m""#));
+    let m_own = search(&s, &admin, q("shirt", r#"option.sizes = "M""#));
+    assert!(
+        total(&m) > total(&m_own),
+        "{} vs {}",
+        total(&m),
+        total(&m_own)
+    );
+    let sizes = canonical["facets"]["size"].to_string();
+    assert!(
+        sizes.contains("\"3XL\""),
+        "facets show values as the shop wrote them: {sizes}"
+    );
+
+    // One variant must satisfy every variant condition. This export's products come in full
+    // grids at one price, so a second shop shows it: United By Blue's Ayers Chambray has an S
+    // at 98 in stock, an M at 98 sold out and an XL at 102.
+    let ubb = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/datasets/shopify/admin_rest/products_united_by_blue_demo.json"),
+    )
+    .unwrap();
+    let (status, ubb_ack) = post_raw(
+        &s,
+        "/v1/domains/shop/shopify",
+        &[
+            ("Authorization", &format!("Bearer {admin}")),
+            ("Content-Type", "application/json"),
+        ],
+        &ubb,
+    );
+    assert_eq!(status, 200, "{ubb_ack}");
+    let seq = ubb_ack["seq"].clone();
+    let q = |query: &str, filter: &str| {
+        json!({"query": query, "domains": ["shop"], "k": 100, "collapse": true, "mode": "bm25",
+               "filter": filter, "facets": ["size", "color"], "min_seq": {"shop": seq}})
+    };
+    let ayers = |filter: &str| {
+        total(&search(
+            &s,
+            &admin,
+            q(
+                "chambray",
+                &format!(r#"handle = "ayers-chambray" AND {filter}"#),
+            ),
+        ))
+    };
+    assert_eq!(ayers(r#"size = "XL""#), 1);
+    assert_eq!(ayers("price < 100"), 1);
+    assert_eq!(ayers(r#"size = "XL" AND price < 100"#), 0, "its XL is 102");
+    assert_eq!(ayers(r#"size = "xl" AND price >= 100"#), 1);
+    assert_eq!(
+        ayers(r#"size = "M" AND in_stock = true"#),
+        0,
+        "its M is sold out"
+    );
+    assert_eq!(ayers(r#"size = "S" AND in_stock = true"#), 1);
+    assert_eq!(
+        ayers(r#"(size = "M" OR size = "S") AND in_stock = true AND price < 100"#),
+        1
+    );
+    let navy_xl = search(
+        &s,
+        &admin,
+        q(
+            "coat",
+            r#"color = "navy" AND size = "XL" AND in_stock = true"#,
+        ),
+    );
+    for hit in navy_xl["hits"].as_array().unwrap() {
+        assert!(
+            some_variant(hit, |v| is(v, "size", "XL")
+                && is(v, "color", "Navy")
+                && v["in_stock"] == json!(true)),
+            "{}",
+            hit["doc_id"]
+        );
+    }
+    // The Foraker coat has navy (S in stock), XL (Harvest in stock), but its navy XL is sold out.
+    let navy = search(
+        &s,
+        &admin,
+        q("coat", r#"color = "navy" AND in_stock = true"#),
+    );
+    assert!(
+        navy["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["attributes"]["handle"] == "foraker-canvas-coat"),
+        "{navy}"
+    );
+    assert!(
+        !navy_xl["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["attributes"]["handle"] == "foraker-canvas-coat"),
+        "{navy_xl}"
+    );
+    // NOT is about the product: none of its variants in stock.
+    let sold_out = search(&s, &admin, q("shirt", "NOT in_stock = true"));
+    assert!(!doc_ids(&sold_out).is_empty());
+    for hit in sold_out["hits"].as_array().unwrap() {
+        assert!(
+            !some_variant(hit, |v| v["in_stock"] == json!(true)),
+            "{hit}"
+        );
+    }
+
+    // Query understanding: the constraints become the filter, the rest is searched, and what
+    // was understood comes back.
+    let body = json!({"query": "sweatshirt in light pink, size M under $60", "domains": ["shop"],
+                      "k": 50, "collapse": true, "mode": "bm25", "parse": true});
+    let found = search(&s, &admin, body.clone());
+    let u = &found["understood"];
+    assert_eq!(u["query"], "sweatshirt", "{u}");
+    assert_eq!(
+        u["filter"], r#"color IN ("Light Pink") AND size = "M" AND price < 60"#,
+        "{u}"
+    );
+    assert_eq!(u["constraints"].as_array().unwrap().len(), 3, "{u}");
+    assert!(!found["hits"].as_array().unwrap().is_empty(), "{found}");
+    for hit in found["hits"].as_array().unwrap() {
+        assert!(
+            some_variant(hit, |v| is(v, "color", "light pink")
+                && is(v, "size", "M")
+                && price(v) < 60.0),
+            "{hit}"
+        );
+    }
+    // Without parsing the same words are only searched.
+    let plain = search(
+        &s,
+        &admin,
+        json!({"query": "sweatshirt in light pink, size M under $60",
+        "domains": ["shop"], "k": 50, "collapse": true, "mode": "bm25"}),
+    );
+    assert!(plain.get("understood").is_none(), "{plain}");
+    // The context pack understands the same way.
+    let (status, ctx) = call(
+        &s,
+        "POST",
+        "/v1/context",
+        Some(&admin),
+        Some(
+            &json!({"query": "sweatshirt in light pink, size M under $60", "domains": ["shop"],
+                     "parse": true, "max_tokens": 400})
+            .to_string(),
+        ),
+    );
+    assert_eq!(status, 200, "{ctx}");
+    assert_eq!(ctx["understood"], found["understood"], "{ctx}");
+
+    // gRPC: the same understanding and the same hits.
+    let rt = runtime();
+    let grpc = rt.block_on(async {
+        grpc_client(&s)
+            .await
+            .search(with_key(
+                pb::SearchRequest {
+                    query: body["query"].as_str().unwrap().into(),
+                    domains: vec!["shop".into()],
+                    k: 50,
+                    mode: "bm25".into(),
+                    collapse: true,
+                    parse: true,
+                    ..Default::default()
+                },
+                Some(&admin),
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    let gu = grpc.understood.expect("understood over gRPC");
+    assert_eq!(
+        (gu.query.as_str(), gu.filter.as_str()),
+        (u["query"].as_str().unwrap(), u["filter"].as_str().unwrap())
+    );
+    let grpc_ids: std::collections::BTreeSet<String> =
+        grpc.hits.iter().map(|h| h.doc_id.clone()).collect();
+    assert_eq!(grpc_ids, doc_ids(&found));
+}
+
+#[test]
+fn a_domain_files_a_shops_option_under_its_own_canonical_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    cli(&data, &["domain", "create", "plain", "--embedder", "fake"]);
+    let admin_key = key_for(&data, "admin");
+    let s = start(dir, data, &["--rate-limit", "0"]);
+    // Over HTTP: "Case size" is a device here, and "Mug size" no size at all.
+    let (status, made) = call(
+        &s,
+        "POST",
+        "/v1/domains",
+        Some(&admin_key),
+        Some(
+            &json!({"name": "cases", "embedder": "fake",
+                     "option_names": {"case_size": "device", "phone_case_size": "device",
+                                      "mug_size": ""}})
+            .to_string(),
+        ),
+    );
+    assert_eq!(status, 201, "{made}");
+    let (status, bad) = call(
+        &s,
+        "POST",
+        "/v1/domains",
+        Some(&admin_key),
+        Some(
+            &json!({"name": "bad", "embedder": "fake",
+                     "option_names": {"Case Size": "device"}})
+            .to_string(),
+        ),
+    );
+    assert_eq!(status, 400, "{bad}");
+    assert!(
+        bad["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("option_names"),
+        "{bad}"
+    );
+    let export = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(EXPORT)).unwrap();
+    let mut seqs = json!({});
+    for domain in ["plain", "cases"] {
+        let (status, ack) = post_raw(
+            &s,
+            &format!("/v1/domains/{domain}/shopify?format=csv"),
+            &[
+                ("Authorization", &format!("Bearer {admin_key}")),
+                ("Content-Type", "text/csv"),
+            ],
+            &export,
+        );
+        assert_eq!(status, 200, "{ack}");
+        seqs[domain] = ack["seq"].clone();
+    }
+    let count = |domain: &str, filter: &str| {
+        let found = search(
+            &s,
+            &admin_key,
+            json!({"query": "case mug", "domains": [domain], "k": 100, "collapse": true,
+                   "mode": "bm25", "filter": filter, "min_seq": {domain: seqs[domain]}}),
+        );
+        found["total"]["documents"].as_u64().unwrap()
+    };
+    assert!(count("plain", r#"size = "iPhone 12""#) > 0);
+    assert_eq!(count("cases", r#"size = "iPhone 12""#), 0);
+    assert_eq!(
+        count("cases", r#"device = "iphone 12""#),
+        count("plain", r#"size = "iPhone 12""#)
+    );
+    assert!(count("plain", r#"size = "11oz""#) > 0);
+    assert_eq!(count("cases", r#"size = "11oz""#), 0);
+    assert_eq!(
+        count("cases", r#"option.mug_size = "11oz""#),
+        count("plain", r#"size = "11oz""#)
+    );
+}
