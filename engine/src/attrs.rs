@@ -354,6 +354,45 @@ impl AttrIndex {
         })
     }
 
+    /// Up to `limit` of `within`'s ordinals in the order of their values of `field`, each at its
+    /// first value (its lowest ascending, its highest descending), with that value; ordinals
+    /// without a value are not listed. Ties in ordinal order.
+    pub fn ordered(
+        &self,
+        field: &str,
+        within: &RoaringBitmap,
+        descending: bool,
+        limit: usize,
+    ) -> Vec<(AttrValue, u32)> {
+        let Some(f) = self.fields.get(field) else {
+            return Vec::new();
+        };
+        let mut seen = RoaringBitmap::new();
+        let mut out = Vec::new();
+        let values: Box<dyn Iterator<Item = (&AttrValue, &RoaringBitmap)>> = if descending {
+            Box::new(f.values.iter().rev())
+        } else {
+            Box::new(f.values.iter())
+        };
+        for (v, rows) in values {
+            let fresh = (rows & within) - &seen;
+            for row in &fresh {
+                if out.len() == limit {
+                    return out;
+                }
+                let shown = match v {
+                    AttrValue::Keyword(folded) => {
+                        AttrValue::Keyword(f.shown.get(folded).unwrap_or(folded).clone())
+                    }
+                    other => other.clone(),
+                };
+                out.push((shown, row));
+            }
+            seen |= fresh;
+        }
+        out
+    }
+
     /// Union of the bitmaps of values of the same kind within the bounds.
     pub fn range(
         &self,

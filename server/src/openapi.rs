@@ -146,7 +146,7 @@ pub fn document() -> Value {
             },
             "schemas": {
                 "SearchInput": {
-                    "type": "object", "required": ["query"], "additionalProperties": false,
+                    "type": "object", "additionalProperties": false,
                     "properties": {
                         "query": { "type": "string" },
                         "domains": array(json!({"type": "string"})),
@@ -161,7 +161,20 @@ pub fn document() -> Value {
                         "facet_size": { "type": "integer" },
                         "explain": { "type": "boolean" },
                         "min_seq": { "type": "object", "additionalProperties": { "type": "integer" }, "description": "domain → acknowledged sequence to wait for" },
-                        "collapse": { "type": "boolean" }
+                        "collapse": { "type": "boolean" },
+                        "parse": { "type": "boolean", "description": "catalog query understanding: price bounds, sizes, colours and stock wording become the filter" },
+                        "vector": array(json!({"type": "number"})),
+                        "similar_to": { "type": "object", "additionalProperties": false, "required": ["domain", "doc_id"],
+                            "properties": { "domain": {"type": "string"}, "doc_id": {"type": "string"} } },
+                        "sort": { "type": "string", "description": "price, price:asc, price:desc" },
+                        "offset": { "type": "integer", "minimum": 0 }
+                    }
+                },
+                "Understood": {
+                    "type": "object",
+                    "properties": {
+                        "query": {"type": "string"}, "filter": {"type": ["string", "null"]},
+                        "constraints": array(json!({"type": "object", "properties": {"text": {"type": "string"}, "filter": {"type": "string"}}}))
                     }
                 },
                 "Hit": {
@@ -183,6 +196,7 @@ pub fn document() -> Value {
                         "total": { "type": "object", "properties": { "documents": {"type": "integer"}, "chunks": {"type": "integer"} } },
                         "facets": { "type": "object", "additionalProperties": array(json!({"type": "object", "properties": {"value": {}, "count": {"type": "integer"}}})) },
                         "domains": array(json!({"type": "string"})),
+                        "understood": r("Understood"),
                         "took_ms": { "type": "number" }
                     }
                 },
@@ -191,13 +205,15 @@ pub fn document() -> Value {
                     "properties": {
                         "query": {"type": "string"}, "domains": array(json!({"type": "string"})),
                         "max_tokens": {"type": "integer"}, "mode": { "enum": ["bm25", "vector", "hybrid"] },
-                        "filter": {"type": "string"}, "min_seq": {"type": "object"}
+                        "filter": {"type": "string"}, "min_seq": {"type": "object"},
+                        "parse": {"type": "boolean"}
                     }
                 },
                 "ContextOutput": {
                     "type": "object",
                     "properties": {
-                        "context": {"type": "string"}, "tokens": {"type": "integer"},
+                        "context": {"type": "string"}, "tokens": {"type": "integer", "description": "in the domains' model's own tokens; never over max_tokens"},
+                        "understood": r("Understood"),
                         "passages": array(json!({"type": "object", "properties": {
                             "marker": {"type": "integer"}, "domain": {"type": "string"}, "doc_id": {"type": "string"},
                             "chunk_ids": array(json!({"type": "string"})), "title": {"type": "string"}, "url": {"type": ["string", "null"]},
@@ -206,7 +222,7 @@ pub fn document() -> Value {
                     }
                 },
                 "Domain": { "type": "object", "properties": { "id": {"type": "integer"}, "name": {"type": "string"}, "description": {"type": "string"}, "settings": {"type": "object"}, "created_at": {"type": "integer"} } },
-                "DomainInput": { "type": "object", "required": ["name"], "additionalProperties": false, "properties": { "name": {"type": "string"}, "description": {"type": "string"}, "embedder": { "enum": ["minilm", "fake"] } } },
+                "DomainInput": { "type": "object", "required": ["name"], "additionalProperties": false, "properties": { "name": {"type": "string"}, "description": {"type": "string"}, "embedder": { "enum": ["minilm", "openai", "fake"] }, "openai_model": {"type": "string"}, "dim": {"type": "integer"}, "chunk_tokens": {"type": "integer"}, "chunk_overlap": {"type": "integer"}, "option_names": { "type": "object", "additionalProperties": {"type": "string"}, "description": "a shop's option (case_size) → the canonical field it is also filed under, or \"\" for none" } } },
                 "IngestInput": { "type": "object", "required": ["documents"], "additionalProperties": false, "properties": { "documents": array(json!({
                     "type": "object", "required": ["id"], "additionalProperties": false,
                     "properties": { "id": {"type": "string"}, "title": {"type": "string"}, "text": {"type": "string"}, "url": {"type": "string"}, "attributes": {"type": "object"} } })) } },

@@ -13,6 +13,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
+use roaring::RoaringBitmap;
+
 use crate::attrs::AttrValue;
 use crate::embed::{Embedding, check_and_normalise};
 use crate::fusion::fuse;
@@ -28,7 +30,7 @@ use hydrate::hydrate;
 type Key = (usize, u32);
 pub use request::{
     BranchHit, FacetCount, Hit, MAX_CANDIDATES, MAX_FACET_SIZE, MAX_FACETS, MAX_K, MAX_QUERY_BYTES,
-    Mode, SearchRequest, SearchResponse, SearchTimings,
+    Mode, SearchRequest, SearchResponse, SearchTimings, SortBy,
 };
 
 /// A filter that keeps at most this many chunks is served by an exact scan (recall 1.0).
@@ -79,9 +81,10 @@ fn search_inner(
         _ => None,
     };
     // Candidates exist for fusion; a single branch only needs the top k.
+    let wanted = req.offset + req.k;
     let depth = match req.mode {
-        Mode::Hybrid => req.candidates.max(req.k),
-        Mode::Bm25 | Mode::Vector => req.k,
+        Mode::Hybrid => req.candidates.max(wanted),
+        Mode::Bm25 | Mode::Vector => wanted,
     };
     // Collapsing keeps one chunk per document, so look deeper to still fill `depth` documents.
     let chunk_depth = if req.collapse {
@@ -133,6 +136,70 @@ fn search_inner(
             }
         }
         allowed_of.push(allowed);
+    }
+    if let Some(sort) = &req.sort {
+        let t = Instant::now();
+        let mut ordered: Vec<(AttrValue, usize, u32)> = Vec::new();
+        for (si, snap) in snapshots.iter().enumerate() {
+            let mut within = match &allowed_of[si] {
+                Some(a) => &snap.heads & a.as_ref(),
+                None => snap.heads.clone(),
+            };
+            if !terms.is_empty() {
+                // Documents matching one of the query's words (document-level BM25 answers
+                // with first chunks, the heads).
+                let matched: RoaringBitmap = snap
+                    .bm25(
+                        &terms,
+                        Level::Document,
+                        MAX_CANDIDATES,
+                        0.0,
+                        allowed_of[si].as_ref(),
+                    )?
+                    .into_iter()
+                    .map(|(o, _)| o)
+                    .collect();
+                within &= matched;
+            }
+            ordered.extend(
+                snap.attrs
+                    .ordered(&sort.field, &within, sort.descending, wanted)
+                    .into_iter()
+                    .map(|(v, o)| (v, si, o)),
+            );
+        }
+        ordered.sort_by(|a, b| {
+            let by_value = if sort.descending {
+                b.0.cmp(&a.0)
+            } else {
+                a.0.cmp(&b.0)
+            };
+            by_value.then_with(|| (a.1, a.2).cmp(&(b.1, b.2)))
+        });
+        timings.bm25_us = micros(t);
+        let t = Instant::now();
+        let hits = ordered
+            .into_iter()
+            .skip(req.offset)
+            .take(req.k)
+            .map(|(_, si, ordinal)| {
+                let f = crate::fusion::Fused {
+                    key: (si, ordinal),
+                    score: 0.0,
+                    bm25: None,
+                    vector: None,
+                };
+                hydrate(&snapshots, shards, (si, ordinal), &f, req.with_payload)
+            })
+            .collect::<Result<Vec<Hit>>>()?;
+        timings.hydrate_us = micros(t);
+        return Ok(SearchResponse {
+            timings,
+            hits,
+            filtered_chunks,
+            filtered_documents,
+            facets: facet_lists(facet_counts, req.facet_size),
+        });
     }
     let bm25_branch = |si: usize| {
         if req.mode == Mode::Vector {
@@ -223,6 +290,7 @@ fn search_inner(
     let t = Instant::now();
     let hits = fused
         .into_iter()
+        .skip(req.offset)
         .take(req.k)
         .map(|f| {
             let (si, id) = f.key;
@@ -250,24 +318,32 @@ fn search_inner(
         hits,
         filtered_chunks,
         filtered_documents,
-        facets: facet_counts
-            .into_iter()
-            .map(|(field, counts)| {
-                let mut counts: Vec<(AttrValue, u64)> = counts.into_iter().collect();
-                // Most frequent first; ties in value order, so the answer is deterministic.
-                counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-                counts.truncate(req.facet_size);
-                let values = counts
-                    .into_iter()
-                    .map(|(v, count)| FacetCount {
-                        value: v.to_json(),
-                        count,
-                    })
-                    .collect();
-                (field, values)
-            })
-            .collect(),
+        facets: facet_lists(facet_counts, req.facet_size),
     })
+}
+
+/// Per facet field, its most frequent values (ties in value order, so the answer is
+/// deterministic).
+fn facet_lists(
+    facet_counts: BTreeMap<String, BTreeMap<AttrValue, u64>>,
+    facet_size: usize,
+) -> BTreeMap<String, Vec<FacetCount>> {
+    facet_counts
+        .into_iter()
+        .map(|(field, counts)| {
+            let mut counts: Vec<(AttrValue, u64)> = counts.into_iter().collect();
+            counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            counts.truncate(facet_size);
+            let values = counts
+                .into_iter()
+                .map(|(v, count)| FacetCount {
+                    value: v.to_json(),
+                    count,
+                })
+                .collect();
+            (field, values)
+        })
+        .collect()
 }
 
 fn checked_query_vector(v: &Embedding, snapshots: &[Arc<Snapshot>]) -> Result<Vec<f32>> {

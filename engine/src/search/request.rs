@@ -66,6 +66,48 @@ pub struct SearchRequest {
     pub facets: Vec<String>,
     /// Values reported per facet (the most frequent first).
     pub facet_size: usize,
+    /// Order documents by an attribute instead of relevance (see [`SortBy`]).
+    pub sort: Option<SortBy>,
+    /// Hits skipped before the `k` returned (paging); `offset + k` is at most `MAX_CANDIDATES`.
+    pub offset: usize,
+}
+
+/// Documents ordered by an attribute: those passing the filter and, when the query has text,
+/// matching one of its words; a document with several values (a product's variant prices) sorts
+/// at its lowest ascending and its highest descending; documents without the attribute are left
+/// out. One hit per document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SortBy {
+    pub field: String,
+    pub descending: bool,
+}
+
+impl std::str::FromStr for SortBy {
+    type Err = Error;
+    /// `price`, `price:asc`, `price:desc`.
+    fn from_str(s: &str) -> Result<Self> {
+        let (field, direction) = s.rsplit_once(':').unwrap_or((s, "asc"));
+        let descending = match direction.to_ascii_lowercase().as_str() {
+            "asc" => false,
+            "desc" => true,
+            other => {
+                return Err(Error::invalid(format!(
+                    "sort: direction `{other}` is not asc or desc"
+                )));
+            }
+        };
+        let field = field.trim();
+        if field.is_empty() || field.len() > crate::validate::MAX_ATTR_NAME_BYTES {
+            return Err(Error::invalid(format!(
+                "sort: an attribute name of 1 to {} bytes, got `{field}`",
+                crate::validate::MAX_ATTR_NAME_BYTES
+            )));
+        }
+        Ok(SortBy {
+            field: field.to_string(),
+            descending,
+        })
+    }
 }
 
 impl SearchRequest {
@@ -84,12 +126,14 @@ impl SearchRequest {
             with_payload: true,
             facets: Vec::new(),
             facet_size: 10,
+            sort: None,
+            offset: 0,
         }
     }
 
     pub fn validate(&self) -> Result<()> {
         self.validate_parameters()?;
-        if self.mode != Mode::Bm25 && self.vector.is_none() {
+        if self.mode != Mode::Bm25 && self.vector.is_none() && self.sort.is_none() {
             return Err(Error::invalid(format!(
                 "{:?} mode needs a query vector",
                 self.mode
@@ -119,8 +163,20 @@ impl SearchRequest {
                 self.query.len()
             )));
         }
-        if self.mode != Mode::Vector && self.query.trim().is_empty() {
+        if self.mode != Mode::Vector && self.query.trim().is_empty() && self.sort.is_none() {
             return Err(Error::invalid("query: the query text is empty"));
+        }
+        if self.offset.saturating_add(self.k) > MAX_CANDIDATES {
+            return Err(Error::invalid(format!(
+                "offset + k must be at most {MAX_CANDIDATES}, got {}",
+                self.offset.saturating_add(self.k)
+            )));
+        }
+        if self.sort.is_some() && self.mode == Mode::Vector && !self.query.trim().is_empty() {
+            return Err(Error::invalid(
+                "sort: orders the documents matching the query's words; a vector query has no \
+                 such set (use bm25 or hybrid, or no query text)",
+            ));
         }
         if self.facets.len() > MAX_FACETS
             || self.facet_size == 0

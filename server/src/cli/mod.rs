@@ -287,6 +287,16 @@ struct SearchArgs {
     /// query become a filter; the rest of the text is searched.
     #[arg(long)]
     parse: bool,
+    /// More like this: the documents nearest to document ID of the first --domain (itself left
+    /// out); the query text is then optional.
+    #[arg(long, value_name = "ID")]
+    similar_to: Option<String>,
+    /// Order by an attribute instead of relevance: price, price:asc, price:desc.
+    #[arg(long)]
+    sort: Option<String>,
+    /// Hits skipped before the -k returned (paging).
+    #[arg(long, default_value_t = 0)]
+    offset: usize,
     #[arg(long)]
     json: bool,
 }

@@ -7,14 +7,18 @@ use anyhow::{Context, Result};
 use dartmouth_indexer::read_beir_queries;
 use serde_json::json;
 
-use dartmouth_server::service::{FusionInput, SearchInput};
+use dartmouth_server::service::{FusionInput, SearchInput, SimilarTo};
 
 use super::{Ctx, SearchArgs, out};
 
 pub(super) fn search_cmd(ctx: &Ctx, args: SearchArgs) -> Result<()> {
     // Checked here so a typo fails before any work, with the option's name.
     args.fusion.fusion().context("--fusion")?;
-    let mode = args.mode.parse().context("--mode")?;
+    let mode = if args.similar_to.is_some() && args.query.is_none() {
+        dartmouth_engine::Mode::Vector
+    } else {
+        args.mode.parse().context("--mode")?
+    };
     let input = |query: &str, collapse: bool| SearchInput {
         query: query.to_string(),
         domains: args.domains.clone(),
@@ -31,6 +35,12 @@ pub(super) fn search_cmd(ctx: &Ctx, args: SearchArgs) -> Result<()> {
         facets: args.facets.clone(),
         collapse,
         parse: args.parse,
+        similar_to: args.similar_to.as_ref().map(|id| SimilarTo {
+            domain: args.domains[0].clone(),
+            doc_id: id.clone(),
+        }),
+        sort: args.sort.clone(),
+        offset: Some(args.offset),
         ..SearchInput::default()
     };
 
@@ -45,10 +55,13 @@ pub(super) fn search_cmd(ctx: &Ctx, args: SearchArgs) -> Result<()> {
         return Ok(());
     }
 
-    let query = args
-        .query
-        .clone()
-        .context("give a query, or --queries FILE")?;
+    let query = match (&args.query, &args.similar_to, &args.sort) {
+        (Some(q), _, _) => q.clone(),
+        (None, Some(_), _) | (None, None, Some(_)) => String::new(),
+        (None, None, None) => {
+            anyhow::bail!("give a query, --similar-to ID, --sort FIELD, or --queries FILE")
+        }
+    };
     let found = ctx.call(ctx.svc.search(&ctx.caller, input(&query, args.collapse)))?;
     let mut out = out();
     if args.json {

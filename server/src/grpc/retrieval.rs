@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 use super::Grpc;
 use crate::error::{ApiError, ApiResult};
 use crate::proto as pb;
-use crate::service::{ChunkOut, ContextInput, FusionInput, HitOut, SearchInput};
+use crate::service::{ChunkOut, ContextInput, FusionInput, HitOut, SearchInput, SimilarTo};
 
 pub(super) fn mode(field: &str, s: &str) -> ApiResult<Option<Mode>> {
     if s.is_empty() {
@@ -42,6 +42,13 @@ pub fn search_input(r: pb::SearchRequest) -> ApiResult<SearchInput> {
         min_seq: r.min_seq.into_iter().collect(),
         collapse: r.collapse,
         parse: r.parse,
+        vector: (!r.vector.is_empty()).then_some(r.vector),
+        similar_to: r.similar_to.map(|l| SimilarTo {
+            domain: l.domain,
+            doc_id: l.doc_id,
+        }),
+        sort: (!r.sort.is_empty()).then_some(r.sort),
+        offset: nonzero(r.offset),
     })
 }
 

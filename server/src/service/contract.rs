@@ -26,6 +26,8 @@ pub struct FusionInput {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SearchInput {
+    /// The query text (optional with `vector`, `similar_to` or `sort`).
+    #[serde(default)]
     pub query: String,
     /// Empty: every domain the caller may read.
     #[serde(default)]
@@ -56,6 +58,29 @@ pub struct SearchInput {
     /// query become a filter (with `filter`, both apply) and the rest of the text is searched.
     #[serde(default)]
     pub parse: bool,
+    /// A query vector given by the caller (from the domains' model, of its dimension): vector
+    /// mode without a query text, hybrid with one.
+    #[serde(default)]
+    pub vector: Option<Vec<f32>>,
+    /// "More like this": the documents nearest to this one (the mean of its chunks' vectors),
+    /// itself left out.
+    #[serde(default)]
+    pub similar_to: Option<SimilarTo>,
+    /// Order by an attribute instead of relevance: `price`, `price:asc`, `price:desc` (the
+    /// documents passing the filter that match a word of the query, or all of them without one).
+    #[serde(default)]
+    pub sort: Option<String>,
+    /// Hits skipped before the `k` returned (paging).
+    #[serde(default)]
+    pub offset: Option<usize>,
+}
+
+/// A document to find the like of.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimilarTo {
+    pub domain: String,
+    pub doc_id: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -100,6 +125,9 @@ pub struct SearchOutput {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub understood: Option<Understood>,
     pub took_ms: f64,
+    /// The model of the domains searched (context packs measure with its tokenizer).
+    #[serde(skip)]
+    pub model_spec: Option<dartmouth_engine::ModelSpec>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -19,7 +19,7 @@ mod search;
 
 pub use admin::format_millis;
 pub use contract::*;
-pub use search::{estimate_tokens, pack_context};
+pub use search::pack_context;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

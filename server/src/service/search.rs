@@ -10,11 +10,12 @@ use dartmouth_engine::{
 };
 use serde_json::Value;
 
+use dartmouth_indexer::Sizer;
 use dartmouth_views::Reader;
 
 use super::{
     ContextInput, ContextOutput, FusionInput, HitOut, PassageOut, ReadMode, SearchInput,
-    SearchOutput, Service, Totals,
+    SearchOutput, Service, SimilarTo, Totals,
 };
 use crate::cache::Weigh;
 use crate::error::{ApiError, ApiResult};
@@ -65,6 +66,30 @@ impl Service {
                 f.len()
             )));
         }
+        if let Some(v) = &input.vector {
+            if v.is_empty() || v.len() > 8192 {
+                return Err(ApiError::invalid(format!(
+                    "vector: 1 to 8192 numbers, got {}",
+                    v.len()
+                )));
+            }
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                return Err(ApiError::invalid(format!(
+                    "vector[{i}]: not a finite number"
+                )));
+            }
+        }
+        if input.vector.is_some() && input.similar_to.is_some() {
+            return Err(ApiError::invalid(
+                "vector and similar_to: give one query vector, not both",
+            ));
+        }
+        if (input.vector.is_some() || input.similar_to.is_some()) && input.mode == Some(Mode::Bm25)
+        {
+            return Err(ApiError::invalid(
+                "mode: bm25 uses no vector; use vector or hybrid with `vector` or `similar_to`",
+            ));
+        }
         if input.min_seq.len() > l.max_domains {
             return Err(ApiError::invalid(format!(
                 "min_seq: at most {} domains per request",
@@ -85,6 +110,30 @@ impl Service {
         self.read_your_writes(&pass, &input.min_seq).await?;
         let reader = self.reader(pass).await?;
         let mut input = input;
+        // More like this: the document's own vectors, read with the caller's rights (a
+        // document the caller may not read is as missing as one that does not exist).
+        let like = match input.similar_to.take() {
+            Some(like) => {
+                input.vector = Some(self.document_vector(caller, &like, &reader).await?);
+                if input.mode.is_none() {
+                    input.mode = Some(if input.query.trim().is_empty() {
+                        Mode::Vector
+                    } else {
+                        Mode::Hybrid
+                    });
+                }
+                Some(like)
+            }
+            None => None,
+        };
+        if input.vector.is_some() && input.mode.is_none() && input.query.trim().is_empty() {
+            input.mode = Some(Mode::Vector);
+        }
+        // Room for the document's own chunks, left out below.
+        let k = input.k.unwrap_or(10);
+        if like.is_some() {
+            input.k = Some((k + 32).min(self.limits.max_k.min(MAX_K).max(k)));
+        }
         // Understood over the domains the caller may read and searches: the vocabulary says
         // nothing of any other.
         let understood = input.parse.then(|| {
@@ -100,6 +149,11 @@ impl Service {
             u
         });
         let mut out = self.search_reader(reader, &input).await?;
+        if let Some(like) = &like {
+            out.hits
+                .retain(|h| !(h.domain == like.domain && h.doc_id == like.doc_id));
+            out.hits.truncate(k);
+        }
         out.understood = understood;
         out.took_ms = started.elapsed().as_secs_f64() * 1e3;
         Ok(out)
@@ -131,7 +185,10 @@ impl Service {
                 &input.facets,
                 &input.facet_size,
                 input.explain,
-                input.collapse
+                input.collapse,
+                &input.vector,
+                &input.sort,
+                &input.offset
             ))
             .map_err(ApiError::internal)?
         );
@@ -155,12 +212,29 @@ impl Service {
             .filter(|f| !f.trim().is_empty())
             .map(|f| Filter::parse(f).map_err(|e| ApiError::invalid(format!("filter: {e}"))))
             .transpose()?;
+        req.sort = input
+            .sort
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .map(str::parse)
+            .transpose()?;
+        req.offset = input.offset.unwrap_or(0);
+        if req.sort.is_some() {
+            // One hit per document, in the attribute's order: no query vector is needed.
+            req.collapse = true;
+        }
         req.validate_parameters()?;
         let spec = reader.model()?.cloned();
         // A hybrid query not in the embedding cache is embedded inside the search, while its
         // BM25 branch runs; the vector branch alone has to wait for it.
         let mut embed_later = None;
-        if mode != Mode::Bm25
+        if let (Some(values), Some(spec)) = (&input.vector, &spec) {
+            req.vector = Some(Embedding {
+                model_id: spec.id.clone(),
+                values: values.clone(),
+            });
+        } else if mode != Mode::Bm25
+            && req.sort.is_none()
             && let Some(spec) = &spec
         {
             let key = embedding_key(&scope, spec, &input.query);
@@ -174,6 +248,7 @@ impl Service {
         let explain = input.explain;
         let fusion = req.fusion;
         let query = input.query.clone();
+        let spec_out = spec.clone();
         let model = spec.map(|s| s.id).unwrap_or_default();
         let metrics = self.metrics.clone();
         let (slot, embed_metrics) = (Arc::clone(&embedded), self.metrics.clone());
@@ -233,6 +308,7 @@ impl Service {
                 domains: reader.domains().map(str::to_string).collect(),
                 understood: None,
                 took_ms: 0.0,
+                model_spec: spec_out,
             })
         })
         .await
@@ -244,6 +320,60 @@ impl Service {
         }
         self.result_cache.put(cache_key, out.clone());
         Ok(out)
+    }
+
+    /// The mean of a document's chunk vectors (normalised), for "more like this"; its domain's
+    /// model must be the searched domains'.
+    async fn document_vector(
+        &self,
+        caller: &Caller,
+        like: &SimilarTo,
+        reader: &Reader,
+    ) -> ApiResult<Vec<f32>> {
+        let pass = self
+            .authorize(caller, std::slice::from_ref(&like.domain), Role::Read)
+            .await?;
+        let missing = || {
+            ApiError::new(
+                crate::error::Code::NotFound,
+                format!(
+                    "similar_to: document `{}` does not exist in domain `{}`",
+                    dartmouth_domains::names::shown(&like.doc_id),
+                    like.domain
+                ),
+            )
+        };
+        let doc = self
+            .store
+            .document(&pass, &like.domain, &like.doc_id)
+            .await?
+            .ok_or_else(missing)?;
+        let source_model = pass
+            .domain(&like.domain)
+            .map(dartmouth_views::domain_settings)
+            .transpose()?
+            .map(|s| s.model.id);
+        if let (Some(source), Some(searched)) = (&source_model, reader.model()?)
+            && source != &searched.id
+        {
+            return Err(ApiError::invalid(format!(
+                "similar_to: `{}` is embedded with `{source}`, the domains searched with `{}`",
+                like.domain, searched.id
+            )));
+        }
+        let dim = doc.chunks.first().map_or(0, |c| c.embedding.len());
+        let mut mean = vec![0f32; dim];
+        for c in doc.chunks.iter().filter(|c| c.embedding.len() == dim) {
+            for (m, x) in mean.iter_mut().zip(&c.embedding) {
+                *m += x;
+            }
+        }
+        let norm = mean.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if dim == 0 || norm == 0.0 || !norm.is_finite() {
+            return Err(missing());
+        }
+        mean.iter_mut().for_each(|x| *x /= norm);
+        Ok(mean)
     }
 
     /// The query vector cached for this scope, model and text (counted as a hit or a miss).
@@ -297,7 +427,13 @@ impl Service {
             ..SearchInput::default()
         };
         let found = self.search(caller, search).await?;
-        let mut out = pack_context(found.hits, budget);
+        // Measured in the tokens of the domains' model (characters / 4 for a model without a
+        // local tokenizer).
+        let sizer = match &found.model_spec {
+            Some(spec) => self.models.sizer_for(spec).map_err(ApiError::internal)?,
+            None => Sizer::ApproxChars,
+        };
+        let mut out = pack_context(found.hits, budget, &sizer);
         out.understood = found.understood;
         Ok(out)
     }
@@ -362,67 +498,23 @@ fn explain_hit(
     })
 }
 
-/// Rough token count for an LLM prompt: one token per 4 characters (OpenAI's rule of thumb;
-/// model tokenizers differ, so budgets keep a margin).
-pub fn estimate_tokens(text: &str) -> usize {
-    text.chars().count().div_ceil(4)
+/// A passage being built: a document's hits, merged in text order when rendered.
+struct Building {
+    score: f32,
+    first: HitOut,
+    chunks: Vec<HitOut>,
 }
 
-/// Fills `budget` tokens with the best passages: hits in score order, one passage per document
-/// (chunks of the same document merged in text order, overlaps removed), each with a marker.
-pub fn pack_context(hits: Vec<HitOut>, budget: usize) -> ContextOutput {
-    struct Building {
-        score: f32,
-        first: HitOut,
-        chunks: Vec<HitOut>,
-    }
-    let mut docs: Vec<Building> = Vec::new();
-    let mut used = 0usize;
-    for hit in hits {
-        let cost = estimate_tokens(&hit.text) + 1;
-        if let Some(b) = docs
-            .iter_mut()
-            .find(|b| b.first.domain == hit.domain && b.first.doc_id == hit.doc_id)
-        {
-            // A chunk whose range the passage already covers adds nothing.
-            if b.chunks
-                .iter()
-                .any(|c| c.char_start <= hit.char_start && hit.char_end <= c.char_end)
-            {
-                continue;
-            }
-            if used + cost > budget {
-                continue;
-            }
-            used += cost;
-            b.chunks.push(hit);
-            continue;
-        }
-        let header = format!(
-            "[{}] {} ({}/{})\n",
-            docs.len() + 1,
-            hit.title,
-            hit.domain,
-            hit.doc_id
-        );
-        let cost = cost + estimate_tokens(&header);
-        if used + cost > budget {
-            continue;
-        }
-        used += cost;
-        docs.push(Building {
-            score: hit.score,
-            first: hit.clone(),
-            chunks: vec![hit],
-        });
-    }
+/// The context text and its passages, as `pack_context` returns them.
+fn render(docs: &[Building], sizer: &Sizer) -> (String, Vec<PassageOut>) {
     let mut passages = Vec::with_capacity(docs.len());
     let mut context = String::new();
-    for (i, mut b) in docs.into_iter().enumerate() {
-        b.chunks.sort_by_key(|c| (c.char_start, c.char_end));
+    for (i, b) in docs.iter().enumerate() {
+        let mut chunks: Vec<&HitOut> = b.chunks.iter().collect();
+        chunks.sort_by_key(|c| (c.char_start, c.char_end));
         let mut text = String::new();
         let mut end = 0u64;
-        for c in &b.chunks {
+        for c in &chunks {
             if !text.is_empty() {
                 if c.char_start > end {
                     text.push_str(" … ");
@@ -454,17 +546,89 @@ pub fn pack_context(hits: Vec<HitOut>, budget: usize) -> ContextOutput {
             marker,
             domain: first.domain.clone(),
             doc_id: first.doc_id.clone(),
-            chunk_ids: b.chunks.iter().map(|c| c.chunk_id.clone()).collect(),
+            chunk_ids: chunks.iter().map(|c| c.chunk_id.clone()).collect(),
             title: first.title.clone(),
             url: first.url.clone(),
-            tokens: estimate_tokens(&text),
-            char_start: b.chunks.first().map_or(0, |c| c.char_start),
+            tokens: sizer.count(&text),
+            char_start: chunks.first().map_or(0, |c| c.char_start),
             char_end: end,
             score: b.score,
             text,
         });
     }
-    let tokens = estimate_tokens(&context);
+    (context, passages)
+}
+
+/// Fills `budget` tokens of the model's own tokenizer (`sizer`) with the best passages: hits in
+/// score order, one passage per document (chunks of the same document merged in text order,
+/// overlaps removed), each headed by its marker and provenance. Every addition is measured on
+/// the rendered context, headers and separators included, so the context never exceeds the
+/// budget; when not even the best passage fits, its beginning is cut to fit.
+pub fn pack_context(hits: Vec<HitOut>, budget: usize, sizer: &Sizer) -> ContextOutput {
+    let fits = |docs: &[Building]| sizer.count(&render(docs, sizer).0) <= budget;
+    let best = hits.first().cloned();
+    let mut docs: Vec<Building> = Vec::new();
+    for hit in hits {
+        match docs
+            .iter()
+            .position(|b| b.first.domain == hit.domain && b.first.doc_id == hit.doc_id)
+        {
+            Some(at) => {
+                // A chunk whose range the passage already covers adds nothing.
+                if docs[at]
+                    .chunks
+                    .iter()
+                    .any(|c| c.char_start <= hit.char_start && hit.char_end <= c.char_end)
+                {
+                    continue;
+                }
+                docs[at].chunks.push(hit);
+                if !fits(&docs) {
+                    docs[at].chunks.pop();
+                }
+            }
+            None => {
+                docs.push(Building {
+                    score: hit.score,
+                    first: hit.clone(),
+                    chunks: vec![hit],
+                });
+                if !fits(&docs) {
+                    docs.pop();
+                }
+            }
+        }
+    }
+    if docs.is_empty()
+        && let Some(best) = best
+    {
+        // The longest beginning of the best passage that fits (by characters, then measured).
+        let chars: Vec<char> = best.text.chars().collect();
+        let cut = |n: usize| {
+            let mut hit = best.clone();
+            hit.text = chars[..n].iter().collect::<String>() + "…";
+            hit.char_end = hit.char_start + n as u64;
+            vec![Building {
+                score: best.score,
+                first: best.clone(),
+                chunks: vec![hit],
+            }]
+        };
+        let (mut lo, mut hi) = (0usize, chars.len());
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if fits(&cut(mid)) {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        if lo > 0 {
+            docs = cut(lo);
+        }
+    }
+    let (context, passages) = render(&docs, sizer);
+    let tokens = sizer.count(&context);
     ContextOutput {
         context,
         passages,
@@ -515,5 +679,67 @@ impl Weigh for SearchOutput {
                 })
                 .sum::<usize>()
             + self.domains.iter().map(String::capacity).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(doc: &str, idx: u64, text: &str, start: u64, score: f32) -> HitOut {
+        HitOut {
+            domain: "kb".into(),
+            doc_id: doc.into(),
+            chunk_id: format!("{doc}#{idx}"),
+            chunk_idx: idx,
+            title: format!("Title of {doc}"),
+            url: Some(format!("https://example.com/{doc}")),
+            heading: None,
+            text: text.into(),
+            snippet: String::new(),
+            explain: None,
+            char_start: start,
+            char_end: start + text.chars().count() as u64,
+            score,
+            bm25: None,
+            vector: None,
+            model: String::new(),
+            index_seq: 1,
+            attributes: Value::Null,
+        }
+    }
+
+    /// At every budget the rendered context — headers, separators and all — stays within it,
+    /// `tokens` is its measured size, and a bigger budget never holds less.
+    #[test]
+    fn a_context_pack_never_exceeds_its_budget() {
+        let long = "word ".repeat(60);
+        let hits = vec![
+            hit("a", 0, &long, 0, 0.9),
+            hit("b", 0, "short answer about returns", 0, 0.8),
+            hit("a", 2, "a later part of a", 600, 0.7),
+            hit("a", 1, &long, 300, 0.6),
+            hit("c", 0, &"ünïcödé ".repeat(30), 0, 0.5),
+        ];
+        let sizer = Sizer::ApproxChars;
+        for budget in 1..400 {
+            let out = pack_context(hits.clone(), budget, &sizer);
+            assert!(out.tokens <= budget, "{budget}: {}", out.tokens);
+            assert_eq!(out.tokens, sizer.count(&out.context));
+            if budget >= 20 {
+                // Something is always there: when no passage fits whole, the best one is cut.
+                assert!(!out.passages.is_empty(), "{budget}");
+            }
+        }
+        // Only the long best passage, at a budget below its size: its beginning, cut to fit.
+        let cut = pack_context(hits[..1].to_vec(), 30, &sizer);
+        assert_eq!(cut.passages.len(), 1);
+        assert!(
+            cut.passages[0].text.ends_with('…') && cut.tokens <= 30,
+            "{cut:?}"
+        );
+        let all = pack_context(hits, 10_000, &sizer);
+        assert_eq!(all.passages.len(), 3);
+        assert_eq!(all.passages[0].chunk_ids, ["a#0", "a#1", "a#2"]);
     }
 }

@@ -113,4 +113,34 @@ fn the_real_model_serves_meaning_over_both_transports() {
             .unwrap_or(0)
     };
     assert_eq!((counter("miss"), counter("hit")), (2, 2), "{metrics}");
+
+    // Context packs are measured in the model's own word pieces and never exceed the budget,
+    // headers and separators included.
+    let model_dir = std::env::var_os("DARTMOUTH_MODEL_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/all-minilm-l6-v2")
+        });
+    let sizer = dartmouth_indexer::Sizer::from_model_dir(&model_dir).unwrap();
+    let mut sizes = Vec::new();
+    for budget in [24, 60, 150, 400, 1500] {
+        let body = json!({"query": "how do I return a sale item", "domains": ["help"],
+                          "max_tokens": budget})
+        .to_string();
+        let (status, pack) = call(&s, "POST", "/v1/context", Some(&key), Some(&body));
+        assert_eq!(status, 200, "{pack}");
+        let context = pack["context"].as_str().unwrap();
+        let measured = sizer.count(context);
+        assert!(
+            measured <= budget,
+            "{budget}: {measured} word pieces: {context}"
+        );
+        assert_eq!(pack["tokens"], measured, "{pack}");
+        assert!(
+            !pack["passages"].as_array().unwrap().is_empty(),
+            "{budget}: {pack}"
+        );
+        sizes.push(measured);
+    }
+    assert!(sizes[4] > sizes[0], "{sizes:?}");
 }

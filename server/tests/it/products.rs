@@ -343,3 +343,371 @@ fn a_domain_files_a_shops_option_under_its_own_canonical_name() {
         count("plain", r#"size = "11oz""#)
     );
 }
+
+/// Similar items: "more like this" by a product's id and search by a given vector, over both
+/// transports; the product itself is left out, and the rights and shapes are checked.
+#[test]
+fn similar_items_by_document_and_by_vector() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    cli(&data, &["domain", "create", "shop", "--embedder", "fake"]);
+    cli(
+        &data,
+        &[
+            "domain",
+            "create",
+            "other",
+            "--embedder",
+            "fake",
+            "--dim",
+            "16",
+        ],
+    );
+    cli(
+        &data,
+        &["principal", "create", "outsider", "--kind", "agent"],
+    );
+    cli(&data, &["grant", "outsider", "other", "read"]);
+    let admin = key_for(&data, "admin");
+    let outsider = key_for(&data, "outsider");
+    let s = start(dir, data, &["--rate-limit", "0"]);
+    let ubb = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/datasets/shopify/admin_rest/products_united_by_blue_demo.json"),
+    )
+    .unwrap();
+    let (status, ack) = post_raw(
+        &s,
+        "/v1/domains/shop/shopify",
+        &[
+            ("Authorization", &format!("Bearer {admin}")),
+            ("Content-Type", "application/json"),
+        ],
+        &ubb,
+    );
+    assert_eq!(status, 200, "{ack}");
+    let seq = ack["seq"].clone();
+    let chambray = search(
+        &s,
+        &admin,
+        json!({"query": "chambray", "domains": ["shop"], "mode": "bm25", "k": 1,
+               "filter": "handle = \"ayers-chambray\"", "min_seq": {"shop": seq}}),
+    );
+    let id = chambray["hits"][0]["doc_id"].as_str().unwrap().to_string();
+
+    let like = json!({"domains": ["shop"], "k": 5, "collapse": true,
+                      "similar_to": {"domain": "shop", "doc_id": id}, "min_seq": {"shop": seq}});
+    let found = search(&s, &admin, like.clone());
+    let ids: Vec<&str> = found["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["doc_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 5, "{found}");
+    assert!(
+        !ids.contains(&id.as_str()),
+        "the product itself is left out: {ids:?}"
+    );
+    assert!(found["hits"][0]["vector"]["rank"].is_u64(), "{found}");
+    // With a filter, as any search.
+    let shirts = search(
+        &s,
+        &admin,
+        json!({"domains": ["shop"], "k": 5, "collapse": true, "filter": "size = \"M\"",
+               "similar_to": {"domain": "shop", "doc_id": id}}),
+    );
+    for hit in shirts["hits"].as_array().unwrap() {
+        assert!(some_variant(hit, |v| is(v, "size", "M")), "{hit}");
+    }
+    // gRPC: the same hits.
+    let rt = runtime();
+    let grpc = rt.block_on(async {
+        grpc_client(&s)
+            .await
+            .search(with_key(
+                pb::SearchRequest {
+                    domains: vec!["shop".into()],
+                    k: 5,
+                    collapse: true,
+                    similar_to: Some(pb::SimilarTo {
+                        domain: "shop".into(),
+                        doc_id: id.clone(),
+                    }),
+                    ..Default::default()
+                },
+                Some(&admin),
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    let grpc_ids: Vec<&str> = grpc.hits.iter().map(|h| h.doc_id.as_str()).collect();
+    assert_eq!(grpc_ids, ids);
+
+    // A given vector of the domains' dimension; a wrong one is refused with its size.
+    let unit: Vec<f32> = (0..384)
+        .map(|i| if i % 7 == 0 { 1.0 } else { 0.0 })
+        .collect();
+    let by_vector = search(
+        &s,
+        &admin,
+        json!({"domains": ["shop"], "k": 3, "vector": unit, "collapse": true}),
+    );
+    assert_eq!(
+        by_vector["hits"].as_array().unwrap().len(),
+        3,
+        "{by_vector}"
+    );
+    let grpc = rt.block_on(async {
+        grpc_client(&s)
+            .await
+            .search(with_key(
+                pb::SearchRequest {
+                    domains: vec!["shop".into()],
+                    k: 3,
+                    collapse: true,
+                    vector: unit.clone(),
+                    ..Default::default()
+                },
+                Some(&admin),
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    assert_eq!(
+        grpc.hits
+            .iter()
+            .map(|h| h.doc_id.as_str())
+            .collect::<Vec<_>>(),
+        by_vector["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["doc_id"].as_str().unwrap())
+            .collect::<Vec<_>>()
+    );
+    let refused = |key: &str, body: Value| {
+        let (status, out) = call(&s, "POST", "/v1/search", Some(key), Some(&body.to_string()));
+        (
+            status,
+            out["error"]["message"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    let (status, msg) = refused(&admin, json!({"domains": ["shop"], "vector": [0.5, 0.5]}));
+    assert_eq!(status, 400, "{msg}");
+    assert!(msg.contains("dimension") || msg.contains("384"), "{msg}");
+    let (status, msg) = refused(&admin, json!({"domains": ["shop"], "vector": []}));
+    assert_eq!((status, msg.contains("vector")), (400, true), "{msg}");
+    let (status, msg) = refused(
+        &admin,
+        json!({"domains": ["shop"], "mode": "bm25", "similar_to": {"domain": "shop", "doc_id": id}}),
+    );
+    assert_eq!((status, msg.contains("bm25")), (400, true), "{msg}");
+    // Another model's domain: refused, naming both.
+    let (status, msg) = refused(
+        &admin,
+        json!({"domains": ["other"], "similar_to": {"domain": "shop", "doc_id": id}}),
+    );
+    assert_eq!(status, 400, "{msg}");
+    // A missing document is 404; an unreadable domain's document answers as a missing domain.
+    let (status, msg) = refused(
+        &admin,
+        json!({"domains": ["shop"], "similar_to": {"domain": "shop", "doc_id": "nope"}}),
+    );
+    assert_eq!((status, msg.contains("nope")), (404, true), "{msg}");
+    let unreadable = refused(
+        &outsider,
+        json!({"domains": ["other"], "similar_to": {"domain": "shop", "doc_id": id}}),
+    );
+    let missing = refused(
+        &outsider,
+        json!({"domains": ["other"], "similar_to": {"domain": "nowhere", "doc_id": id}}),
+    );
+    assert_eq!(
+        unreadable,
+        (missing.0, missing.1.replace("nowhere", "shop")),
+        "an unreadable domain reads as a missing one"
+    );
+}
+
+/// Catalog browsing: documents ordered by price (a product at its lowest variant price
+/// ascending, its highest descending), paged with `offset`, under a filter and a query's words;
+/// relevance paging agrees with one longer page.
+#[test]
+fn catalog_browsing_sorted_by_price_and_paged() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    cli(&data, &["domain", "create", "shop", "--embedder", "fake"]);
+    let admin = key_for(&data, "admin");
+    let s = start(dir, data, &["--rate-limit", "0"]);
+    let ubb = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/datasets/shopify/admin_rest/products_united_by_blue_demo.json"),
+    )
+    .unwrap();
+    let (status, ack) = post_raw(
+        &s,
+        "/v1/domains/shop/shopify",
+        &[
+            ("Authorization", &format!("Bearer {admin}")),
+            ("Content-Type", "application/json"),
+        ],
+        &ubb,
+    );
+    assert_eq!(status, 200, "{ack}");
+    let seq = ack["seq"].clone();
+    let prices = |hit: &Value| -> Vec<f64> {
+        hit["attributes"]["variants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v["price"].as_f64())
+            .collect()
+    };
+    let page = |sort: &str, filter: &str, offset: usize| {
+        search(
+            &s,
+            &admin,
+            json!({"query": "", "domains": ["shop"], "k": 5, "offset": offset, "sort": sort,
+                   "filter": filter, "min_seq": {"shop": seq}}),
+        )
+    };
+    for (sort, descending) in [("price", false), ("price:desc", true)] {
+        let mut keys = Vec::new();
+        let mut ids = std::collections::BTreeSet::new();
+        let mut offset = 0;
+        let total = loop {
+            let found = page(sort, "in_stock = true", offset);
+            let hits = found["hits"].as_array().unwrap();
+            for h in hits {
+                let p = prices(h);
+                let key = if descending {
+                    p.iter().cloned().fold(f64::MIN, f64::max)
+                } else {
+                    p.iter().cloned().fold(f64::MAX, f64::min)
+                };
+                keys.push(key);
+                assert!(ids.insert(h["doc_id"].as_str().unwrap().to_string()), "{h}");
+            }
+            if hits.len() < 5 {
+                break found["total"]["documents"].as_u64().unwrap();
+            }
+            offset += 5;
+        };
+        assert_eq!(ids.len() as u64, total, "every product once over the pages");
+        let mut sorted = keys.clone();
+        sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        if descending {
+            sorted.reverse();
+        }
+        assert_eq!(keys, sorted, "{sort}");
+        assert!(keys.len() > 10, "{keys:?}");
+    }
+    // With the query's words: only documents matching one of them, still in price order.
+    let backpacks = search(
+        &s,
+        &admin,
+        json!({"query": "backpack", "domains": ["shop"], "k": 20, "sort": "price",
+               "min_seq": {"shop": seq}}),
+    );
+    let matching = search(
+        &s,
+        &admin,
+        json!({"query": "backpack", "domains": ["shop"], "k": 20, "mode": "bm25", "collapse": true,
+               "min_seq": {"shop": seq}}),
+    );
+    let sorted_ids: std::collections::BTreeSet<_> = backpacks["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["doc_id"].as_str().unwrap())
+        .collect();
+    let matched_ids: std::collections::BTreeSet<_> = matching["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["doc_id"].as_str().unwrap())
+        .collect();
+    assert!(!sorted_ids.is_empty());
+    assert_eq!(sorted_ids, matched_ids);
+    // gRPC: the same order.
+    let rt = runtime();
+    let grpc = rt.block_on(async {
+        grpc_client(&s)
+            .await
+            .search(with_key(
+                pb::SearchRequest {
+                    domains: vec!["shop".into()],
+                    k: 5,
+                    offset: 5,
+                    sort: "price:desc".into(),
+                    filter: "in_stock = true".into(),
+                    ..Default::default()
+                },
+                Some(&admin),
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    let http = page("price:desc", "in_stock = true", 5);
+    assert_eq!(
+        grpc.hits
+            .iter()
+            .map(|h| h.doc_id.as_str())
+            .collect::<Vec<_>>(),
+        http["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["doc_id"].as_str().unwrap())
+            .collect::<Vec<_>>()
+    );
+    // Relevance paging: two pages of 5 are the first 10.
+    let ranked = |k: usize, offset: usize| -> Vec<String> {
+        search(
+            &s,
+            &admin,
+            json!({"query": "organic cotton shirt", "domains": ["shop"], "k": k, "offset": offset,
+                   "collapse": true, "mode": "bm25", "min_seq": {"shop": seq}}),
+        )["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["doc_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut two_pages = ranked(5, 0);
+    two_pages.extend(ranked(5, 5));
+    assert_eq!(two_pages, ranked(10, 0));
+    // Bad sorts and pages are refused, naming the parameter.
+    for (body, word) in [
+        (
+            json!({"query": "", "domains": ["shop"], "sort": "price:up"}),
+            "sort",
+        ),
+        (
+            json!({"query": "", "domains": ["shop"], "sort": ":asc"}),
+            "sort",
+        ),
+        (
+            json!({"query": "x", "domains": ["shop"], "k": 10, "offset": 9995}),
+            "offset",
+        ),
+    ] {
+        let (status, out) = call(
+            &s,
+            "POST",
+            "/v1/search",
+            Some(&admin),
+            Some(&body.to_string()),
+        );
+        assert_eq!(status, 400, "{body}: {out}");
+        assert!(
+            out["error"]["message"].as_str().unwrap().contains(word),
+            "{out}"
+        );
+    }
+}
