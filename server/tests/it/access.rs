@@ -2,7 +2,8 @@
 //! expiring and delegated keys and tokens) and requests, nothing a caller gets over HTTP or
 //! gRPC depends on a domain it cannot read — no hit, count, facet, snippet, passage, document,
 //! chunk or error — on every read path: search in bm25, vector and hybrid mode, with and without
-//! a filter and facets, `min_seq`, context packs, documents and chunks. A real `dartmouth
+//! a filter and facets, sorted by an attribute, "more like this" a document (of a readable or an
+//! unreadable domain), `min_seq`, context packs, documents and chunks. A real `dartmouth
 //! serve` (result and embedding caches on, so cached answers are checked too) over a real
 //! SQLite store and shards; the worlds change between cases through the store's own API.
 //!
@@ -62,6 +63,7 @@ enum Read {
         gold_only: bool,
         /// Read-your-writes on the requested domains.
         min_seq: bool,
+        how: How,
     },
     Context {
         words: Vec<String>,
@@ -71,6 +73,16 @@ enum Read {
         doc: usize,
         chunk: bool,
     },
+}
+
+/// How a search orders what it finds.
+#[derive(Debug, Clone)]
+enum How {
+    Ranked,
+    /// Ordered by the `tier` attribute (`sort`).
+    Sorted,
+    /// "More like this" document of that domain (`similar_to`), maybe unreadable.
+    Like(usize, usize),
 }
 
 #[derive(Debug, Clone)]
@@ -116,13 +128,19 @@ fn world() -> impl Strategy<Value = World> {
             words.clone(),
             prop_oneof![Just("bm25"), Just("vector"), Just("hybrid")],
             any::<bool>(),
-            any::<bool>()
+            any::<bool>(),
+            prop_oneof![
+                3 => Just(How::Ranked),
+                1 => Just(How::Sorted),
+                1 => (0..DOMAINS.len(), 0..3usize).prop_map(|(d, i)| How::Like(d, i % DOCS[d])),
+            ]
         )
-            .prop_map(|(words, mode, gold_only, min_seq)| Read::Search {
+            .prop_map(|(words, mode, gold_only, min_seq, how)| Read::Search {
                 words,
                 mode,
                 gold_only,
-                min_seq
+                min_seq,
+                how,
             }),
         1 => words.prop_map(|words| Read::Context { words }),
         1 => (0..DOMAINS.len(), 0..3usize, any::<bool>())
@@ -411,6 +429,11 @@ async fn grpc_search(
         mode: body["mode"].as_str().unwrap().into(),
         filter: body["filter"].as_str().unwrap_or("").into(),
         facets: vec!["tier".into()],
+        sort: body["sort"].as_str().unwrap_or("").into(),
+        similar_to: body.get("similar_to").map(|l| pb::SimilarTo {
+            domain: l["domain"].as_str().unwrap().into(),
+            doc_id: l["doc_id"].as_str().unwrap().into(),
+        }),
         min_seq: body["min_seq"]
             .as_object()
             .map(|m| {
@@ -475,8 +498,26 @@ fn check(f: &Fixture, ch: &Channel, w: &World) -> Result<(), TestCaseError> {
                 mode,
                 gold_only,
                 min_seq,
+                how,
             } => {
                 let mut body = json!({"query": words.join(" "), "domains": names, "mode": mode, "k": 50, "facets": ["tier"]});
+                match how {
+                    How::Ranked => {}
+                    How::Sorted => {
+                        // A sort orders the documents matching the words: not a vector query.
+                        if *mode == "vector" {
+                            body["mode"] = json!("hybrid");
+                        }
+                        body["sort"] = json!("tier:desc");
+                    }
+                    How::Like(d, i) => {
+                        // bm25 takes no vector: the like of a document is searched by vectors.
+                        if *mode == "bm25" {
+                            body["mode"] = json!("vector");
+                        }
+                        body["similar_to"] = json!({"domain": DOMAINS[*d], "doc_id": format!("{}-doc{i}", DOMAINS[*d])});
+                    }
+                }
                 if *gold_only {
                     body["filter"] = json!("tier = \"gold\"");
                 }
@@ -518,6 +559,31 @@ fn check(f: &Fixture, ch: &Channel, w: &World) -> Result<(), TestCaseError> {
                     );
                     prop_assert_eq!(
                         as_missing(&http, hidden),
+                        missing.to_string(),
+                        "{}",
+                        context
+                    );
+                    let status = grpc.unwrap_err();
+                    prop_assert_eq!(status.code(), tonic::Code::NotFound, "{}", context);
+                    prop_assert!(!status.message().contains("secret"));
+                    continue;
+                }
+                // The liked document's domain unreadable: answered as a missing domain.
+                if let How::Like(d, _) = how
+                    && !readable.contains(d)
+                {
+                    prop_assert_eq!(status, 404, "{}: {}", context, http);
+                    let mut ghost = body.clone();
+                    ghost["similar_to"]["domain"] = json!(GHOST);
+                    let (_, missing) = call(
+                        &f.server,
+                        "POST",
+                        "/v1/search",
+                        Some(&token),
+                        Some(&ghost.to_string()),
+                    );
+                    prop_assert_eq!(
+                        as_missing(&http, DOMAINS[*d]),
                         missing.to_string(),
                         "{}",
                         context
@@ -577,8 +643,30 @@ fn check(f: &Fixture, ch: &Channel, w: &World) -> Result<(), TestCaseError> {
                     );
                     prop_assert!(leaks(shown).is_none(), "{}: {}", context, shown);
                 }
-                if *mode == "vector" {
-                    prop_assert_eq!(hits.len() as u64, total, "{}", context);
+                match how {
+                    How::Ranked if *mode == "vector" => {
+                        prop_assert_eq!(hits.len() as u64, total, "{}", context);
+                    }
+                    How::Sorted => {
+                        // One hit per document, gold before basic.
+                        let tiers: Vec<bool> = http["hits"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|h| h["attributes"]["tier"] == "gold")
+                            .collect();
+                        prop_assert!(tiers.windows(2).all(|w| w[0] >= w[1]), "{}", context);
+                    }
+                    How::Like(d, i) => {
+                        let liked = format!("{}-doc{i}", DOMAINS[*d]);
+                        prop_assert!(
+                            !hits.iter().any(|(domain, chunk, _)| domain == DOMAINS[*d]
+                                && chunk.starts_with(&format!("{liked}#"))),
+                            "{}: the liked document itself",
+                            context
+                        );
+                    }
+                    How::Ranked => {}
                 }
                 let grpc_ids: Vec<String> = grpc.hits.iter().map(|h| h.chunk_id.clone()).collect();
                 let http_ids: Vec<String> = hits.iter().map(|h| h.1.clone()).collect();
