@@ -186,6 +186,18 @@ fn quoted(value: &str) -> Option<String> {
     }
 }
 
+/// Records a constraint found at words `from..=to` and marks those words used.
+fn claim(
+    constraints: &mut Vec<(usize, Constraint)>,
+    used: &mut [bool],
+    (from, to): (usize, usize),
+    text: String,
+    filter: String,
+) {
+    constraints.push((from, Constraint { text, filter }));
+    used[from..=to].iter_mut().for_each(|u| *u = true);
+}
+
 /// Recognises price bounds, sizes, colours and stock wording in `query`.
 pub fn understand(query: &str, vocab: &Vocabulary) -> Understood {
     let ws = words(query);
@@ -239,14 +251,7 @@ pub fn understand(query: &str, vocab: &Vocabulary) -> Understood {
                 && let Some((high, end)) = amount(at + 2)
             {
                 let f = format!("price >= {low} AND price <= {high}");
-                constraints.push((
-                    i,
-                    Constraint {
-                        text: span(i, end),
-                        filter: f,
-                    },
-                ));
-                used[i..=end].iter_mut().for_each(|u| *u = true);
+                claim(&mut constraints, &mut used, (i, end), span(i, end), f);
                 i = end + 1;
                 continue;
             }
@@ -258,14 +263,7 @@ pub fn understand(query: &str, vocab: &Vocabulary) -> Understood {
         };
         if let Some((value, end)) = amount(i + skip) {
             let f = format!("price {op} {value}");
-            constraints.push((
-                i,
-                Constraint {
-                    text: span(i, end),
-                    filter: f,
-                },
-            ));
-            used[i..=end].iter_mut().for_each(|u| *u = true);
+            claim(&mut constraints, &mut used, (i, end), span(i, end), f);
             i = end + 1;
         } else {
             i += 1;
@@ -287,14 +285,7 @@ pub fn understand(query: &str, vocab: &Vocabulary) -> Understood {
                 i
             };
             let f = format!("price >= {low} AND price <= {high}");
-            constraints.push((
-                i,
-                Constraint {
-                    text: span(i, end),
-                    filter: f,
-                },
-            ));
-            used[i..=end].iter_mut().for_each(|u| *u = true);
+            claim(&mut constraints, &mut used, (i, end), span(i, end), f);
         }
     }
 
@@ -315,14 +306,14 @@ pub fn understand(query: &str, vocab: &Vocabulary) -> Understood {
             0
         };
         if n > 0 && !used[i..i + n].iter().any(|u| *u) {
-            constraints.push((
-                i,
-                Constraint {
-                    text: span(i, i + n - 1),
-                    filter: "in_stock = true".into(),
-                },
-            ));
-            used[i..i + n].iter_mut().for_each(|u| *u = true);
+            let text = span(i, i + n - 1);
+            claim(
+                &mut constraints,
+                &mut used,
+                (i, i + n - 1),
+                text,
+                "in_stock = true".into(),
+            );
         }
     }
 
@@ -362,14 +353,14 @@ pub fn understand(query: &str, vocab: &Vocabulary) -> Understood {
                 (i, i)
             };
             if let Some(q) = quoted(&value) {
-                constraints.push((
-                    from,
-                    Constraint {
-                        text: span(from, to),
-                        filter: format!("size = {q}"),
-                    },
-                ));
-                used[from..=to].iter_mut().for_each(|u| *u = true);
+                let text = span(from, to);
+                claim(
+                    &mut constraints,
+                    &mut used,
+                    (from, to),
+                    text,
+                    format!("size = {q}"),
+                );
             }
             i = to + 1;
             continue;
@@ -428,14 +419,14 @@ pub fn understand(query: &str, vocab: &Vocabulary) -> Understood {
         }
         let listed: Option<Vec<String>> = values.iter().map(|v| quoted(v)).collect();
         if let Some(listed) = listed {
-            constraints.push((
-                i,
-                Constraint {
-                    text: span(i, i + n - 1),
-                    filter: format!("color IN ({})", listed.join(", ")),
-                },
-            ));
-            used[i..i + n].iter_mut().for_each(|u| *u = true);
+            let filter = format!("color IN ({})", listed.join(", "));
+            claim(
+                &mut constraints,
+                &mut used,
+                (i, i + n - 1),
+                span(i, i + n - 1),
+                filter,
+            );
         }
         i += n;
     }

@@ -117,20 +117,17 @@ fn a_missing_runtime_library_is_a_clear_error() {
     assert!(err.contains("/nowhere"), "{err}");
 }
 
-/// Indexes SciFact with the real model and checks nDCG@10 of every mode.
-#[test]
-fn scifact_ndcg() {
-    let root = repo().join("../shared/datasets/ir/scifact");
-    let collection = load_collection(&root, "queries.jsonl", "test").unwrap();
-    assert_eq!(collection.queries.len(), 300);
-    let e = embedder();
-    let tmp = tempfile::tempdir().unwrap();
+/// A collection's corpus indexed with the real model into a new shard in `dir`.
+fn index(
+    collection: &dartmouth_eval::Collection,
+    e: &OnnxEmbedder,
+    dir: &std::path::Path,
+) -> (Arc<Shard>, dartmouth_indexer::IndexSummary) {
     let settings = DomainSettings::new(e.spec().clone());
-    let shard =
-        Arc::new(Shard::create(&tmp.path().join("scifact"), "scifact", settings.clone()).unwrap());
+    let shard = Arc::new(Shard::create(&dir.join("shard"), "shard", settings.clone()).unwrap());
     let summary = IndexJob {
         sink: shard.clone(),
-        embedder: &e,
+        embedder: e,
         chunker: Chunker::new(
             Sizer::from_model_dir(&model_dir()).unwrap(),
             settings.chunk_tokens,
@@ -145,6 +142,18 @@ fn scifact_ndcg() {
         &Progress::hidden(),
     )
     .unwrap();
+    (shard, summary)
+}
+
+/// Indexes SciFact with the real model and checks nDCG@10 of every mode.
+#[test]
+fn scifact_ndcg() {
+    let root = repo().join("../shared/datasets/ir/scifact");
+    let collection = load_collection(&root, "queries.jsonl", "test").unwrap();
+    assert_eq!(collection.queries.len(), 300);
+    let e = embedder();
+    let tmp = tempfile::tempdir().unwrap();
+    let (shard, summary) = index(&collection, &e, tmp.path());
     assert_eq!(summary.documents, 5183);
     eprintln!("indexed scifact: {summary:?}");
     let vectors = embed_queries(&collection, &e).unwrap();
@@ -191,26 +200,7 @@ fn catalog_ndcg_with_and_without_query_understanding() {
     );
     let e = embedder();
     let tmp = tempfile::tempdir().unwrap();
-    let settings = DomainSettings::new(e.spec().clone());
-    let shard =
-        Arc::new(Shard::create(&tmp.path().join("catalog"), "catalog", settings.clone()).unwrap());
-    let summary = IndexJob {
-        sink: shard.clone(),
-        embedder: &e,
-        chunker: Chunker::new(
-            Sizer::from_model_dir(&model_dir()).unwrap(),
-            settings.chunk_tokens,
-            settings.chunk_overlap,
-        ),
-        batch_docs: 256,
-        stop_on_error: true,
-        full_sync: false,
-    }
-    .run(
-        SourceReader::open(std::slice::from_ref(&collection.corpus), None).unwrap(),
-        &Progress::hidden(),
-    )
-    .unwrap();
+    let (shard, summary) = index(&collection, &e, tmp.path());
     assert_eq!(summary.documents, 338);
     let config = RunConfig::default();
     let ndcg = |collection: &dartmouth_eval::Collection| -> Vec<f64> {

@@ -11,6 +11,29 @@ use serde_json::{Value, json};
 use crate::support::*;
 
 const EXPORT: &str = "../../shared/datasets/shopify/csv/products_export_life_made_magic.csv";
+const UNITED_BY_BLUE: &str =
+    "../../shared/datasets/shopify/admin_rest/products_united_by_blue_demo.json";
+
+/// A shop's file, relative to this crate, uploaded to `domain`'s catalog endpoint: the answer.
+fn upload(s: &Server, key: &str, domain: &str, file: &str, content_type: &str) -> Value {
+    let body = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+    let format = if content_type == "text/csv" {
+        "?format=csv"
+    } else {
+        ""
+    };
+    let (status, ack) = post_raw(
+        s,
+        &format!("/v1/domains/{domain}/shopify{format}"),
+        &[
+            ("Authorization", &format!("Bearer {key}")),
+            ("Content-Type", content_type),
+        ],
+        &body,
+    );
+    assert_eq!(status, 200, "{ack}");
+    ack
+}
 
 fn search(s: &Server, key: &str, body: Value) -> Value {
     let (status, found) = call(s, "POST", "/v1/search", Some(key), Some(&body.to_string()));
@@ -51,17 +74,7 @@ fn canonical_variant_fields_one_variant_filters_and_query_understanding() {
     cli(&data, &["domain", "create", "shop", "--embedder", "fake"]);
     let admin = key_for(&data, "admin");
     let s = start(dir, data, &["--rate-limit", "0"]);
-    let export = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(EXPORT)).unwrap();
-    let (status, ack) = post_raw(
-        &s,
-        "/v1/domains/shop/shopify?format=csv",
-        &[
-            ("Authorization", &format!("Bearer {admin}")),
-            ("Content-Type", "text/csv"),
-        ],
-        &export,
-    );
-    assert_eq!(status, 200, "{ack}");
+    let ack = upload(&s, &admin, "shop", EXPORT, "text/csv");
     assert_eq!(
         (&ack["added"], &ack["failed_count"]),
         (&json!(338), &json!(0)),
@@ -98,21 +111,7 @@ fn canonical_variant_fields_one_variant_filters_and_query_understanding() {
     // One variant must satisfy every variant condition. This export's products come in full
     // grids at one price, so a second shop shows it: United By Blue's Ayers Chambray has an S
     // at 98 in stock, an M at 98 sold out and an XL at 102.
-    let ubb = std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/datasets/shopify/admin_rest/products_united_by_blue_demo.json"),
-    )
-    .unwrap();
-    let (status, ubb_ack) = post_raw(
-        &s,
-        "/v1/domains/shop/shopify",
-        &[
-            ("Authorization", &format!("Bearer {admin}")),
-            ("Content-Type", "application/json"),
-        ],
-        &ubb,
-    );
-    assert_eq!(status, 200, "{ubb_ack}");
+    let ubb_ack = upload(&s, &admin, "shop", UNITED_BY_BLUE, "application/json");
     let seq = ubb_ack["seq"].clone();
     let q = |query: &str, filter: &str| {
         json!({"query": query, "domains": ["shop"], "k": 100, "collapse": true, "mode": "bm25",
@@ -306,19 +305,9 @@ fn a_domain_files_a_shops_option_under_its_own_canonical_name() {
             .contains("option_names"),
         "{bad}"
     );
-    let export = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(EXPORT)).unwrap();
     let mut seqs = json!({});
     for domain in ["plain", "cases"] {
-        let (status, ack) = post_raw(
-            &s,
-            &format!("/v1/domains/{domain}/shopify?format=csv"),
-            &[
-                ("Authorization", &format!("Bearer {admin_key}")),
-                ("Content-Type", "text/csv"),
-            ],
-            &export,
-        );
-        assert_eq!(status, 200, "{ack}");
+        let ack = upload(&s, &admin_key, domain, EXPORT, "text/csv");
         seqs[domain] = ack["seq"].clone();
     }
     let count = |domain: &str, filter: &str| {
@@ -371,21 +360,7 @@ fn similar_items_by_document_and_by_vector() {
     let admin = key_for(&data, "admin");
     let outsider = key_for(&data, "outsider");
     let s = start(dir, data, &["--rate-limit", "0"]);
-    let ubb = std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/datasets/shopify/admin_rest/products_united_by_blue_demo.json"),
-    )
-    .unwrap();
-    let (status, ack) = post_raw(
-        &s,
-        "/v1/domains/shop/shopify",
-        &[
-            ("Authorization", &format!("Bearer {admin}")),
-            ("Content-Type", "application/json"),
-        ],
-        &ubb,
-    );
-    assert_eq!(status, 200, "{ack}");
+    let ack = upload(&s, &admin, "shop", UNITED_BY_BLUE, "application/json");
     let seq = ack["seq"].clone();
     let chambray = search(
         &s,
@@ -542,21 +517,7 @@ fn catalog_browsing_sorted_by_price_and_paged() {
     cli(&data, &["domain", "create", "shop", "--embedder", "fake"]);
     let admin = key_for(&data, "admin");
     let s = start(dir, data, &["--rate-limit", "0"]);
-    let ubb = std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/datasets/shopify/admin_rest/products_united_by_blue_demo.json"),
-    )
-    .unwrap();
-    let (status, ack) = post_raw(
-        &s,
-        "/v1/domains/shop/shopify",
-        &[
-            ("Authorization", &format!("Bearer {admin}")),
-            ("Content-Type", "application/json"),
-        ],
-        &ubb,
-    );
-    assert_eq!(status, 200, "{ack}");
+    let ack = upload(&s, &admin, "shop", UNITED_BY_BLUE, "application/json");
     let seq = ack["seq"].clone();
     let prices = |hit: &Value| -> Vec<f64> {
         hit["attributes"]["variants"]
