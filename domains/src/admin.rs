@@ -116,6 +116,50 @@ impl Store {
         Ok(domain)
     }
 
+    /// Changes a domain's description and, when given, its settings (the caller has checked
+    /// them; the model and chunking a shard was built with are not the caller's to change).
+    pub async fn update_domain(
+        &self,
+        caller: &Caller,
+        name: &str,
+        description: Option<&str>,
+        settings: Option<&serde_json::Value>,
+    ) -> Result<Domain> {
+        validate_name("domain name", name)?;
+        if let Some(d) = description {
+            validate_text("description", d, MAX_DESCRIPTION)?;
+        }
+        let domain = self
+            .require_domain_admin(caller, name, "update-domain")
+            .await?;
+        let row = sqlx::query(
+            "UPDATE domains SET description = $2, settings = $3 WHERE id = $1 \
+             RETURNING id, uid, name, description, settings, created_at",
+        )
+        .bind(domain.id)
+        .bind(description.unwrap_or(&domain.description))
+        .bind(settings.unwrap_or(&domain.settings).to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| Error::not_found("domain", name))?;
+        let mut changed = Vec::new();
+        if description.is_some() {
+            changed.push("description");
+        }
+        if settings.is_some() {
+            changed.push("settings");
+        }
+        self.audit(
+            caller.name(),
+            "update-domain",
+            name,
+            "ok",
+            &changed.join(", "),
+        )
+        .await?;
+        domain_from_row(&row)
+    }
+
     pub async fn create_principal(
         &self,
         caller: &Caller,
@@ -211,6 +255,93 @@ impl Store {
         Ok(())
     }
 
+    /// Removes `member` from `group`; removing someone who is not a member is not an error.
+    pub async fn remove_member(&self, caller: &Caller, group: &str, member: &str) -> Result<()> {
+        validate_name("group", group)?;
+        validate_name("member", member)?;
+        self.require_superuser(caller, "remove-member", group)
+            .await?;
+        let (gid, _) = self.principal_id(group).await?;
+        let (mid, _) = self.principal_id(member).await?;
+        sqlx::query("DELETE FROM memberships WHERE group_id = $1 AND member_id = $2")
+            .bind(gid)
+            .bind(mid)
+            .execute(&self.pool)
+            .await?;
+        self.audit(caller.name(), "remove-member", group, "ok", member)
+            .await?;
+        Ok(())
+    }
+
+    /// The direct members of `group`, by name.
+    pub async fn members(&self, caller: &Caller, group: &str) -> Result<Vec<String>> {
+        validate_name("group", group)?;
+        self.require_superuser(caller, "list-members", group)
+            .await?;
+        let (gid, kind) = self.principal_id(group).await?;
+        if kind != PrincipalKind::Group {
+            return Err(Error::invalid("group", format!("`{group}` is not a group")));
+        }
+        let rows = sqlx::query(
+            "SELECT p.name FROM memberships m JOIN principals p ON p.id = m.member_id \
+             WHERE m.group_id = $1 ORDER BY p.name",
+        )
+        .bind(gid)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("name")?)).collect()
+    }
+
+    /// Deletes a principal with its keys, grants and memberships (either side), in one
+    /// transaction. The bootstrap admin and the caller itself cannot be deleted.
+    pub async fn delete_principal(&self, caller: &Caller, name: &str) -> Result<()> {
+        validate_name("principal name", name)?;
+        self.require_superuser(caller, "delete-principal", name)
+            .await?;
+        let (pid, _) = self.principal_id(name).await?;
+        let superuser: i64 = sqlx::query(
+            "SELECT CASE WHEN superuser THEN 1 ELSE 0 END AS su FROM principals WHERE id = $1",
+        )
+        .bind(pid)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("su")?;
+        if superuser != 0 || name == caller.name() {
+            self.audit(
+                caller.name(),
+                "delete-principal",
+                name,
+                "denied",
+                "a superuser or the caller itself",
+            )
+            .await?;
+            return Err(Error::invalid(
+                "principal",
+                format!(
+                    "`{name}` cannot be deleted: {}",
+                    if superuser != 0 {
+                        "it is a superuser"
+                    } else {
+                        "it is the caller"
+                    }
+                ),
+            ));
+        }
+        let mut tx = self.pool.begin().await?;
+        for sql in [
+            "DELETE FROM api_keys WHERE principal_id = $1",
+            "DELETE FROM grants WHERE principal_id = $1",
+            "DELETE FROM memberships WHERE group_id = $1 OR member_id = $1",
+            "DELETE FROM principals WHERE id = $1",
+        ] {
+            sqlx::query(sql).bind(pid).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        self.audit(caller.name(), "delete-principal", name, "ok", "")
+            .await?;
+        Ok(())
+    }
+
     /// Gives `principal` `role` on `domain` (replacing an earlier grant).
     pub async fn grant(
         &self,
@@ -287,15 +418,63 @@ impl Store {
     /// Audit entries at or after `since` (unix ms), oldest first; admins only. Refused
     /// authentications counted so far are written first.
     pub async fn audit_since(&self, caller: &Caller, since: i64) -> Result<Vec<AuditEntry>> {
+        let mut entries = self
+            .audit_query(
+                caller,
+                &AuditQuery {
+                    since: Some(since),
+                    limit: usize::MAX,
+                    ..AuditQuery::default()
+                },
+            )
+            .await?;
+        entries.reverse();
+        Ok(entries)
+    }
+
+    /// Audit entries matching `q`, newest first; admins only. Refused authentications counted
+    /// so far are written first.
+    pub async fn audit_query(&self, caller: &Caller, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
         self.require_superuser(caller, "read-audit", "").await?;
         self.flush_audit().await?;
-        let rows = sqlx::query(
-            "SELECT id, at, actor, action, target, outcome, detail, count FROM audit \
-             WHERE at >= $1 ORDER BY id",
-        )
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?;
+        let mut sql = String::from(
+            "SELECT id, at, actor, action, target, outcome, detail, count FROM audit WHERE 1 = 1",
+        );
+        let mut texts: Vec<&str> = Vec::new();
+        for (column, value) in [
+            ("actor", &q.actor),
+            ("action", &q.action),
+            ("target", &q.target),
+            ("outcome", &q.outcome),
+        ] {
+            if let Some(v) = value {
+                validate_text(column, v, 256)?;
+                texts.push(v);
+                sql.push_str(&format!(" AND {column} = ${}", texts.len()));
+            }
+        }
+        let mut numbers: Vec<i64> = Vec::new();
+        if let Some(since) = q.since {
+            numbers.push(since);
+            sql.push_str(&format!(" AND at >= ${}", texts.len() + numbers.len()));
+        }
+        if let Some(until) = q.until {
+            numbers.push(until);
+            sql.push_str(&format!(" AND at < ${}", texts.len() + numbers.len()));
+        }
+        sql.push_str(" ORDER BY id DESC");
+        if q.limit < i64::MAX as usize {
+            sql.push_str(&format!(" LIMIT {}", q.limit));
+        }
+        // Only fixed column names and placeholders are formatted in; every value is bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for t in texts {
+            query = query.bind(t.to_string());
+        }
+        for n in numbers {
+            query = query.bind(n);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
                 Ok(AuditEntry {
@@ -311,4 +490,17 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Which audit entries to read: each part that is set must match (exactly).
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub target: Option<String>,
+    /// ok, denied or failed.
+    pub outcome: Option<String>,
+    pub limit: usize,
 }

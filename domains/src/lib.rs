@@ -26,6 +26,7 @@ pub mod names;
 mod store;
 
 pub use access::{Caller, Pass, System};
+pub use admin::AuditQuery;
 pub use error::{Error, ErrorKind, Result};
 pub use jwt::{Delegation, JwtConfig, JwtKey, MAX_DELEGATION_SECS};
 pub use model::{

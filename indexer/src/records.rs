@@ -37,13 +37,14 @@ impl Default for RecordFields {
 /// JSON Lines records, read line by line.
 pub(crate) struct JsonlRecords {
     path: PathBuf,
-    reader: BufReader<std::fs::File>,
+    reader: Box<dyn BufRead + Send>,
     line: usize,
     fields: RecordFields,
 }
 
 impl JsonlRecords {
-    pub(crate) fn new(path: &Path, reader: BufReader<std::fs::File>, fields: RecordFields) -> Self {
+    /// `path` names the input in errors (`corpus.jsonl:3`).
+    pub(crate) fn new(path: &Path, reader: Box<dyn BufRead + Send>, fields: RecordFields) -> Self {
         JsonlRecords {
             path: path.to_path_buf(),
             reader,

@@ -60,7 +60,7 @@ type Items = Box<dyn Iterator<Item = Result<Item>> + Send>;
 /// Streams items from files, one file at a time (JSONL and CSV line by line), so a source of
 /// any size is read in bounded memory.
 pub struct SourceReader {
-    files: Vec<(PathBuf, Format, String)>,
+    files: Vec<(Input, Format, String)>,
     options: SourceOptions,
     current: Option<Items>,
     next_file: usize,
@@ -95,7 +95,7 @@ impl SourceReader {
                             .unwrap_or(&f)
                             .to_string_lossy()
                             .replace('\\', "/");
-                        files.push((f, fmt, rel));
+                        files.push((Input::File(f), fmt, rel));
                     }
                 }
             } else {
@@ -109,7 +109,7 @@ impl SourceReader {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                files.push((p.clone(), fmt, id));
+                files.push((Input::File(p.clone()), fmt, id));
             }
         }
         if files.is_empty() {
@@ -130,13 +130,46 @@ impl SourceReader {
         })
     }
 
-    /// Total bytes of the input files, for progress reporting.
+    /// Inputs held in memory (files uploaded over the API), each named as its file would be:
+    /// the name is the document id of a Markdown, HTML, text or PDF file, tells the format
+    /// when `format` does not, and names the input in errors (`faq.md`, `corpus.jsonl:3`).
+    pub fn from_memory(
+        inputs: Vec<(String, Option<Format>, Vec<u8>)>,
+        options: SourceOptions,
+    ) -> Result<SourceReader> {
+        let mut files = Vec::with_capacity(inputs.len());
+        for (name, format, bytes) in inputs {
+            let fmt = format
+                .or(options.format)
+                .or_else(|| Format::detect(Path::new(&name)))
+                .ok_or_else(|| {
+                    Error::Input(format!(
+                        "{name}: cannot tell the format from the name; give a format ({FORMAT_NAMES})"
+                    ))
+                })?;
+            files.push((
+                Input::Memory {
+                    name: name.clone(),
+                    bytes: std::sync::Arc::new(bytes),
+                },
+                fmt,
+                name,
+            ));
+        }
+        if files.is_empty() {
+            return Err(Error::Input("no files were given".into()));
+        }
+        Ok(SourceReader {
+            files,
+            options,
+            current: None,
+            next_file: 0,
+        })
+    }
+
+    /// Total bytes of the inputs, for progress reporting.
     pub fn total_bytes(&self) -> u64 {
-        self.files
-            .iter()
-            .filter_map(|(p, _, _)| std::fs::metadata(p).ok())
-            .map(|m| m.len())
-            .sum()
+        self.files.iter().map(|(input, _, _)| input.len()).sum()
     }
 
     /// Only documents: a delete or an inventory update is an error naming its place (for
@@ -148,34 +181,32 @@ impl SourceReader {
         })
     }
 
-    /// The files and their formats (JSON ones as detected so far).
+    /// The files and their formats (JSON ones as detected so far; uploads by their names).
     pub fn files(&self) -> impl Iterator<Item = (&Path, Format)> {
-        self.files.iter().map(|(p, f, _)| (p.as_path(), *f))
+        self.files.iter().map(|(input, f, _)| (input.path(), *f))
     }
 
-    /// Opens one file as a stream of items.
-    fn open_file(&self, path: &Path, format: Format, id: &str) -> Result<Items> {
+    /// Opens one input as a stream of items.
+    fn open_file(&self, input: &Input, format: Format, id: &str) -> Result<Items> {
+        let path = input.path();
         let file = path.display().to_string();
         let opts = &self.options;
         match format {
             Format::BeirJsonl => {
-                let mut reader = BufReader::with_capacity(
-                    1 << 20,
-                    std::fs::File::open(path).map_err(Error::io(path))?,
-                );
+                let mut reader = input.reader()?;
                 // A bulk-operation file announces itself with `__typename` on its first record.
                 let head = reader.fill_buf().map_err(Error::io(path))?;
                 let first = head.split(|b| *b == b'\n').next().unwrap_or(&[]);
                 if opts.format.is_none() && contains(first, b"\"__typename\"") {
                     drop(reader);
-                    return self.open_file(path, Format::ShopifyBulk, id);
+                    return self.open_file(input, Format::ShopifyBulk, id);
                 }
                 Ok(Box::new(
                     JsonlRecords::new(path, reader, opts.fields.clone()).map(|r| r.map(Item::Doc)),
                 ))
             }
             Format::ShopifyBulk => {
-                let text = read_utf8(path)?;
+                let text = read_utf8(input)?;
                 let base = opts.base_url.clone();
                 Ok(Box::new(
                     shopify::read_bulk(&text, &file)
@@ -184,16 +215,16 @@ impl SourceReader {
                 ))
             }
             Format::ShopifyCsv => {
-                let f = std::fs::File::open(path).map_err(Error::io(path))?;
+                let reader = input.reader()?;
                 let base = opts.base_url.clone();
                 let place = file.clone();
                 Ok(Box::new(
-                    shopify::read_csv(BufReader::with_capacity(1 << 20, f), &file)
+                    shopify::read_csv(reader, &file)
                         .map(move |c| shopify_item(c, &place, base.as_deref())),
                 ))
             }
             Format::Json | Format::ShopifyJson | Format::ShopifyWebhook => {
-                let text = read_utf8(path)?;
+                let text = read_utf8(input)?;
                 let value: Value = serde_json::from_str(&text).map_err(|e| {
                     Error::bad(
                         format!("{file}:{}", e.line()),
@@ -227,7 +258,7 @@ impl SourceReader {
                 }
             }
             Format::Markdown | Format::Text | Format::Html | Format::Pdf => Ok(Box::new(
-                std::iter::once(read_document_file(path, format, id).map(Item::Doc)),
+                std::iter::once(read_document_file(input, format, id).map(Item::Doc)),
             )),
         }
     }
@@ -279,12 +310,70 @@ pub fn shopify_item(
     })
 }
 
-fn read_utf8(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(Error::io(path))?;
+/// What a source reads: a file, or bytes uploaded under a file's name.
+#[derive(Clone)]
+enum Input {
+    File(PathBuf),
+    Memory {
+        name: String,
+        bytes: std::sync::Arc<Vec<u8>>,
+    },
+}
+
+impl Input {
+    /// The path it is named by (an upload's name).
+    fn path(&self) -> &Path {
+        match self {
+            Input::File(p) => p,
+            Input::Memory { name, .. } => Path::new(name),
+        }
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            Input::File(p) => std::fs::metadata(p).map_or(0, |m| m.len()),
+            Input::Memory { bytes, .. } => bytes.len() as u64,
+        }
+    }
+
+    fn reader(&self) -> Result<Box<dyn BufRead + Send>> {
+        Ok(match self {
+            Input::File(p) => Box::new(BufReader::with_capacity(
+                1 << 20,
+                std::fs::File::open(p).map_err(Error::io(p))?,
+            )),
+            Input::Memory { bytes, .. } => Box::new(std::io::Cursor::new(SharedBytes(
+                std::sync::Arc::clone(bytes),
+            ))),
+        })
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>> {
+        match self {
+            Input::File(p) => std::fs::read(p).map_err(Error::io(p)),
+            Input::Memory { bytes, .. } => Ok(bytes.as_ref().clone()),
+        }
+    }
+}
+
+/// Uploaded bytes shared between the reader and the input list.
+struct SharedBytes(std::sync::Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for SharedBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+fn read_utf8(input: &Input) -> Result<String> {
+    let bytes = input.bytes()?;
     String::from_utf8(bytes).map_err(|e| {
         let upto = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = upto.iter().filter(|b| **b == b'\n').count() + 1;
-        Error::bad(format!("{}:{line}", path.display()), "invalid UTF-8")
+        Error::bad(
+            format!("{}:{line}", input.path().display()),
+            "invalid UTF-8",
+        )
     })
 }
 
@@ -305,7 +394,8 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-fn read_document_file(path: &Path, format: Format, id: &str) -> Result<SourceDoc> {
+fn read_document_file(input: &Input, format: Format, id: &str) -> Result<SourceDoc> {
+    let path = input.path();
     let place = path.display().to_string();
     let stem = path
         .file_stem()
@@ -313,17 +403,17 @@ fn read_document_file(path: &Path, format: Format, id: &str) -> Result<SourceDoc
         .unwrap_or_default();
     let (title, text, format) = match format {
         Format::Pdf => {
-            let bytes = std::fs::read(path).map_err(Error::io(path))?;
+            let bytes = input.bytes()?;
             let text =
                 crate::pdf::pdf_to_text(&bytes, &place).map_err(|e| Error::bad(&place, e))?;
             (stem, text, Format::Text)
         }
         Format::Html => {
-            let html = crate::html::html_to_text(&read_utf8(path)?);
+            let html = crate::html::html_to_text(&read_utf8(input)?);
             (html.title.unwrap_or(stem), html.text, Format::Markdown)
         }
         Format::Markdown => {
-            let text = read_utf8(path)?;
+            let text = read_utf8(input)?;
             let title = text
                 .lines()
                 .find_map(|l| l.strip_prefix("# "))
@@ -331,7 +421,7 @@ fn read_document_file(path: &Path, format: Format, id: &str) -> Result<SourceDoc
                 .unwrap_or(stem);
             (title, text, Format::Markdown)
         }
-        _ => (stem, read_utf8(path)?, Format::Text),
+        _ => (stem, read_utf8(input)?, Format::Text),
     };
     if text.trim().is_empty() {
         return Err(Error::bad(place, "the file has no text"));
@@ -360,9 +450,9 @@ impl Iterator for SourceReader {
                     None => self.current = None,
                 }
             }
-            let (path, format, id) = self.files.get(self.next_file)?.clone();
+            let (input, format, id) = self.files.get(self.next_file)?.clone();
             self.next_file += 1;
-            match self.open_file(&path, format, &id) {
+            match self.open_file(&input, format, &id) {
                 Ok(items) => self.current = Some(items),
                 Err(e) => return Some(Err(e)),
             }
@@ -423,6 +513,45 @@ mod tests {
         assert!(
             errs[0].contains("big.jsonl:2: line is longer than 8 MiB"),
             "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn uploads_read_like_files_of_their_names() {
+        let reader = SourceReader::from_memory(
+            vec![
+                ("faq.md".into(), None, b"# Questions\n\nAsk away.".to_vec()),
+                (
+                    "records.jsonl".into(),
+                    None,
+                    b"{\"_id\":\"r1\",\"text\":\"one\"}\n{\"text\":\"no id\"}\n".to_vec(),
+                ),
+                ("notes".into(), Some(Format::Text), b"plain".to_vec()),
+            ],
+            SourceOptions::default(),
+        )
+        .unwrap();
+        let items: Vec<_> = reader.documents().collect();
+        assert_eq!(items.len(), 4);
+        let first = items[0].as_ref().unwrap();
+        assert_eq!(
+            (first.id.as_str(), first.title.as_str()),
+            ("faq.md", "Questions")
+        );
+        assert_eq!(items[1].as_ref().unwrap().id, "r1");
+        let err = items[2].as_ref().unwrap_err().to_string();
+        assert!(err.starts_with("records.jsonl:2: missing field"), "{err}");
+        assert_eq!(items[3].as_ref().unwrap().id, "notes");
+        let Err(e) = SourceReader::from_memory(
+            vec![("blob.bin".into(), None, vec![0])],
+            SourceOptions::default(),
+        ) else {
+            panic!("a name without a known extension needs a format")
+        };
+        assert!(
+            e.to_string()
+                .starts_with("blob.bin: cannot tell the format"),
+            "{e}"
         );
     }
 

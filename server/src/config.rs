@@ -99,6 +99,7 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     max_batch_bytes: Option<usize>,
     max_webhook_bytes: Option<usize>,
+    max_upload_bytes: Option<usize>,
     max_k: Option<usize>,
     max_query_bytes: Option<usize>,
     max_context_tokens: Option<usize>,
@@ -221,6 +222,12 @@ impl ServeArgs {
                 None,
                 file.max_webhook_bytes,
                 &mut limits.max_webhook_bytes,
+            ),
+            (
+                "max_upload_bytes",
+                None,
+                file.max_upload_bytes,
+                &mut limits.max_upload_bytes,
             ),
         ] {
             if let Some(n) = flag.or(value) {

@@ -12,6 +12,20 @@ use axum::http::{HeaderValue, StatusCode, request::Parts};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
+
+/// A query string as `T`, its errors naming the parameter (`query: limit: invalid digit…`).
+pub struct QueryArgs<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryArgs<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(q)) => Ok(QueryArgs(q)),
+            Err(e) => Err(ApiError::invalid(format!("query: {}", query_error(&e)))),
+        }
+    }
+}
 use axum::{Json, Router};
 use dartmouth_domains::Caller;
 use serde::de::DeserializeOwned;
@@ -20,8 +34,9 @@ use tracing::Instrument;
 
 use crate::error::{ApiError, Code};
 use crate::service::{
-    CatalogUpload, ContextInput, DelegateInput, DomainInput, GrantInput, IngestInput, KeyInput,
-    PrincipalInput, SearchInput, Service, ShopifyDelivery,
+    AuditInput, CatalogUpload, ContextInput, DelegateInput, DeleteInput, DomainInput, DomainUpdate,
+    FilesInput, GrantInput, IngestInput, KeyInput, MemberInput, PrincipalInput, SearchInput,
+    Service, ShopifyDelivery, UploadOptions, UploadOutcome, UploadedFile,
 };
 
 type Svc = State<Arc<Service>>;
@@ -141,11 +156,31 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/v1/search", post(search))
         .route("/v1/context", post(context))
         .route("/v1/domains", get(list_domains).post(create_domain))
-        .route("/v1/domains/{domain}", delete(delete_domain))
+        .route(
+            "/v1/domains/{domain}",
+            get(domain_stats).patch(update_domain).delete(delete_domain),
+        )
+        .route("/v1/domains/{domain}/reindex", post(reindex))
+        .route("/v1/domains/{domain}/delete", post(delete_documents))
         .route("/v1/domains/{domain}/documents", post(ingest))
         .route("/v1/domains/{domain}/shopify", post(upload_catalog))
+        .route(
+            "/v1/domains/{domain}/files",
+            post(upload_files).layer(DefaultBodyLimit::max(svc.limits.max_upload_bytes)),
+        )
+        .route("/mcp", post(mcp).get(mcp_no_stream).delete(mcp_no_stream))
+        .route("/admin", get(|| admin_asset(AdminAsset::Page)))
+        .route("/admin/", get(|| admin_asset(AdminAsset::Page)))
+        .route("/admin/app.js", get(|| admin_asset(AdminAsset::Script)))
+        .route("/admin/style.css", get(|| admin_asset(AdminAsset::Style)))
+        .route("/v1/tasks", get(list_tasks))
+        .route("/v1/tasks/{id}", get(task))
+        .route("/v1/tasks/{id}/cancel", post(cancel_task))
         .route("/v1/webhooks/shopify/{domain}", post(shopify_webhook))
-        .route("/v1/domains/{domain}/documents/{id}", get(document))
+        .route(
+            "/v1/domains/{domain}/documents/{id}",
+            get(document).delete(delete_document),
+        )
         .route(
             "/v1/domains/{domain}/documents/{id}/chunks/{idx}",
             get(chunk),
@@ -154,6 +189,11 @@ pub fn router(svc: Arc<Service>) -> Router {
             "/v1/principals",
             get(list_principals).post(create_principal),
         )
+        .route("/v1/principals/{name}", delete(delete_principal))
+        .route("/v1/groups/{group}/members", get(members).post(add_member))
+        .route("/v1/groups/{group}/members/{member}", delete(remove_member))
+        .route("/v1/audit", get(audit))
+        .route("/v1/stats", get(live_stats))
         .route("/v1/grants", get(list_grants).post(grant))
         .route("/v1/grants/{principal}/{domain}", delete(revoke_grant))
         .route("/v1/keys", get(list_keys).post(create_key))
@@ -412,6 +452,294 @@ async fn revoke_key(State(svc): Svc, Authed(c): Authed, Path(id): Path<String>) 
         .await
         .map(|()| StatusCode::NO_CONTENT)
         .into_response()
+}
+
+/// Files in one of three shapes, by Content-Type: `multipart/form-data` (each part with a
+/// file name is a file), `application/json` (`{"files": [{"name", "content" |
+/// "content_base64", "format"?}]}`), or anything else as one file named by `?name=`.
+async fn upload_files(
+    State(svc): Svc,
+    Authed(c): Authed,
+    Path(domain): Path<String>,
+    QueryArgs(options): QueryArgs<UploadOptions>,
+    req: Request,
+) -> Response {
+    let content_type = header(req.headers(), CONTENT_TYPE.as_str()).unwrap_or_default();
+    let files = if content_type.starts_with("multipart/form-data") {
+        multipart_files(req, &svc).await
+    } else {
+        match read_body(req, svc.limits.max_upload_bytes).await {
+            Err(e) => Err(e),
+            Ok(body) if content_type.starts_with("application/json") => {
+                decode_json::<FilesInput>(&body).and_then(Service::files_from_json)
+            }
+            Ok(body) => match &options.name {
+                Some(name) => Ok(vec![UploadedFile {
+                    name: name.clone(),
+                    format: None,
+                    bytes: body.to_vec(),
+                }]),
+                None => Err(ApiError::invalid(
+                    "name: a body that is not multipart/form-data or JSON is one file: name it \
+                     with ?name=<file name>",
+                )),
+            },
+        }
+    };
+    let files = match files {
+        Ok(f) => f,
+        Err(e) => return e.into_response(),
+    };
+    match svc.upload_files(&c, &domain, files, options).await {
+        Ok(UploadOutcome::Done(summary)) => Json(summary).into_response(),
+        Ok(UploadOutcome::Started(task)) => (StatusCode::ACCEPTED, Json(task)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn multipart_files(req: Request, svc: &Arc<Service>) -> Result<Vec<UploadedFile>, ApiError> {
+    let too_large = |e: &axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                Code::PayloadTooLarge,
+                format!(
+                    "body: larger than the upload limit of {} bytes",
+                    svc.limits.max_upload_bytes
+                ),
+            )
+        } else {
+            ApiError::invalid(format!("multipart: {}", e.body_text()))
+        }
+    };
+    let mut parts = axum::extract::Multipart::from_request(req, svc)
+        .await
+        .map_err(|e| ApiError::invalid(format!("multipart: {}", e.body_text())))?;
+    let mut files = Vec::new();
+    let mut i = 0;
+    while let Some(field) = parts.next_field().await.map_err(|e| too_large(&e))? {
+        let Some(name) = field.file_name().map(str::to_string) else {
+            return Err(ApiError::invalid(format!(
+                "multipart part {i} (`{}`): not a file; send files with a file name \
+                 (curl -F file=@faq.md)",
+                field.name().unwrap_or("")
+            )));
+        };
+        let bytes = field.bytes().await.map_err(|e| too_large(&e))?;
+        files.push(UploadedFile {
+            name,
+            format: None,
+            bytes: bytes.to_vec(),
+        });
+        i += 1;
+    }
+    Ok(files)
+}
+
+enum AdminAsset {
+    Page,
+    Script,
+    Style,
+}
+
+/// The admin page's files, built into the binary (`server/admin/`): plain HTML, CSS and
+/// JavaScript that call the HTTP API with the admin's key. Nothing is loaded from elsewhere.
+async fn admin_asset(asset: AdminAsset) -> Response {
+    let (content_type, body) = match asset {
+        AdminAsset::Page => (
+            "text/html; charset=utf-8",
+            include_str!("../admin/index.html"),
+        ),
+        AdminAsset::Script => (
+            "text/javascript; charset=utf-8",
+            include_str!("../admin/app.js"),
+        ),
+        AdminAsset::Style => (
+            "text/css; charset=utf-8",
+            include_str!("../admin/style.css"),
+        ),
+    };
+    (
+        [
+            (CONTENT_TYPE, content_type),
+            (
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+                 img-src 'self' data:; form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+            (axum::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (axum::http::header::REFERRER_POLICY, "no-referrer"),
+            (axum::http::header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// MCP over streamable HTTP: one JSON-RPC message per POST, answered with plain JSON (a
+/// notification: 202, no body). A refused credential is a JSON-RPC error with status 401, so
+/// that MCP clients show its message.
+async fn mcp(State(svc): Svc, headers: axum::http::HeaderMap, RawBody(body): RawBody) -> Response {
+    let rpc = |status: StatusCode, value: serde_json::Value| (status, Json(value)).into_response();
+    let authorization = headers.get(AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
+    let caller = match svc.authenticate(authorization).await {
+        Ok(c) => c,
+        Err(e) => {
+            let (status, code) = match e.code {
+                Code::Unauthenticated => (StatusCode::UNAUTHORIZED, crate::mcp::UNAUTHENTICATED),
+                Code::RateLimited => (StatusCode::TOO_MANY_REQUESTS, crate::mcp::UNAUTHENTICATED),
+                _ => (e.code.http(), crate::mcp::INVALID_REQUEST),
+            };
+            let mut response = rpc(
+                status,
+                crate::mcp::error(
+                    serde_json::Value::Null,
+                    code,
+                    format!("{}: {}", e.code.as_str(), e.message),
+                ),
+            );
+            if status == StatusCode::UNAUTHORIZED {
+                response.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"dartmouth\""),
+                );
+            }
+            return response;
+        }
+    };
+    let message: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(m) => m,
+        Err(e) => {
+            return rpc(
+                StatusCode::BAD_REQUEST,
+                crate::mcp::error(
+                    serde_json::Value::Null,
+                    crate::mcp::PARSE_ERROR,
+                    format!("body: {e}"),
+                ),
+            );
+        }
+    };
+    match crate::mcp::handle(&svc, &caller, message).await {
+        Some(answer) => rpc(StatusCode::OK, answer),
+        None => StatusCode::ACCEPTED.into_response(),
+    }
+}
+
+/// No server-initiated stream and no sessions: GET and DELETE are not allowed.
+async fn mcp_no_stream() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(axum::http::header::ALLOW, "POST")],
+    )
+        .into_response()
+}
+
+async fn list_tasks(State(svc): Svc, Authed(c): Authed) -> Response {
+    Json(svc.list_tasks(&c)).into_response()
+}
+
+async fn task(State(svc): Svc, Authed(c): Authed, Path(id): Path<String>) -> Response {
+    svc.task(&c, &id).map(Json).into_response()
+}
+
+async fn cancel_task(State(svc): Svc, Authed(c): Authed, Path(id): Path<String>) -> Response {
+    svc.cancel_task(&c, &id).map(Json).into_response()
+}
+
+async fn domain_stats(State(svc): Svc, Authed(c): Authed, Path(domain): Path<String>) -> Response {
+    svc.domain_stats(&c, &domain)
+        .await
+        .map(Json)
+        .into_response()
+}
+
+async fn update_domain(
+    State(svc): Svc,
+    Authed(c): Authed,
+    Path(domain): Path<String>,
+    Body(input): Body<DomainUpdate>,
+) -> Response {
+    svc.update_domain(&c, &domain, input)
+        .await
+        .map(Json)
+        .into_response()
+}
+
+async fn reindex(State(svc): Svc, Authed(c): Authed, Path(domain): Path<String>) -> Response {
+    svc.reindex(&c, &domain).await.map(Json).into_response()
+}
+
+async fn delete_document(
+    State(svc): Svc,
+    Authed(c): Authed,
+    Path((domain, id)): Path<(String, String)>,
+) -> Response {
+    svc.delete_document(&c, &domain, &id)
+        .await
+        .map(Json)
+        .into_response()
+}
+
+async fn delete_documents(
+    State(svc): Svc,
+    Authed(c): Authed,
+    Path(domain): Path<String>,
+    Body(input): Body<DeleteInput>,
+) -> Response {
+    svc.delete_documents(&c, &domain, input)
+        .await
+        .map(Json)
+        .into_response()
+}
+
+async fn delete_principal(
+    State(svc): Svc,
+    Authed(c): Authed,
+    Path(name): Path<String>,
+) -> Response {
+    svc.delete_principal(&c, &name)
+        .await
+        .map(|()| Json(json!({ "deleted": name })))
+        .into_response()
+}
+
+async fn members(State(svc): Svc, Authed(c): Authed, Path(group): Path<String>) -> Response {
+    svc.members(&c, &group).await.map(Json).into_response()
+}
+
+async fn add_member(
+    State(svc): Svc,
+    Authed(c): Authed,
+    Path(group): Path<String>,
+    Body(input): Body<MemberInput>,
+) -> Response {
+    svc.add_member(&c, &group, &input.member)
+        .await
+        .map(|()| Json(json!({ "group": group, "member": input.member })))
+        .into_response()
+}
+
+async fn remove_member(
+    State(svc): Svc,
+    Authed(c): Authed,
+    Path((group, member)): Path<(String, String)>,
+) -> Response {
+    svc.remove_member(&c, &group, &member)
+        .await
+        .map(|()| StatusCode::NO_CONTENT)
+        .into_response()
+}
+
+async fn audit(
+    State(svc): Svc,
+    Authed(c): Authed,
+    QueryArgs(input): QueryArgs<AuditInput>,
+) -> Response {
+    svc.audit_query(&c, input).await.map(Json).into_response()
+}
+
+async fn live_stats(State(svc): Svc, Authed(c): Authed) -> Response {
+    svc.live_stats(&c).await.map(Json).into_response()
 }
 
 async fn ready(State(svc): Svc) -> Response {

@@ -3,12 +3,16 @@
 //! error table (`error.rs`), one auth and rate-limit path, Prometheus metrics and an applier
 //! task that tails the store's changelog.
 
+// The OpenAPI document is one `json!` literal, deeper than the default limit allows.
+#![recursion_limit = "256"]
+
 pub mod cache;
 pub mod codec;
 pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod mcp;
 pub mod metrics;
 pub mod models;
 pub mod openapi;

@@ -15,6 +15,8 @@ use crate::error::Code;
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    /// The last minute's request latencies, for the admin page's live figures.
+    recent: std::sync::Arc<std::sync::Mutex<Recent>>,
     requests: HistogramVec,
     stages: HistogramVec,
     denied: IntCounterVec,
@@ -128,6 +130,10 @@ impl Metrics {
             lag,
             searchable,
             applier,
+            recent: std::sync::Arc::new(std::sync::Mutex::new(Recent {
+                since: std::time::Instant::now(),
+                entries: std::collections::VecDeque::new(),
+            })),
         }
     }
 
@@ -145,6 +151,14 @@ impl Metrics {
     }
 
     pub fn request(&self, transport: &str, route: &str, code: &str, took: Duration) {
+        if !matches!(
+            route,
+            "/healthz" | "/readyz" | "/metrics" | "/v1/stats" | "LiveStats"
+        ) && !route.starts_with("/admin")
+            && let Ok(mut recent) = self.recent.lock()
+        {
+            recent.push(std::time::Instant::now(), took);
+        }
         self.requests
             .with_label_values(&[transport, route, code])
             .observe(took.as_secs_f64());
@@ -195,6 +209,34 @@ impl Metrics {
     }
 
     /// The text exposition format.
+    /// Requests in the last minute (API requests on both transports; not health probes, metrics
+    /// or the admin page's own files and polls): count, per second, median and 99th percentile.
+    pub fn recent(&self) -> RecentFigures {
+        let now = std::time::Instant::now();
+        let Ok(mut recent) = self.recent.lock() else {
+            return RecentFigures::default();
+        };
+        recent.expire(now);
+        let mut took: Vec<f64> = recent.entries.iter().map(|(_, t)| *t).collect();
+        took.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            took.get(((took.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+                .unwrap_or(0.0)
+        };
+        let window = now.duration_since(recent.since).min(WINDOW).as_secs_f64();
+        RecentFigures {
+            requests_last_minute: took.len() as u64,
+            qps: if window > 0.0 {
+                took.len() as f64 / window.max(1.0)
+            } else {
+                0.0
+            },
+            p50_ms: at(0.5),
+            p99_ms: at(0.99),
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
@@ -202,6 +244,45 @@ impl Metrics {
         }
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+const WINDOW: Duration = Duration::from_secs(60);
+/// At most this many latencies are kept (the oldest go first under a flood).
+const RECENT_CAP: usize = 200_000;
+
+struct Recent {
+    since: std::time::Instant,
+    /// (when, milliseconds)
+    entries: std::collections::VecDeque<(std::time::Instant, f64)>,
+}
+
+impl Recent {
+    fn push(&mut self, at: std::time::Instant, took: Duration) {
+        self.expire(at);
+        if self.entries.len() >= RECENT_CAP {
+            self.entries.pop_front();
+        }
+        self.entries.push_back((at, took.as_secs_f64() * 1e3));
+    }
+
+    fn expire(&mut self, now: std::time::Instant) {
+        while self
+            .entries
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > WINDOW)
+        {
+            self.entries.pop_front();
+        }
+    }
+}
+
+/// The last minute's requests.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RecentFigures {
+    pub requests_last_minute: u64,
+    pub qps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
 }
 
 impl Default for Metrics {

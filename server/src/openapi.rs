@@ -34,6 +34,90 @@ fn op(summary: &str, request: Option<Value>, response: Value, params: &[&str]) -
     o
 }
 
+fn query_param(name: &str, schema: Value, description: &str) -> Value {
+    json!({ "name": name, "in": "query", "required": false, "schema": schema, "description": description })
+}
+
+fn files_upload() -> Value {
+    let mut o = op(
+        "Index files (writer) in any format `dartmouth index` reads — Markdown, HTML, text, PDF, JSON/JSONL records, Shopify exports — with the same idempotent sync: unchanged documents are skipped. A file's name is its document id and tells its format",
+        Some(json!({ "required": true, "content": {
+            "multipart/form-data": { "schema": { "type": "object", "description": "each part with a file name is a file (curl -F file=@faq.md)" } },
+            "application/json": { "schema": { "type": "object", "required": ["files"], "additionalProperties": false, "properties": { "files": array(json!({
+                "type": "object", "required": ["name"], "additionalProperties": false,
+                "properties": { "name": {"type": "string"}, "format": {"type": "string"}, "content": {"type": "string", "description": "text"}, "content_base64": {"type": "string", "description": "any bytes (PDF)"} } })) } } },
+            "application/octet-stream": { "schema": { "type": "string", "format": "binary", "description": "one file, named by ?name=" } }
+        } })),
+        ok("indexed (with async: 202 and the task)", r("IndexSummary")),
+        &["domain"],
+    );
+    if let Some(params) = o["parameters"].as_array_mut() {
+        params.push(query_param("format", json!({"type": "string"}), "every file's format (markdown, html, text, pdf, json, jsonl, shopify-csv, …); default: from each name"));
+        params.push(query_param(
+            "full_sync",
+            json!({"type": "boolean"}),
+            "delete the domain's documents the files do not mention (only when no record failed)",
+        ));
+        params.push(query_param(
+            "async",
+            json!({"type": "boolean"}),
+            "answer at once (202) with a task: GET /v1/tasks/{id}, POST /v1/tasks/{id}/cancel",
+        ));
+        params.push(query_param(
+            "name",
+            json!({"type": "string"}),
+            "a raw body's file name",
+        ));
+        params.push(query_param(
+            "base_url",
+            json!({"type": "string"}),
+            "a Shopify file's shop address",
+        ));
+    }
+    o["responses"]["202"] = ok("started", r("Task"));
+    o
+}
+
+fn audit() -> Value {
+    let mut o = op(
+        "Audit entries, newest first (admin): admin actions, every denied access, quarantines, refused logins counted",
+        None,
+        ok(
+            "entries",
+            array(
+                json!({"type": "object", "properties": {"id": {"type": "integer"}, "at": {"type": "integer"}, "actor": {"type": "string"}, "action": {"type": "string"}, "target": {"type": "string"}, "outcome": {"type": "string"}, "detail": {"type": "string"}, "count": {"type": "integer"}}}),
+            ),
+        ),
+        &[],
+    );
+    o["parameters"] = json!([
+        query_param(
+            "since",
+            json!({"type": "integer"}),
+            "unix milliseconds, inclusive"
+        ),
+        query_param(
+            "until",
+            json!({"type": "integer"}),
+            "unix milliseconds, exclusive"
+        ),
+        query_param("actor", json!({"type": "string"}), "exactly"),
+        query_param(
+            "action",
+            json!({"type": "string"}),
+            "exactly (create-domain, grant, search, …)"
+        ),
+        query_param("target", json!({"type": "string"}), "exactly"),
+        query_param("outcome", json!({"enum": ["ok", "denied", "failed"]}), ""),
+        query_param(
+            "limit",
+            json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}),
+            ""
+        )
+    ]);
+    o
+}
+
 fn r(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
 }
@@ -107,7 +191,27 @@ pub fn document() -> Value {
                 "get": op("Domains the caller can read", None, ok("domains", array(r("Domain"))), &[]),
                 "post": op("Create a domain (admin)", Some(body(r("DomainInput"))), ok("created", r("Domain")), &[])
             },
-            "/v1/domains/{domain}": { "delete": op("Delete a domain with its documents (admin)", None, ok("deleted", r("Domain")), &["domain"]) },
+            "/v1/domains/{domain}": {
+                "get": op("A domain's state (reader): its shard on this node, its store, what the applier quarantined", None, ok("stats", r("DomainStats")), &["domain"]),
+                "patch": op("Change a domain's description or catalog option names (its admin); option names apply to what is written next", Some(body(json!({"type": "object", "additionalProperties": false, "properties": {"description": {"type": "string"}, "option_names": {"type": "object", "additionalProperties": {"type": "string"}}}}))), ok("updated", r("Domain")), &["domain"]),
+                "delete": op("Delete a domain with its documents (admin)", None, ok("deleted", r("Domain")), &["domain"])
+            },
+            "/v1/domains/{domain}/reindex": { "post": op("Rebuild the domain's shard from the store, without re-embedding (its admin)", None, ok("rebuilt", json!({"type": "object", "properties": {"domain": {"type": "string"}, "documents": {"type": "integer"}, "chunks": {"type": "integer"}, "seq": {"type": "integer"}, "seconds": {"type": "number"}}})), &["domain"]) },
+            "/v1/domains/{domain}/files": { "post": files_upload() },
+            "/v1/domains/{domain}/delete": { "post": op("Delete documents (writer): by `ids`, or every document `filter` matches once the shard has caught up; ids the domain does not hold are not counted", Some(body(json!({"type": "object", "additionalProperties": false, "properties": {"ids": array(json!({"type": "string"})), "filter": {"type": "string"}}}))), ok("deleted", r("DeleteOutput")), &["domain"]) },
+            "/v1/tasks": { "get": op("This node's indexing tasks the caller created (a superuser: all), newest first", None, ok("tasks", array(r("Task"))), &[]) },
+            "/v1/tasks/{id}": { "get": op("A task's status; another principal's task answers as a missing one (404)", None, ok("task", r("Task")), &["id"]) },
+            "/v1/tasks/{id}/cancel": { "post": op("Stop a queued or running task between batches; what it acknowledged stays written, a full sync deletes nothing", None, ok("task", r("Task")), &["id"]) },
+            "/v1/principals/{name}": { "delete": op("Delete a principal with its keys, grants and memberships (admin; not a superuser, not the caller)", None, ok("deleted", json!({"type": "object", "properties": {"deleted": {"type": "string"}}})), &["name"]) },
+            "/v1/groups/{group}/members": {
+                "get": op("A group's direct members (admin)", None, ok("members", array(json!({"type": "string"}))), &["group"]),
+                "post": op("Add a member to a group (admin)", Some(body(json!({"type": "object", "required": ["member"], "additionalProperties": false, "properties": {"member": {"type": "string"}}}))), ok("added", json!({"type": "object"})), &["group"])
+            },
+            "/v1/groups/{group}/members/{member}": { "delete": op("Take a member out of a group (admin)", None, json!({"description": "removed"}), &["group", "member"]) },
+            "/v1/audit": { "get": audit() },
+            "/v1/stats": { "get": op("Live figures: this node's last minute of requests (QPS, p50, p99) and the applier's lag on the domains the caller administers", None, ok("figures", json!({"type": "object", "properties": {"uptime_seconds": {"type": "number"}, "requests_last_minute": {"type": "integer"}, "qps": {"type": "number"}, "p50_ms": {"type": "number"}, "p99_ms": {"type": "number"}, "domains": array(json!({"type": "object", "properties": {"domain": {"type": "string"}, "applied_seq": {"type": "integer"}, "last_seq": {"type": "integer"}, "lag": {"type": "integer"}}}))}})), &[]) },
+            "/mcp": { "post": op("Model Context Protocol (streamable HTTP, JSON answers, no session): tools `search`, `context`, `get_document` as the bearer credential. A refused credential: 401 with a JSON-RPC error", Some(body(json!({"type": "object", "description": "one JSON-RPC 2.0 message"}))), ok("a JSON-RPC response (202 without a body for a notification)", json!({"type": "object"})), &[]) },
+            "/admin": { "get": { "summary": "The admin console (HTML; sign in with an admin key)", "responses": { "200": { "description": "the page", "content": { "text/html": {} } } } } },
             "/v1/domains/{domain}/documents": { "post": op("Ingest documents (writer): chunked, embedded, acknowledged with a sequence", Some(body(r("IngestInput"))), ok("acknowledged", r("IngestOutput")), &["domain"]) },
             "/v1/domains/{domain}/shopify": { "post": shopify_upload() },
             "/v1/webhooks/shopify/{domain}": { "post": shopify_webhook() },
@@ -233,6 +337,25 @@ pub fn document() -> Value {
                     "added": {"type": "integer"}, "updated": {"type": "integer"}, "unchanged": {"type": "integer"}, "deleted": {"type": "integer"},
                     "failed_count": {"type": "integer"}, "failed": array(json!({"type": "string"})), "skipped": array(json!({"type": "string"})),
                     "notes": array(json!({"type": "string"})), "chunks": {"type": "integer"}, "embedded_chunks": {"type": "integer"} } },
+                "DomainStats": { "type": "object", "properties": {
+                    "domain": {"type": "string"}, "documents": {"type": "integer"}, "chunks": {"type": "integer"}, "graph_points": {"type": "integer"},
+                    "applied_seq": {"type": "integer"}, "model": {"type": "object"}, "variants": {"type": "integer"},
+                    "stored_documents": {"type": "integer"}, "stored_chunks": {"type": "integer"}, "last_seq": {"type": "integer"},
+                    "last_sync": {"type": ["string", "null"]}, "quarantined": array(json!({"type": "object"})) } },
+                "DeleteOutput": { "type": "object", "properties": { "domain": {"type": "string"}, "deleted": {"type": "integer"}, "seq": {"type": "integer", "description": "pass as min_seq to read after the deletes"} } },
+                "IndexSummary": { "type": "object", "properties": {
+                    "domain": {"type": "string"}, "documents": {"type": "integer"}, "added": {"type": "integer"}, "updated": {"type": "integer"},
+                    "unchanged": {"type": "integer"}, "deleted": {"type": "integer"}, "stale": {"type": "integer"}, "failed_count": {"type": "integer"},
+                    "failed": array(json!({"type": "string", "description": "file:line: reason"})), "chunks": {"type": "integer"},
+                    "embedded_chunks": {"type": "integer"}, "seconds": {"type": "number"}, "applied_seq": {"type": "integer"},
+                    "skipped": array(json!({"type": "string"})), "notes": array(json!({"type": "string"})) } },
+                "Task": { "type": "object", "properties": {
+                    "id": {"type": "string"}, "kind": {"type": "string"}, "domain": {"type": "string"},
+                    "status": { "enum": ["queued", "running", "succeeded", "failed", "canceled"] },
+                    "files": array(json!({"type": "string"})), "created_at": {"type": "string"},
+                    "started_at": {"type": ["string", "null"]}, "finished_at": {"type": ["string", "null"]},
+                    "batches": {"type": "integer"}, "seq": {"type": "integer"},
+                    "summary": { "oneOf": [r("IndexSummary"), {"type": "null"}] }, "error": {"type": ["string", "null"]} } },
                 "Document": { "type": "object", "properties": { "domain": {"type": "string"}, "doc_id": {"type": "string"}, "title": {"type": "string"}, "url": {"type": ["string", "null"]}, "attributes": {"type": "object"}, "chunks": array(json!({"type": "object"})) } }
             }
         }

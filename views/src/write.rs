@@ -93,7 +93,10 @@ impl<'a> StoreSink<'a> {
     /// (a retried webhook) still answers a sequence covering what the store holds.
     pub fn open(applier: &'a Applier<'a>, pass: Pass, domain: Domain) -> Result<Self> {
         let seq = applier.catch_up(&domain)?;
-        let settings = applier.shard(&domain)?.settings().clone();
+        // The shard's model and chunking (what its vectors were made with), and the store's
+        // catalog settings (a domain's admin may change them; they apply to what is written next).
+        let mut settings = applier.shard(&domain)?.settings().clone();
+        settings.catalog = crate::settings::domain_settings(&domain)?.catalog;
         Ok(StoreSink {
             applier,
             pass,

@@ -308,6 +308,19 @@ impl Shard {
             .collect()
     }
 
+    /// The ids of the live documents `filter` matches (delete by filter), in ordinal order.
+    pub fn documents_matching(&self, filter: &crate::Filter) -> Vec<String> {
+        let snap = self.snapshot();
+        let matched = filter.eval(&snap.attrs, &snap.live);
+        let mut seen = std::collections::HashSet::new();
+        matched
+            .iter()
+            .filter_map(|o| snap.docs.doc_of.get(o as usize))
+            .filter(|&&num| num != u32::MAX && seen.insert(num))
+            .filter_map(|&num| snap.docs.names.get(num as usize).cloned())
+            .collect()
+    }
+
     pub fn stats(&self) -> ShardStats {
         let snap = self.snapshot();
         ShardStats {

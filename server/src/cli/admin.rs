@@ -6,7 +6,9 @@ use anyhow::Result;
 use dartmouth_domains::{PrincipalKind, Role};
 use serde_json::json;
 
-use dartmouth_server::service::{DomainInput, GrantInput, KeyInput, PrincipalInput, format_millis};
+use dartmouth_server::service::{
+    AuditInput, DomainInput, DomainUpdate, GrantInput, KeyInput, PrincipalInput, format_millis,
+};
 
 use super::{Ctx, DomainCommand, KeyCommand, PrincipalCommand, now_millis, out, parse_duration};
 
@@ -83,6 +85,32 @@ pub(super) fn domain(ctx: &Ctx, command: DomainCommand) -> Result<()> {
                 }
             }
         }
+        DomainCommand::Update {
+            name,
+            description,
+            option_names,
+        } => {
+            let option_names = option_names
+                .map(|pairs| {
+                    pairs
+                        .iter()
+                        .filter(|p| !p.is_empty())
+                        .map(|pair| match pair.split_once('=') {
+                            Some((from, to)) => {
+                                Ok((from.trim().to_string(), to.trim().to_string()))
+                            }
+                            None => anyhow::bail!("--option-name `{pair}`: expected OPTION=FIELD"),
+                        })
+                        .collect::<Result<_>>()
+                })
+                .transpose()?;
+            let update = DomainUpdate {
+                description,
+                option_names,
+            };
+            ctx.call(ctx.svc.update_domain(&ctx.caller, &name, update))?;
+            writeln!(out(), "updated domain {name}")?;
+        }
         DomainCommand::Delete { name } => {
             ctx.call(ctx.svc.delete_domain(&ctx.caller, &name))?;
             writeln!(out(), "deleted domain {name}")?;
@@ -127,6 +155,24 @@ pub(super) fn principal(ctx: &Ctx, command: PrincipalCommand) -> Result<()> {
         PrincipalCommand::AddMember { group, member } => {
             ctx.call(ctx.svc.add_member(&ctx.caller, &group, &member))?;
             writeln!(out(), "added {member} to {group}")?;
+        }
+        PrincipalCommand::RemoveMember { group, member } => {
+            ctx.call(ctx.svc.remove_member(&ctx.caller, &group, &member))?;
+            writeln!(out(), "removed {member} from {group}")?;
+        }
+        PrincipalCommand::Members { group, json } => {
+            let members = ctx.call(ctx.svc.members(&ctx.caller, &group))?;
+            if json {
+                writeln!(out(), "{}", json!({ "group": group, "members": members }))?;
+            } else {
+                for m in members {
+                    writeln!(out(), "{m}")?;
+                }
+            }
+        }
+        PrincipalCommand::Delete { name } => {
+            ctx.call(ctx.svc.delete_principal(&ctx.caller, &name))?;
+            writeln!(out(), "deleted principal {name}")?;
         }
     }
     Ok(())
@@ -229,11 +275,9 @@ pub(super) fn reindex(ctx: &Ctx, domain: &str) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn audit(ctx: &Ctx, since: &str, json: bool) -> Result<()> {
-    let entries = ctx.call(
-        ctx.svc
-            .audit(&ctx.caller, now_millis() - parse_duration(since)?),
-    )?;
+pub(super) fn audit(ctx: &Ctx, query: AuditInput, json: bool) -> Result<()> {
+    let mut entries = ctx.call(ctx.svc.audit_query(&ctx.caller, query))?;
+    entries.reverse();
     let mut out = out();
     for e in entries {
         if json {

@@ -126,3 +126,22 @@ fn bytecount_lines(bytes: &[u8]) -> u64 {
         .filter(|l| l.iter().any(|b| !b.is_ascii_whitespace()))
         .count() as u64
 }
+
+/// `dartmouth delete --domain D IDS… | --filter F`.
+pub(super) fn delete(
+    ctx: &Ctx,
+    domain: &str,
+    ids: Vec<String>,
+    filter: Option<String>,
+) -> Result<()> {
+    let input = dartmouth_server::service::DeleteInput { ids, filter };
+    let done = ctx.call(ctx.svc.delete_documents(&ctx.caller, domain, input))?;
+    writeln!(
+        out(),
+        "deleted {} documents from {} (sequence {})",
+        done.deleted,
+        done.domain,
+        done.seq
+    )?;
+    Ok(())
+}

@@ -91,13 +91,51 @@ enum Command {
         #[arg(long)]
         domain: String,
     },
-    /// Who did what, and every denied access.
+    /// Who did what, and every denied access (oldest first).
     Audit {
         /// How far back: 30s, 15m, 1h, 7d.
         #[arg(long, default_value = "1h")]
         since: String,
+        /// Only this actor's entries.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only this action's (create-domain, grant, search, …).
+        #[arg(long)]
+        action: Option<String>,
+        /// Only entries about this domain, principal or key.
+        #[arg(long)]
+        target: Option<String>,
+        /// ok | denied | failed
+        #[arg(long)]
+        outcome: Option<String>,
+        /// At most this many, the newest.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
         #[arg(long)]
         json: bool,
+    },
+    /// Delete documents from a domain, by id or by filter.
+    Delete {
+        #[arg(long)]
+        domain: String,
+        /// Document ids.
+        #[arg(conflicts_with = "filter", required_unless_present = "filter")]
+        ids: Vec<String>,
+        /// Every document the filter matches: 'vendor = "Acme" AND in_stock = false'.
+        #[arg(long)]
+        filter: Option<String>,
+    },
+    /// Serve the MCP tools (search, context, get_document) on stdin/stdout for an agent
+    /// runtime, as the principal of `--key` (or `--as`, or the local operator).
+    Mcp {
+        /// An API key (dk_…) whose grants the tools use.
+        #[arg(long, env = "DARTMOUTH_API_KEY", hide_env_values = true)]
+        key: Option<String>,
+        /// A running server (http://host:8787): each message goes to its `/mcp`, so the tools
+        /// search what it serves. Without it, the data directory is opened here (no server may
+        /// be running on it).
+        #[arg(long, env = "DARTMOUTH_URL")]
+        url: Option<String>,
     },
 }
 
@@ -115,6 +153,16 @@ enum PrincipalCommand {
     },
     /// Add MEMBER to GROUP (a principal of kind group).
     AddMember { group: String, member: String },
+    /// Take MEMBER out of GROUP.
+    RemoveMember { group: String, member: String },
+    /// GROUP's direct members.
+    Members {
+        group: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a principal with its keys, grants and memberships.
+    Delete { name: String },
 }
 
 #[derive(Subcommand)]
@@ -209,6 +257,15 @@ enum DomainCommand {
         name: String,
         #[arg(long)]
         json: bool,
+    },
+    /// Change a domain's description or catalog option names.
+    Update {
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+        /// Replace the option names (`case_size=device`, repeat); `--option-name ''` clears.
+        #[arg(long = "option-name", value_name = "OPTION=FIELD")]
+        option_names: Option<Vec<String>>,
     },
     Delete {
         name: String,
@@ -446,6 +503,13 @@ pub fn run() -> Result<()> {
     if let Command::Serve(args) = &cli.command {
         return serve_cmd(catalog, &cli, args);
     }
+    if let Command::Mcp {
+        url: Some(url),
+        key,
+    } = &cli.command
+    {
+        return mcp_bridge(url, key.as_deref());
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -474,9 +538,19 @@ pub fn run() -> Result<()> {
         })
         .map_err(|e| anyhow::anyhow!("{}", e.message))?,
     );
-    let caller = rt
-        .block_on(svc.local_caller(cli.as_principal.as_deref()))
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let caller = match &cli.command {
+        Command::Mcp { key: Some(key), .. } => rt
+            .block_on(svc.authenticate(Some(&format!("Bearer {key}"))))
+            .map_err(|e| anyhow::anyhow!("--key: {}", e.message))?,
+        _ => rt
+            .block_on(svc.local_caller(cli.as_principal.as_deref()))
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?,
+    };
+    if let Command::Mcp { .. } = &cli.command {
+        let result = mcp_stdio(&rt, &svc, &caller);
+        rt.block_on(svc.store().close());
+        return result;
+    }
     let ctx = Ctx { rt, svc, caller };
     let result = match cli.command {
         Command::Domain { command } => admin::domain(&ctx, command),
@@ -492,11 +566,117 @@ pub fn run() -> Result<()> {
         Command::Revoke { principal, domain } => admin::revoke(&ctx, &principal, &domain),
         Command::Key { command } => admin::key(&ctx, command),
         Command::Reindex { domain } => admin::reindex(&ctx, &domain),
-        Command::Audit { since, json } => admin::audit(&ctx, &since, json),
+        Command::Audit {
+            since,
+            actor,
+            action,
+            target,
+            outcome,
+            limit,
+            json,
+        } => {
+            let query = dartmouth_server::service::AuditInput {
+                since: Some(now_millis() - parse_duration(&since)?),
+                actor,
+                action,
+                target,
+                outcome,
+                limit: Some(limit),
+                until: None,
+            };
+            admin::audit(&ctx, query, json)
+        }
+        Command::Delete {
+            domain,
+            ids,
+            filter,
+        } => index::delete(&ctx, &domain, ids, filter),
+        Command::Mcp { .. } => unreachable!("handled above"),
     };
     // Counted refusals and the like are written before the process ends.
     ctx.rt.block_on(ctx.svc.store().close());
     result
+}
+
+/// MCP on stdin/stdout relayed to a running server's `/mcp` (streamable HTTP, JSON answers)
+/// with the key as the bearer credential. The key is checked first, so that a refused one
+/// ends the command with the server's message rather than an unanswerable error.
+fn mcp_bridge(url: &str, key: Option<&str>) -> Result<()> {
+    use std::io::{BufRead, Write};
+    let endpoint = format!("{}/mcp", url.trim_end_matches('/'));
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let post = |body: &str| -> Result<(u16, String)> {
+        let mut request = agent
+            .post(&endpoint)
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json, text/event-stream");
+        if let Some(k) = key {
+            request = request.header("Authorization", &format!("Bearer {k}"));
+        }
+        let mut response = request
+            .send(body.as_bytes())
+            .with_context(|| format!("--url: {endpoint}"))?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .with_context(|| format!("--url: {endpoint}"))?;
+        Ok((status, text))
+    };
+    let (status, text) = post(r#"{"jsonrpc":"2.0","id":0,"method":"ping"}"#)?;
+    if status != 200 {
+        let message = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+            .unwrap_or(text);
+        bail!("--key: {message}");
+    }
+    let mut stdout = std::io::stdout().lock();
+    for line in std::io::stdin().lock().lines() {
+        let line = line.context("stdin")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (status, text) = post(&line)?;
+        if status == 202 {
+            continue;
+        }
+        // Every other answer is one JSON-RPC message (errors included).
+        stdout.write_all(text.trim_end().as_bytes())?;
+        stdout.write_all(b"\n").context("stdout")?;
+        stdout.flush().context("stdout")?;
+    }
+    Ok(())
+}
+
+/// MCP on stdin/stdout: one JSON-RPC message per line in, one answer per line out; logs go
+/// to stderr. Ends at the end of stdin.
+fn mcp_stdio(rt: &tokio::runtime::Runtime, svc: &Arc<Service>, caller: &Caller) -> Result<()> {
+    use std::io::{BufRead, Write};
+    let mut stdout = std::io::stdout().lock();
+    for line in std::io::stdin().lock().lines() {
+        let line = line.context("stdin")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let answer = match serde_json::from_str::<serde_json::Value>(&line) {
+            Ok(message) => rt.block_on(dartmouth_server::mcp::handle(svc, caller, message)),
+            Err(e) => Some(dartmouth_server::mcp::error(
+                serde_json::Value::Null,
+                dartmouth_server::mcp::PARSE_ERROR,
+                format!("line: {e}"),
+            )),
+        };
+        if let Some(answer) = answer {
+            serde_json::to_writer(&mut stdout, &answer)?;
+            stdout.write_all(b"\n").context("stdout")?;
+            stdout.flush().context("stdout")?;
+        }
+    }
+    Ok(())
 }
 
 fn out() -> std::io::StdoutLock<'static> {

@@ -5,7 +5,7 @@ use tonic::{Request, Response, Status};
 
 use super::Grpc;
 use crate::proto as pb;
-use crate::service::{DomainInput, GrantInput, KeyInput, PrincipalInput};
+use crate::service::{AuditInput, DomainInput, DomainUpdate, GrantInput, KeyInput, PrincipalInput};
 
 fn domain_info(d: Domain) -> pb::DomainInfo {
     pb::DomainInfo {
@@ -219,6 +219,206 @@ impl pb::admin_server::Admin for Grpc {
             let id = request.into_inner().id;
             self.svc.revoke_key(&caller, &id).await?;
             Ok(pb::Empty {})
+        })
+        .await
+    }
+
+    async fn get_domain_stats(
+        &self,
+        request: Request<pb::DomainRequest>,
+    ) -> Result<Response<pb::DomainStats>, Status> {
+        self.observe("GetDomainStats", async {
+            let caller = self.caller(&request).await?;
+            let s = self
+                .svc
+                .domain_stats(&caller, &request.into_inner().name)
+                .await?;
+            Ok(pb::DomainStats {
+                domain: s.shard.domain,
+                documents: s.shard.documents,
+                chunks: s.shard.chunks,
+                graph_points: s.shard.graph_points,
+                applied_seq: s.shard.applied_seq,
+                model: s.shard.model.id,
+                dim: s.shard.model.dim as u64,
+                variants: s.variants,
+                stored_documents: s.stored_documents,
+                stored_chunks: s.stored_chunks,
+                last_seq: s.last_seq,
+                last_sync: s.last_sync.unwrap_or_default(),
+                quarantined: s
+                    .quarantined
+                    .into_iter()
+                    .map(|q| pb::QuarantinedDocument {
+                        doc_id: q.external_id,
+                        seq: q.seq,
+                        reason: q.reason,
+                        at: q.at,
+                    })
+                    .collect(),
+            })
+        })
+        .await
+    }
+
+    async fn update_domain(
+        &self,
+        request: Request<pb::UpdateDomainRequest>,
+    ) -> Result<Response<pb::DomainInfo>, Status> {
+        self.observe("UpdateDomain", async {
+            let caller = self.caller(&request).await?;
+            let r = request.into_inner();
+            let update = DomainUpdate {
+                description: r.description,
+                option_names: r
+                    .set_option_names
+                    .then(|| r.option_names.into_iter().collect()),
+            };
+            Ok(domain_info(
+                self.svc.update_domain(&caller, &r.name, update).await?,
+            ))
+        })
+        .await
+    }
+
+    async fn reindex(
+        &self,
+        request: Request<pb::DomainRequest>,
+    ) -> Result<Response<pb::ReindexResponse>, Status> {
+        self.observe("Reindex", async {
+            let caller = self.caller(&request).await?;
+            let r = self
+                .svc
+                .reindex(&caller, &request.into_inner().name)
+                .await?;
+            Ok(pb::ReindexResponse {
+                domain: r.domain,
+                documents: r.documents,
+                chunks: r.chunks,
+                seq: r.seq,
+                seconds: r.seconds,
+            })
+        })
+        .await
+    }
+
+    async fn delete_principal(
+        &self,
+        request: Request<pb::DeletePrincipalRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        self.observe("DeletePrincipal", async {
+            let caller = self.caller(&request).await?;
+            self.svc
+                .delete_principal(&caller, &request.into_inner().name)
+                .await?;
+            Ok(pb::Empty {})
+        })
+        .await
+    }
+
+    async fn list_members(
+        &self,
+        request: Request<pb::GroupRequest>,
+    ) -> Result<Response<pb::MemberList>, Status> {
+        self.observe("ListMembers", async {
+            let caller = self.caller(&request).await?;
+            Ok(pb::MemberList {
+                members: self
+                    .svc
+                    .members(&caller, &request.into_inner().group)
+                    .await?,
+            })
+        })
+        .await
+    }
+
+    async fn add_member(
+        &self,
+        request: Request<pb::MembershipRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        self.observe("AddMember", async {
+            let caller = self.caller(&request).await?;
+            let r = request.into_inner();
+            self.svc.add_member(&caller, &r.group, &r.member).await?;
+            Ok(pb::Empty {})
+        })
+        .await
+    }
+
+    async fn remove_member(
+        &self,
+        request: Request<pb::MembershipRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        self.observe("RemoveMember", async {
+            let caller = self.caller(&request).await?;
+            let r = request.into_inner();
+            self.svc.remove_member(&caller, &r.group, &r.member).await?;
+            Ok(pb::Empty {})
+        })
+        .await
+    }
+
+    async fn query_audit(
+        &self,
+        request: Request<pb::AuditRequest>,
+    ) -> Result<Response<pb::AuditList>, Status> {
+        self.observe("QueryAudit", async {
+            let caller = self.caller(&request).await?;
+            let r = request.into_inner();
+            let text = |s: String| (!s.is_empty()).then_some(s);
+            let input = AuditInput {
+                since: (r.since != 0).then_some(r.since),
+                until: (r.until != 0).then_some(r.until),
+                actor: text(r.actor),
+                action: text(r.action),
+                target: text(r.target),
+                outcome: text(r.outcome),
+                limit: (r.limit != 0).then_some(r.limit as usize),
+            };
+            let entries = self.svc.audit_query(&caller, input).await?;
+            Ok(pb::AuditList {
+                entries: entries
+                    .into_iter()
+                    .map(|e| pb::AuditEntry {
+                        id: e.id,
+                        at: e.at,
+                        actor: e.actor,
+                        action: e.action,
+                        target: e.target,
+                        outcome: e.outcome,
+                        detail: e.detail,
+                        count: e.count,
+                    })
+                    .collect(),
+            })
+        })
+        .await
+    }
+
+    async fn live_stats(
+        &self,
+        request: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::LiveStatsResponse>, Status> {
+        self.observe("LiveStats", async {
+            let caller = self.caller(&request).await?;
+            let s = self.svc.live_stats(&caller).await?;
+            Ok(pb::LiveStatsResponse {
+                uptime_seconds: s.uptime_seconds,
+                requests_last_minute: s.requests.requests_last_minute,
+                qps: s.requests.qps,
+                p50_ms: s.requests.p50_ms,
+                p99_ms: s.requests.p99_ms,
+                domains: s
+                    .domains
+                    .into_iter()
+                    .map(|d| pb::DomainLag {
+                        domain: d.domain,
+                        applied_seq: d.applied_seq,
+                        last_seq: d.last_seq,
+                        lag: d.lag,
+                    })
+                    .collect(),
+            })
         })
         .await
     }

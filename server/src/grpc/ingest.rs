@@ -6,7 +6,37 @@ use tonic::{Request, Response, Status};
 use super::Grpc;
 use crate::error::{ApiError, ApiResult};
 use crate::proto as pb;
-use crate::service::{CatalogUpload, IngestDocument, IngestInput};
+use crate::service::{
+    CatalogUpload, DeleteInput, DeleteOutput, IngestDocument, IngestInput, TaskOut, UploadOptions,
+    UploadOutcome, UploadedFile,
+};
+
+fn task(t: TaskOut) -> pb::Task {
+    pb::Task {
+        id: t.id,
+        domain: t.domain,
+        status: t.status.as_str().to_string(),
+        files: t.files,
+        created_at: t.created_at,
+        started_at: t.started_at.unwrap_or_default(),
+        finished_at: t.finished_at.unwrap_or_default(),
+        batches: t.batches,
+        seq: t.seq,
+        summary_json: t
+            .summary
+            .map(|s| serde_json::to_string(&s).unwrap_or_default())
+            .unwrap_or_default(),
+        error: t.error.unwrap_or_default(),
+    }
+}
+
+fn deleted(d: DeleteOutput) -> pb::DeleteDocumentsResponse {
+    pb::DeleteDocumentsResponse {
+        domain: d.domain,
+        deleted: d.deleted as u64,
+        seq: d.seq,
+    }
+}
 
 pub fn ingest_document(i: usize, d: pb::IngestDocument) -> ApiResult<IngestDocument> {
     let attributes = if d.attributes_json.trim().is_empty() {
@@ -104,6 +134,117 @@ impl pb::ingest_server::Ingest for Grpc {
                 embedded_chunks: count(out.embedded_chunks),
                 stale: count(out.stale),
             })
+        })
+        .await
+    }
+
+    async fn upload_files(
+        &self,
+        request: Request<pb::UploadFilesRequest>,
+    ) -> Result<Response<pb::UploadFilesResponse>, Status> {
+        self.observe("UploadFiles", async {
+            let caller = self.caller(&request).await?;
+            let r = request.into_inner();
+            let files = r
+                .files
+                .into_iter()
+                .map(|f| UploadedFile {
+                    name: f.name,
+                    format: (!f.format.is_empty()).then_some(f.format),
+                    bytes: f.content,
+                })
+                .collect();
+            let options = UploadOptions {
+                format: (!r.format.is_empty()).then_some(r.format),
+                full_sync: r.full_sync,
+                background: r.background,
+                ..UploadOptions::default()
+            };
+            let outcome = match self
+                .svc
+                .upload_files(&caller, &r.domain, files, options)
+                .await?
+            {
+                UploadOutcome::Done(summary) => pb::upload_files_response::Outcome::SummaryJson(
+                    serde_json::to_string(&summary)
+                        .map_err(|e| ApiError::internal(e.to_string()))?,
+                ),
+                UploadOutcome::Started(t) => pb::upload_files_response::Outcome::Task(task(*t)),
+            };
+            Ok(pb::UploadFilesResponse {
+                outcome: Some(outcome),
+            })
+        })
+        .await
+    }
+
+    async fn delete_document(
+        &self,
+        request: Request<pb::DeleteDocumentRequest>,
+    ) -> Result<Response<pb::DeleteDocumentsResponse>, Status> {
+        self.observe("DeleteDocument", async {
+            let caller = self.caller(&request).await?;
+            let r = request.into_inner();
+            Ok(deleted(
+                self.svc
+                    .delete_document(&caller, &r.domain, &r.doc_id)
+                    .await?,
+            ))
+        })
+        .await
+    }
+
+    async fn delete_documents(
+        &self,
+        request: Request<pb::DeleteDocumentsRequest>,
+    ) -> Result<Response<pb::DeleteDocumentsResponse>, Status> {
+        self.observe("DeleteDocuments", async {
+            let caller = self.caller(&request).await?;
+            let r = request.into_inner();
+            let input = DeleteInput {
+                ids: r.ids,
+                filter: (!r.filter.is_empty()).then_some(r.filter),
+            };
+            Ok(deleted(
+                self.svc.delete_documents(&caller, &r.domain, input).await?,
+            ))
+        })
+        .await
+    }
+
+    async fn list_tasks(
+        &self,
+        request: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::TaskList>, Status> {
+        self.observe("ListTasks", async {
+            let caller = self.caller(&request).await?;
+            Ok(pb::TaskList {
+                tasks: self.svc.list_tasks(&caller).into_iter().map(task).collect(),
+            })
+        })
+        .await
+    }
+
+    async fn get_task(
+        &self,
+        request: Request<pb::TaskRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        self.observe("GetTask", async {
+            let caller = self.caller(&request).await?;
+            Ok(task(self.svc.task(&caller, &request.into_inner().id)?))
+        })
+        .await
+    }
+
+    async fn cancel_task(
+        &self,
+        request: Request<pb::TaskRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        self.observe("CancelTask", async {
+            let caller = self.caller(&request).await?;
+            Ok(task(
+                self.svc.cancel_task(&caller, &request.into_inner().id)?,
+            ))
         })
         .await
     }

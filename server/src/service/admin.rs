@@ -8,8 +8,8 @@ use dartmouth_domains::{
 use dartmouth_engine::DomainSettings;
 
 use super::{
-    DelegateInput, DomainInput, DomainStatsOut, GrantInput, KeyInput, NewKey, PrincipalInput,
-    ReindexOut, Service,
+    AuditInput, DelegateInput, DomainInput, DomainLag, DomainStatsOut, DomainUpdate, GrantInput,
+    KeyInput, LiveStats, NewKey, PrincipalInput, ReindexOut, Service, opened,
 };
 use crate::error::{ApiError, ApiResult, Code};
 
@@ -178,6 +178,124 @@ impl Service {
         Ok(self.store.audit_since(caller, since).await?)
     }
 
+    /// Changes a domain's description or catalog option names (its admins).
+    pub async fn update_domain(
+        &self,
+        caller: &Caller,
+        name: &str,
+        update: DomainUpdate,
+    ) -> ApiResult<Domain> {
+        let settings = match update.option_names {
+            Some(option_names) => {
+                // The stored settings, read as the domain's admin sees them.
+                let current = self
+                    .store
+                    .list_domains(caller)
+                    .await?
+                    .into_iter()
+                    .find(|d| d.name == name);
+                match current {
+                    Some(d) => {
+                        let mut settings = dartmouth_views::domain_settings(&d)?;
+                        settings.catalog.option_names = option_names;
+                        Some(dartmouth_views::new_domain_settings(name, &settings)?)
+                    }
+                    // Not readable: the store refuses (and audits) it as a missing domain.
+                    None => None,
+                }
+            }
+            None => None,
+        };
+        match self
+            .store
+            .update_domain(
+                caller,
+                name,
+                update.description.as_deref(),
+                settings.as_ref(),
+            )
+            .await
+        {
+            Ok(d) => Ok(d),
+            Err(e) => Err(self
+                .refine_denial(caller, &[name.to_string()], Role::Admin, e)
+                .await),
+        }
+    }
+
+    pub async fn delete_principal(&self, caller: &Caller, name: &str) -> ApiResult<()> {
+        Ok(self.store.delete_principal(caller, name).await?)
+    }
+
+    pub async fn remove_member(&self, caller: &Caller, group: &str, member: &str) -> ApiResult<()> {
+        Ok(self.store.remove_member(caller, group, member).await?)
+    }
+
+    pub async fn members(&self, caller: &Caller, group: &str) -> ApiResult<Vec<String>> {
+        Ok(self.store.members(caller, group).await?)
+    }
+
+    /// Audit entries matching `input`, newest first; admins only.
+    pub async fn audit_query(
+        &self,
+        caller: &Caller,
+        input: AuditInput,
+    ) -> ApiResult<Vec<AuditEntry>> {
+        let limit = input.limit.unwrap_or(100);
+        if !(1..=1000).contains(&limit) {
+            return Err(ApiError::invalid(format!("limit: 1 to 1000, got {limit}")));
+        }
+        if let Some(o) = &input.outcome
+            && !matches!(o.as_str(), "ok" | "denied" | "failed")
+        {
+            return Err(ApiError::invalid(format!(
+                "outcome: `{}` is not ok, denied or failed",
+                dartmouth_domains::names::shown(o)
+            )));
+        }
+        Ok(self
+            .store
+            .audit_query(
+                caller,
+                &dartmouth_domains::AuditQuery {
+                    since: input.since,
+                    until: input.until,
+                    actor: input.actor,
+                    action: input.action,
+                    target: input.target,
+                    outcome: input.outcome,
+                    limit,
+                },
+            )
+            .await?)
+    }
+
+    /// This node's last minute of requests and the applier's lag on the domains the caller
+    /// administers.
+    pub async fn live_stats(self: &Arc<Self>, caller: &Caller) -> ApiResult<LiveStats> {
+        let domains = self.store.accessible(caller, Role::Admin).await?;
+        let mut lags = Vec::with_capacity(domains.len());
+        let system = self.store.system();
+        for d in domains {
+            let last_seq = self.store.last_seq(&system, d.id).await?;
+            let domain = d.clone();
+            let applied_seq = self
+                .blocking(move |s| Ok(s.applier().shard(&domain)?.applied_seq()))
+                .await?;
+            lags.push(DomainLag {
+                domain: d.name,
+                applied_seq,
+                last_seq,
+                lag: last_seq.saturating_sub(applied_seq),
+            });
+        }
+        Ok(LiveStats {
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+            requests: self.metrics.recent(),
+            domains: lags,
+        })
+    }
+
     /// A domain's state for its readers, its shard caught up first.
     pub async fn domain_stats(
         self: &Arc<Self>,
@@ -187,10 +305,7 @@ impl Service {
         let pass = self
             .authorize(caller, &[name.to_string()], Role::Read)
             .await?;
-        let domain = pass
-            .domain(name)
-            .cloned()
-            .ok_or_else(|| ApiError::internal("pass without its domain"))?;
+        let domain = opened(&pass, name)?;
         let shard = self
             .blocking(move |s| {
                 let applier = s.applier();
@@ -223,10 +338,7 @@ impl Service {
         let pass = self
             .authorize(caller, &[name.to_string()], Role::Admin)
             .await?;
-        let domain = pass
-            .domain(name)
-            .cloned()
-            .ok_or_else(|| ApiError::internal("pass without its domain"))?;
+        let domain = opened(&pass, name)?;
         self.blocking(move |s| {
             let started = std::time::Instant::now();
             let applier = s.applier();

@@ -6,7 +6,7 @@ use dartmouth_domains::{Caller, Domain, Pass, Role};
 use dartmouth_indexer::{IndexSummary, Item};
 use tokio::runtime::Handle;
 
-use super::{CatalogUpload, Service, ShopifyDelivery};
+use super::{CatalogUpload, Service, ShopifyDelivery, opened};
 use crate::error::{ApiError, ApiResult, Code};
 use crate::shopify::{CatalogFormat, ShopifyOutput, ShopifyWebhook};
 
@@ -182,10 +182,7 @@ impl Service {
                     out.duplicate = true;
                     return Ok(out);
                 }
-                let domain_row = pass
-                    .domain(&name)
-                    .cloned()
-                    .ok_or_else(|| ApiError::internal("pass without its domain"))?;
+                let domain_row = opened(&pass, &name)?;
                 let summary = s.index_items(pass.clone(), domain_row, vec![item], false, false)?;
                 if let Some(id) = &id {
                     Handle::current().block_on(s.store.record_delivery(&pass, &name, id))?;
@@ -248,10 +245,7 @@ impl Service {
         items: Vec<dartmouth_indexer::Result<Item>>,
         full_sync: bool,
     ) -> ApiResult<IndexSummary> {
-        let domain_row: Domain = pass
-            .domain(domain)
-            .cloned()
-            .ok_or_else(|| ApiError::internal("pass without its domain"))?;
+        let domain_row: Domain = opened(&pass, domain)?;
         let _one_at_a_time = self.shopify_lock(domain)?;
         self.index_items(pass, domain_row, items, false, full_sync)
     }

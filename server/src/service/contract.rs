@@ -378,3 +378,139 @@ pub struct FileIndex {
     /// Called with each batch's acknowledged sequence.
     pub on_ack: Option<Box<dyn Fn(u64) + Send + Sync>>,
 }
+
+/// A domain's changes: each part given replaces the stored one.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainUpdate {
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Catalogs: the shop's option names → canonical fields (see `DomainInput`); applies to
+    /// what is written from now on (upload the catalog again to re-file what is stored).
+    #[serde(default)]
+    pub option_names: Option<BTreeMap<String, String>>,
+}
+
+/// Which audit entries to read (newest first): each part given must match exactly.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditInput {
+    /// Unix milliseconds, inclusive.
+    #[serde(default)]
+    pub since: Option<i64>,
+    /// Unix milliseconds, exclusive.
+    #[serde(default)]
+    pub until: Option<i64>,
+    #[serde(default)]
+    pub actor: Option<String>,
+    #[serde(default)]
+    pub action: Option<String>,
+    #[serde(default)]
+    pub target: Option<String>,
+    /// ok, denied or failed.
+    #[serde(default)]
+    pub outcome: Option<String>,
+    /// 1 to 1000 (default 100).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberInput {
+    pub member: String,
+}
+
+/// Documents to delete: by id, or every document a filter matches (one of the two).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteInput {
+    #[serde(default)]
+    pub ids: Vec<String>,
+    #[serde(default)]
+    pub filter: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeleteOutput {
+    pub domain: String,
+    pub deleted: usize,
+    /// The sequence the deletes were acknowledged with (`min_seq` reads after them).
+    pub seq: u64,
+}
+
+/// A domain's applier on this node: how far its shard is behind the store.
+#[derive(Debug, Clone, Serialize)]
+pub struct DomainLag {
+    pub domain: String,
+    pub applied_seq: u64,
+    pub last_seq: u64,
+    pub lag: u64,
+}
+
+/// Live figures for the admin page: this node's last minute of requests, and the applier's lag
+/// on the domains the caller administers.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveStats {
+    pub uptime_seconds: f64,
+    #[serde(flatten)]
+    pub requests: crate::metrics::RecentFigures,
+    pub domains: Vec<DomainLag>,
+}
+
+/// A file to index (`POST /v1/domains/{d}/files`): its name is the document id of a Markdown,
+/// HTML, text or PDF file and tells its format when `format` does not.
+#[derive(Debug, Clone, Default)]
+pub struct UploadedFile {
+    pub name: String,
+    pub format: Option<String>,
+    pub bytes: Vec<u8>,
+}
+
+/// How uploaded files are indexed (the query string; gRPC fields).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadOptions {
+    /// The format of every file (markdown, html, text, pdf, json, jsonl, shopify-csv, …);
+    /// default: from each file's name.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// Delete the domain's documents the files do not mention (only when no record failed).
+    #[serde(default)]
+    pub full_sync: bool,
+    /// Answer at once with a task (202) instead of the summary.
+    #[serde(default, rename = "async")]
+    pub background: bool,
+    /// A raw (not multipart, not JSON) body's file name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A Shopify file's shop address (product URLs).
+    #[serde(default)]
+    pub base_url: Option<String>,
+}
+
+/// Files as a JSON body: text in `content`, or any bytes (PDF) in `content_base64`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesInput {
+    pub files: Vec<FileInput>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileInput {
+    pub name: String,
+    #[serde(default)]
+    pub format: Option<String>,
+    #[serde(default)]
+    pub content: Option<String>,
+    #[serde(default)]
+    pub content_base64: Option<String>,
+}
+
+/// What an upload did, or the task doing it.
+#[derive(Debug, Clone)]
+pub enum UploadOutcome {
+    Done(Box<dartmouth_indexer::IndexSummary>),
+    Started(Box<super::TaskOut>),
+}

@@ -12,7 +12,8 @@ use dartmouth_views::StoreSink;
 use serde_json::Value;
 
 use super::{
-    ChunkOut, ChunkWithDocument, DocumentOut, FileIndex, IngestInput, IngestOutput, Service,
+    ChunkOut, ChunkWithDocument, DeleteInput, DeleteOutput, DocumentOut, FileIndex, FilesInput,
+    IngestInput, IngestOutput, Service, UploadOptions, UploadOutcome, UploadedFile, opened,
 };
 use crate::cache::Weigh;
 use crate::error::{ApiError, ApiResult, Code};
@@ -147,10 +148,7 @@ impl Service {
         let pass = self
             .authorize(caller, &[domain.to_string()], Role::Write)
             .await?;
-        let domain_row: Domain = pass
-            .domain(domain)
-            .cloned()
-            .ok_or_else(|| ApiError::internal("pass without its domain"))?;
+        let domain_row: Domain = opened(&pass, domain)?;
         let name = domain.to_string();
         self.blocking(move |s| {
             let summary =
@@ -159,6 +157,121 @@ impl Service {
                 domain: name,
                 documents: summary.documents,
                 chunks: summary.chunks,
+                seq: summary.applied_seq,
+            })
+        })
+        .await
+    }
+
+    /// Deletes one document; deleting one the domain does not hold deletes nothing (`deleted`
+    /// says 0), so a retried delete succeeds.
+    pub async fn delete_document(
+        self: &Arc<Self>,
+        caller: &Caller,
+        domain: &str,
+        id: &str,
+    ) -> ApiResult<DeleteOutput> {
+        let input = DeleteInput {
+            ids: vec![id.to_string()],
+            filter: None,
+        };
+        self.delete_documents(caller, domain, input).await
+    }
+
+    /// Deletes documents by id, or every document `filter` matches once the domain's shard has
+    /// caught up with the store (what is written after that is not deleted).
+    pub async fn delete_documents(
+        self: &Arc<Self>,
+        caller: &Caller,
+        domain: &str,
+        input: DeleteInput,
+    ) -> ApiResult<DeleteOutput> {
+        let filter = match (&input.filter, input.ids.is_empty()) {
+            (Some(f), true) => {
+                if f.len() > self.limits.max_filter_bytes {
+                    return Err(ApiError::invalid(format!(
+                        "filter: {} bytes; the limit is {}",
+                        f.len(),
+                        self.limits.max_filter_bytes
+                    )));
+                }
+                Some(
+                    dartmouth_engine::Filter::parse(f)
+                        .map_err(|e| ApiError::invalid(format!("filter: {e}")))?,
+                )
+            }
+            (None, false) => {
+                if input.ids.len() > self.limits.max_ingest_documents {
+                    return Err(ApiError::invalid(format!(
+                        "ids: at most {} per request, got {}",
+                        self.limits.max_ingest_documents,
+                        input.ids.len()
+                    )));
+                }
+                for (i, id) in input.ids.iter().enumerate() {
+                    dartmouth_engine::validate::check_id(id)
+                        .map_err(|e| ApiError::invalid(format!("ids[{i}]: {e}")))?;
+                }
+                None
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    "body: give either `ids` or `filter`, not both and not neither",
+                ));
+            }
+        };
+        let pass = self
+            .authorize(caller, &[domain.to_string()], Role::Write)
+            .await?;
+        let ids = match filter {
+            Some(filter) => {
+                let target = opened(&pass, domain)?;
+                self.blocking(move |s| {
+                    let applier = s.applier();
+                    applier.catch_up(&target)?;
+                    Ok(applier.shard(&target)?.documents_matching(&filter))
+                })
+                .await?
+            }
+            None => {
+                // Only the ids the domain holds count (and are written) as deletes.
+                let mut ids = input.ids;
+                ids.sort();
+                ids.dedup();
+                let held = self.store.reusable(&pass, domain, &ids).await?;
+                ids.retain(|id| held.contains_key(id));
+                ids
+            }
+        };
+        self.delete_ids(pass, domain, ids).await
+    }
+
+    async fn delete_ids(
+        self: &Arc<Self>,
+        pass: Pass,
+        domain: &str,
+        ids: Vec<String>,
+    ) -> ApiResult<DeleteOutput> {
+        let target = opened(&pass, domain)?;
+        let name = domain.to_string();
+        if ids.is_empty() {
+            return Ok(DeleteOutput {
+                domain: name,
+                deleted: 0,
+                seq: self.store.last_seq(&self.store.system(), target.id).await?,
+            });
+        }
+        self.blocking(move |s| {
+            let items = ids.into_iter().map(|id| {
+                Ok(Item::Delete {
+                    place: format!("ids: `{id}`"),
+                    id,
+                })
+            });
+            let summary = s.index_items(pass, target, items, true, false)?;
+            Ok(DeleteOutput {
+                domain: name,
+                deleted: summary.deleted,
                 seq: summary.applied_seq,
             })
         })
@@ -180,6 +293,119 @@ impl Service {
             ..JobOptions::default()
         };
         self.with_job(pass, domain, &job, |job| {
+            Ok(job.run(items, &Progress::hidden())?)
+        })
+    }
+
+    /// Files of a JSON body as uploads (`files[i].content` text or `content_base64` bytes).
+    pub fn files_from_json(input: FilesInput) -> ApiResult<Vec<UploadedFile>> {
+        use base64::Engine;
+        input
+            .files
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let bytes = match (f.content, f.content_base64) {
+                    (Some(text), None) => text.into_bytes(),
+                    (None, Some(b64)) => base64::engine::general_purpose::STANDARD
+                        .decode(b64.trim())
+                        .map_err(|e| {
+                            ApiError::invalid(format!("files[{i}].content_base64: {e}"))
+                        })?,
+                    _ => {
+                        return Err(ApiError::invalid(format!(
+                            "files[{i}]: give one of `content` (text) and `content_base64`"
+                        )));
+                    }
+                };
+                Ok(UploadedFile {
+                    name: f.name,
+                    format: f.format,
+                    bytes,
+                })
+            })
+            .collect()
+    }
+
+    /// Indexes uploaded files — Markdown, HTML, text, PDF, JSON/JSONL records, Shopify exports —
+    /// as `dartmouth index` indexes files: unchanged documents are skipped, `full_sync`
+    /// deletes what the files do not mention. With `background`, answers at once with a task.
+    pub async fn upload_files(
+        self: &Arc<Self>,
+        caller: &Caller,
+        domain: &str,
+        files: Vec<UploadedFile>,
+        options: UploadOptions,
+    ) -> ApiResult<UploadOutcome> {
+        if files.is_empty() || files.len() > self.limits.max_ingest_documents {
+            return Err(ApiError::invalid(format!(
+                "files: send 1 to {} per request, got {}",
+                self.limits.max_ingest_documents,
+                files.len()
+            )));
+        }
+        let parse_format = |place: &str, f: &Option<String>| {
+            f.as_deref()
+                .map(str::parse::<dartmouth_indexer::Format>)
+                .transpose()
+                .map_err(|e| ApiError::invalid(format!("{place}: {e}")))
+        };
+        let format = parse_format("format", &options.format)?;
+        let mut inputs = Vec::with_capacity(files.len());
+        let mut names = Vec::with_capacity(files.len());
+        for (i, f) in files.into_iter().enumerate() {
+            dartmouth_engine::validate::check_id(&f.name)
+                .map_err(|e| ApiError::invalid(format!("files[{i}].name: {e}")))?;
+            let own = parse_format(&format!("files[{i}].format"), &f.format)?;
+            names.push(f.name.clone());
+            inputs.push((f.name, own.or(format), f.bytes));
+        }
+        let reader = SourceReader::from_memory(
+            inputs,
+            dartmouth_indexer::SourceOptions {
+                format,
+                base_url: options.base_url.clone(),
+                ..Default::default()
+            },
+        )
+        .map_err(ApiError::from)?;
+        let pass = self
+            .authorize(caller, &[domain.to_string()], Role::Write)
+            .await?;
+        let target = opened(&pass, domain)?;
+        if options.background {
+            return Ok(UploadOutcome::Started(Box::new(self.spawn_index_task(
+                caller,
+                pass,
+                target,
+                names,
+                reader,
+                options.full_sync,
+            ))));
+        }
+        let full_sync = options.full_sync;
+        self.blocking(move |s| s.run_job(pass, target, reader, full_sync, None))
+            .await
+            .map(|summary| UploadOutcome::Done(Box::new(summary)))
+    }
+
+    /// Runs an indexing job over `items` into `domain` without stopping at a failed record;
+    /// `on_ack` hears each acknowledged batch's sequence.
+    pub(super) fn run_job(
+        &self,
+        pass: Pass,
+        domain: Domain,
+        items: impl IntoIterator<Item = dartmouth_indexer::Result<Item>, IntoIter: Send>,
+        full_sync: bool,
+        on_ack: Option<&(dyn Fn(u64) + Send + Sync)>,
+    ) -> ApiResult<IndexSummary> {
+        let options = JobOptions {
+            stop_on_error: false,
+            full_sync,
+            on_ack,
+            ..JobOptions::default()
+        };
+        self.with_job(pass, domain, &options, |job| {
             Ok(job.run(items, &Progress::hidden())?)
         })
     }
@@ -226,10 +452,7 @@ impl Service {
         let pass = self
             .authorize(caller, &[domain.to_string()], Role::Write)
             .await?;
-        let target = pass
-            .domain(domain)
-            .cloned()
-            .ok_or_else(|| ApiError::internal("pass without its domain"))?;
+        let target = opened(&pass, domain)?;
         self.blocking(move |s| {
             let open = || {
                 SourceReader::open_with(&files.paths, files.options.clone()).map_err(ApiError::from)

@@ -16,10 +16,12 @@ mod catalog;
 mod contract;
 mod documents;
 mod search;
+mod tasks;
 
 pub use admin::format_millis;
 pub use contract::*;
 pub use search::pack_context;
+pub use tasks::{TaskOut, TaskStatus};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,6 +53,8 @@ pub struct Limits {
     pub max_batch_bytes: usize,
     /// A webhook's body, checked before its signature is computed.
     pub max_webhook_bytes: usize,
+    /// A file upload's body (`/v1/domains/{d}/files`: documents in any format).
+    pub max_upload_bytes: usize,
 }
 
 impl Default for Limits {
@@ -65,6 +69,7 @@ impl Default for Limits {
             max_ingest_documents: 1000,
             max_batch_bytes: 8 * 1024 * 1024,
             max_webhook_bytes: 1024 * 1024,
+            max_upload_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -76,6 +81,13 @@ pub enum ReadMode {
     #[default]
     AsApplied,
     CaughtUp,
+}
+
+/// The domain `name` of a pass the service just made for it.
+fn opened(pass: &Pass, name: &str) -> ApiResult<dartmouth_domains::Domain> {
+    pass.domain(name)
+        .cloned()
+        .ok_or_else(|| ApiError::internal("pass without its domain"))
 }
 
 pub struct ServiceConfig {
@@ -119,6 +131,9 @@ pub struct Service {
     /// write the product with only its own change.
     shopify_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     read_mode: ReadMode,
+    started: std::time::Instant,
+    /// Asynchronous indexing tasks on this node.
+    tasks: tasks::Tasks,
 }
 
 impl Service {
@@ -144,6 +159,8 @@ impl Service {
                 .collect(),
             shopify_locks: Mutex::new(HashMap::new()),
             read_mode: config.read_mode,
+            started: std::time::Instant::now(),
+            tasks: tasks::Tasks::default(),
         })
     }
 

@@ -133,6 +133,87 @@ async fn grpc_call(ch: Channel, method: &str, key: Option<&str>, spare_key: &str
             }, key))
             .await
             .map(drop),
+        "GetDomainStats" => a
+            .get_domain_stats(with_key(pb::DomainRequest { name: "help".into() }, key))
+            .await
+            .map(drop),
+        "UpdateDomain" => a
+            .update_domain(with_key(pb::UpdateDomainRequest {
+                name: "help".into(),
+                description: Some("Help".into()),
+                ..Default::default()
+            }, key))
+            .await
+            .map(drop),
+        "Reindex" => a
+            .reindex(with_key(pb::DomainRequest { name: "help".into() }, key))
+            .await
+            .map(drop),
+        "DeletePrincipal" => a
+            .delete_principal(with_key(pb::DeletePrincipalRequest {
+                name: "newbie-grpc".into(),
+            }, key))
+            .await
+            .map(drop),
+        "ListMembers" => a
+            .list_members(with_key(pb::GroupRequest { group: "staff".into() }, key))
+            .await
+            .map(drop),
+        "AddMember" => a
+            .add_member(with_key(pb::MembershipRequest {
+                group: "staff".into(),
+                member: "reader".into(),
+            }, key))
+            .await
+            .map(drop),
+        "RemoveMember" => a
+            .remove_member(with_key(pb::MembershipRequest {
+                group: "staff".into(),
+                member: "reader".into(),
+            }, key))
+            .await
+            .map(drop),
+        "QueryAudit" => a
+            .query_audit(with_key(pb::AuditRequest::default(), key))
+            .await
+            .map(drop),
+        "LiveStats" => a.live_stats(with_key(pb::ListRequest {}, key)).await.map(drop),
+        "UploadFiles" => i
+            .upload_files(with_key(pb::UploadFilesRequest {
+                domain: "help".into(),
+                files: vec![pb::UploadedFile {
+                    name: "matrix-grpc.md".into(),
+                    content: b"# Matrix\n\nA page over gRPC.".to_vec(),
+                    format: String::new(),
+                }],
+                ..Default::default()
+            }, key))
+            .await
+            .map(drop),
+        "DeleteDocument" => i
+            .delete_document(with_key(pb::DeleteDocumentRequest {
+                domain: "help".into(),
+                doc_id: "grpc.md".into(),
+            }, key))
+            .await
+            .map(drop),
+        "DeleteDocuments" => i
+            .delete_documents(with_key(pb::DeleteDocumentsRequest {
+                domain: "help".into(),
+                ids: vec!["grpc.md".into()],
+                filter: String::new(),
+            }, key))
+            .await
+            .map(drop),
+        "ListTasks" => i.list_tasks(with_key(pb::ListRequest {}, key)).await.map(drop),
+        "GetTask" => i
+            .get_task(with_key(pb::TaskRequest { id: "t0000000000000000".into() }, key))
+            .await
+            .map(drop),
+        "CancelTask" => i
+            .cancel_task(with_key(pb::TaskRequest { id: "t0000000000000000".into() }, key))
+            .await
+            .map(drop),
         other => panic!("no call for {other}"),
     };
     outcome.map_or_else(|e| e.code(), |()| tonic::Code::Ok)
@@ -141,6 +222,7 @@ async fn grpc_call(ch: Channel, method: &str, key: Option<&str>, spare_key: &str
 #[test]
 fn one_contract_over_http_and_grpc_with_access_control() {
     let (dir, data, keys) = setup();
+    cli(&data, &["principal", "create", "staff", "--kind", "group"]);
     let hook = format!("help=writer={SHOPIFY_SECRET_ENV}");
     let s = start(
         dir,
@@ -280,6 +362,12 @@ fn one_contract_over_http_and_grpc_with_access_control() {
     const WRITE: [u16; 9] = [401, 401, 404, 403, 200, 200, 200, 403, 403];
     const SUPER: [u16; 9] = [401, 401, 403, 403, 403, 200, 403, 403, 403];
     const SUPER_CREATE: [u16; 9] = [401, 401, 403, 403, 403, 201, 403, 403, 403];
+    const ADMIN_OF_HELP: [u16; 9] = [401, 401, 404, 403, 403, 200, 200, 403, 403];
+    const ANYONE: [u16; 9] = [401, 401, 200, 200, 200, 200, 200, 200, 200];
+    const NO_SUCH: [u16; 9] = [401, 401, 404, 404, 404, 404, 404, 404, 404];
+    let files =
+        r##"{"files":[{"name":"matrix.md","content":"# Matrix\n\nA page from the matrix."}]}"##;
+    let mcp_init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"matrix","version":"1"}}}"#;
     let matrix: Vec<(&str, &str, Option<&str>, [u16; 9])> = vec![
         ("POST", "/v1/search", Some(search), READ),
         ("POST", "/v1/context", Some(search), READ),
@@ -311,6 +399,45 @@ fn one_contract_over_http_and_grpc_with_access_control() {
             Some(r#"{"name":"newbie","kind":"agent"}"#),
             SUPER_CREATE,
         ),
+        ("DELETE", "/v1/principals/newbie", None, SUPER),
+        ("GET", "/v1/groups/staff/members", None, SUPER),
+        (
+            "POST",
+            "/v1/groups/staff/members",
+            Some(r#"{"member":"reader"}"#),
+            SUPER,
+        ),
+        (
+            "DELETE",
+            "/v1/groups/staff/members/reader",
+            None,
+            [401, 401, 403, 403, 403, 204, 403, 403, 403],
+        ),
+        ("GET", "/v1/audit", None, SUPER),
+        ("GET", "/v1/stats", None, ANYONE),
+        ("GET", "/v1/domains/help", None, READ),
+        (
+            "PATCH",
+            "/v1/domains/help",
+            Some(r#"{"description":"Help"}"#),
+            ADMIN_OF_HELP,
+        ),
+        ("POST", "/v1/domains/help/reindex", None, ADMIN_OF_HELP),
+        ("POST", "/v1/domains/help/files", Some(files), WRITE),
+        ("DELETE", "/v1/domains/help/documents/new.md", None, WRITE),
+        (
+            "POST",
+            "/v1/domains/help/delete",
+            Some(r#"{"ids":["new.md"]}"#),
+            WRITE,
+        ),
+        ("GET", "/v1/tasks", None, ANYONE),
+        // Another's task and a missing one are the same 404.
+        ("GET", "/v1/tasks/t0000000000000000", None, NO_SUCH),
+        ("POST", "/v1/tasks/t0000000000000000/cancel", None, NO_SUCH),
+        // MCP: any credential may start a session; its tools act as the credential.
+        ("POST", "/mcp", Some(mcp_init), ANYONE),
+        ("GET", "/admin", None, [200; 9]),
         ("GET", "/v1/grants", None, SUPER),
         // The restricted admin key administers help, and only help.
         (
@@ -487,6 +614,27 @@ fn one_contract_over_http_and_grpc_with_access_control() {
         ("CreateDomain", ("POST", "/v1/domains")),
         ("ListPrincipals", ("GET", "/v1/principals")),
         ("CreatePrincipal", ("POST", "/v1/principals")),
+        ("DeletePrincipal", ("DELETE", "/v1/principals/newbie")),
+        ("ListMembers", ("GET", "/v1/groups/staff/members")),
+        ("AddMember", ("POST", "/v1/groups/staff/members")),
+        (
+            "RemoveMember",
+            ("DELETE", "/v1/groups/staff/members/reader"),
+        ),
+        ("QueryAudit", ("GET", "/v1/audit")),
+        ("LiveStats", ("GET", "/v1/stats")),
+        ("GetDomainStats", ("GET", "/v1/domains/help")),
+        ("UpdateDomain", ("PATCH", "/v1/domains/help")),
+        ("Reindex", ("POST", "/v1/domains/help/reindex")),
+        ("UploadFiles", ("POST", "/v1/domains/help/files")),
+        (
+            "DeleteDocument",
+            ("DELETE", "/v1/domains/help/documents/new.md"),
+        ),
+        ("DeleteDocuments", ("POST", "/v1/domains/help/delete")),
+        ("ListTasks", ("GET", "/v1/tasks")),
+        ("GetTask", ("GET", "/v1/tasks/t0000000000000000")),
+        ("CancelTask", ("POST", "/v1/tasks/t0000000000000000/cancel")),
         ("ListGrants", ("GET", "/v1/grants")),
         ("Grant", ("POST", "/v1/grants")),
         ("RevokeGrant", ("DELETE", "/v1/grants/other/help")),
@@ -603,6 +751,7 @@ fn one_contract_over_http_and_grpc_with_access_control() {
     assert!(!openapi["paths"]["/v1/webhooks/shopify/{domain}"].is_null());
     for (_, path, _, _) in &matrix {
         let templated = path
+            .replace("/help/documents/new.md", "/{domain}/documents/{id}")
             .replace(
                 "/help/documents/returns.md/chunks/0",
                 "/{domain}/documents/{id}/chunks/{idx}",
@@ -612,7 +761,15 @@ fn one_contract_over_http_and_grpc_with_access_control() {
             .replace("/help/shopify", "/{domain}/shopify")
             .replace("/v1/grants/other/help", "/v1/grants/{principal}/{domain}")
             .replace("/v1/domains/scratch", "/v1/domains/{domain}")
-            .replace(&keys.spare[0], "{id}");
+            .replace(&keys.spare[0], "{id}")
+            .replace("/v1/domains/help", "/v1/domains/{domain}")
+            .replace("/v1/principals/newbie", "/v1/principals/{name}")
+            .replace(
+                "/v1/groups/staff/members/reader",
+                "/v1/groups/{group}/members/{member}",
+            )
+            .replace("/v1/groups/staff/members", "/v1/groups/{group}/members")
+            .replace("t0000000000000000", "{id}");
         assert!(
             !openapi["paths"][&templated].is_null(),
             "openapi lacks {templated}"

@@ -11,13 +11,17 @@ mod pg;
 mod support;
 
 mod access;
+mod admin_api;
+mod admin_ui;
 mod catalog;
 mod cli;
 mod contract;
 mod crash;
+mod files;
 mod hardening;
 mod inputs;
 mod layering;
 mod limits;
+mod mcp;
 mod model;
 mod products;

@@ -186,6 +186,13 @@ pub fn call_full(
             }
             r.call()
         }
+        ("PATCH", b) => {
+            let mut r = agent.patch(&url).header("Content-Type", "application/json");
+            if let Some(a) = &auth {
+                r = r.header("Authorization", a);
+            }
+            r.send(b.unwrap_or("").as_bytes())
+        }
         (_, b) => {
             let mut r = agent.post(&url).header("Content-Type", "application/json");
             if let Some(a) = &auth {
@@ -378,4 +385,23 @@ pub struct Keys {
     pub restricted: String,
     pub expiring: String,
     pub spare: [String; 2],
+}
+
+/// A `multipart/form-data` body of files (name, bytes) and its Content-Type.
+pub fn multipart(files: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "dk-test-boundary-7d1f";
+    let mut body = Vec::new();
+    for (name, bytes) in files {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+                 Content-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }

@@ -1,0 +1,349 @@
+//! Asynchronous indexing tasks: a large upload answers at once with a task id; the task runs
+//! its indexing job in the background (one at a time per node, the rest queued), reports each
+//! acknowledged batch, and can be cancelled between batches. What a task acknowledged stays
+//! written; a cancelled or failed task never runs a full sync's deletions.
+//!
+//! Tasks live in this node's memory: a restart forgets them (the batches they acknowledged
+//! are in the store). Only their creator and superusers see them; anyone else gets the same
+//! 404 as for a task that does not exist.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use dartmouth_domains::{Caller, Domain, Pass, now_millis};
+use dartmouth_indexer::{IndexSummary, Item};
+use serde::Serialize;
+
+use super::{Service, format_millis};
+use crate::error::{ApiError, ApiResult, Code};
+
+/// Finished tasks kept for their status (the oldest are forgotten first).
+const KEEP_FINISHED: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+impl TaskStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Queued => "queued",
+            TaskStatus::Running => "running",
+            TaskStatus::Succeeded => "succeeded",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Canceled => "canceled",
+        }
+    }
+
+    fn finished(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Succeeded | TaskStatus::Failed | TaskStatus::Canceled
+        )
+    }
+}
+
+/// A task as callers see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskOut {
+    pub id: String,
+    pub kind: String,
+    pub domain: String,
+    pub status: TaskStatus,
+    /// The files it indexes.
+    pub files: Vec<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// Batches the store acknowledged so far, and the last one's sequence (`min_seq`).
+    pub batches: u64,
+    pub seq: u64,
+    /// What the job did, once it finished (also when cancelled: what was written before).
+    pub summary: Option<IndexSummary>,
+    pub error: Option<String>,
+}
+
+struct Task {
+    id: String,
+    owner: String,
+    domain: String,
+    files: Vec<String>,
+    created_at: i64,
+    cancel: AtomicBool,
+    batches: AtomicU64,
+    seq: AtomicU64,
+    state: Mutex<TaskState>,
+}
+
+struct TaskState {
+    status: TaskStatus,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    summary: Option<IndexSummary>,
+    error: Option<String>,
+}
+
+impl Task {
+    fn out(&self) -> TaskOut {
+        let state = match self.state.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        TaskOut {
+            id: self.id.clone(),
+            kind: "index".into(),
+            domain: self.domain.clone(),
+            status: state.status,
+            files: self.files.clone(),
+            created_at: format_millis(self.created_at),
+            started_at: state.started_at.map(format_millis),
+            finished_at: state.finished_at.map(format_millis),
+            batches: self.batches.load(Ordering::Acquire),
+            seq: self.seq.load(Ordering::Acquire),
+            summary: state.summary.clone(),
+            error: state.error.clone(),
+        }
+    }
+
+    /// Its creator's principal (through a credential not restricted away from its domain),
+    /// or a superuser.
+    fn visible_to(&self, caller: &Caller) -> bool {
+        caller.is_superuser()
+            || (self.owner == caller.name()
+                && caller.only().is_none_or(|only| only.contains(&self.domain)))
+    }
+
+    fn set(&self, f: impl FnOnce(&mut TaskState)) {
+        let mut state = match self.state.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        f(&mut state);
+    }
+
+    fn status(&self) -> TaskStatus {
+        match self.state.lock() {
+            Ok(s) => s.status,
+            Err(p) => p.into_inner().status,
+        }
+    }
+}
+
+/// Tasks by id, and their ids oldest first.
+type Table = (HashMap<String, Arc<Task>>, VecDeque<String>);
+
+/// This node's tasks, newest last; one runs at a time.
+pub struct Tasks {
+    table: Mutex<Table>,
+    running: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Tasks {
+    fn default() -> Self {
+        Tasks {
+            table: Mutex::new((HashMap::new(), VecDeque::new())),
+            running: Arc::new(tokio::sync::Semaphore::new(1)),
+        }
+    }
+}
+
+impl Tasks {
+    fn insert(&self, task: Arc<Task>) {
+        let Ok(mut table) = self.table.lock() else {
+            return;
+        };
+        let (by_id, order) = &mut *table;
+        order.push_back(task.id.clone());
+        by_id.insert(task.id.clone(), task);
+        // Forget the oldest finished tasks beyond the allowance.
+        let finished = order
+            .iter()
+            .filter(|id| by_id.get(*id).is_some_and(|t| t.status().finished()))
+            .count();
+        let mut excess = finished.saturating_sub(KEEP_FINISHED);
+        order.retain(|id| {
+            if excess > 0 && by_id.get(id).is_some_and(|t| t.status().finished()) {
+                excess -= 1;
+                by_id.remove(id);
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// The task if `caller` may see it (its creator, or a superuser).
+    fn visible(&self, caller: &Caller, id: &str) -> ApiResult<Arc<Task>> {
+        let table = self
+            .table
+            .lock()
+            .map_err(|_| ApiError::internal("task table poisoned"))?;
+        table
+            .0
+            .get(id)
+            .filter(|t| t.visible_to(caller))
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::new(
+                    Code::NotFound,
+                    format!(
+                        "task `{}` does not exist",
+                        dartmouth_domains::names::shown(id)
+                    ),
+                )
+            })
+    }
+
+    fn list(&self, caller: &Caller) -> Vec<TaskOut> {
+        let Ok(table) = self.table.lock() else {
+            return Vec::new();
+        };
+        let (by_id, order) = &*table;
+        order
+            .iter()
+            .rev()
+            .filter_map(|id| by_id.get(id))
+            .filter(|t| t.visible_to(caller))
+            .map(|t| t.out())
+            .collect()
+    }
+}
+
+/// Items that end, with one failure (so that a full sync deletes nothing), once `cancel` is set.
+struct Cancellable<I> {
+    items: I,
+    cancel: Arc<Task>,
+    done: bool,
+}
+
+impl<I: Iterator<Item = dartmouth_indexer::Result<Item>>> Iterator for Cancellable<I> {
+    type Item = dartmouth_indexer::Result<Item>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        if self.cancel.cancel.load(Ordering::Acquire) {
+            self.done = true;
+            return Some(Err(dartmouth_indexer::Error::Input(
+                "the task was cancelled".into(),
+            )));
+        }
+        self.items.next()
+    }
+}
+
+impl Service {
+    pub fn task(&self, caller: &Caller, id: &str) -> ApiResult<TaskOut> {
+        Ok(self.tasks.visible(caller, id)?.out())
+    }
+
+    pub fn list_tasks(&self, caller: &Caller) -> Vec<TaskOut> {
+        self.tasks.list(caller)
+    }
+
+    /// Asks a queued or running task to stop (between batches); a finished task is returned
+    /// as it is.
+    pub fn cancel_task(&self, caller: &Caller, id: &str) -> ApiResult<TaskOut> {
+        let task = self.tasks.visible(caller, id)?;
+        task.cancel.store(true, Ordering::Release);
+        task.set(|s| {
+            if s.status == TaskStatus::Queued {
+                s.status = TaskStatus::Canceled;
+                s.finished_at = Some(now_millis());
+            }
+        });
+        Ok(task.out())
+    }
+
+    /// Runs an indexing job over `items` into `domain` (which `pass` opens for writing) as a
+    /// task of `caller`; returns it queued.
+    pub(super) fn spawn_index_task(
+        self: &Arc<Self>,
+        caller: &Caller,
+        pass: Pass,
+        domain: Domain,
+        files: Vec<String>,
+        items: impl Iterator<Item = dartmouth_indexer::Result<Item>> + Send + 'static,
+        full_sync: bool,
+    ) -> TaskOut {
+        let task = Arc::new(Task {
+            id: task_id(),
+            owner: caller.name().to_string(),
+            domain: domain.name.clone(),
+            files,
+            created_at: now_millis(),
+            cancel: AtomicBool::new(false),
+            batches: AtomicU64::new(0),
+            seq: AtomicU64::new(0),
+            state: Mutex::new(TaskState {
+                status: TaskStatus::Queued,
+                started_at: None,
+                finished_at: None,
+                summary: None,
+                error: None,
+            }),
+        });
+        self.tasks.insert(Arc::clone(&task));
+        let queued = task.out();
+        let svc = Arc::clone(self);
+        tokio::spawn(async move {
+            let Ok(_permit) = Arc::clone(&svc.tasks.running).acquire_owned().await else {
+                return;
+            };
+            if task.cancel.load(Ordering::Acquire) {
+                return; // cancelled while queued: already marked
+            }
+            task.set(|s| {
+                s.status = TaskStatus::Running;
+                s.started_at = Some(now_millis());
+            });
+            let running = Arc::clone(&task);
+            let outcome = svc
+                .blocking(move |s| {
+                    let items = Cancellable {
+                        items,
+                        cancel: Arc::clone(&running),
+                        done: false,
+                    };
+                    let on_ack = |seq: u64| {
+                        running.batches.fetch_add(1, Ordering::AcqRel);
+                        running.seq.store(seq, Ordering::Release);
+                    };
+                    s.run_job(pass, domain, items, full_sync, Some(&on_ack))
+                })
+                .await;
+            let cancelled = task.cancel.load(Ordering::Acquire);
+            task.set(|s| {
+                s.finished_at = Some(now_millis());
+                match outcome {
+                    Ok(summary) => {
+                        s.status = if cancelled {
+                            TaskStatus::Canceled
+                        } else {
+                            TaskStatus::Succeeded
+                        };
+                        s.summary = Some(summary);
+                    }
+                    Err(e) => {
+                        s.status = TaskStatus::Failed;
+                        s.error = Some(e.message);
+                    }
+                }
+            });
+        });
+        queued
+    }
+}
+
+/// A new task's id: `t` and 16 hex digits.
+fn task_id() -> String {
+    format!("t{:016x}", rand::random::<u64>())
+}
