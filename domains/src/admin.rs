@@ -110,6 +110,7 @@ impl Store {
         ] {
             sqlx::query(sql).bind(domain.id).execute(&mut *tx).await?;
         }
+        self.notify_change(&mut tx, domain.id).await?;
         tx.commit().await?;
         self.audit(caller.name(), "delete-domain", name, "ok", "")
             .await?;
@@ -132,13 +133,15 @@ impl Store {
         let domain = self
             .require_domain_admin(caller, name, "update-domain")
             .await?;
+        // Only what is given is written: two updates of different parts do not undo each other.
         let row = sqlx::query(
-            "UPDATE domains SET description = $2, settings = $3 WHERE id = $1 \
+            "UPDATE domains SET description = COALESCE($2, description), \
+             settings = COALESCE($3, settings) WHERE id = $1 \
              RETURNING id, uid, name, description, settings, created_at",
         )
         .bind(domain.id)
-        .bind(description.unwrap_or(&domain.description))
-        .bind(settings.unwrap_or(&domain.settings).to_string())
+        .bind(description.map(str::to_string))
+        .bind(settings.map(serde_json::Value::to_string))
         .fetch_optional(&self.pool)
         .await?
         .ok_or_else(|| Error::not_found("domain", name))?;

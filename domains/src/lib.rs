@@ -33,4 +33,4 @@ pub use model::{
     AuditEntry, Change, Domain, DomainStats, Grant, KeyInfo, KeyScope, Principal, PrincipalKind,
     Quarantined, Reusable, Role, StoredChunk, StoredDocument, Write, now_millis,
 };
-pub use store::{BOOTSTRAP_ADMIN, Backend, Store};
+pub use store::{BOOTSTRAP_ADMIN, Backend, ChangeListener, Store};

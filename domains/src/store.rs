@@ -23,6 +23,8 @@ pub enum Backend {
 pub struct Store {
     pub(crate) pool: AnyPool,
     backend: Backend,
+    /// The PostgreSQL URL, for a change listener's own connection.
+    url: String,
     /// Refused authentications not yet written (see `Store::count_refusal`).
     refusals: Arc<Mutex<Refusals>>,
 }
@@ -36,6 +38,27 @@ struct Refusals {
 
 /// Distinct kinds kept between flushes; past it, new kinds count under one catch-all row.
 const MAX_REFUSAL_KINDS: usize = 1024;
+
+/// The channel writes are announced on (PostgreSQL).
+const CHANGES_CHANNEL: &str = "dartmouth_changes";
+
+/// Wakes when another node (or this one) commits a change; reconnects by itself.
+pub struct ChangeListener {
+    listener: sqlx::postgres::PgListener,
+}
+
+impl ChangeListener {
+    /// Waits for the next change notification, then takes the ones already buffered too (one
+    /// catch-up serves them all): the ids of the domains that changed.
+    pub async fn next(&mut self) -> Result<Vec<i64>> {
+        let first = self.listener.recv().await?;
+        let mut ids: Vec<i64> = first.payload().parse().into_iter().collect();
+        while let Some(n) = self.listener.next_buffered() {
+            ids.extend(n.payload().parse::<i64>());
+        }
+        Ok(ids)
+    }
+}
 
 /// The principal created with a new store: the local operator, allowed everything.
 pub const BOOTSTRAP_ADMIN: &str = "admin";
@@ -94,6 +117,7 @@ impl Store {
         let store = Store {
             pool,
             backend,
+            url: url.to_string(),
             refusals: Arc::default(),
         };
         store.bootstrap().await?;
@@ -102,6 +126,33 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// On PostgreSQL, a listener woken by every committed write and domain deletion on any
+    /// node (LISTEN/NOTIFY); `None` on SQLite, whose writers share this process.
+    pub async fn change_listener(&self) -> Result<Option<ChangeListener>> {
+        if self.backend != Backend::Postgres {
+            return Ok(None);
+        }
+        let mut listener = sqlx::postgres::PgListener::connect(&self.url).await?;
+        listener.listen(CHANGES_CHANNEL).await?;
+        Ok(Some(ChangeListener { listener }))
+    }
+
+    /// Tells other nodes' listeners that `domain_id` changed (delivered at commit).
+    pub(crate) async fn notify_change(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        domain_id: i64,
+    ) -> Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANGES_CHANNEL)
+                .bind(domain_id.to_string())
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn bootstrap(&self) -> Result<()> {

@@ -61,6 +61,10 @@ pub struct ServeArgs {
     /// Async worker threads [default: the number of cores].
     #[arg(long, env = "DARTMOUTH_WORKERS")]
     pub workers: Option<usize>,
+    /// Hold and serve only these domains (comma-separated; default: every domain), so that a
+    /// deployment can spread domains over nodes.
+    #[arg(long = "domains", env = "DARTMOUTH_DOMAINS", value_delimiter = ',')]
+    pub domains: Option<Vec<String>>,
     /// Accept JWTs from this issuer (with --jwt-audience and one key).
     #[arg(long, env = "DARTMOUTH_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
@@ -107,6 +111,7 @@ struct FileConfig {
     result_cache_bytes: Option<usize>,
     apply_interval_ms: Option<u64>,
     workers: Option<usize>,
+    domains: Option<Vec<String>>,
     jwt: Option<JwtFile>,
     /// `[[shopify]]` tables: the domains that take Shopify webhooks.
     #[serde(default)]
@@ -147,6 +152,8 @@ pub struct ServeConfig {
     pub result_cache_bytes: usize,
     pub apply_interval: Duration,
     pub workers: usize,
+    /// The domains this node holds (`None`: all).
+    pub placement: Option<Vec<String>>,
     pub jwt: Option<JwtConfig>,
     /// Domains that take Shopify webhooks, with their secrets (read once, at start-up).
     pub shopify: Vec<ShopifyWebhook>,
@@ -287,6 +294,7 @@ impl ServeArgs {
                     .clamp(5, 60_000),
             ),
             workers,
+            placement: self.domains.clone().or(file.domains),
             jwt,
             shopify,
         })

@@ -580,32 +580,6 @@ async fn admin_asset(asset: AdminAsset) -> Response {
 /// that MCP clients show its message.
 async fn mcp(State(svc): Svc, headers: axum::http::HeaderMap, RawBody(body): RawBody) -> Response {
     let rpc = |status: StatusCode, value: serde_json::Value| (status, Json(value)).into_response();
-    let authorization = headers.get(AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
-    let caller = match svc.authenticate(authorization).await {
-        Ok(c) => c,
-        Err(e) => {
-            let (status, code) = match e.code {
-                Code::Unauthenticated => (StatusCode::UNAUTHORIZED, crate::mcp::UNAUTHENTICATED),
-                Code::RateLimited => (StatusCode::TOO_MANY_REQUESTS, crate::mcp::UNAUTHENTICATED),
-                _ => (e.code.http(), crate::mcp::INVALID_REQUEST),
-            };
-            let mut response = rpc(
-                status,
-                crate::mcp::error(
-                    serde_json::Value::Null,
-                    code,
-                    format!("{}: {}", e.code.as_str(), e.message),
-                ),
-            );
-            if status == StatusCode::UNAUTHORIZED {
-                response.headers_mut().insert(
-                    axum::http::header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"dartmouth\""),
-                );
-            }
-            return response;
-        }
-    };
     let message: serde_json::Value = match serde_json::from_slice(&body) {
         Ok(m) => m,
         Err(e) => {
@@ -617,6 +591,39 @@ async fn mcp(State(svc): Svc, headers: axum::http::HeaderMap, RawBody(body): Raw
                     format!("body: {e}"),
                 ),
             );
+        }
+    };
+    // A refusal answers the request's own id, so that the client can match it.
+    let id = message
+        .get("id")
+        .cloned()
+        .unwrap_or(serde_json::Value::Null);
+    let authorization = headers.get(AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
+    let caller = match svc.authenticate(authorization).await {
+        Ok(c) => c,
+        Err(e) => {
+            let code = match e.code {
+                Code::Unauthenticated => crate::mcp::UNAUTHENTICATED,
+                Code::RateLimited => crate::mcp::RATE_LIMITED,
+                _ => crate::mcp::INVALID_REQUEST,
+            };
+            let retry_after = e.retry_after;
+            let mut response = rpc(
+                e.code.http(),
+                crate::mcp::error(id, code, format!("{}: {}", e.code.as_str(), e.message)),
+            );
+            if e.code == Code::Unauthenticated {
+                response.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"dartmouth\""),
+                );
+            }
+            if let Some(after) = retry_after
+                && let Ok(v) = HeaderValue::from_str(&after.as_secs().max(1).to_string())
+            {
+                response.headers_mut().insert(RETRY_AFTER, v);
+            }
+            return response;
         }
     };
     match crate::mcp::handle(&svc, &caller, message).await {
@@ -635,15 +642,15 @@ async fn mcp_no_stream() -> Response {
 }
 
 async fn list_tasks(State(svc): Svc, Authed(c): Authed) -> Response {
-    Json(svc.list_tasks(&c)).into_response()
+    svc.list_tasks(&c).await.map(Json).into_response()
 }
 
 async fn task(State(svc): Svc, Authed(c): Authed, Path(id): Path<String>) -> Response {
-    svc.task(&c, &id).map(Json).into_response()
+    svc.task(&c, &id).await.map(Json).into_response()
 }
 
 async fn cancel_task(State(svc): Svc, Authed(c): Authed, Path(id): Path<String>) -> Response {
-    svc.cancel_task(&c, &id).map(Json).into_response()
+    svc.cancel_task(&c, &id).await.map(Json).into_response()
 }
 
 async fn domain_stats(State(svc): Svc, Authed(c): Authed, Path(domain): Path<String>) -> Response {

@@ -82,12 +82,21 @@ pub async fn serve(config: ServeConfig, svc: Arc<Service>) -> Result<()> {
         })
     };
 
-    // The applier: every domain's new changes become searchable within `apply_interval`.
+    // The applier: every domain's new changes become searchable within `apply_interval`; on
+    // PostgreSQL a write committed by any node wakes it at once (LISTEN/NOTIFY), the interval
+    // being the fallback should a notification be lost with a dropped connection.
     let applier = {
         let svc = Arc::clone(&svc);
         let mut rx = stop_rx.clone();
         let interval = config.apply_interval;
         tokio::spawn(async move {
+            let mut listener = match svc.store().change_listener().await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "change listener unavailable: polling only");
+                    None
+                }
+            };
             loop {
                 let svc2 = Arc::clone(&svc);
                 match tokio::task::spawn_blocking(move || svc2.apply_all()).await {
@@ -98,6 +107,12 @@ pub async fn serve(config: ServeConfig, svc: Arc<Service>) -> Result<()> {
                 tokio::select! {
                     _ = tokio::time::sleep(interval) => {}
                     _ = rx.wait_for(|s| *s) => return,
+                    woke = next_change(&mut listener) => {
+                        if let Err(e) = woke {
+                            tracing::warn!(error = %e, "change listener lost: polling only");
+                            listener = None;
+                        }
+                    }
                 }
             }
         })
@@ -176,6 +191,16 @@ pub async fn serve(config: ServeConfig, svc: Arc<Service>) -> Result<()> {
     let _ = tidy.await;
     svc.store().close().await;
     Ok(())
+}
+
+/// The next change notification, or never without a listener.
+async fn next_change(
+    listener: &mut Option<dartmouth_domains::ChangeListener>,
+) -> dartmouth_domains::Result<()> {
+    match listener {
+        Some(l) => l.next().await.map(drop),
+        None => std::future::pending().await,
+    }
 }
 
 async fn shutdown_signal() {

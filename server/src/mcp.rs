@@ -28,6 +28,10 @@ pub const METHOD_NOT_FOUND: i64 = -32601;
 pub const INVALID_PARAMS: i64 = -32602;
 /// The credential was refused (the HTTP transport answers 401 with it).
 pub const UNAUTHENTICATED: i64 = -32003;
+/// The caller's (or its address's) rate limit: 429 with `Retry-After`.
+pub const RATE_LIMITED: i64 = -32004;
+/// An answer that was not JSON-RPC (a relay's upstream failure).
+pub const INTERNAL_ERROR: i64 = -32603;
 
 pub fn error(id: Value, code: i64, message: impl Into<String>) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message.into()}})

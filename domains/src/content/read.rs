@@ -55,6 +55,34 @@ impl Store {
         Ok(out)
     }
 
+    /// Which of `ids` the domain holds.
+    pub async fn existing_ids(
+        &self,
+        pass: &Pass,
+        domain: &str,
+        ids: &[String],
+    ) -> Result<std::collections::HashSet<String>> {
+        let domain_id = opened(pass, domain)?.id;
+        let mut out = std::collections::HashSet::new();
+        for part in ids.chunks(200) {
+            let placeholders: Vec<String> =
+                (0..part.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT external_id FROM documents WHERE domain_id = $1 AND external_id IN ({})",
+                placeholders.join(", ")
+            );
+            // Only placeholders are formatted in; every value is bound.
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(domain_id);
+            for id in part {
+                q = q.bind(id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.insert(r.try_get("external_id")?);
+            }
+        }
+        Ok(out)
+    }
+
     /// The ids of every document in a domain, sorted (for a full sync's deletions).
     pub async fn document_ids(&self, pass: &Pass, domain: &str) -> Result<Vec<String>> {
         let domain_id = opened(pass, domain)?.id;

@@ -131,6 +131,7 @@ impl Store {
                 }
             }
         }
+        self.notify_change(&mut tx, d.id).await?;
         tx.commit().await?;
         Ok(last as u64)
     }

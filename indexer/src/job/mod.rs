@@ -9,6 +9,7 @@ mod tests;
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::bounded;
@@ -127,6 +128,22 @@ impl IndexJob<'_> {
         S::IntoIter: Send,
         T: Into<Item>,
     {
+        self.run_until(source, progress, &AtomicBool::new(false))
+    }
+
+    /// [`run`](Self::run), stopping before the next batch once `stop` is set: the batches
+    /// written stay written, no full-sync deletion runs, and the summary says `cancelled`.
+    pub fn run_until<S, T>(
+        self,
+        source: S,
+        progress: &Progress,
+        stop: &AtomicBool,
+    ) -> Result<IndexSummary>
+    where
+        S: IntoIterator<Item = Result<T>>,
+        S::IntoIter: Send,
+        T: Into<Item>,
+    {
         let started = Instant::now();
         if self.embedder.spec() != &self.sink.settings().model {
             return Err(Error::Engine(dartmouth_engine::Error::ModelMismatch {
@@ -147,6 +164,9 @@ impl IndexJob<'_> {
             scope.spawn(move || {
                 let mut batch = Vec::with_capacity(batch_docs);
                 for item in source {
+                    if stop.load(Ordering::Acquire) {
+                        return;
+                    }
                     let prepared = item.and_then(|i| prepare(chunker, option_names, i.into()));
                     let failed = prepared.is_err();
                     batch.push(prepared);
@@ -164,6 +184,10 @@ impl IndexJob<'_> {
                 }
             });
             for batch in rx {
+                if stop.load(Ordering::Acquire) {
+                    tally.summary.cancelled = true;
+                    break;
+                }
                 let n = batch.len() as u64;
                 self.write_batch(batch, &mut tally)?;
                 tally.items += n;
@@ -179,11 +203,24 @@ impl IndexJob<'_> {
         });
         progress.bar.finish_and_clear();
         outcome?;
-        if tally.items == 0 {
-            return Err(Error::Input("the input holds no documents".into()));
+        // The reader may have stopped early without the writer seeing a batch after the stop.
+        if stop.load(Ordering::Acquire) {
+            tally.summary.cancelled = true;
         }
-        if self.full_sync {
-            self.delete_missing(&mut tally)?;
+        if tally.summary.cancelled {
+            if self.full_sync {
+                tally
+                    .summary
+                    .notes
+                    .push("cancelled: the full sync deleted nothing".into());
+            }
+        } else {
+            if tally.items == 0 {
+                return Err(Error::Input("the input holds no documents".into()));
+            }
+            if self.full_sync {
+                self.delete_missing(&mut tally)?;
+            }
         }
         self.sink.finish()?;
         let mut summary = tally.summary;

@@ -57,6 +57,9 @@ pub struct IndexSummary {
     pub embed_seconds: f64,
     pub chunks_per_second: f64,
     pub applied_seq: u64,
+    /// The job was stopped before its end (`run_until`): what it wrote stays, no full-sync
+    /// deletion ran.
+    pub cancelled: bool,
     /// Documents with nothing to index (no title and no text), with where they are.
     pub skipped: Vec<String>,
     /// A full sync that deleted nothing because records failed says so here.

@@ -276,7 +276,31 @@ pub(super) fn reindex(ctx: &Ctx, domain: &str) -> Result<()> {
 }
 
 pub(super) fn audit(ctx: &Ctx, query: AuditInput, json: bool) -> Result<()> {
-    let mut entries = ctx.call(ctx.svc.audit_query(&ctx.caller, query))?;
+    // Pages of at most 1 000, newest first, each ending before the oldest of the last (the
+    // boundary's millisecond again, its entries told apart by id).
+    let wanted = query.limit.unwrap_or(usize::MAX);
+    let mut entries: Vec<dartmouth_domains::AuditEntry> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut until = query.until;
+    loop {
+        let page = ctx.call(ctx.svc.audit_query(
+            &ctx.caller,
+            AuditInput {
+                until,
+                limit: Some(1000),
+                ..query.clone()
+            },
+        ))?;
+        let full = page.len() == 1000;
+        let oldest = page.last().map(|e| e.at);
+        let before = entries.len();
+        entries.extend(page.into_iter().filter(|e| seen.insert(e.id)));
+        if !full || entries.len() == before || entries.len() >= wanted {
+            break;
+        }
+        until = oldest.map(|at| at + 1);
+    }
+    entries.truncate(wanted);
     entries.reverse();
     let mut out = out();
     for e in entries {

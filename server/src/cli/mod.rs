@@ -108,9 +108,9 @@ enum Command {
         /// ok | denied | failed
         #[arg(long)]
         outcome: Option<String>,
-        /// At most this many, the newest.
-        #[arg(long, default_value_t = 1000)]
-        limit: usize,
+        /// At most this many, the newest [default: all].
+        #[arg(long)]
+        limit: Option<usize>,
         #[arg(long)]
         json: bool,
     },
@@ -455,6 +455,7 @@ fn serve_cmd(catalog: Catalog, cli: &Cli, args: &ServeArgs) -> Result<()> {
             result_cache_bytes: config.result_cache_bytes,
             shopify: config.shopify.clone(),
             read_mode: ReadMode::AsApplied,
+            placement: config.placement.clone(),
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?;
         svc.check_webhooks()
@@ -535,6 +536,7 @@ pub fn run() -> Result<()> {
             result_cache_bytes: 0,
             shopify: Vec::new(),
             read_mode: ReadMode::CaughtUp,
+            placement: None,
         })
         .map_err(|e| anyhow::anyhow!("{}", e.message))?,
     );
@@ -581,7 +583,7 @@ pub fn run() -> Result<()> {
                 action,
                 target,
                 outcome,
-                limit: Some(limit),
+                limit,
                 until: None,
             };
             admin::audit(&ctx, query, json)
@@ -644,12 +646,41 @@ fn mcp_bridge(url: &str, key: Option<&str>) -> Result<()> {
         if status == 202 {
             continue;
         }
-        // Every other answer is one JSON-RPC message (errors included).
-        stdout.write_all(text.trim_end().as_bytes())?;
+        let id = serde_json::from_str::<serde_json::Value>(&line)
+            .ok()
+            .and_then(|m| m.get("id").cloned())
+            .unwrap_or(serde_json::Value::Null);
+        let answer = relayed_answer(status, &text, id);
+        stdout.write_all(answer.to_string().as_bytes())?;
         stdout.write_all(b"\n").context("stdout")?;
         stdout.flush().context("stdout")?;
     }
     Ok(())
+}
+
+/// The server's answer as one JSON-RPC message with the request's id: an error without an id
+/// gets it, and an answer that is not JSON-RPC (a 429 or 413 before the MCP handler, a
+/// proxy's page) becomes an error that says what came back.
+fn relayed_answer(status: u16, text: &str, id: serde_json::Value) -> serde_json::Value {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(mut v) if v.get("jsonrpc").is_some() => {
+            if v.get("id").is_none_or(serde_json::Value::is_null) && !id.is_null() {
+                v["id"] = id;
+            }
+            v
+        }
+        other => {
+            let message = other
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+                .unwrap_or_else(|| text.chars().take(200).collect());
+            dartmouth_server::mcp::error(
+                id,
+                dartmouth_server::mcp::INTERNAL_ERROR,
+                format!("the server answered {status}: {message}"),
+            )
+        }
+    }
 }
 
 /// MCP on stdin/stdout: one JSON-RPC message per line in, one answer per line out; logs go

@@ -268,6 +268,11 @@ impl pb::admin_server::Admin for Grpc {
         self.observe("UpdateDomain", async {
             let caller = self.caller(&request).await?;
             let r = request.into_inner();
+            if !r.set_option_names && !r.option_names.is_empty() {
+                return Err(crate::error::ApiError::invalid(
+                    "option_names: given without set_option_names = true",
+                ));
+            }
             let update = DomainUpdate {
                 description: r.description,
                 option_names: r

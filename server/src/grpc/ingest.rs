@@ -219,7 +219,13 @@ impl pb::ingest_server::Ingest for Grpc {
         self.observe("ListTasks", async {
             let caller = self.caller(&request).await?;
             Ok(pb::TaskList {
-                tasks: self.svc.list_tasks(&caller).into_iter().map(task).collect(),
+                tasks: self
+                    .svc
+                    .list_tasks(&caller)
+                    .await?
+                    .into_iter()
+                    .map(task)
+                    .collect(),
             })
         })
         .await
@@ -231,7 +237,9 @@ impl pb::ingest_server::Ingest for Grpc {
     ) -> Result<Response<pb::Task>, Status> {
         self.observe("GetTask", async {
             let caller = self.caller(&request).await?;
-            Ok(task(self.svc.task(&caller, &request.into_inner().id)?))
+            Ok(task(
+                self.svc.task(&caller, &request.into_inner().id).await?,
+            ))
         })
         .await
     }
@@ -243,7 +251,9 @@ impl pb::ingest_server::Ingest for Grpc {
         self.observe("CancelTask", async {
             let caller = self.caller(&request).await?;
             Ok(task(
-                self.svc.cancel_task(&caller, &request.into_inner().id)?,
+                self.svc
+                    .cancel_task(&caller, &request.into_inner().id)
+                    .await?,
             ))
         })
         .await

@@ -48,9 +48,11 @@ impl Service {
             .store
             .create_domain(caller, &input.name, &input.description, &settings)
             .await?;
-        let made = domain.clone();
-        self.blocking(move |s| Ok(s.applier().shard(&made).map(drop)?))
-            .await?;
+        if self.holds(&domain.name) {
+            let made = domain.clone();
+            self.blocking(move |s| Ok(s.applier().shard(&made).map(drop)?))
+                .await?;
+        }
         Ok(domain)
     }
 
@@ -273,7 +275,8 @@ impl Service {
     /// This node's last minute of requests and the applier's lag on the domains the caller
     /// administers.
     pub async fn live_stats(self: &Arc<Self>, caller: &Caller) -> ApiResult<LiveStats> {
-        let domains = self.store.accessible(caller, Role::Admin).await?;
+        let mut domains = self.store.accessible(caller, Role::Admin).await?;
+        domains.retain(|d| self.holds(&d.name));
         let mut lags = Vec::with_capacity(domains.len());
         let system = self.store.system();
         for d in domains {

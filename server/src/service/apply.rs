@@ -85,7 +85,10 @@ impl Service {
                 self.operator.get_or_init(|| a)
             }
         };
-        let domains = applier.runtime.block_on(self.store.list_domains(admin))?;
+        let mut domains = applier.runtime.block_on(self.store.list_domains(admin))?;
+        // Only the domains this node holds; the shards of others are removed with those of
+        // deleted domains.
+        domains.retain(|d| self.holds(&d.name));
         // Shards of domains deleted through another node (or while this one was down).
         for name in applier.remove_orphans(&domains)? {
             tracing::info!(domain = %name, "removed the shard of a deleted domain");

@@ -226,6 +226,13 @@ impl Service {
     /// delivery).
     pub async fn check_webhooks(&self) -> ApiResult<()> {
         for hook in self.webhooks.values() {
+            if !self.holds(&hook.domain) {
+                return Err(ApiError::invalid(format!(
+                    "shopify webhook for domain `{}`: this node does not hold it (add it to \
+                     --domains)",
+                    hook.domain
+                )));
+            }
             self.webhook_caller(&hook.principal).await.map_err(|_| {
                 ApiError::invalid(format!(
                     "shopify webhook for domain `{}`: principal `{}` does not exist (create it, \

@@ -238,8 +238,8 @@ impl Service {
                 let mut ids = input.ids;
                 ids.sort();
                 ids.dedup();
-                let held = self.store.reusable(&pass, domain, &ids).await?;
-                ids.retain(|id| held.contains_key(id));
+                let held = self.store.existing_ids(&pass, domain, &ids).await?;
+                ids.retain(|id| held.contains(id));
                 ids
             }
         };
@@ -376,15 +376,14 @@ impl Service {
         if options.background {
             return Ok(UploadOutcome::Started(Box::new(self.spawn_index_task(
                 caller,
-                pass,
                 target,
                 names,
                 reader,
                 options.full_sync,
-            ))));
+            )?)));
         }
         let full_sync = options.full_sync;
-        self.blocking(move |s| s.run_job(pass, target, reader, full_sync, None))
+        self.blocking(move |s| s.run_job(pass, target, reader, full_sync, None, None))
             .await
             .map(|summary| UploadOutcome::Done(Box::new(summary)))
     }
@@ -398,6 +397,7 @@ impl Service {
         items: impl IntoIterator<Item = dartmouth_indexer::Result<Item>, IntoIter: Send>,
         full_sync: bool,
         on_ack: Option<&(dyn Fn(u64) + Send + Sync)>,
+        stop: Option<&std::sync::atomic::AtomicBool>,
     ) -> ApiResult<IndexSummary> {
         let options = JobOptions {
             stop_on_error: false,
@@ -405,8 +405,9 @@ impl Service {
             on_ack,
             ..JobOptions::default()
         };
+        let never = std::sync::atomic::AtomicBool::new(false);
         self.with_job(pass, domain, &options, |job| {
-            Ok(job.run(items, &Progress::hidden())?)
+            Ok(job.run_until(items, &Progress::hidden(), stop.unwrap_or(&never))?)
         })
     }
 

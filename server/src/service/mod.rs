@@ -104,6 +104,8 @@ pub struct ServiceConfig {
     /// Domains that take Shopify webhooks.
     pub shopify: Vec<ShopifyWebhook>,
     pub read_mode: ReadMode,
+    /// The domains this node holds (`serve --domains`); `None`: all of them.
+    pub placement: Option<Vec<String>>,
 }
 
 pub struct Service {
@@ -134,6 +136,7 @@ pub struct Service {
     started: std::time::Instant,
     /// Asynchronous indexing tasks on this node.
     tasks: tasks::Tasks,
+    placement: Option<std::collections::BTreeSet<String>>,
 }
 
 impl Service {
@@ -161,6 +164,7 @@ impl Service {
             read_mode: config.read_mode,
             started: std::time::Instant::now(),
             tasks: tasks::Tasks::default(),
+            placement: config.placement.map(|p| p.into_iter().collect()),
         })
     }
 
@@ -262,6 +266,11 @@ impl Service {
         }
     }
 
+    /// Whether this node holds `domain` (`serve --domains`).
+    pub fn holds(&self, domain: &str) -> bool {
+        self.placement.as_ref().is_none_or(|p| p.contains(domain))
+    }
+
     async fn authorize(&self, caller: &Caller, domains: &[String], role: Role) -> ApiResult<Pass> {
         if domains.len() > self.limits.max_domains {
             return Err(ApiError::invalid(format!(
@@ -269,8 +278,43 @@ impl Service {
                 self.limits.max_domains
             )));
         }
+        // A node holding some domains only: "every domain the caller may read" means those of
+        // them it holds.
+        let held;
+        let domains = match &self.placement {
+            Some(placement) if domains.is_empty() => {
+                held = self
+                    .store
+                    .accessible(caller, role)
+                    .await?
+                    .into_iter()
+                    .map(|d| d.name)
+                    .filter(|name| placement.contains(name))
+                    .collect::<Vec<_>>();
+                if held.is_empty() {
+                    return Err(ApiError::new(
+                        Code::Unavailable,
+                        "this node holds none of the domains the caller may use (serve --domains); \
+                         ask a node that does",
+                    ));
+                }
+                &held[..]
+            }
+            _ => domains,
+        };
         match self.store.authorize(caller, domains, role).await {
-            Ok(pass) => Ok(pass),
+            // Access first: a domain the caller may not use stays a missing one (404), held
+            // here or not.
+            Ok(pass) => match domains.iter().find(|d| !self.holds(d)) {
+                Some(elsewhere) => Err(ApiError::new(
+                    Code::Unavailable,
+                    format!(
+                        "domain `{elsewhere}` is not held by this node (serve --domains); send \
+                         its requests to a node that holds it"
+                    ),
+                )),
+                None => Ok(pass),
+            },
             Err(e) => {
                 let e = self.refine_denial(caller, domains, role, e).await;
                 self.metrics.denied(e.code);

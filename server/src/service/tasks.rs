@@ -11,7 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use dartmouth_domains::{Caller, Domain, Pass, now_millis};
+use dartmouth_domains::{Caller, Domain, Role, now_millis};
 use dartmouth_indexer::{IndexSummary, Item};
 use serde::Serialize;
 
@@ -73,6 +73,8 @@ pub struct TaskOut {
 struct Task {
     id: String,
     owner: String,
+    /// Who created it: authorized again, for writing, when the task leaves the queue.
+    caller: Caller,
     domain: String,
     files: Vec<String>,
     created_at: i64,
@@ -126,6 +128,21 @@ impl Task {
             Err(p) => p.into_inner(),
         };
         f(&mut state);
+    }
+
+    /// Queued → running, unless it was cancelled while queued (one lock: a cancel cannot slip
+    /// in between).
+    fn start(&self) -> bool {
+        let mut state = match self.state.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        if state.status != TaskStatus::Queued {
+            return false;
+        }
+        state.status = TaskStatus::Running;
+        state.started_at = Some(now_millis());
+        true
     }
 
     fn status(&self) -> TaskStatus {
@@ -190,15 +207,14 @@ impl Tasks {
             .get(id)
             .filter(|t| t.visible_to(caller))
             .cloned()
-            .ok_or_else(|| {
-                ApiError::new(
-                    Code::NotFound,
-                    format!(
-                        "task `{}` does not exist",
-                        dartmouth_domains::names::shown(id)
-                    ),
-                )
-            })
+            .ok_or_else(|| missing_task(id))
+    }
+
+    fn unfinished(&self) -> usize {
+        self.table
+            .lock()
+            .map(|t| t.0.values().filter(|t| !t.status().finished()).count())
+            .unwrap_or(0)
     }
 
     fn list(&self, caller: &Caller) -> Vec<TaskOut> {
@@ -216,43 +232,45 @@ impl Tasks {
     }
 }
 
-/// Items that end, with one failure (so that a full sync deletes nothing), once `cancel` is set.
-struct Cancellable<I> {
-    items: I,
-    cancel: Arc<Task>,
-    done: bool,
-}
-
-impl<I: Iterator<Item = dartmouth_indexer::Result<Item>>> Iterator for Cancellable<I> {
-    type Item = dartmouth_indexer::Result<Item>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        if self.cancel.cancel.load(Ordering::Acquire) {
-            self.done = true;
-            return Some(Err(dartmouth_indexer::Error::Input(
-                "the task was cancelled".into(),
-            )));
-        }
-        self.items.next()
-    }
-}
+/// Tasks queued or running at once on a node (each holds its upload in memory).
+const MAX_UNFINISHED: usize = 16;
 
 impl Service {
-    pub fn task(&self, caller: &Caller, id: &str) -> ApiResult<TaskOut> {
-        Ok(self.tasks.visible(caller, id)?.out())
+    /// A task the caller may see: its creator (or a superuser) that may still read its domain;
+    /// anything else is the 404 of a missing task.
+    async fn visible_task(&self, caller: &Caller, id: &str, role: Role) -> ApiResult<Arc<Task>> {
+        let task = self.tasks.visible(caller, id)?;
+        match self
+            .authorize(caller, std::slice::from_ref(&task.domain), role)
+            .await
+        {
+            Ok(_) => Ok(task),
+            Err(_) => Err(missing_task(id)),
+        }
     }
 
-    pub fn list_tasks(&self, caller: &Caller) -> Vec<TaskOut> {
-        self.tasks.list(caller)
+    pub async fn task(&self, caller: &Caller, id: &str) -> ApiResult<TaskOut> {
+        Ok(self.visible_task(caller, id, Role::Read).await?.out())
+    }
+
+    /// The caller's tasks on domains it may still read, newest first.
+    pub async fn list_tasks(&self, caller: &Caller) -> ApiResult<Vec<TaskOut>> {
+        let readable: std::collections::HashSet<String> = self
+            .store
+            .accessible(caller, Role::Read)
+            .await?
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
+        let mut tasks = self.tasks.list(caller);
+        tasks.retain(|t| readable.contains(&t.domain));
+        Ok(tasks)
     }
 
     /// Asks a queued or running task to stop (between batches); a finished task is returned
-    /// as it is.
-    pub fn cancel_task(&self, caller: &Caller, id: &str) -> ApiResult<TaskOut> {
-        let task = self.tasks.visible(caller, id)?;
+    /// as it is. Needs write on its domain (a read-only or delegated credential cannot).
+    pub async fn cancel_task(&self, caller: &Caller, id: &str) -> ApiResult<TaskOut> {
+        let task = self.visible_task(caller, id, Role::Write).await?;
         task.cancel.store(true, Ordering::Release);
         task.set(|s| {
             if s.status == TaskStatus::Queued {
@@ -263,20 +281,29 @@ impl Service {
         Ok(task.out())
     }
 
-    /// Runs an indexing job over `items` into `domain` (which `pass` opens for writing) as a
-    /// task of `caller`; returns it queued.
+    /// Runs an indexing job over `items` into `domain` as a task of `caller`; returns it
+    /// queued. When it leaves the queue the caller is authorized again (a grant revoked or a
+    /// principal deleted meanwhile fails it).
     pub(super) fn spawn_index_task(
         self: &Arc<Self>,
         caller: &Caller,
-        pass: Pass,
         domain: Domain,
         files: Vec<String>,
         items: impl Iterator<Item = dartmouth_indexer::Result<Item>> + Send + 'static,
         full_sync: bool,
-    ) -> TaskOut {
+    ) -> ApiResult<TaskOut> {
+        if self.tasks.unfinished() >= MAX_UNFINISHED {
+            return Err(ApiError::new(
+                Code::Unavailable,
+                format!(
+                    "async: {MAX_UNFINISHED} tasks are queued or running on this node; retry when one has finished"
+                ),
+            ));
+        }
         let task = Arc::new(Task {
             id: task_id(),
             owner: caller.name().to_string(),
+            caller: caller.clone(),
             domain: domain.name.clone(),
             files,
             created_at: now_millis(),
@@ -298,34 +325,52 @@ impl Service {
             let Ok(_permit) = Arc::clone(&svc.tasks.running).acquire_owned().await else {
                 return;
             };
-            if task.cancel.load(Ordering::Acquire) {
+            if !task.start() {
                 return; // cancelled while queued: already marked
             }
-            task.set(|s| {
-                s.status = TaskStatus::Running;
-                s.started_at = Some(now_millis());
-            });
+            let pass = match svc
+                .authorize(
+                    &task.caller,
+                    std::slice::from_ref(&domain.name),
+                    Role::Write,
+                )
+                .await
+            {
+                Ok(pass) => pass,
+                Err(e) => {
+                    task.set(|s| {
+                        s.status = TaskStatus::Failed;
+                        s.finished_at = Some(now_millis());
+                        s.error = Some(e.message);
+                    });
+                    return;
+                }
+            };
             let running = Arc::clone(&task);
             let outcome = svc
                 .blocking(move |s| {
-                    let items = Cancellable {
-                        items,
-                        cancel: Arc::clone(&running),
-                        done: false,
-                    };
                     let on_ack = |seq: u64| {
                         running.batches.fetch_add(1, Ordering::AcqRel);
                         running.seq.store(seq, Ordering::Release);
                     };
-                    s.run_job(pass, domain, items, full_sync, Some(&on_ack))
+                    let target = super::opened(&pass, &domain.name)?;
+                    s.run_job(
+                        pass,
+                        target,
+                        items,
+                        full_sync,
+                        Some(&on_ack),
+                        Some(&running.cancel),
+                    )
                 })
                 .await;
-            let cancelled = task.cancel.load(Ordering::Acquire);
             task.set(|s| {
                 s.finished_at = Some(now_millis());
                 match outcome {
                     Ok(summary) => {
-                        s.status = if cancelled {
+                        // Cancelled only if the job stopped for it (a cancel that came after
+                        // the end changes nothing).
+                        s.status = if summary.cancelled {
                             TaskStatus::Canceled
                         } else {
                             TaskStatus::Succeeded
@@ -339,8 +384,18 @@ impl Service {
                 }
             });
         });
-        queued
+        Ok(queued)
     }
+}
+
+fn missing_task(id: &str) -> ApiError {
+    ApiError::new(
+        Code::NotFound,
+        format!(
+            "task `{}` does not exist",
+            dartmouth_domains::names::shown(id)
+        ),
+    )
 }
 
 /// A new task's id: `t` and 16 hex digits.

@@ -36,6 +36,7 @@ fn ids_found(s: &Server, key: &str, query: &str) -> Vec<String> {
 fn files_in_every_format_tasks_and_deletes() {
     let (dir, data, keys) = setup();
     cli(&data, &["grant", "writer", "scratch", "write"]);
+    let read_only = key_with(&data, &["--principal", "writer", "--role", "read"]);
     let s = start(dir, data, &[]);
     let w = keys.writer.as_str();
 
@@ -266,6 +267,23 @@ fn files_in_every_format_tasks_and_deletes() {
         hidden.to_string().replace(&id, "X"),
         missing.to_string().replace("t0000000000000000", "X")
     );
+    // The creator's read-only key sees the task, but may not cancel it.
+    let (status, _) = call(
+        &s,
+        "GET",
+        &format!("/v1/tasks/{id}"),
+        Some(&read_only),
+        None,
+    );
+    assert_eq!(status, 200);
+    let (status, _) = call(
+        &s,
+        "POST",
+        &format!("/v1/tasks/{id}/cancel"),
+        Some(&read_only),
+        None,
+    );
+    assert_eq!(status, 404);
     let (_, all) = call(&s, "GET", "/v1/tasks", Some(&keys.admin), None);
     assert!(
         all.as_array()

@@ -24,4 +24,5 @@ mod layering;
 mod limits;
 mod mcp;
 mod model;
+mod nodes;
 mod products;

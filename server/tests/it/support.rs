@@ -110,9 +110,13 @@ pub fn start_on(data: &Path, extra: &[&str]) -> Server {
             "dartmouth",
             "--jwt-hs256-secret",
             JWT_SECRET,
-            "--apply-interval-ms",
-            "20",
         ])
+        // A 20 ms applier unless the test sets its own.
+        .args(if extra.contains(&"--apply-interval-ms") {
+            &[][..]
+        } else {
+            &["--apply-interval-ms", "20"][..]
+        })
         .args(extra)
         .env(SHOPIFY_SECRET_ENV, SHOPIFY_SECRET)
         .stdout(Stdio::piped())

@@ -285,6 +285,7 @@ impl InProcess {
                     result_cache_bytes: 0,
                     shopify: Vec::new(),
                     read_mode: Default::default(),
+                    placement: None,
                 })
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?,
             );
