@@ -26,8 +26,8 @@ echo
 echo '$ dartmouth search --domain help-centre "can I return sale items?"'
 dk search --domain help-centre -k 3 "can I return sale items?"
 echo
-echo '$ dartmouth search --domain store --filter '"'"'in_stock = true AND price <= 50 AND available.size = "M"'"'"' --facets vendor,product_type "blue hoodie"'
-dk search --domain store -k 3 --collapse --filter 'in_stock = true AND price <= 50 AND available.size = "M"' --facets vendor,product_type "blue hoodie"
+echo '$ dartmouth search --domain store --filter '"'"'in_stock = true AND price <= 50 AND size = "M"'"'"' --facets vendor,product_type "blue hoodie"'
+dk search --domain store -k 3 --collapse --filter 'in_stock = true AND price <= 50 AND size = "M"' --facets vendor,product_type "blue hoodie"
 
 # An agent that may read the help centre, with an API key kept (mode 600) in the data directory.
 key_file="$data/support-agent.key"
@@ -43,6 +43,8 @@ Serving. In another shell:
   KEY=\$(cat $key_file)
   curl -H "Authorization: Bearer \$KEY" localhost:8787/v1/search -d '{"query":"return policy for sale items","domains":["help-centre"],"k":3}'
   curl -H "Authorization: Bearer \$KEY" localhost:8787/v1/context -d '{"query":"blue hoodie size M under 50","domains":["store","help-centre"],"max_tokens":800}'
+  dartmouth mcp --url http://127.0.0.1:8787 --key \$KEY      # the MCP tools on stdio, for an agent runtime
+The admin console: http://127.0.0.1:8787/admin (sign in with an admin key: $bin --data-dir $data key create --principal admin).
 Stop with Ctrl-C (in-flight requests finish first).
 MSG
 exec "$bin" --data-dir "$data" serve
