@@ -61,6 +61,10 @@ pub struct ServeArgs {
     /// Async worker threads [default: the number of cores].
     #[arg(long, env = "DARTMOUTH_WORKERS")]
     pub workers: Option<usize>,
+    /// The nodes sharing the store behind one balancer: each takes 1/N of the rate limits,
+    /// so that the configured budgets hold for the deployment [default: 1].
+    #[arg(long, env = "DARTMOUTH_NODES")]
+    pub nodes: Option<u32>,
     /// Hold and serve only these domains (comma-separated; default: every domain), so that a
     /// deployment can spread domains over nodes.
     #[arg(long = "domains", env = "DARTMOUTH_DOMAINS", value_delimiter = ',')]
@@ -112,6 +116,7 @@ struct FileConfig {
     apply_interval_ms: Option<u64>,
     workers: Option<usize>,
     domains: Option<Vec<String>>,
+    nodes: Option<u32>,
     jwt: Option<JwtFile>,
     /// `[[shopify]]` tables: the domains that take Shopify webhooks.
     #[serde(default)]
@@ -172,10 +177,15 @@ impl ServeArgs {
             None => FileConfig::default(),
         };
         let default_addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        // Budgets are the deployment's: each of N nodes takes its share (rounded up).
+        let nodes = self.nodes.or(file.nodes).unwrap_or(1);
+        if nodes == 0 {
+            bail!("nodes: at least 1");
+        }
         let limit = |rate: u32, burst: Option<u32>| {
             (rate > 0).then(|| RateLimit {
-                per_minute: rate,
-                burst: burst.unwrap_or(rate),
+                per_minute: rate.div_ceil(nodes),
+                burst: burst.unwrap_or(rate).div_ceil(nodes),
             })
         };
         let mut exempt_addresses = Vec::new();
@@ -442,6 +452,18 @@ mod tests {
             ..ServeArgs::default()
         };
         args.resolve()
+    }
+
+    #[test]
+    fn rate_limits_are_shared_by_the_nodes() {
+        let c = with_file("rate_limit = 100\nip_rate_limit = 1000\nnodes = 3\n", &[]).unwrap();
+        let principal = c.rate_limits.principal.unwrap();
+        let address = c.rate_limits.address.unwrap();
+        assert_eq!((principal.per_minute, principal.burst), (34, 34));
+        assert_eq!((address.per_minute, address.burst), (334, 334));
+        let one = with_file("rate_limit = 100\n", &[]).unwrap();
+        assert_eq!(one.rate_limits.principal.unwrap().per_minute, 100);
+        assert!(with_file("nodes = 0\n", &[]).is_err());
     }
 
     #[test]
