@@ -12,6 +12,18 @@ use dartmouth_server::service::{
 
 use super::{Ctx, DomainCommand, KeyCommand, PrincipalCommand, now_millis, out, parse_duration};
 
+/// `--option-name OPTION=FIELD` flags as the map domain settings hold.
+fn parse_option_names<'a>(
+    pairs: impl Iterator<Item = &'a String>,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    pairs
+        .map(|pair| match pair.split_once('=') {
+            Some((from, to)) => Ok((from.trim().to_string(), to.trim().to_string())),
+            None => anyhow::bail!("--option-name `{pair}`: expected OPTION=FIELD"),
+        })
+        .collect()
+}
+
 pub(super) fn domain(ctx: &Ctx, command: DomainCommand) -> Result<()> {
     match command {
         DomainCommand::Create {
@@ -24,13 +36,7 @@ pub(super) fn domain(ctx: &Ctx, command: DomainCommand) -> Result<()> {
             chunk_overlap,
             option_names,
         } => {
-            let option_names = option_names
-                .iter()
-                .map(|pair| match pair.split_once('=') {
-                    Some((from, to)) => Ok((from.trim().to_string(), to.trim().to_string())),
-                    None => anyhow::bail!("--option-name `{pair}`: expected OPTION=FIELD"),
-                })
-                .collect::<Result<_>>()?;
+            let option_names = parse_option_names(option_names.iter())?;
             let input = DomainInput {
                 name: name.clone(),
                 description,
@@ -90,19 +96,9 @@ pub(super) fn domain(ctx: &Ctx, command: DomainCommand) -> Result<()> {
             description,
             option_names,
         } => {
+            // `--option-name ''` clears them.
             let option_names = option_names
-                .map(|pairs| {
-                    pairs
-                        .iter()
-                        .filter(|p| !p.is_empty())
-                        .map(|pair| match pair.split_once('=') {
-                            Some((from, to)) => {
-                                Ok((from.trim().to_string(), to.trim().to_string()))
-                            }
-                            None => anyhow::bail!("--option-name `{pair}`: expected OPTION=FIELD"),
-                        })
-                        .collect::<Result<_>>()
-                })
+                .map(|pairs| parse_option_names(pairs.iter().filter(|p| !p.is_empty())))
                 .transpose()?;
             let update = DomainUpdate {
                 description,
