@@ -37,7 +37,9 @@ fn files_in_every_format_tasks_and_deletes() {
     let (dir, data, keys) = setup();
     cli(&data, &["grant", "writer", "scratch", "write"]);
     let read_only = key_with(&data, &["--principal", "writer", "--role", "read"]);
-    let s = start(dir, data, &[]);
+    // Polling tasks every 20 ms would spend the default budgets (100 a minute per principal,
+    // 1000 per address) on a slow machine; budgets are tested in limits.rs.
+    let s = start(dir, data, &["--rate-limit", "0", "--ip-rate-limit", "0"]);
     let w = keys.writer.as_str();
 
     // Every format the CLI reads, in one multipart upload: ids are the file names, records
