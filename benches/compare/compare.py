@@ -123,8 +123,8 @@ def hnswlib_ann(vectors, qvec, efs, probes):
     n, dim = vectors.shape
     tenth, unit, q = tenth_best(vectors, qvec[:probes])
     index = hnswlib.Index(space="cosine", dim=dim)
-    # The same graph parameters as Dartmouth (M 24, ef_construction 200).
-    index.init_index(max_elements=n, ef_construction=200, M=24, random_seed=1)
+    # The same graph parameters as Dartmouth (M 24, ef_construction 100).
+    index.init_index(max_elements=n, ef_construction=100, M=24, random_seed=1)
     t = time.perf_counter()
     index.add_items(vectors, np.arange(n), num_threads=2)
     build = time.perf_counter() - t

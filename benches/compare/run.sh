@@ -24,6 +24,6 @@ mkdir -p target/compare
 cargo build --release --quiet -p dartmouth-benches --bin bench
 target/release/bench query --chunks "$chunks" --json "target/compare/ours-$chunks.json"
 "$venv/bin/python" benches/compare/compare.py \
-  --corpus "target/bench-data/corpus-v2-$chunks" \
+  --corpus "target/bench-data/corpus-v3-$chunks" \
   --ours "target/compare/ours-$chunks.json" \
   --out "target/compare/compare-$chunks.json" "$@"

@@ -11,16 +11,15 @@
 //! - the same shard and request give the same ranking (ties break on document id, then chunk);
 //! - a query vector from another model or of another dimension is an error.
 
-mod ann;
 mod attrs;
 mod catalog;
 mod document;
 pub mod embed;
 mod error;
 mod filter;
-mod flat;
 mod fusion;
 mod highlight;
+mod hnsw;
 mod schema;
 mod search;
 mod shard;

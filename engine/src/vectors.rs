@@ -148,20 +148,4 @@ impl VectorView {
         let start = HEADER + ordinal as usize * self.dim * 4;
         bytemuck::try_cast_slice(&map[start..start + self.dim * 4]).ok()
     }
-
-    /// Copies row `ordinal` into `out` (little-endian decode; no alignment assumptions).
-    pub fn read(&self, ordinal: u32, out: &mut Vec<f32>) {
-        out.clear();
-        let Some(map) = &self.map else { return };
-        if ordinal >= self.rows {
-            return;
-        }
-        let start = HEADER + ordinal as usize * self.dim * 4;
-        let bytes = &map[start..start + self.dim * 4];
-        out.extend(
-            bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        );
-    }
 }

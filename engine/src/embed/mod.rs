@@ -93,6 +93,33 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     dot_portable(a, b)
 }
 
+/// The dot product of two int8 vectors (the graph's compressed rows).
+pub(crate) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        #[expect(unsafe_code, reason = "calling an AVX2 function after detecting AVX2")]
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { dot_i8_avx2(a, b) };
+    }
+    dot_i8_portable(a, b)
+}
+
+/// Widening multiply-adds the compiler vectorises (`pmaddwd`).
+#[inline(always)]
+fn dot_i8_portable(a: &[i8], b: &[i8]) -> i32 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| i32::from(i16::from(x) * i16::from(y)))
+        .sum()
+}
+
+/// The same loop compiled for AVX2 (16 lanes per multiply-add).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn dot_i8_avx2(a: &[i8], b: &[i8]) -> i32 {
+    dot_i8_portable(a, b)
+}
+
 /// Eight independent accumulators let the compiler vectorise the loop with whatever the target has.
 #[inline(always)]
 fn dot_portable(a: &[f32], b: &[f32]) -> f32 {

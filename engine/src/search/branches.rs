@@ -207,30 +207,58 @@ impl Snapshot {
                 // Filtered graph walk; widen the beam as the filter gets more selective.
                 let share = rows.len() as f64 / self.live.len().max(1) as f64;
                 let ef = ((ef as f64 / share.max(0.05)) as usize).min(4096);
-                self.flat
-                    .search(&self.vectors, query, n, ef, &|o| rows.contains(o))
+                self.graph_walk(query, n, ef, &|o| rows.contains(o))
             }
             None if self.live.len() <= EXACT_SCAN_SMALL_SHARD => self.exact(query, n, &self.live),
             None => {
                 let live = &self.live;
-                self.flat
-                    .search(&self.vectors, query, n, ef, &|o| live.contains(o))
+                self.graph_walk(query, n, ef, &|o| live.contains(o))
             }
         }
     }
 
+    /// The graph's nearest among the rows it covers, merged with an exact pass over the rows it
+    /// does not cover yet (committed since the graph worker last caught up).
+    fn graph_walk(
+        &self,
+        query: &[f32],
+        n: usize,
+        ef: usize,
+        allow: &dyn Fn(u32) -> bool,
+    ) -> Vec<(u32, f32)> {
+        let rows = self.vectors.rows();
+        let upto = self.graph.upto().min(rows);
+        let mut hits = self.graph.search(&self.vectors, query, n, ef, upto, allow);
+        if upto < rows {
+            hits.extend(self.exact_over(query, n, (upto..rows).filter(|&o| allow(o))));
+            hits.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            hits.truncate(n);
+        }
+        hits
+    }
+
     /// Brute force over `rows`: exact top `n`.
     pub(crate) fn exact(&self, query: &[f32], n: usize, rows: &RoaringBitmap) -> Vec<(u32, f32)> {
+        self.exact_over(query, n, rows.iter())
+    }
+
+    fn exact_over(
+        &self,
+        query: &[f32],
+        n: usize,
+        rows: impl Iterator<Item = u32>,
+    ) -> Vec<(u32, f32)> {
         // Min-heap of the best n as (score, Reverse(ordinal)) so ties prefer lower ordinals.
         let mut heap: BinaryHeap<Reverse<(OrdF32, Reverse<u32>)>> =
             BinaryHeap::with_capacity(n + 1);
-        let mut buf = Vec::with_capacity(query.len());
         for o in rows {
-            self.vectors.read(o, &mut buf);
-            if buf.len() != query.len() {
+            let Some(row) = self.vectors.row(o) else {
+                continue;
+            };
+            if row.len() != query.len() {
                 continue;
             }
-            let s = dot(query, &buf);
+            let s = dot(query, row);
             heap.push(Reverse((OrdF32(s), Reverse(o))));
             if heap.len() > n {
                 heap.pop();

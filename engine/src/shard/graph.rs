@@ -1,59 +1,201 @@
-//! The HNSW graph's checkpoints: written at commits past a threshold (rebuilt first when
-//! deleted chunks weigh too much), loaded on open and brought up to the vector file.
+//! The shard's graph worker: one thread per shard that brings the HNSW graph up to the vector
+//! file after each commit (new rows are searched exactly until then), grows it, rebuilds it when
+//! deleted chunks weigh too much, and saves it past a threshold so the next open loads it.
+//!
+//! The current graph lives in the published snapshot; a graph the worker replaces (grown or
+//! rebuilt) is swapped in under the snapshot lock, which `Shard::publish` also takes, so a
+//! commit never publishes an older graph than the worker's.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
-use roaring::RoaringBitmap;
 use serde::Serialize;
 
-use super::{GRAPH_META, GraphMeta, REBUILD_DEAD_SHARE, Shard, WriterState};
-use crate::ann::{Ann, AnnParams};
-use crate::vectors::VectorView;
+use super::{CHECKPOINT_EVERY, GRAPH_META, GraphMeta, REBUILD_DEAD_SHARE, Shard, Snapshot};
+use crate::hnsw::{Graph, GraphParams};
 use crate::{Error, Result};
 
-impl Shard {
-    /// Writes the HNSW graph to disk so the next open loads instead of rebuilding; rebuilds the
-    /// graph first when deleted chunks make up too much of it.
-    pub fn checkpoint(&self) -> Result<()> {
-        let mut w = self.lock_writer()?;
-        self.checkpoint_locked(&mut w)
+/// Shared between a shard and its worker thread.
+pub(super) struct GraphShared {
+    dir: PathBuf,
+    snapshot: Arc<RwLock<Arc<Snapshot>>>,
+    /// Held while the graph is extended, replaced or saved; the rows of the last save.
+    work: Mutex<u32>,
+    /// Set when there may be rows to insert; the worker waits on `wake`.
+    pending: Mutex<bool>,
+    wake: Condvar,
+    stop: AtomicBool,
+}
+
+pub(super) struct GraphWorker {
+    shared: Arc<GraphShared>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl GraphWorker {
+    pub fn start(
+        dir: &Path,
+        snapshot: Arc<RwLock<Arc<Snapshot>>>,
+        saved_rows: u32,
+    ) -> Result<GraphWorker> {
+        let shared = Arc::new(GraphShared {
+            dir: dir.to_path_buf(),
+            snapshot,
+            work: Mutex::new(saved_rows),
+            pending: Mutex::new(true),
+            wake: Condvar::new(),
+            stop: AtomicBool::new(false),
+        });
+        let worker = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("dartmouth-graph".into())
+            .spawn(move || worker.run())
+            .map_err(Error::io(dir))?;
+        Ok(GraphWorker {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
     }
 
-    pub(super) fn checkpoint_locked(&self, w: &mut WriterState) -> Result<()> {
-        let snap = self.snapshot();
-        let points = w.ann.len();
-        let dead = points.saturating_sub(snap.live.len() as usize);
-        if points > 0 && dead as f64 > REBUILD_DEAD_SHARE * points as f64 {
-            w.ann = Arc::new(build_graph(&snap.vectors, &snap.live));
-            self.publish(w)?;
+    /// There are new rows: wake the worker.
+    pub fn notify(&self) {
+        *lock(&self.shared.pending) = true;
+        self.shared.wake.notify_one();
+    }
+
+    /// Brings the graph up to the vector file and saves it, in the caller's thread.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.shared.catch_up(true)
+    }
+
+    /// Stops the worker (between insertion steps) and waits for it.
+    pub fn stop(&self) {
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.wake.notify_one();
+        if let Some(t) = lock(&self.thread).take() {
+            let _ = t.join();
         }
-        let rows = w.vectors.rows();
-        if rows == w.graph_rows && self.dir.join(GRAPH_META).exists() {
-            return Ok(());
-        }
-        let graph_dir = self.dir.join("graph");
-        std::fs::create_dir_all(&graph_dir).map_err(Error::io(&graph_dir))?;
-        let basename = format!("g{rows}");
-        w.ann.dump(&graph_dir, &basename)?;
-        let old = read_graph_meta(&self.dir);
-        write_json_atomic(
-            &self.dir.join(GRAPH_META),
-            &GraphMeta {
-                basename: basename.clone(),
-                rows,
-            },
-        )?;
-        if let Some(old) = old
-            && old.basename != basename
-        {
-            for ext in ["hnsw.graph", "hnsw.data"] {
-                let _ = std::fs::remove_file(graph_dir.join(format!("{}.{ext}", old.basename)));
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl GraphShared {
+    fn run(&self) {
+        loop {
+            {
+                let mut pending = lock(&self.pending);
+                while !*pending && !self.stopped() {
+                    pending = self
+                        .wake
+                        .wait(pending)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+                *pending = false;
+            }
+            if self.stopped() {
+                return;
+            }
+            if let Err(e) = self.catch_up(false) {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "graph checkpoint failed");
             }
         }
-        w.graph_rows = rows;
-        Ok(())
     }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    fn current(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.snapshot.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Publishes `graph` in place of the snapshot's.
+    fn swap(&self, graph: Graph) {
+        let mut slot = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
+        *slot = Arc::new(slot.with_graph(Arc::new(graph)));
+    }
+
+    /// Inserts every row the latest snapshot holds, growing or rebuilding the graph as needed;
+    /// saves it when `save` or when enough rows came since the last save.
+    fn catch_up(&self, save: bool) -> Result<()> {
+        let mut saved = lock(&self.work);
+        let stop = || self.stopped();
+        loop {
+            let snap = self.current();
+            let graph = &snap.graph;
+            let rows = snap.vectors.rows();
+            let covered = graph.upto().min(rows);
+            let live_covered = snap.live.range_cardinality(..covered) as usize;
+            let dead = graph.len().saturating_sub(live_covered);
+            if graph.len() >= 1000 && dead as f64 > REBUILD_DEAD_SHARE * graph.len() as f64 {
+                let fresh = Graph::new(GraphParams::default(), snap.model.dim, headroom(rows));
+                if !fresh.extend(&snap.vectors, &|o| snap.live.contains(o), rows, &stop) {
+                    return Ok(());
+                }
+                self.swap(fresh);
+                continue;
+            }
+            if rows > graph.capacity() {
+                self.swap(graph.grown(headroom(rows)));
+                continue;
+            }
+            if graph.upto() < rows {
+                if !graph.extend(&snap.vectors, &|o| snap.live.contains(o), rows, &stop) {
+                    return Ok(());
+                }
+                continue;
+            }
+            let upto = graph.upto();
+            let due = upto.saturating_sub(*saved) >= CHECKPOINT_EVERY
+                || (save && (upto != *saved || read_graph_meta(&self.dir).is_none()));
+            if due && !self.stopped() {
+                save_graph(&self.dir, graph)?;
+                *saved = upto;
+            }
+            return Ok(());
+        }
+    }
+}
+
+/// Room for `rows` and half as many again: a growing graph is copied about log1.5(n) times.
+fn headroom(rows: u32) -> u32 {
+    rows.saturating_add(rows / 2).saturating_add(1024)
+}
+
+/// Room for what a loaded graph covers and an eighth more (its slots are resident memory).
+fn room_to_load(rows: u32) -> u32 {
+    rows.saturating_add(rows / 8).saturating_add(1024)
+}
+
+fn save_graph(dir: &Path, graph: &Graph) -> Result<()> {
+    let graph_dir = dir.join("graph");
+    std::fs::create_dir_all(&graph_dir).map_err(Error::io(&graph_dir))?;
+    let rows = graph.upto();
+    let basename = format!("g{rows}.dkg");
+    let path = graph_dir.join(&basename);
+    graph.save(&path).map_err(Error::io(&path))?;
+    let old = read_graph_meta(dir);
+    write_json_atomic(
+        &dir.join(GRAPH_META),
+        &GraphMeta {
+            basename: basename.clone(),
+            rows,
+        },
+    )?;
+    // Files of earlier saves (and of earlier formats) go.
+    if let Ok(entries) = std::fs::read_dir(&graph_dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_str() != Some(basename.as_str()) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    drop(old);
+    Ok(())
 }
 
 pub(super) fn read_graph_meta(dir: &Path) -> Option<GraphMeta> {
@@ -61,48 +203,31 @@ pub(super) fn read_graph_meta(dir: &Path) -> Option<GraphMeta> {
     serde_json::from_slice(&raw).ok()
 }
 
-/// Loads the checkpointed graph and inserts what came after it; rebuilds when there is none.
-/// Returns the graph and the number of vector rows the on-disk checkpoint covers.
-pub(super) fn load_graph(dir: &Path, vectors: &VectorView, live: &RoaringBitmap) -> (Ann, u32) {
+/// The saved graph with room for `rows`, and the rows it covers; an empty graph (rebuilt by
+/// the worker, the rows searched exactly meanwhile) when there is none or it is damaged.
+pub(super) fn load_graph(dir: &Path, dim: usize, rows: u32) -> (Graph, u32) {
     if let Some(meta) = read_graph_meta(dir)
-        && meta.rows <= vectors.rows()
-        && let Some(ann) = Ann::load(&dir.join("graph"), &meta.basename)
+        && meta.rows <= rows
     {
-        insert_rows(&ann, vectors, live, meta.rows..vectors.rows());
-        return (ann, meta.rows);
+        let path = dir.join("graph").join(&meta.basename);
+        match Graph::load(&path, dim, room_to_load(rows)) {
+            Ok(g) if g.upto() == meta.rows => return (g, meta.rows),
+            Ok(_) => {
+                tracing::warn!(path = %path.display(), "graph file does not match graph.json; rebuilding")
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "graph file unreadable; rebuilding")
+            }
+        }
     }
-    (build_graph(vectors, live), 0)
+    (Graph::new(GraphParams::default(), dim, headroom(rows)), 0)
 }
 
-pub(super) fn build_graph(vectors: &VectorView, live: &RoaringBitmap) -> Ann {
-    let ann = Ann::new(AnnParams::default(), live.len() as usize);
-    insert_rows(&ann, vectors, live, 0..vectors.rows());
-    ann
-}
-
-pub(super) fn insert_rows(
-    ann: &Ann,
-    vectors: &VectorView,
-    live: &RoaringBitmap,
-    rows: std::ops::Range<u32>,
-) {
-    const BATCH: usize = 4096;
-    let ordinals: Vec<u32> = rows.filter(|o| live.contains(*o)).collect();
-    for batch in ordinals.chunks(BATCH) {
-        let data: Vec<Vec<f32>> = batch
-            .iter()
-            .map(|o| {
-                let mut v = Vec::new();
-                vectors.read(*o, &mut v);
-                v
-            })
-            .collect();
-        let rows: Vec<(&[f32], usize)> = data
-            .iter()
-            .zip(batch)
-            .map(|(v, o)| (v.as_slice(), *o as usize))
-            .collect();
-        ann.insert(&rows);
+impl Shard {
+    /// Brings the graph up to every committed row and saves it, so the next open loads it
+    /// instead of rebuilding; rebuilds it first when deleted chunks make up too much of it.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.graph_worker.checkpoint()
     }
 }
 

@@ -4,7 +4,8 @@
 //! - `write.rs`: `apply` — validated, vectors appended, one tantivy commit recording the
 //!   sequence — and `refusal`.
 //! - `snapshot.rs`: the immutable views searches read, rebuilt after each commit.
-//! - `graph.rs`: the HNSW graph's checkpoints, loading and rebuilding.
+//! - `graph.rs`: the graph worker — the HNSW graph brought up to the vector file after each
+//!   commit, grown, rebuilt, saved and loaded.
 
 mod graph;
 mod snapshot;
@@ -18,15 +19,13 @@ use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, directory::MmapDirectory};
 
-use crate::ann::Ann;
 use crate::attrs::{AttrIndex, Attributes};
-use crate::flat::{FlatGraph, RECOPY_ROWS};
 use crate::schema::{self, Fields};
 use crate::vectors::VectorFile;
 use crate::{Error, Result};
 
 pub use crate::document::{Chunk, Document, WriteBatch, WriteOp};
-use graph::{load_graph, write_json_atomic};
+use graph::{GraphWorker, load_graph, write_json_atomic};
 use snapshot::build_snapshot;
 pub(crate) use snapshot::{DocTable, Snapshot};
 pub use types::{ApplyTimings, CatalogSettings, CommitInfo, DomainSettings, Manifest, ShardStats};
@@ -34,7 +33,7 @@ pub use types::{ApplyTimings, CatalogSettings, CommitInfo, DomainSettings, Manif
 const FORMAT_VERSION: u32 = 2;
 const MANIFEST: &str = "manifest.json";
 const GRAPH_META: &str = "graph.json";
-/// Vectors appended since the last graph checkpoint that trigger a new one at commit.
+/// Rows inserted into the graph since it was last saved that make the worker save it again.
 const CHECKPOINT_EVERY: u32 = 20_000;
 /// A checkpoint rebuilds the graph when this share of its points are deleted chunks.
 const REBUILD_DEAD_SHARE: f64 = 0.25;
@@ -56,25 +55,7 @@ struct WriterState {
     vectors: VectorFile,
     docs: Arc<DocTable>,
     attrs: Arc<AttrIndex>,
-    ann: Arc<Ann>,
-    /// The searched copy of `ann` and the graph it was copied from.
-    flat: Arc<FlatGraph>,
-    flat_of: Arc<Ann>,
     applied_seq: u64,
-    graph_rows: u32,
-}
-
-impl WriterState {
-    /// Re-copies the graph for search when it was rebuilt or has grown by `RECOPY_ROWS` rows.
-    fn refresh_flat(&mut self) {
-        let rows = self.vectors.rows();
-        if !Arc::ptr_eq(&self.flat_of, &self.ann)
-            || rows.saturating_sub(self.flat.upto) > RECOPY_ROWS
-        {
-            self.flat = Arc::new(FlatGraph::copy(&self.ann, rows));
-            self.flat_of = Arc::clone(&self.ann);
-        }
-    }
 }
 
 pub struct Shard {
@@ -84,7 +65,9 @@ pub struct Shard {
     fields: Fields,
     reader: IndexReader,
     writer: Mutex<WriterState>,
-    snapshot: RwLock<Arc<Snapshot>>,
+    /// Shared with the graph worker, which swaps in a grown or rebuilt graph.
+    snapshot: Arc<RwLock<Arc<Snapshot>>>,
+    graph_worker: GraphWorker,
     /// Set (under the writer lock) when the catalog removes or replaces this shard's files:
     /// writes that still hold the shard are refused instead of writing into a removed
     /// directory. Searches go on over what they hold.
@@ -189,7 +172,6 @@ impl Shard {
         let mut docs = DocTable::default();
         let mut attrs = AttrIndex::default();
         let mut live = RoaringBitmap::new();
-        let mut name_buf = String::new();
         let mut bytes_buf = Vec::new();
         for segment in searcher.segment_readers() {
             let ff = segment.fast_fields();
@@ -199,19 +181,19 @@ impl Shard {
                 reason: "doc_id column missing".into(),
             })?;
             let attr_col = ff.bytes("attrs")?;
+            // (term ordinal of the document id, chunk ordinal): the names are then read in one
+            // ordered pass over the dictionary instead of one lookup per chunk.
+            let mut named: Vec<(u64, u32)> = Vec::new();
             for doc in segment.doc_ids_alive() {
                 let Some(ordinal) = ordinals.first(doc) else {
                     continue;
                 };
                 let ordinal = ordinal as u32;
                 live.insert(ordinal);
-                name_buf.clear();
-                if let Some(ord) = doc_ids.term_ords(doc).next() {
-                    doc_ids
-                        .ord_to_str(ord, &mut name_buf)
-                        .map_err(Error::io(&bm25_dir))?;
+                match doc_ids.term_ords(doc).next() {
+                    Some(ord) => named.push((ord, ordinal)),
+                    None => docs.push(ordinal, ""),
                 }
-                docs.push(ordinal, &name_buf);
                 if let Some(col) = &attr_col
                     && let Some(ord) = col.term_ords(doc).next()
                 {
@@ -226,35 +208,60 @@ impl Shard {
                     attrs.add(ordinal, &a);
                 }
             }
+            named.sort_unstable();
+            let term_ords: Vec<u64> = named.iter().map(|&(t, _)| t).collect();
+            let mut next = named.iter();
+            let mut bad_name = None;
+            let complete = doc_ids
+                .dictionary()
+                .sorted_ords_to_term_cb(&term_ords, |bytes| {
+                    let Some(&(_, ordinal)) = next.next() else {
+                        return;
+                    };
+                    match std::str::from_utf8(bytes) {
+                        Ok(name) => docs.push(ordinal, name),
+                        Err(_) => bad_name = Some(ordinal),
+                    }
+                })
+                .map_err(Error::io(&bm25_dir))?;
+            if !complete || bad_name.is_some() {
+                return Err(Error::Corrupt {
+                    path: bm25_dir.clone(),
+                    reason: format!("document ids of chunks (chunk {bad_name:?})"),
+                });
+            }
         }
         drop(searcher);
 
-        let view = vectors.view()?;
-        let (ann, graph_rows) = load_graph(dir, &view, &live);
+        let (graph, saved_rows) = load_graph(dir, dim, vectors.rows());
         let index_writer = index.writer_with_num_threads(2, 128 * 1024 * 1024)?;
         // A process killed mid-commit leaves files no commit refers to (a `.del` file, say);
         // the next writer would reuse their names and fail. Remove them before any write.
         index_writer.garbage_collect_files().wait()?;
-        let ann = Arc::new(ann);
-        let mut writer = WriterState {
+        let writer = WriterState {
             index_writer,
             vectors,
             docs: Arc::new(docs),
             attrs: Arc::new(attrs),
-            flat: Arc::new(FlatGraph::copy(&ann, 0)),
-            flat_of: Arc::clone(&ann),
-            ann,
             applied_seq: payload.applied_seq,
-            graph_rows,
         };
-        writer.flat = Arc::new(FlatGraph::copy(&writer.ann, writer.vectors.rows()));
-        let snapshot = build_snapshot(&reader, fields, &writer, &manifest.settings.model)?;
+        let snapshot = build_snapshot(
+            &reader,
+            fields,
+            &writer,
+            &manifest.settings.model,
+            Arc::new(graph),
+        )?;
+        let snapshot = Arc::new(RwLock::new(Arc::new(snapshot)));
+        // Rows the saved graph does not cover are searched exactly until the worker has them.
+        let graph_worker = GraphWorker::start(dir, Arc::clone(&snapshot), saved_rows)?;
         Ok(Shard {
             name: name.to_string(),
             dir: dir.to_path_buf(),
             fields,
             reader,
-            snapshot: RwLock::new(Arc::new(snapshot)),
+            snapshot,
+            graph_worker,
             writer: Mutex::new(writer),
             manifest,
             retired: std::sync::atomic::AtomicBool::new(false),
@@ -327,7 +334,7 @@ impl Shard {
             domain: self.name.clone(),
             documents: snap.documents,
             chunks: snap.live.len(),
-            graph_points: snap.ann.len() as u64,
+            graph_points: snap.graph.len() as u64,
             applied_seq: snap.applied_seq,
             model: self.manifest.settings.model.clone(),
         }
@@ -350,11 +357,18 @@ impl Shard {
         let _w = self.writer.lock();
         self.retired
             .store(true, std::sync::atomic::Ordering::Release);
+        self.graph_worker.stop();
     }
 
     /// Whether the catalog has removed or replaced this shard (a write gets `DomainNotFound`:
     /// look the domain's shard up again).
     pub fn is_retired(&self) -> bool {
         self.retired.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+impl Drop for Shard {
+    fn drop(&mut self) {
+        self.graph_worker.stop();
     }
 }

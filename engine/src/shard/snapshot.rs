@@ -8,10 +8,9 @@ use tantivy::{DocAddress, IndexReader, Searcher};
 
 use super::{Shard, WriterState};
 use crate::Result;
-use crate::ann::Ann;
 use crate::attrs::AttrIndex;
 use crate::embed::ModelSpec;
-use crate::flat::FlatGraph;
+use crate::hnsw::Graph;
 use crate::schema::Fields;
 use crate::vectors::VectorView;
 
@@ -43,7 +42,10 @@ impl DocTable {
     }
 }
 
-/// An immutable view for searching: every field agrees with one tantivy commit.
+/// An immutable view for searching: every field agrees with one tantivy commit (the graph is
+/// the one exception: the graph worker extends it in place and may swap in a grown or rebuilt
+/// one; searches take the rows it does not cover yet from the vector file, exactly).
+#[derive(Clone)]
 pub(crate) struct Snapshot {
     pub searcher: Searcher,
     pub fields: Fields,
@@ -56,7 +58,7 @@ pub(crate) struct Snapshot {
     /// tantivy's document frequencies, which also include them (as tantivy's own `max_doc` does).
     pub first_chunks: u64,
     /// ordinal -> (segment ord, doc id) for live chunks.
-    pub addresses: HashMap<u32, DocAddress>,
+    pub addresses: Arc<HashMap<u32, DocAddress>>,
     /// Each segment's `ordinal` column, opened once per snapshot rather than per hit.
     pub ordinal_columns: Vec<tantivy::columnar::Column<u64>>,
     /// Each segment's `chunk_idx` column (hits without payload read nothing else).
@@ -64,24 +66,43 @@ pub(crate) struct Snapshot {
     pub docs: Arc<DocTable>,
     pub attrs: Arc<AttrIndex>,
     pub vectors: VectorView,
-    pub ann: Arc<Ann>,
-    /// The copy of `ann` that searches walk (see `flat.rs`).
-    pub flat: Arc<FlatGraph>,
+    pub graph: Arc<Graph>,
     pub applied_seq: u64,
     pub model: ModelSpec,
 }
 
 impl Shard {
-    /// Swaps in a snapshot that matches the reader's current commit.
-    pub(super) fn publish(&self, w: &mut WriterState) -> Result<()> {
-        w.refresh_flat();
-        let snapshot = build_snapshot(&self.reader, self.fields, w, &self.manifest.settings.model)?;
-        let mut slot = match self.snapshot.write() {
-            Ok(s) => s,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        *slot = Arc::new(snapshot);
+    /// Swaps in a snapshot that matches the reader's current commit, then wakes the graph
+    /// worker for the new rows.
+    pub(super) fn publish(&self, w: &WriterState) -> Result<()> {
+        let graph = Arc::clone(&self.snapshot().graph);
+        let mut snapshot = build_snapshot(
+            &self.reader,
+            self.fields,
+            w,
+            &self.manifest.settings.model,
+            graph,
+        )?;
+        {
+            let mut slot = match self.snapshot.write() {
+                Ok(s) => s,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            // The worker may have swapped in a grown or rebuilt graph meanwhile.
+            snapshot.graph = Arc::clone(&slot.graph);
+            *slot = Arc::new(snapshot);
+        }
+        self.graph_worker.notify();
         Ok(())
+    }
+}
+
+impl Snapshot {
+    pub(super) fn with_graph(&self, graph: Arc<Graph>) -> Snapshot {
+        Snapshot {
+            graph,
+            ..self.clone()
+        }
     }
 }
 
@@ -90,6 +111,7 @@ pub(super) fn build_snapshot(
     fields: Fields,
     w: &WriterState,
     model: &ModelSpec,
+    graph: Arc<Graph>,
 ) -> Result<Snapshot> {
     let searcher = reader.searcher();
     let mut live = RoaringBitmap::new();
@@ -127,14 +149,13 @@ pub(super) fn build_snapshot(
         heads,
         documents,
         first_chunks,
-        addresses,
+        addresses: Arc::new(addresses),
         ordinal_columns,
         chunk_idx_columns,
         docs: Arc::clone(&w.docs),
         attrs: Arc::clone(&w.attrs),
         vectors: w.vectors.view()?,
-        ann: Arc::clone(&w.ann),
-        flat: Arc::clone(&w.flat),
+        graph,
         applied_seq: w.applied_seq,
         model: model.clone(),
     })

@@ -130,8 +130,6 @@ pub struct ApplyTimings {
     pub vectors_us: u64,
     /// tantivy: adding the chunk documents and committing (the BM25 index).
     pub index_us: u64,
-    /// Inserting the new vectors into the HNSW graph.
-    pub graph_us: u64,
     /// Reloading the searcher and publishing the new snapshot.
     pub publish_us: u64,
 }

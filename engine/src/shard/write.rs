@@ -7,7 +7,7 @@ use tantivy::{TantivyDocument, Term};
 
 use super::types::micros;
 use super::{ApplyTimings, Chunk, CommitInfo, WriteBatch, WriteOp};
-use super::{CHECKPOINT_EVERY, CommitPayload, Shard};
+use super::{CommitPayload, Shard};
 use crate::embed::{check_and_normalise, check_vector};
 use crate::validate::{check_document, check_id};
 use crate::{Error, Result};
@@ -70,7 +70,6 @@ impl Shard {
 
         let f = self.fields;
         let mut ordinal = first_ordinal;
-        let mut new_rows: Vec<(u32, &[f32])> = Vec::with_capacity(total_chunks);
         let mut upserted = 0;
         let mut deleted = 0;
         let outcome = (|| -> Result<()> {
@@ -116,7 +115,6 @@ impl Shard {
                                 t.add_bytes(f.attrs, a.as_slice());
                             }
                             w.index_writer.add_document(t)?;
-                            new_rows.push((ordinal, chunk.embedding.as_slice()));
                             ordinal += 1;
                         }
                         upserted += 1;
@@ -160,17 +158,11 @@ impl Shard {
                 }
             }
         }
-        let rows: Vec<(&[f32], usize)> = new_rows.iter().map(|(o, v)| (*v, *o as usize)).collect();
-        let t = std::time::Instant::now();
-        w.ann.insert(&rows);
-        timings.graph_us = micros(t);
         let t = std::time::Instant::now();
         self.reader.reload()?;
-        self.publish(&mut w)?;
+        // The new rows are searched exactly until the graph worker has inserted them.
+        self.publish(&w)?;
         timings.publish_us = micros(t);
-        if w.vectors.rows() - w.graph_rows >= CHECKPOINT_EVERY {
-            self.checkpoint_locked(&mut w)?;
-        }
         Ok(CommitInfo {
             applied_seq: new_seq,
             upserted,

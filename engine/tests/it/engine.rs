@@ -480,12 +480,15 @@ fn graph_checkpoint_reloads_and_survives_damage() {
     drop(shard);
     // A damaged graph file is rebuilt from the vectors.
     let graph_dir = tmp.path().join("kb/graph");
+    let mut damaged = 0;
     for entry in std::fs::read_dir(&graph_dir).unwrap() {
         let p = entry.unwrap().path();
-        if p.extension().is_some_and(|e| e == "graph") {
+        if p.extension().is_some_and(|e| e == "dkg") {
             std::fs::write(&p, b"garbage").unwrap();
+            damaged += 1;
         }
     }
+    assert_eq!(damaged, 1, "one saved graph");
     let shard = Shard::open(&tmp.path().join("kb"), "kb").unwrap();
     assert_eq!(
         ids(&shard, &request("checkpoint added", Mode::Vector)),

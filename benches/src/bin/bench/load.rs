@@ -24,8 +24,13 @@ use crate::query::{ensure_shard, p50_p99};
 
 #[derive(Args)]
 pub struct LoadArgs {
-    #[arg(long, default_value = "../shared/datasets/ir/scifact")]
-    pub collection: PathBuf,
+    /// The judged collections whose documents and queries make the corpus (BEIR layout).
+    #[arg(
+        long = "collections",
+        value_delimiter = ',',
+        default_value = "../shared/datasets/ir/scifact,../shared/datasets/ir/cranfield,../shared/datasets/ir/cacm"
+    )]
+    pub collections: Vec<PathBuf>,
     #[arg(long, default_value_t = 100_000)]
     pub chunks: usize,
     #[arg(long, default_value = "target/bench-data")]
@@ -374,7 +379,7 @@ fn http_cost(
 }
 
 pub fn run(embedder: &dyn Embedder, models: ModelArgs, args: &LoadArgs) -> Result<()> {
-    let (corpus, shard_dir, _) = ensure_shard(embedder, &args.dir, &args.collection, args.chunks)?;
+    let (corpus, shard_dir, _) = ensure_shard(embedder, &args.dir, &args.collections, args.chunks)?;
     let n = corpus.chunks;
     let data = args.dir.join(format!("serve-{n}"));
     let key = prepare(&shard_dir, &data)?;

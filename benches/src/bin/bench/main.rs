@@ -3,7 +3,7 @@
 //! - `bench embed`: bare embedder throughput vs the full indexing pipeline on the same chunks.
 //! - `bench query`: indexing throughput, in-process query latency (p50/p99) per mode, ANN
 //!   recall/QPS and peak RSS on a shard of 100k or 1M chunks built from the benchmark corpus
-//!   (real SciFact text and real-model vectors, perturbed; see `corpus.rs`).
+//!   (real text of the judged collections and real-model vectors, blended; see `corpus.rs`).
 //! - `bench load`: `dartmouth serve` over the 100k shard, driven over HTTP at concurrency 1, 16
 //!   and 64; p50/p99 and QPS per mode, with the query embedded per request and cached.
 //! - `bench shopify`: catalog parse + normalise + chunk in products/s per export format, and an
