@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmarks: criterion micro-benchmarks, then the end-to-end `bench` program.
 #   scripts/bench.sh            micro-benchmarks, embedder throughput, store writes, the 100k-chunk query bench
-#   scripts/bench.sh --large    also the 1M-chunk bench (about 20 min to build once, ~6 GB disk)
+#   scripts/bench.sh --large    also the 1M-chunk bench (about 10 min to build once, ~6 GB disk)
 # Corpora and shards are built once into target/bench-data; reruns only query.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -118,6 +118,12 @@ pub fn run(embedder: &dyn Embedder, args: &QueryArgs) -> Result<()> {
     // Serving footprint: open plus every query above (before the brute-force truth below, whose
     // copy of the vectors is the benchmark's, not the engine's).
     report["serve_peak_rss_mib"] = peak_rss_mib().into();
+    // What is resident now, split: the process's own memory (graph, tables, model) and pages of
+    // mapped files (index, vectors), which the kernel drops and re-reads under pressure.
+    let (anon, file) = (status_mib("RssAnon:"), status_mib("RssFile:"));
+    report["serve_rss_anon_mib"] = anon.into();
+    report["serve_rss_file_mib"] = file.into();
+    println!("resident after the queries: {anon} MiB own memory, {file} MiB of mapped files");
 
     // ANN at equal recall: brute-force truth, then recall@10 and QPS for each ef.
     let probes = nq.min(300);
@@ -282,11 +288,16 @@ fn reset_peak_rss() {
 
 /// Peak resident set size since the last reset, in MiB (`VmHWM`).
 fn peak_rss_mib() -> u64 {
+    status_mib("VmHWM:")
+}
+
+/// A `kB` line of `/proc/self/status`, in MiB.
+fn status_mib(key: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .find_map(|l| l.strip_prefix(key))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .map_or(0, |kb| kb / 1024)
