@@ -178,7 +178,6 @@ fn save_graph(dir: &Path, graph: &Graph) -> Result<()> {
     let basename = format!("g{rows}.dkg");
     let path = graph_dir.join(&basename);
     graph.save(&path).map_err(Error::io(&path))?;
-    let old = read_graph_meta(dir);
     write_json_atomic(
         &dir.join(GRAPH_META),
         &GraphMeta {
@@ -194,7 +193,6 @@ fn save_graph(dir: &Path, graph: &Graph) -> Result<()> {
             }
         }
     }
-    drop(old);
     Ok(())
 }
 
