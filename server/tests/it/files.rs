@@ -300,7 +300,7 @@ fn files_in_every_format_tasks_and_deletes() {
 
     // Cancel: a second task behind a long one is cancelled while queued, and a running one
     // stops between batches; neither runs its full sync's deletions.
-    let big: String = (0..20_000)
+    let big: String = (0..100_000)
         .map(|i| format!("{{\"_id\":\"big-{i:05}\",\"text\":\"Big page {i} on lunar soil.\"}}\n"))
         .collect();
     let (_, running) = upload(
@@ -341,7 +341,7 @@ fn files_in_every_format_tasks_and_deletes() {
         "{stopped}"
     );
     let written = stopped["summary"]["added"].as_u64().unwrap();
-    assert!(written < 20_000, "cancelled before the end: {stopped}");
+    assert!(written < 100_000, "cancelled before the end: {stopped}");
     assert_eq!(
         stopped["summary"]["deleted"], 0,
         "no full-sync deletions: {stopped}"
