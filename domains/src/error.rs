@@ -21,6 +21,9 @@ pub enum Error {
     Store(#[from] sqlx::Error),
     #[error("store migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A snapshot file that cannot be written or read back (its path, with the line).
+    #[error("{path}: {reason}")]
+    File { path: String, reason: String },
 }
 
 /// The neutral class of an error; transports map it to their codes in one table.
@@ -45,6 +48,7 @@ impl Error {
             Error::Forbidden(_) => ErrorKind::Forbidden,
             Error::Unavailable(_) => ErrorKind::Unavailable,
             Error::Store(_) | Error::Migrate(_) => ErrorKind::Internal,
+            Error::File { .. } => ErrorKind::BadRequest,
         }
     }
 

@@ -12,12 +12,15 @@
 //!   `iss`, `sub` required) and delegated tokens that can only narrow a principal's grants.
 //! - `content.rs`: documents, chunks with embeddings, and the changelog; writes acknowledge
 //!   with their sequence.
+//! - `dump.rs`: every table as JSON lines from one read transaction, restored into an empty
+//!   store in one transaction (SQLite and PostgreSQL alike).
 //!
 //! This crate depends on no other member: settings and attributes are carried as JSON.
 
 mod access;
 mod admin;
 mod content;
+mod dump;
 mod error;
 mod jwt;
 mod keys;
@@ -27,6 +30,7 @@ mod store;
 
 pub use access::{Caller, Pass, System};
 pub use admin::AuditQuery;
+pub use dump::{DumpInfo, DumpedDomain};
 pub use error::{Error, ErrorKind, Result};
 pub use jwt::{Delegation, JwtConfig, JwtKey, MAX_DELEGATION_SECS};
 pub use model::{

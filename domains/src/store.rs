@@ -128,6 +128,10 @@ impl Store {
         self.backend
     }
 
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
     /// On PostgreSQL, a listener woken by every committed write and domain deletion on any
     /// node (LISTEN/NOTIFY); `None` on SQLite, whose writers share this process.
     pub async fn change_listener(&self) -> Result<Option<ChangeListener>> {

@@ -36,6 +36,11 @@ pub(crate) struct VectorView {
     rows: u32,
 }
 
+/// The bytes of a vector file holding `rows` rows of `dim`.
+pub(crate) fn file_len(dim: usize, rows: u32) -> u64 {
+    HEADER as u64 + u64::from(rows) * (dim * 4) as u64
+}
+
 impl VectorFile {
     /// Opens or creates the file, keeping exactly `committed_rows` rows.
     pub fn open(path: &Path, dim: usize, committed_rows: u32) -> Result<Self> {
@@ -63,7 +68,7 @@ impl VectorFile {
                 });
             }
         }
-        let want = HEADER as u64 + u64::from(committed_rows) * (dim * 4) as u64;
+        let want = file_len(dim, committed_rows);
         let have = file.metadata().map_err(Error::io(path))?.len();
         if have < want {
             return Err(Error::Corrupt {

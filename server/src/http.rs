@@ -36,7 +36,8 @@ use crate::error::{ApiError, Code};
 use crate::service::{
     AuditInput, CatalogUpload, ContextInput, DelegateInput, DeleteInput, DomainInput, DomainUpdate,
     FilesInput, GrantInput, IngestInput, KeyInput, MemberInput, PrincipalInput, SearchInput,
-    Service, ShopifyDelivery, UploadOptions, UploadOutcome, UploadedFile,
+    Service, ShopifyDelivery, SnapshotInput, SnapshotSource, UploadOptions, UploadOutcome,
+    UploadedFile,
 };
 
 type Svc = State<Arc<Service>>;
@@ -199,6 +200,8 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/v1/keys", get(list_keys).post(create_key))
         .route("/v1/keys/{id}", delete(revoke_key))
         .route("/v1/tokens/delegate", post(delegate))
+        .route("/v1/snapshots", get(list_snapshots).post(create_snapshot))
+        .route("/v1/snapshots/{name}/restore", post(restore_snapshot))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
@@ -403,6 +406,40 @@ async fn create_principal(
     svc.create_principal(&c, input)
         .await
         .map(|p| (StatusCode::CREATED, Json(p)))
+        .into_response()
+}
+
+async fn create_snapshot(State(svc): Svc, Authed(c): Authed, RawBody(body): RawBody) -> Response {
+    // The body is optional: none (or `{}`) names the snapshot by its time.
+    let input: SnapshotInput = if body.iter().all(u8::is_ascii_whitespace) {
+        SnapshotInput::default()
+    } else {
+        match decode_json(&body) {
+            Ok(i) => i,
+            Err(e) => return e.into_response(),
+        }
+    };
+    svc.create_snapshot(&c, input.name)
+        .await
+        .map(|s| (StatusCode::CREATED, Json(s)))
+        .into_response()
+}
+
+async fn list_snapshots(State(svc): Svc, Authed(c): Authed) -> Response {
+    svc.list_snapshots(&c)
+        .await
+        .map(|s| Json(serde_json::json!({ "snapshots": s })))
+        .into_response()
+}
+
+async fn restore_snapshot(
+    State(svc): Svc,
+    Authed(c): Authed,
+    Path(name): Path<String>,
+) -> Response {
+    svc.restore_snapshot(&c, SnapshotSource::Named(name))
+        .await
+        .map(Json)
         .into_response()
 }
 

@@ -232,6 +232,11 @@ pub fn document() -> Value {
             },
             "/v1/keys/{id}": { "delete": op("Revoke a key", None, json!({"description": "revoked"}), &["id"]) },
             "/v1/tokens/delegate": { "post": op("A delegated token for an agent acting for an end user (a principal): read-only, at most 15 minutes, for the domains both may read (re-checked on every use). Send it as `Authorization: Bearer <token>`", Some(body(json!({"type": "object", "required": ["end_user"], "additionalProperties": false, "properties": {"end_user": {"type": "string"}, "domains": array(json!({"type": "string"})), "ttl_seconds": {"type": "integer", "minimum": 1, "maximum": 900, "default": 300}}}))), ok("minted", json!({"type": "object", "properties": {"token": {"type": "string"}, "expires_at": {"type": "integer", "description": "milliseconds since the epoch"}, "end_user": {"type": "string"}, "domains": array(json!({"type": "string"}))}})), &[]) },
+            "/v1/snapshots": {
+                "get": op("The snapshots in this node's snapshot directory, oldest first (superuser)", None, ok("snapshots", json!({"type": "object", "properties": {"snapshots": array(r("Snapshot"))}})), &[]),
+                "post": op("Snapshot the store (one read transaction) and this node's shards (each at its last commit, never ahead of the store copy) into the snapshot directory (superuser); 201. The body is optional", Some(json!({"required": false, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "properties": {"name": {"type": "string", "description": "1–64 of A–Z a–z 0–9 - _ .; default: the time, 2026-11-29T19-30-00Z"}}}}}})), ok("created", r("Snapshot")), &[])
+            },
+            "/v1/snapshots/{name}/restore": { "post": op("Restore a snapshot into this node's store, which must be empty (no domain, no principal but the bootstrap admin; 409 otherwise): the store in one transaction, the shards swapped in and caught up from the changelog. Principals and keys become the snapshot's (superuser)", None, ok("restored", r("Snapshot")), &["name"]) },
             "/healthz": { "get": open("Liveness") },
             "/readyz": { "get": open("Readiness: the store answers and the applier has run") },
             "/metrics": { "get": open("Prometheus metrics") },
@@ -325,6 +330,11 @@ pub fn document() -> Value {
                             "score": {"type": "number"}, "tokens": {"type": "integer"} }}))
                     }
                 },
+                "Snapshot": { "type": "object", "properties": {
+                    "name": {"type": "string"}, "created_at": {"type": "string", "format": "date-time"},
+                    "backend": {"enum": ["sqlite", "postgres"]}, "schema_version": {"type": "integer"}, "bytes": {"type": "integer"},
+                    "domains": array(json!({"type": "object", "properties": {"name": {"type": "string"}, "store_seq": {"type": "integer"}, "shard_seq": {"type": ["integer", "null"], "description": "absent: the shard was not copied and is rebuilt from the store"}}})),
+                    "rows": {"type": "object", "additionalProperties": {"type": "integer"}, "description": "rows per store table"} } },
                 "Domain": { "type": "object", "properties": { "id": {"type": "integer"}, "name": {"type": "string"}, "description": {"type": "string"}, "settings": {"type": "object"}, "created_at": {"type": "integer"} } },
                 "DomainInput": { "type": "object", "required": ["name"], "additionalProperties": false, "properties": { "name": {"type": "string"}, "description": {"type": "string"}, "embedder": { "enum": ["minilm", "openai", "fake"] }, "openai_model": {"type": "string"}, "dim": {"type": "integer"}, "chunk_tokens": {"type": "integer"}, "chunk_overlap": {"type": "integer"}, "option_names": { "type": "object", "additionalProperties": {"type": "string"}, "description": "a shop's option (case_size) → the canonical field it is also filed under, or \"\" for none" } } },
                 "IngestInput": { "type": "object", "required": ["documents"], "additionalProperties": false, "properties": { "documents": array(json!({

@@ -7,12 +7,14 @@
 //!   incarnation of the domain, quarantining what a shard refuses, rebuilding a shard ahead of
 //!   its store, removing shards of deleted domains.
 //! - `reader.rs`: [`Reader`], the read gate: the shards a `Pass` opens, the only way to search.
+//! - `snapshot.rs`: snapshots of the store and the shards, and their restore.
 //! - `settings.rs`: a domain's engine settings and documents in the store's JSON form.
 
 mod applier;
 mod error;
 mod reader;
 mod settings;
+pub mod snapshot;
 mod write;
 
 pub use applier::{Applier, ApplierEvents, CatchUp};

@@ -126,6 +126,24 @@ impl PgCluster {
     }
 }
 
+impl PgCluster {
+    /// A new, empty database on this cluster: its URL.
+    pub fn database(&self, name: &str) -> String {
+        let port = self
+            .url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.split('/').next())
+            .expect("the cluster's port");
+        run(
+            &self.bin,
+            "createdb",
+            &["-h", "127.0.0.1", "-p", port, "-U", "postgres", name],
+        );
+        format!("postgres://postgres@127.0.0.1:{port}/{name}")
+    }
+}
+
 impl Drop for PgCluster {
     fn drop(&mut self) {
         let data = self.dir.path().join("data");

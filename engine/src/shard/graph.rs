@@ -69,6 +69,11 @@ impl GraphWorker {
         self.shared.catch_up(true)
     }
 
+    /// Holds off every extension, replacement and save of the graph while the guard lives.
+    pub fn hold(&self) -> std::sync::MutexGuard<'_, u32> {
+        lock(&self.shared.work)
+    }
+
     /// Stops the worker (between insertion steps) and waits for it.
     pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::Release);

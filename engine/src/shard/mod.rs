@@ -7,6 +7,7 @@
 //! - `graph.rs`: the graph worker — the HNSW graph brought up to the vector file after each
 //!   commit, grown, rebuilt, saved and loaded.
 
+mod copy;
 mod graph;
 mod snapshot;
 mod types;

@@ -496,6 +496,58 @@ fn graph_checkpoint_reloads_and_survives_damage() {
     );
 }
 
+/// A copy taken while the shard serves opens at the copied commit: the same sequence and the
+/// same answers, untouched by later writes to the original (and their vector rows).
+#[test]
+fn a_copy_opens_at_the_commit_it_copied() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shard = new_shard(tmp.path());
+    let mut first = batch(sample_docs());
+    first.seq = Some(7);
+    shard.apply(first).unwrap();
+    shard.checkpoint().unwrap();
+    let mut tail = batch(vec![WriteOp::Upsert(doc(
+        "tail",
+        "Tail",
+        &["written after the checkpoint, before the copy"],
+        &[],
+    ))]);
+    tail.seq = Some(8);
+    shard.apply(tail).unwrap();
+    let hybrid = request("returned within days", Mode::Hybrid);
+    let vector = request("written after the checkpoint", Mode::Vector);
+    let expect = (ids(&shard, &hybrid), ids(&shard, &vector));
+    let copy = tmp.path().join("copy");
+    assert_eq!(shard.copy_to(&copy).unwrap(), 8);
+    assert!(
+        shard.copy_to(&copy).is_err(),
+        "an existing directory is refused"
+    );
+    let mut later = batch(vec![WriteOp::Upsert(doc(
+        "later",
+        "Later",
+        &["written after the copy was taken"],
+        &[],
+    ))]);
+    later.seq = Some(9);
+    shard.apply(later).unwrap();
+    let copied = Shard::open(&copy, "kb").unwrap();
+    assert_eq!(copied.applied_seq(), 8);
+    assert_eq!(copied.stats().documents, shard.stats().documents - 1);
+    assert_eq!((ids(&copied, &hybrid), ids(&copied, &vector)), expect);
+    let has = |hits: Vec<String>, doc: &str| hits.iter().any(|c| c.starts_with(doc));
+    assert!(!has(
+        ids(&copied, &request("taken after the copy", Mode::Hybrid)),
+        "later"
+    ));
+    // The copy is a shard of its own: it takes writes.
+    let mut own = batch(vec![WriteOp::Delete("tail".into())]);
+    own.seq = Some(9);
+    copied.apply(own).unwrap();
+    assert!(!has(ids(&copied, &vector), "tail"));
+    assert!(has(ids(&shard, &vector), "tail"));
+}
+
 /// A one-thread OpenAI-compatible embeddings server on loopback, answering `requests` requests.
 fn fake_openai_server(requests: usize) -> (String, std::thread::JoinHandle<Vec<String>>) {
     use std::io::{BufRead, BufReader, Read, Write};

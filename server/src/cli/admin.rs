@@ -10,7 +10,10 @@ use dartmouth_server::service::{
     AuditInput, DomainInput, DomainUpdate, GrantInput, KeyInput, PrincipalInput, format_millis,
 };
 
-use super::{Ctx, DomainCommand, KeyCommand, PrincipalCommand, now_millis, out, parse_duration};
+use super::{
+    Ctx, DomainCommand, KeyCommand, PrincipalCommand, SnapshotCommand, now_millis, out,
+    parse_duration,
+};
 
 /// `--option-name OPTION=FIELD` flags as the map domain settings hold.
 fn parse_option_names<'a>(
@@ -269,6 +272,59 @@ pub(super) fn reindex(ctx: &Ctx, domain: &str) -> Result<()> {
         r.seconds
     )?;
     Ok(())
+}
+
+pub(super) fn snapshot(ctx: &Ctx, command: SnapshotCommand) -> Result<()> {
+    use dartmouth_server::service::{SnapshotOut, SnapshotSource};
+    let show = |s: &SnapshotOut, json: bool| -> Result<()> {
+        let mut o = out();
+        if json {
+            writeln!(o, "{}", serde_json::to_string(s)?)?;
+            return Ok(());
+        }
+        let mib = s.bytes as f64 / (1 << 20) as f64;
+        writeln!(
+            o,
+            "{}  {}  {} store, schema {}  {mib:.1} MiB",
+            s.name, s.created_at, s.backend, s.schema_version
+        )?;
+        for d in &s.domains {
+            match d.shard_seq {
+                Some(seq) => writeln!(o, "  {}: store at {}, shard at {seq}", d.name, d.store_seq)?,
+                None => writeln!(
+                    o,
+                    "  {}: store at {}, no shard (rebuilt from the store)",
+                    d.name, d.store_seq
+                )?,
+            }
+        }
+        Ok(())
+    };
+    match command {
+        SnapshotCommand::Create { name, json } => {
+            show(&ctx.call(ctx.svc.create_snapshot(&ctx.caller, name))?, json)
+        }
+        SnapshotCommand::List { json } => {
+            for s in ctx.call(ctx.svc.list_snapshots(&ctx.caller))? {
+                show(&s, json)?;
+            }
+            Ok(())
+        }
+        SnapshotCommand::Restore { snapshot, json } => {
+            // A path (anything with a separator, or an existing directory) or a name.
+            let path = std::path::PathBuf::from(&snapshot);
+            let source = if snapshot.contains('/') || path.is_dir() {
+                SnapshotSource::Dir(path)
+            } else {
+                SnapshotSource::Named(snapshot)
+            };
+            let s = ctx.call(ctx.svc.restore_snapshot(&ctx.caller, source))?;
+            if !json {
+                writeln!(out(), "restored; every shard has caught up with the store:")?;
+            }
+            show(&s, json)
+        }
+    }
 }
 
 pub(super) fn audit(ctx: &Ctx, query: AuditInput, json: bool) -> Result<()> {

@@ -2,7 +2,7 @@
 //! (the local operator is the caller, `--as` acts as another principal), plus `serve` and the
 //! catalog-only `eval`. No command calls the store itself.
 //!
-//! - `admin.rs`: domains, principals, grants, keys, reindex, audit.
+//! - `admin.rs`: domains, principals, grants, keys, reindex, audit, snapshots.
 //! - `index.rs`: `dartmouth index` (files into a domain).
 //! - `search.rs`: `dartmouth search`.
 //! - `eval.rs`: `dartmouth eval` (judged collections into evaluation shards; no store).
@@ -42,6 +42,9 @@ struct Cli {
     /// The store: sqlite://… or postgres://… [default: store.sqlite3 in the data directory]
     #[arg(long, env = "DARTMOUTH_STORE", global = true)]
     store: Option<String>,
+    /// Where snapshots are created and listed [default: snapshots in the data directory]
+    #[arg(long, env = "DARTMOUTH_SNAPSHOT_DIR", global = true)]
+    snapshot_dir: Option<PathBuf>,
     /// Act as this principal (its grants decide what is visible); the local operator is the
     /// bootstrap admin otherwise.
     #[arg(long = "as", global = true)]
@@ -125,6 +128,11 @@ enum Command {
         #[arg(long)]
         filter: Option<String>,
     },
+    /// Snapshots of the store and the shards: create, list, restore (into an empty store).
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
     /// Serve the MCP tools (search, context, get_document) on stdin/stdout for an agent
     /// runtime, as the principal of `--key` (or `--as`, or the local operator).
     Mcp {
@@ -163,6 +171,31 @@ enum PrincipalCommand {
     },
     /// Delete a principal with its keys, grants and memberships.
     Delete { name: String },
+}
+
+#[derive(Subcommand)]
+enum SnapshotCommand {
+    /// A consistent copy of the store and of the shards, in the snapshot directory.
+    Create {
+        /// Its name [default: the time, 2026-11-29T19-30-00Z].
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a snapshot into an empty store (`--store`) and data directory; the shards then
+    /// catch up from the changelog.
+    Restore {
+        /// A snapshot's name in the snapshot directory, or the path of a snapshot directory
+        /// (one copied from another machine).
+        snapshot: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -456,6 +489,7 @@ fn serve_cmd(catalog: Catalog, cli: &Cli, args: &ServeArgs) -> Result<()> {
             shopify: config.shopify.clone(),
             read_mode: ReadMode::AsApplied,
             placement: config.placement.clone(),
+            snapshot_dir: snapshot_dir(cli),
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?;
         svc.check_webhooks()
@@ -463,6 +497,12 @@ fn serve_cmd(catalog: Catalog, cli: &Cli, args: &ServeArgs) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("{}", e.message))?;
         dartmouth_server::serve(config, Arc::new(svc)).await
     })
+}
+
+fn snapshot_dir(cli: &Cli) -> PathBuf {
+    cli.snapshot_dir
+        .clone()
+        .unwrap_or_else(|| cli.data_dir.join("snapshots"))
 }
 
 /// `30s`, `15m`, `1h`, `7d` in milliseconds.
@@ -537,6 +577,7 @@ pub fn run() -> Result<()> {
             shopify: Vec::new(),
             read_mode: ReadMode::CaughtUp,
             placement: None,
+            snapshot_dir: snapshot_dir(&cli),
         })
         .map_err(|e| anyhow::anyhow!("{}", e.message))?,
     );
@@ -568,6 +609,7 @@ pub fn run() -> Result<()> {
         Command::Revoke { principal, domain } => admin::revoke(&ctx, &principal, &domain),
         Command::Key { command } => admin::key(&ctx, command),
         Command::Reindex { domain } => admin::reindex(&ctx, &domain),
+        Command::Snapshot { command } => admin::snapshot(&ctx, command),
         Command::Audit {
             since,
             actor,

@@ -5,7 +5,10 @@ use tonic::{Request, Response, Status};
 
 use super::Grpc;
 use crate::proto as pb;
-use crate::service::{AuditInput, DomainInput, DomainUpdate, GrantInput, KeyInput, PrincipalInput};
+use crate::service::{
+    AuditInput, DomainInput, DomainUpdate, GrantInput, KeyInput, PrincipalInput, SnapshotOut,
+    SnapshotSource,
+};
 
 fn domain_info(d: Domain) -> pb::DomainInfo {
     pb::DomainInfo {
@@ -14,6 +17,26 @@ fn domain_info(d: Domain) -> pb::DomainInfo {
         description: d.description,
         settings_json: d.settings.to_string(),
         created_at: d.created_at,
+    }
+}
+
+fn snapshot_info(s: SnapshotOut) -> pb::Snapshot {
+    pb::Snapshot {
+        name: s.name,
+        created_at: s.created_at,
+        backend: s.backend,
+        schema_version: s.schema_version,
+        bytes: s.bytes,
+        domains: s
+            .domains
+            .into_iter()
+            .map(|d| pb::SnapshotDomain {
+                name: d.name,
+                store_seq: d.store_seq,
+                shard_seq: d.shard_seq,
+            })
+            .collect(),
+        rows: s.rows.into_iter().collect(),
     }
 }
 
@@ -424,6 +447,51 @@ impl pb::admin_server::Admin for Grpc {
                     })
                     .collect(),
             })
+        })
+        .await
+    }
+
+    async fn create_snapshot(
+        &self,
+        request: Request<pb::CreateSnapshotRequest>,
+    ) -> Result<Response<pb::Snapshot>, Status> {
+        self.observe("CreateSnapshot", async {
+            let caller = self.caller(&request).await?;
+            let name = request.into_inner().name;
+            let name = (!name.is_empty()).then_some(name);
+            Ok(snapshot_info(
+                self.svc.create_snapshot(&caller, name).await?,
+            ))
+        })
+        .await
+    }
+
+    async fn list_snapshots(
+        &self,
+        request: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::SnapshotList>, Status> {
+        self.observe("ListSnapshots", async {
+            let caller = self.caller(&request).await?;
+            let snapshots = self.svc.list_snapshots(&caller).await?;
+            Ok(pb::SnapshotList {
+                snapshots: snapshots.into_iter().map(snapshot_info).collect(),
+            })
+        })
+        .await
+    }
+
+    async fn restore_snapshot(
+        &self,
+        request: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<pb::Snapshot>, Status> {
+        self.observe("RestoreSnapshot", async {
+            let caller = self.caller(&request).await?;
+            let name = request.into_inner().name;
+            Ok(snapshot_info(
+                self.svc
+                    .restore_snapshot(&caller, SnapshotSource::Named(name))
+                    .await?,
+            ))
         })
         .await
     }

@@ -306,6 +306,38 @@ pub struct ReindexOut {
     pub seconds: f64,
 }
 
+/// A snapshot of the store and of a node's shards.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotOut {
+    pub name: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// The store it was taken from (`sqlite` or `postgres`); it restores into either.
+    pub backend: String,
+    pub schema_version: i64,
+    pub bytes: u64,
+    pub domains: Vec<SnapshotDomainOut>,
+    /// Rows per store table.
+    pub rows: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotDomainOut {
+    pub name: String,
+    /// The domain's sequence in the store copy.
+    pub store_seq: u64,
+    /// The sequence its shard copy had applied (it catches up from there on restore); absent
+    /// when the shard was not copied (held by another node): rebuilt from the store instead.
+    pub shard_seq: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotInput {
+    /// Default: the time it is taken (`2026-11-29T19-30-00Z`).
+    pub name: Option<String>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrincipalInput {

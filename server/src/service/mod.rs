@@ -9,6 +9,7 @@
 //! - `catalog.rs`: Shopify catalog uploads and signed webhooks.
 //! - `admin.rs`: domains, principals, grants, keys, delegation, stats, audit, reindex.
 //! - `apply.rs`: the applier tick and read-your-writes.
+//! - `snapshots.rs`: snapshots of the store and the shards, and their restore.
 
 mod admin;
 mod apply;
@@ -16,11 +17,13 @@ mod catalog;
 mod contract;
 mod documents;
 mod search;
+mod snapshots;
 mod tasks;
 
 pub use admin::format_millis;
 pub use contract::*;
 pub use search::pack_context;
+pub use snapshots::SnapshotSource;
 pub use tasks::{TaskOut, TaskStatus};
 
 use std::collections::HashMap;
@@ -106,6 +109,8 @@ pub struct ServiceConfig {
     pub read_mode: ReadMode,
     /// The domains this node holds (`serve --domains`); `None`: all of them.
     pub placement: Option<Vec<String>>,
+    /// Where snapshots are created, listed and restored from by name.
+    pub snapshot_dir: std::path::PathBuf,
 }
 
 pub struct Service {
@@ -137,6 +142,7 @@ pub struct Service {
     /// Asynchronous indexing tasks on this node.
     tasks: tasks::Tasks,
     placement: Option<std::collections::BTreeSet<String>>,
+    snapshot_dir: std::path::PathBuf,
 }
 
 impl Service {
@@ -165,6 +171,7 @@ impl Service {
             started: std::time::Instant::now(),
             tasks: tasks::Tasks::default(),
             placement: config.placement.map(|p| p.into_iter().collect()),
+            snapshot_dir: config.snapshot_dir,
         })
     }
 

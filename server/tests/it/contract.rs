@@ -178,6 +178,15 @@ async fn grpc_call(ch: Channel, method: &str, key: Option<&str>, spare_key: &str
             .await
             .map(drop),
         "LiveStats" => a.live_stats(with_key(pb::ListRequest {}, key)).await.map(drop),
+        "ListSnapshots" => a.list_snapshots(with_key(pb::ListRequest {}, key)).await.map(drop),
+        "CreateSnapshot" => a
+            .create_snapshot(with_key(pb::CreateSnapshotRequest { name: String::new() }, key))
+            .await
+            .map(drop),
+        "RestoreSnapshot" => a
+            .restore_snapshot(with_key(pb::SnapshotRequest { name: "none".into() }, key))
+            .await
+            .map(drop),
         "UploadFiles" => i
             .upload_files(with_key(pb::UploadFilesRequest {
                 domain: "help".into(),
@@ -415,6 +424,15 @@ fn one_contract_over_http_and_grpc_with_access_control() {
         ),
         ("GET", "/v1/audit", None, SUPER),
         ("GET", "/v1/stats", None, ANYONE),
+        // Snapshots hold every domain and key hash: superusers only (a missing one is a 404).
+        ("GET", "/v1/snapshots", None, SUPER),
+        ("POST", "/v1/snapshots", Some("{}"), SUPER_CREATE),
+        (
+            "POST",
+            "/v1/snapshots/none/restore",
+            None,
+            [401, 401, 403, 403, 403, 404, 403, 403, 403],
+        ),
         ("GET", "/v1/domains/help", None, READ),
         (
             "PATCH",
@@ -623,6 +641,9 @@ fn one_contract_over_http_and_grpc_with_access_control() {
         ),
         ("QueryAudit", ("GET", "/v1/audit")),
         ("LiveStats", ("GET", "/v1/stats")),
+        ("ListSnapshots", ("GET", "/v1/snapshots")),
+        ("CreateSnapshot", ("POST", "/v1/snapshots")),
+        ("RestoreSnapshot", ("POST", "/v1/snapshots/none/restore")),
         ("GetDomainStats", ("GET", "/v1/domains/help")),
         ("UpdateDomain", ("PATCH", "/v1/domains/help")),
         ("Reindex", ("POST", "/v1/domains/help/reindex")),
@@ -769,7 +790,8 @@ fn one_contract_over_http_and_grpc_with_access_control() {
                 "/v1/groups/{group}/members/{member}",
             )
             .replace("/v1/groups/staff/members", "/v1/groups/{group}/members")
-            .replace("t0000000000000000", "{id}");
+            .replace("t0000000000000000", "{id}")
+            .replace("/v1/snapshots/none/", "/v1/snapshots/{name}/");
         assert!(
             !openapi["paths"][&templated].is_null(),
             "openapi lacks {templated}"

@@ -26,3 +26,4 @@ mod mcp;
 mod model;
 mod nodes;
 mod products;
+mod snapshots;

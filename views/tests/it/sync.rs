@@ -94,12 +94,27 @@ impl World {
         opts: SourceOptions,
         full_sync: bool,
     ) -> IndexSummary {
+        self.index_into(&self.catalog, domain, paths, opts, full_sync)
+    }
+
+    /// [`World::index`] with the shards of `catalog` (another node's, say) caught up.
+    fn index_into(
+        &self,
+        catalog: &Catalog,
+        domain: &str,
+        paths: &[&Path],
+        opts: SourceOptions,
+        full_sync: bool,
+    ) -> IndexSummary {
         let admin = self.rt.block_on(self.store.local_admin()).unwrap();
         let pass = self
             .rt
             .block_on(self.store.authorize(&admin, &[domain.into()], Role::Write))
             .unwrap();
-        let applier = self.applier();
+        let applier = Applier {
+            catalog,
+            ..self.applier()
+        };
         let target = pass.domains()[0].clone();
         let paths: Vec<PathBuf> = paths.iter().map(|p| p.to_path_buf()).collect();
         IndexJob {
@@ -452,4 +467,179 @@ fn a_stock_change_after_a_delete_does_not_resurrect_and_full_sync_needs_document
     assert_eq!((s.updated, s.deleted), (1, 0));
     assert!(s.notes[0].contains("deleted nothing"), "{:?}", s.notes);
     assert_eq!(w.search("store", "the", "", &[]).filtered_documents, 24);
+}
+
+/// A snapshot taken while this node's shard is behind the store (another node wrote) restores
+/// into an empty store and data directory: the shard copy swaps in at its own sequence and
+/// catches up from the restored changelog, and the restored node answers exactly as the
+/// original once both are caught up. Then: names, a restore into a store that is not empty,
+/// and a snapshot without a shard (rebuilt from the changelog).
+#[test]
+fn a_snapshot_restores_and_its_shards_resume_from_the_changelog() {
+    use dartmouth_views::snapshot;
+    let w = World::new();
+    let help = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sample/help-centre");
+    let catalog_file = shopify("admin_rest/products_united_by_blue_demo.json");
+    w.index("help-centre", &[&help], SourceOptions::default(), false);
+    // Another node writes the catalog: the store moves on, this node's `store` shard does not.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let other = Catalog::open(elsewhere.path()).unwrap();
+    w.index_into(
+        &other,
+        "store",
+        &[&catalog_file],
+        SourceOptions::default(),
+        false,
+    );
+    let admin = w.rt.block_on(w.store.local_admin()).unwrap();
+    let domains = w.rt.block_on(w.store.list_domains(&admin)).unwrap();
+    let applier = w.applier();
+    // The `store` shard exists here, empty.
+    let store_domain = domains.iter().find(|d| d.name == "store").unwrap();
+    applier.shard(store_domain).unwrap();
+
+    let root = tempfile::tempdir().unwrap();
+    let info = snapshot::create(&applier, &domains, root.path(), "s1", 1_795_000_000_000).unwrap();
+    let of = |name: &str| {
+        info.domains
+            .iter()
+            .find(|d| d.name == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        of("help-centre").shard_seq,
+        Some(of("help-centre").store_seq)
+    );
+    assert_eq!(of("store").shard_seq, Some(0), "{info:?}");
+    assert!(of("store").store_seq > 0);
+    assert_eq!(snapshot::list(root.path()).unwrap(), vec![info.clone()]);
+    assert!(
+        snapshot::create(&applier, &domains, root.path(), "s1", 0)
+            .unwrap_err()
+            .to_string()
+            .contains("already exists")
+    );
+    for bad in ["", ".hidden", "a/b", "../up", &"x".repeat(65)] {
+        assert!(
+            snapshot::create(&applier, &domains, root.path(), bad, 0).is_err(),
+            "{bad:?}"
+        );
+    }
+
+    // Restored elsewhere: a new store and data directory.
+    let there = tempfile::tempdir().unwrap();
+    let store2 =
+        w.rt.block_on(Store::open(&Store::sqlite_url(there.path())))
+            .unwrap();
+    let catalog2 = Catalog::open(there.path()).unwrap();
+    let applier2 = Applier {
+        store: &store2,
+        catalog: &catalog2,
+        runtime: w.rt.handle().clone(),
+        events: None,
+    };
+    let dir = root.path().join("s1");
+    let restored = snapshot::restore(&applier2, &dir).unwrap();
+    assert_eq!(restored, info);
+    let admin2 = w.rt.block_on(store2.local_admin()).unwrap();
+    let domains2 = w.rt.block_on(store2.list_domains(&admin2)).unwrap();
+    assert_eq!(
+        domains2
+            .iter()
+            .map(|d| (&d.name, &d.uid))
+            .collect::<Vec<_>>(),
+        domains
+            .iter()
+            .map(|d| (&d.name, &d.uid))
+            .collect::<Vec<_>>()
+    );
+    // The copied shards are in place at their sequences; catching up replays the rest.
+    for d in &domains2 {
+        let shard = applier2.existing_shard(d).unwrap().expect("restored shard");
+        assert_eq!(Some(shard.applied_seq()), of(&d.name).shard_seq);
+    }
+    for (a, b) in domains.iter().zip(&domains2) {
+        assert_eq!(applier.catch_up(a).unwrap(), applier2.catch_up(b).unwrap());
+    }
+    let search = |store: &Store, applier: &Applier<'_>, domain: &str, query: &str| {
+        let admin = w.rt.block_on(store.local_admin()).unwrap();
+        let pass =
+            w.rt.block_on(store.authorize(&admin, &[domain.into()], Role::Read))
+                .unwrap();
+        let mut req = SearchRequest::new(query);
+        req.mode = Mode::Hybrid;
+        req.vector = Some(w.embedder.inner.embed_query(query).unwrap());
+        req.k = 50;
+        applier
+            .reader(&pass)
+            .unwrap()
+            .search(&req)
+            .unwrap()
+            .hits
+            .into_iter()
+            .map(|h| (h.chunk_id, format!("{:.5}", h.score)))
+            .collect::<Vec<_>>()
+    };
+    for (domain, query) in [
+        ("store", "organic cotton shirt"),
+        ("help-centre", "returns within days"),
+    ] {
+        let here = search(&w.store, &applier, domain, query);
+        assert!(!here.is_empty(), "{domain}: {query}");
+        assert_eq!(
+            search(&store2, &applier2, domain, query),
+            here,
+            "{domain}: {query}"
+        );
+    }
+
+    // A store that is not empty any more refuses a restore, and keeps what it has.
+    let err = snapshot::restore(&applier2, &dir).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("restores only into an empty store"),
+        "{err}"
+    );
+    assert_eq!(
+        w.rt.block_on(store2.list_domains(&admin2)).unwrap().len(),
+        domains.len()
+    );
+
+    // Without its shards (taken on a node that held none), every domain is rebuilt from the
+    // store's changelog and answers the same.
+    let bare = tempfile::tempdir().unwrap();
+    let store3 =
+        w.rt.block_on(Store::open(&Store::sqlite_url(bare.path())))
+            .unwrap();
+    let catalog3 = Catalog::open(bare.path()).unwrap();
+    let applier3 = Applier {
+        store: &store3,
+        catalog: &catalog3,
+        runtime: w.rt.handle().clone(),
+        events: None,
+    };
+    let nowhere = tempfile::tempdir().unwrap();
+    let no_shards = Catalog::open(nowhere.path()).unwrap();
+    let without = Applier {
+        catalog: &no_shards,
+        ..w.applier()
+    };
+    let info3 = snapshot::create(&without, &domains, root.path(), "none", 2).unwrap();
+    assert!(info3.domains.iter().all(|d| d.shard_seq.is_none()));
+    snapshot::restore(&applier3, &root.path().join("none")).unwrap();
+    let admin3 = w.rt.block_on(store3.local_admin()).unwrap();
+    for d in w.rt.block_on(store3.list_domains(&admin3)).unwrap() {
+        applier3.catch_up(&d).unwrap();
+    }
+    for (domain, query) in [
+        ("store", "organic cotton shirt"),
+        ("help-centre", "returns within days"),
+    ] {
+        assert_eq!(
+            search(&store3, &applier3, domain, query),
+            search(&w.store, &applier, domain, query),
+            "{domain}: {query}"
+        );
+    }
 }

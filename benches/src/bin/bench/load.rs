@@ -291,6 +291,7 @@ impl InProcess {
                     shopify: Vec::new(),
                     read_mode: Default::default(),
                     placement: None,
+                    snapshot_dir: data.join("snapshots"),
                 })
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?,
             );

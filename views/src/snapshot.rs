@@ -1,0 +1,317 @@
+//! Snapshots: a consistent copy of the store and of the shards this node holds, restorable on
+//! another machine (and on the other backend).
+//!
+//! `create` copies each shard at its last commit first, then dumps the store in one read
+//! transaction. The store only grows, so every copied shard is at or behind the store copy,
+//! and a restored node resumes from the changelog: each shard catches up from its own
+//! sequence to the store's, as after a restart. A domain whose shard is not in the snapshot
+//! (held by another node, or created between the two steps) is rebuilt from the store's
+//! changelog.
+//!
+//! A snapshot is a directory: `snapshot.json` (written last: a directory without it is not a
+//! snapshot), `store/<table>.jsonl`, `shards/<domain>/`. It is built under a hidden name and
+//! renamed into place, so a crash leaves no half snapshot under a real name.
+
+use std::path::{Path, PathBuf};
+
+use dartmouth_domains::{Domain, DumpInfo, DumpedDomain};
+use dartmouth_engine::Shard;
+use serde::{Deserialize, Serialize};
+
+use crate::{Applier, Error, Result};
+
+const FORMAT: u32 = 1;
+const INFO: &str = "snapshot.json";
+
+/// What `snapshot.json` says.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SnapshotInfo {
+    pub format: u32,
+    pub name: String,
+    /// Milliseconds since the epoch.
+    pub created_at: i64,
+    /// `sqlite` or `postgres`: where it was taken (it restores on either).
+    pub backend: String,
+    pub schema_version: i64,
+    pub domains: Vec<SnapshotDomain>,
+    /// Rows per store table.
+    pub rows: Vec<(String, u64)>,
+    /// Bytes on disk.
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SnapshotDomain {
+    pub name: String,
+    pub uid: String,
+    /// The domain's last changelog sequence in the store copy.
+    pub store_seq: u64,
+    /// The applied sequence of its shard copy (≤ `store_seq`); `None`: no shard copied.
+    pub shard_seq: Option<u64>,
+}
+
+/// A snapshot name: 1–64 of `A–Z a–z 0–9 - _ .`, not starting with a dot.
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Input(format!(
+            "name: `{}` is not a snapshot name (1–64 of A–Z a–z 0–9 - _ ., not starting with a dot)",
+            dartmouth_domains::names::shown(name)
+        )))
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| {
+        Error::Engine(dartmouth_engine::Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+fn missing(name: &str) -> Error {
+    Error::Store(dartmouth_domains::Error::NotFound {
+        what: "snapshot",
+        name: dartmouth_domains::names::shown(name),
+    })
+}
+
+/// Takes a snapshot of the store and of the shards of `domains` this node holds, as
+/// `root/name`.
+pub fn create(
+    applier: &Applier<'_>,
+    domains: &[Domain],
+    root: &Path,
+    name: &str,
+    created_at: i64,
+) -> Result<SnapshotInfo> {
+    check_name(name)?;
+    std::fs::create_dir_all(root).map_err(io(root))?;
+    let dest = root.join(name);
+    if dest.exists() {
+        return Err(Error::Store(dartmouth_domains::Error::Conflict {
+            what: "snapshot",
+            name: name.to_string(),
+        }));
+    }
+    let tmp = root.join(format!(".creating-{name}.{}", std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+    }
+    let built = (|| {
+        let shards_dir = tmp.join("shards");
+        std::fs::create_dir_all(&shards_dir).map_err(io(&shards_dir))?;
+        // Shards first: whatever commits after its copy is in the store copy taken next.
+        let mut copied: Vec<(String, String, u64)> = Vec::new();
+        for d in domains {
+            if let Some(shard) = applier.existing_shard(d)? {
+                match shard.copy_to(&shards_dir.join(&d.name)) {
+                    Ok(seq) => copied.push((d.name.clone(), d.uid.clone(), seq)),
+                    // Deleted or replaced meanwhile: its store rows say what it holds.
+                    Err(dartmouth_engine::Error::DomainNotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        let store = applier.store;
+        let dump: DumpInfo = applier.block(store.dump(&store.system(), &tmp.join("store")))?;
+        let mut listed = Vec::new();
+        for DumpedDomain {
+            name,
+            uid,
+            last_seq,
+        } in &dump.domains
+        {
+            let shard_seq = copied
+                .iter()
+                .find(|(n, u, _)| n == name && u == uid)
+                .map(|&(_, _, seq)| seq)
+                .filter(|&seq| seq <= *last_seq);
+            listed.push(SnapshotDomain {
+                name: name.clone(),
+                uid: uid.clone(),
+                store_seq: *last_seq,
+                shard_seq,
+            });
+        }
+        // Shards of domains deleted (or replaced) between the two steps are left out.
+        for (n, _, _) in &copied {
+            if !listed.iter().any(|d| &d.name == n && d.shard_seq.is_some()) {
+                let dir = shards_dir.join(n);
+                std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
+            }
+        }
+        let mut info = SnapshotInfo {
+            format: FORMAT,
+            name: name.to_string(),
+            created_at,
+            backend: match store.backend() {
+                dartmouth_domains::Backend::Sqlite => "sqlite",
+                dartmouth_domains::Backend::Postgres => "postgres",
+            }
+            .into(),
+            schema_version: dump.schema_version,
+            domains: listed,
+            rows: dump.rows,
+            bytes: 0,
+        };
+        info.bytes = dir_bytes(&tmp)?;
+        write_info(&tmp, &info)?;
+        Ok(info)
+    })();
+    match built {
+        Ok(info) => {
+            std::fs::rename(&tmp, &dest).map_err(io(&tmp))?;
+            sync_dir(root)?;
+            Ok(info)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Err(e)
+        }
+    }
+}
+
+fn write_info(dir: &Path, info: &SnapshotInfo) -> Result<()> {
+    let path = dir.join(INFO);
+    let bytes = serde_json::to_vec_pretty(info).map_err(|e| Error::Unreadable(e.to_string()))?;
+    std::fs::write(&path, bytes).map_err(io(&path))?;
+    std::fs::File::open(&path)
+        .and_then(|f| f.sync_all())
+        .map_err(io(&path))?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))
+}
+
+fn dir_bytes(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    for e in std::fs::read_dir(dir).map_err(io(dir))?.flatten() {
+        let meta = e.metadata().map_err(io(&e.path()))?;
+        total += if meta.is_dir() {
+            dir_bytes(&e.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
+}
+
+/// Reads the snapshot in `dir` (a snapshot's own directory).
+pub fn read(dir: &Path) -> Result<SnapshotInfo> {
+    let path = dir.join(INFO);
+    let raw = std::fs::read(&path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::Input(format!(
+                "{}: not a snapshot (no {INFO}; an interrupted one is never renamed into place)",
+                dir.display()
+            ))
+        } else {
+            io(&path)(e)
+        }
+    })?;
+    let info: SnapshotInfo = serde_json::from_slice(&raw)
+        .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+    if info.format != FORMAT {
+        return Err(Error::Input(format!(
+            "{}: snapshot format {} is not supported (this release reads {FORMAT})",
+            path.display(),
+            info.format
+        )));
+    }
+    Ok(info)
+}
+
+/// The snapshot called `name` under `root`.
+pub fn find(root: &Path, name: &str) -> Result<(PathBuf, SnapshotInfo)> {
+    check_name(name)?;
+    let dir = root.join(name);
+    if !dir.join(INFO).is_file() {
+        return Err(missing(name));
+    }
+    Ok((dir.clone(), read(&dir)?))
+}
+
+/// The snapshots under `root`, oldest first.
+pub fn list(root: &Path) -> Result<Vec<SnapshotInfo>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io(root)(e)),
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !e.path().join(INFO).is_file() {
+            continue;
+        }
+        match read(&e.path()) {
+            Ok(info) => out.push(info),
+            Err(err) => tracing::warn!(snapshot = %name, error = %err, "unreadable snapshot"),
+        }
+    }
+    out.sort_by(|a, b| (a.created_at, &a.name).cmp(&(b.created_at, &b.name)));
+    Ok(out)
+}
+
+/// Restores the snapshot in `dir` into an empty store and this node's catalog: the store in
+/// one transaction, then each shard copy swapped in (checked to be of its domain and not ahead
+/// of the store; otherwise it is left out and the domain rebuilt from the changelog). The
+/// caller then catches the shards up.
+pub fn restore(applier: &Applier<'_>, dir: &Path) -> Result<SnapshotInfo> {
+    let (store, catalog) = (applier.store, applier.catalog);
+    let info = read(dir)?;
+    let dump = DumpInfo {
+        schema_version: info.schema_version,
+        domains: Vec::new(),
+        rows: info.rows.clone(),
+    };
+    applier.block(store.restore(&store.system(), &dir.join("store"), &dump))?;
+    for d in &info.domains {
+        let Some(seq) = d.shard_seq else { continue };
+        let from = dir.join("shards").join(&d.name);
+        let scratch = catalog.scratch_dir(&d.name)?;
+        copy_tree(&from, &scratch)?;
+        let usable = match Shard::open(&scratch, &d.name) {
+            Ok(s) => s.identity() == Some(d.uid.as_str()) && s.applied_seq() == seq,
+            Err(e) => {
+                tracing::warn!(domain = %d.name, error = %e, "snapshot shard unreadable; rebuilding it from the store");
+                false
+            }
+        };
+        if usable && seq <= d.store_seq {
+            catalog.replace(&d.name, &scratch)?;
+        } else {
+            std::fs::remove_dir_all(&scratch).map_err(io(&scratch))?;
+        }
+    }
+    Ok(info)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).map_err(io(to))?;
+    for e in std::fs::read_dir(from).map_err(io(from))?.flatten() {
+        let target = to.join(e.file_name());
+        if e.file_type().map_err(io(&e.path()))?.is_dir() {
+            copy_tree(&e.path(), &target)?;
+        } else {
+            std::fs::copy(e.path(), &target).map_err(io(&e.path()))?;
+            std::fs::File::open(&target)
+                .and_then(|f| f.sync_all())
+                .map_err(io(&target))?;
+        }
+    }
+    sync_dir(to)
+}
