@@ -22,6 +22,25 @@ use crate::embed::dot;
 use crate::schema::english_analyzer;
 use crate::shard::Snapshot;
 
+/// From this many chunks, a BM25 query scores the shard's segments on several threads: long
+/// queries over large shards are where BM25's time goes, and below this the thread hand-off
+/// costs more than it saves.
+const PARALLEL_BM25_FROM: u64 = 200_000;
+
+/// The threads BM25 segments are scored on (as many as the cores, at most 4); one thread when
+/// the pool cannot be made.
+fn bm25_executor() -> &'static tantivy::Executor {
+    static EXECUTOR: std::sync::OnceLock<tantivy::Executor> = std::sync::OnceLock::new();
+    EXECUTOR.get_or_init(|| {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        if threads < 2 {
+            return tantivy::Executor::SingleThread;
+        }
+        tantivy::Executor::multi_thread(threads, "dartmouth-bm25-")
+            .unwrap_or(tantivy::Executor::SingleThread)
+    })
+}
+
 /// What BM25 scores: single chunks, or whole documents (their first chunk's `document` field).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Level {
@@ -121,6 +140,25 @@ impl Snapshot {
                 (Occur::Should, Box::new(title)),
             ]));
         }
+        let executor = if self.searcher.segment_readers().len() > 1
+            && self.searcher.num_docs() >= PARALLEL_BM25_FROM
+        {
+            bm25_executor()
+        } else {
+            &tantivy::Executor::SingleThread
+        };
+        self.bm25_on(executor, query.as_ref(), level, n, allowed)
+    }
+
+    /// BM25's top `n` for `query`, its segments scored by `executor`.
+    fn bm25_on(
+        &self,
+        executor: &tantivy::Executor,
+        query: &dyn Query,
+        level: Level,
+        n: usize,
+        allowed: Option<&Arc<RoaringBitmap>>,
+    ) -> Result<Vec<(u32, f32)>> {
         let stats = DocumentStats {
             searcher: &self.searcher,
             documents: self.first_chunks,
@@ -133,9 +171,9 @@ impl Snapshot {
         };
         let top: Vec<(f32, DocAddress)> = match allowed {
             None => self.searcher.search_with_executor(
-                query.as_ref(),
+                query,
                 &TopDocs::with_limit(n).order_by_score(),
-                &tantivy::Executor::SingleThread,
+                executor,
                 scoring,
             )?,
             Some(bitmap) => {
@@ -145,12 +183,8 @@ impl Snapshot {
                     move |o: u64| bitmap.contains(o as u32),
                     TopDocs::with_limit(n).order_by_score(),
                 );
-                self.searcher.search_with_executor(
-                    query.as_ref(),
-                    &collector,
-                    &tantivy::Executor::SingleThread,
-                    scoring,
-                )?
+                self.searcher
+                    .search_with_executor(query, &collector, executor, scoring)?
             }
         };
         let mut out = Vec::with_capacity(top.len());
@@ -284,5 +318,98 @@ impl PartialOrd for OrdF32 {
 impl Ord for OrdF32 {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.0.total_cmp(&other.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::embed::{Embedder, FakeEmbedder};
+    use crate::{Chunk, Document, DomainSettings, Shard, WriteBatch, WriteOp};
+
+    /// Segments scored on the pool answer exactly as one after another: the same hits, scores
+    /// and order, at both levels and under a filter.
+    #[test]
+    fn parallel_bm25_answers_as_single_threaded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let e = FakeEmbedder::new(8);
+        let shard = Shard::create(
+            &tmp.path().join("kb"),
+            "kb",
+            DomainSettings::new(e.spec().clone()),
+        )
+        .unwrap();
+        let words = [
+            "returns", "refund", "shipping", "warranty", "battery", "parcel", "days",
+        ];
+        for commit in 0..4 {
+            let ops = (0..50)
+                .map(|i| {
+                    let text = format!(
+                        "{} {} {} note {commit} {i}",
+                        words[i % 7],
+                        words[(i / 7 + commit) % 7],
+                        words[(i * 3 + commit) % 7]
+                    );
+                    WriteOp::Upsert(Document {
+                        id: format!("d{commit}-{i}"),
+                        title: format!("Doc {i}"),
+                        url: None,
+                        attributes: BTreeMap::new(),
+                        chunks: vec![Chunk {
+                            embedding: e.embed_batch(&[text.as_str()]).unwrap().remove(0),
+                            char_start: 0,
+                            char_end: text.len() as u64,
+                            heading: None,
+                            text,
+                        }],
+                    })
+                })
+                .collect();
+            shard
+                .apply(WriteBatch {
+                    model_id: e.spec().id.clone(),
+                    ops,
+                    seq: None,
+                })
+                .unwrap();
+        }
+        let snap = shard.snapshot();
+        assert!(
+            snap.searcher.segment_readers().len() > 1,
+            "one commit, one segment"
+        );
+        let pool = tantivy::Executor::multi_thread(2, "test-bm25-").unwrap();
+        let terms: Vec<String> = ["refund", "warranty", "days"].map(String::from).to_vec();
+        let allowed = Arc::new(
+            (0..200u32)
+                .filter(|o| o % 3 != 0)
+                .collect::<RoaringBitmap>(),
+        );
+        for level in [Level::Chunk, Level::Document] {
+            let field = match level {
+                Level::Chunk => snap.fields.content,
+                Level::Document => snap.fields.document,
+            };
+            let query = any_term(field, &terms);
+            for filter in [None, Some(&allowed)] {
+                let one = snap
+                    .bm25_on(
+                        &tantivy::Executor::SingleThread,
+                        query.as_ref(),
+                        level,
+                        25,
+                        filter,
+                    )
+                    .unwrap();
+                let many = snap
+                    .bm25_on(&pool, query.as_ref(), level, 25, filter)
+                    .unwrap();
+                assert_eq!(one.len(), 25);
+                assert_eq!(one, many, "{level:?}, filtered: {}", filter.is_some());
+            }
+        }
     }
 }

@@ -14,6 +14,11 @@
 
 mod corpus;
 mod load;
+mod nodes;
+// The tests' throwaway PostgreSQL cluster (`bench nodes`; its `database` is for tests).
+#[path = "../../../../domains/tests/it/pg.rs"]
+#[allow(dead_code, reason = "shared with the tests, which use all of it")]
+mod pg;
 mod query;
 mod shopify;
 mod store;
@@ -70,6 +75,8 @@ enum Cmd {
     Store(store::StoreArgs),
     /// `dartmouth serve` under load over HTTP on loopback at several concurrencies.
     Load(load::LoadArgs),
+    /// Several `dartmouth serve` nodes over one PostgreSQL: QPS, p50, p99 over 1–3 nodes.
+    Nodes(nodes::NodesArgs),
     /// Catalog parse + normalise + chunk throughput; inventory webhook → visible latency.
     Shopify(shopify::ShopifyArgs),
 }
@@ -171,6 +178,7 @@ fn main() -> Result<()> {
             },
             &args,
         )?,
+        Cmd::Nodes(args) => nodes::run(&OnnxEmbedder::load(&options(2, 1, 8))?, &args)?,
         Cmd::Query(args) => query::run(&OnnxEmbedder::load(&options(2, 1, 8))?, &args)?,
     }
     Ok(())

@@ -95,6 +95,8 @@ pub fn run(embedder: &dyn Embedder, args: &QueryArgs) -> Result<()> {
 
     for mode in [Mode::Bm25, Mode::Vector, Mode::Hybrid] {
         let mut lat = Vec::with_capacity(nq);
+        // Where the time goes: the engine's own stage timings, per query.
+        let mut stages: [Vec<Duration>; 4] = Default::default();
         for (q, v) in texts.iter().zip(vectors) {
             let mut req = SearchRequest::new(q.as_str());
             req.mode = mode;
@@ -104,15 +106,27 @@ pub fn run(embedder: &dyn Embedder, args: &QueryArgs) -> Result<()> {
                 values: v.clone(),
             });
             let t = Instant::now();
-            std::hint::black_box(search(&[&shard], &req)?);
+            let r = std::hint::black_box(search(&[&shard], &req)?);
             lat.push(t.elapsed());
+            let tm = &r.timings;
+            for (slot, us) in
+                stages
+                    .iter_mut()
+                    .zip([tm.bm25_us, tm.ann_us, tm.fuse_us, tm.hydrate_us])
+            {
+                slot.push(Duration::from_micros(us));
+            }
         }
         let (p50, p99) = p50_p99(&mut lat);
+        let [bm25_ms, ann_ms, fuse_ms, hydrate_ms] = stages.map(|mut s| p50_p99(&mut s).0);
         println!(
-            "{mode:?} (vector given): p50 {p50:.3} ms  p99 {p99:.3} ms  over {nq} queries, {n} chunks"
+            "{mode:?} (vector given): p50 {p50:.3} ms  p99 {p99:.3} ms  over {nq} queries, {n} chunks \
+             (stage medians: bm25 {bm25_ms:.2}, ann {ann_ms:.2}, fuse {fuse_ms:.2}, hydrate {hydrate_ms:.2} ms)"
         );
-        report["modes"][format!("{mode:?}").to_lowercase()] =
-            json!({"p50_ms": p50, "p99_ms": p99, "queries": nq});
+        report["modes"][format!("{mode:?}").to_lowercase()] = json!({
+            "p50_ms": p50, "p99_ms": p99, "queries": nq,
+            "stage_p50_ms": {"bm25": bm25_ms, "ann": ann_ms, "fuse": fuse_ms, "hydrate": hydrate_ms},
+        });
     }
 
     // Serving footprint: open plus every query above (before the brute-force truth below, whose
