@@ -94,6 +94,11 @@ pub fn create(
     created_at: i64,
 ) -> Result<SnapshotInfo> {
     check_name(name)?;
+    // One snapshot at a time in this process: two of the same name never race for it.
+    static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = CREATING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     std::fs::create_dir_all(root).map_err(io(root))?;
     let dest = root.join(name);
     if dest.exists() {
@@ -102,10 +107,11 @@ pub fn create(
             name: name.to_string(),
         }));
     }
-    let tmp = root.join(format!(".creating-{name}.{}", std::process::id()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
-    }
+    // A directory of its own (`create_dir` fails if another process holds the same one).
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = root.join(format!(".creating-{name}.{}.{n}", std::process::id()));
+    std::fs::create_dir(&tmp).map_err(io(&tmp))?;
     let built = (|| {
         let shards_dir = tmp.join("shards");
         std::fs::create_dir_all(&shards_dir).map_err(io(&shards_dir))?;
@@ -278,26 +284,58 @@ pub fn restore(applier: &Applier<'_>, dir: &Path) -> Result<SnapshotInfo> {
         domains: Vec::new(),
         rows: info.rows.clone(),
     };
+    // Every listed shard copy is there before the store commits (after it, a restore cannot
+    // be retried: the store is no longer empty).
+    for d in &info.domains {
+        if d.shard_seq.is_some() {
+            dartmouth_engine::validate_domain_name(&d.name)?;
+            let from = dir.join("shards").join(&d.name);
+            std::fs::read_dir(&from).map_err(io(&from))?;
+        }
+    }
     applier.block(store.restore(&store.system(), &dir.join("store"), &dump))?;
     for d in &info.domains {
-        let Some(seq) = d.shard_seq else { continue };
-        let from = dir.join("shards").join(&d.name);
-        let scratch = catalog.scratch_dir(&d.name)?;
-        copy_tree(&from, &scratch)?;
-        let usable = match Shard::open(&scratch, &d.name) {
-            Ok(s) => s.identity() == Some(d.uid.as_str()) && s.applied_seq() == seq,
-            Err(e) => {
-                tracing::warn!(domain = %d.name, error = %e, "snapshot shard unreadable; rebuilding it from the store");
+        let swapped = match d.shard_seq {
+            Some(seq) => swap_in(catalog, dir, d, seq).unwrap_or_else(|e| {
+                tracing::warn!(domain = %d.name, error = %e, "snapshot shard not restored; rebuilding it from the store");
                 false
-            }
+            }),
+            None => false,
         };
-        if usable && seq <= d.store_seq {
-            catalog.replace(&d.name, &scratch)?;
-        } else {
-            std::fs::remove_dir_all(&scratch).map_err(io(&scratch))?;
+        // A shard this node already had under the domain's identity may be ahead of the
+        // restored store: it goes, and the domain is rebuilt from the store.
+        if !swapped {
+            catalog.delete_identified(&d.name, &d.uid)?;
         }
     }
     Ok(info)
+}
+
+/// Swaps the domain's shard copy in when it opens as that domain at its recorded sequence and
+/// is not ahead of the store copy; whether it did.
+fn swap_in(
+    catalog: &dartmouth_engine::Catalog,
+    dir: &Path,
+    d: &SnapshotDomain,
+    seq: u64,
+) -> Result<bool> {
+    let from = dir.join("shards").join(&d.name);
+    let scratch = catalog.scratch_dir(&d.name)?;
+    let result = (|| {
+        copy_tree(&from, &scratch)?;
+        let usable = {
+            let s = Shard::open(&scratch, &d.name)?;
+            s.identity() == Some(d.uid.as_str()) && s.applied_seq() == seq && seq <= d.store_seq
+        };
+        if usable {
+            catalog.replace(&d.name, &scratch)?;
+        }
+        Ok(usable)
+    })();
+    if scratch.exists() {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    result
 }
 
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {

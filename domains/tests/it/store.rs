@@ -590,6 +590,14 @@ async fn snapshot_round_trip(from_url: &str, to_url: &str) {
         err.to_string().contains("chunks.jsonl:3") && err.to_string().contains("idx"),
         "{err}"
     );
+    // Cut short at a line boundary: every line reads, the count does not.
+    let audit = bad.join("audit.jsonl");
+    std::fs::copy(a.join("chunks.jsonl"), &chunks).unwrap();
+    let text = std::fs::read_to_string(a.join("audit.jsonl")).unwrap();
+    let kept: Vec<&str> = text.lines().collect();
+    std::fs::write(&audit, kept[..kept.len() - 1].join("\n")).unwrap();
+    let err = to.restore(&to.system(), &bad, &info).await.unwrap_err();
+    assert!(err.to_string().contains("rows where the snapshot lists"), "{err}");
     let mut other = info.clone();
     other.schema_version += 1;
     let err = to.restore(&to.system(), &a, &other).await.unwrap_err();

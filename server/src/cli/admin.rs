@@ -311,10 +311,10 @@ pub(super) fn snapshot(ctx: &Ctx, command: SnapshotCommand) -> Result<()> {
             Ok(())
         }
         SnapshotCommand::Restore { snapshot, json } => {
-            // A path (anything with a separator, or an existing directory) or a name.
-            let path = std::path::PathBuf::from(&snapshot);
-            let source = if snapshot.contains('/') || path.is_dir() {
-                SnapshotSource::Dir(path)
+            // A name (a snapshot of that name in the snapshot directory comes first), or a
+            // path: anything with a separator.
+            let source = if snapshot.contains('/') {
+                SnapshotSource::Dir(std::path::PathBuf::from(&snapshot))
             } else {
                 SnapshotSource::Named(snapshot)
             };

@@ -191,7 +191,7 @@ enum SnapshotCommand {
     /// catch up from the changelog.
     Restore {
         /// A snapshot's name in the snapshot directory, or the path of a snapshot directory
-        /// (one copied from another machine).
+        /// (one copied from another machine): anything with a `/` is a path (`./nightly`).
         snapshot: String,
         #[arg(long)]
         json: bool,
