@@ -597,7 +597,10 @@ async fn snapshot_round_trip(from_url: &str, to_url: &str) {
     let kept: Vec<&str> = text.lines().collect();
     std::fs::write(&audit, kept[..kept.len() - 1].join("\n")).unwrap();
     let err = to.restore(&to.system(), &bad, &info).await.unwrap_err();
-    assert!(err.to_string().contains("rows where the snapshot lists"), "{err}");
+    assert!(
+        err.to_string().contains("rows where the snapshot lists"),
+        "{err}"
+    );
     let mut other = info.clone();
     other.schema_version += 1;
     let err = to.restore(&to.system(), &a, &other).await.unwrap_err();

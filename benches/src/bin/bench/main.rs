@@ -15,9 +15,8 @@
 mod corpus;
 mod load;
 mod nodes;
-// The tests' throwaway PostgreSQL cluster (`bench nodes`; its `database` is for tests).
+// The tests' throwaway PostgreSQL cluster (`bench nodes`).
 #[path = "../../../../domains/tests/it/pg.rs"]
-#[allow(dead_code, reason = "shared with the tests, which use all of it")]
 mod pg;
 mod query;
 mod shopify;

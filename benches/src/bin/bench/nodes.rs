@@ -1,7 +1,9 @@
 //! `bench nodes`: several `dartmouth serve` nodes over one PostgreSQL (a throwaway cluster, or
 //! `--store`), each applying the changelog into its own shards; hybrid searches spread
 //! round-robin over 1, 2 and 3 of them (as a balancer would) at several concurrencies: QPS, p50
-//! and p99. Then how soon a write acknowledged on one node is searchable on another.
+//! and p99. Then how soon a write acknowledged on one node is searchable on another, and (on the
+//! throwaway cluster) a snapshot of the first node restored over HTTP by a node on an empty
+//! database.
 //!
 //! On one machine the nodes share its cores, so the figures show what the extra nodes cost and
 //! how the latency tail behaves, not a scale-out gain (which needs a machine per node).
@@ -107,10 +109,24 @@ fn post(agent: &ureq::Agent, url: &str, key: &str, body: &Value) -> Result<Value
         .header("Content-Type", "application/json")
         .send(body.to_string().as_bytes())?;
     let text = r.body_mut().read_to_string()?;
-    if r.status() != 200 {
+    if !matches!(r.status().as_u16(), 200 | 201) {
         bail!("POST {url}: HTTP {}: {text}", r.status());
     }
     Ok(serde_json::from_str(&text)?)
+}
+
+/// A key for the bootstrap admin of the store at `url`, made by the CLI.
+fn admin_key(binary: &Path, data: &Path, url: &str) -> Result<String> {
+    let out = Command::new(binary)
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--store", url, "key", "create", "--principal", "admin"])
+        .output()?;
+    String::from_utf8(out.stdout)?
+        .split_whitespace()
+        .find(|w| w.starts_with("dk_") && w.len() > 40)
+        .map(str::to_string)
+        .context("no key in the CLI's output")
 }
 
 /// The corpus into the store as domain `bench` (one document per chunk, vectors given);
@@ -335,6 +351,74 @@ pub fn run(embedder: &dyn Embedder, args: &NodesArgs) -> Result<()> {
         "\nacknowledged on node 1 → found on node {max_nodes} (polling its search): p50 {p50:.1} ms, max of 20 {p99:.1} ms"
     );
     report["ack_to_other_node_ms"] = json!({ "p50": p50, "max": p99 });
+
+    // A snapshot on node 1, restored over HTTP by a node on an empty database.
+    if let Some(cluster) = &cluster {
+        let t = Instant::now();
+        let snap = post(
+            &a,
+            &format!("{}/v1/snapshots", urls[0]),
+            &key,
+            &json!({"name": "bench"}),
+        )?;
+        let create = t.elapsed().as_secs_f64();
+        let bytes = snap["bytes"].as_u64().unwrap_or(0);
+        let restored_url = cluster.database("restored");
+        let data = root.path().join("restored");
+        let restored_key = admin_key(&args.dartmouth, &data, &restored_url)?;
+        let snapshots = root.path().join("n0").join("snapshots");
+        let mut child = Command::new(&args.dartmouth)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["serve", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"])
+            .args([
+                "--store",
+                &restored_url,
+                "--rate-limit",
+                "0",
+                "--ip-rate-limit",
+                "0",
+            ])
+            .arg("--snapshot-dir")
+            .arg(&snapshots)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+        let node = Node(
+            child,
+            format!(
+                "http://{}",
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix("http="))
+                    .with_context(|| format!("no address in {line:?}"))?
+            ),
+        );
+        let t = Instant::now();
+        post(
+            &a,
+            &format!("{}/v1/snapshots/bench/restore", node.1),
+            &restored_key,
+            &json!({}),
+        )?;
+        let restore = t.elapsed().as_secs_f64();
+        // Served at once with the snapshot's keys: the shard came with it.
+        let found = post(
+            &a,
+            &format!("{}/v1/search", node.1),
+            &key,
+            &json!({"query": corpus.queries[0], "domains": ["bench"], "mode": "hybrid", "k": 10}),
+        )?;
+        let hits = found["hits"].as_array().map_or(0, Vec::len);
+        println!(
+            "\nsnapshot of node 1 ({} chunks, store on PostgreSQL): created in {create:.1} s, {:.0} MiB; restored over HTTP into a node on an empty database in {restore:.1} s ({hits} hits for the first query at once)",
+            corpus.chunks,
+            bytes as f64 / (1 << 20) as f64
+        );
+        report["snapshot"] =
+            json!({ "create_seconds": create, "bytes": bytes, "restore_seconds": restore });
+    }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }
