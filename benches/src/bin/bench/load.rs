@@ -188,14 +188,23 @@ fn start(binary: &Path, data: &Path, embedding_cache: usize) -> Result<Server> {
     }
 }
 
-struct Row {
-    p50: f64,
-    p99: f64,
-    qps: f64,
-    latencies: Vec<Duration>,
+pub(crate) struct Row {
+    pub p50: f64,
+    pub p99: f64,
+    pub qps: f64,
+    pub latencies: Vec<Duration>,
 }
 
-fn drive(url: &str, key: &str, queries: &[String], mode: &str, c: usize, n: usize) -> Result<Row> {
+/// `n` searches of `mode` from `c` clients, request i going to `urls[i % len]` (several nodes
+/// behind a balancer, or one server).
+pub(crate) fn drive(
+    urls: &[&str],
+    key: &str,
+    queries: &[String],
+    mode: &str,
+    c: usize,
+    n: usize,
+) -> Result<Row> {
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_idle_connections_per_host(c.max(1) * 2)
@@ -224,7 +233,7 @@ fn drive(url: &str, key: &str, queries: &[String], mode: &str, c: usize, n: usiz
                         .to_string();
                         let t = Instant::now();
                         let mut r = agent
-                            .post(format!("{url}/v1/search"))
+                            .post(format!("{}/v1/search", urls[i % urls.len()]))
                             .header("Authorization", &auth)
                             .header("Content-Type", "application/json")
                             .send(body.as_bytes())?;
@@ -357,7 +366,7 @@ fn http_cost(
     let block = (n / rounds).max(1);
     // Warm both sides: every query embedded once by each.
     inproc.run(queries)?;
-    drive(url, key, queries, "hybrid", 2, queries.len())?;
+    drive(&[url], key, queries, "hybrid", 2, queries.len())?;
     let (mut auth, mut local, mut http) = (Vec::new(), Vec::new(), Vec::new());
     for r in 0..rounds {
         let qs: Vec<String> = queries
@@ -370,7 +379,7 @@ fn http_cost(
         let (a, t) = inproc.run(&qs)?;
         auth.extend(a);
         local.extend(t);
-        http.extend(drive(url, key, &qs, "hybrid", 1, qs.len())?.latencies);
+        http.extend(drive(&[url], key, &qs, "hybrid", 1, qs.len())?.latencies);
     }
     Ok(HttpCost {
         authenticate_p50: p50_p99(&mut auth).0,
@@ -419,7 +428,14 @@ pub fn run(embedder: &dyn Embedder, models: ModelArgs, args: &LoadArgs) -> Resul
         let server = start(&args.dartmouth, &data, cache)?;
         if cache > 0 {
             // Warm: every query embedded once.
-            drive(&server.1, &key, queries, "vector", 2, queries.len())?;
+            drive(
+                &[server.1.as_str()],
+                &key,
+                queries,
+                "vector",
+                2,
+                queries.len(),
+            )?;
             // What HTTP adds to the same work in process (the service's own search path).
             let inproc = InProcess::open(&inproc_data, models.clone(), &key)?;
             let HttpCost {
@@ -455,7 +471,7 @@ pub fn run(embedder: &dyn Embedder, models: ModelArgs, args: &LoadArgs) -> Resul
                     // bm25 never embeds: the first table already has it.
                     continue;
                 }
-                let row = drive(&server.1, &key, queries, mode, c, args.requests)?;
+                let row = drive(&[server.1.as_str()], &key, queries, mode, c, args.requests)?;
                 println!(
                     "{mode:>8} {c:>12} {:>10.2} {:>10.2} {:>9.0}",
                     row.p50, row.p99, row.qps

@@ -11,8 +11,6 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -21,6 +19,7 @@ use dartmouth_domains::{KeyScope, Role, Store, StoredChunk, StoredDocument, Writ
 use dartmouth_engine::{Embedder, Shard};
 use serde_json::{Value, json};
 
+use crate::load::drive;
 use crate::query::{ensure_shard, p50_p99};
 
 #[derive(Args)]
@@ -194,58 +193,6 @@ fn load_store(
     })
 }
 
-struct Row {
-    qps: f64,
-    p50: f64,
-    p99: f64,
-}
-
-/// `n` hybrid searches from `c` clients, request i going to node i mod |nodes|.
-fn drive(nodes: &[&str], key: &str, queries: &[String], c: usize, n: usize) -> Result<Row> {
-    let agent = agent(c);
-    let next = AtomicUsize::new(0);
-    let latencies = Mutex::new(Vec::with_capacity(n));
-    let started = Instant::now();
-    std::thread::scope(|s| -> Result<()> {
-        let workers: Vec<_> = (0..c)
-            .map(|_| {
-                s.spawn(|| -> Result<()> {
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= n {
-                            break;
-                        }
-                        let body = json!({"query": queries[i % queries.len()], "domains": ["bench"], "mode": "hybrid", "k": 10});
-                        let t = Instant::now();
-                        post(&agent, &format!("{}/v1/search", nodes[i % nodes.len()]), key, &body)?;
-                        mine.push(t.elapsed());
-                    }
-                    latencies
-                        .lock()
-                        .map_err(|_| anyhow::anyhow!("poisoned"))?
-                        .extend(mine);
-                    Ok(())
-                })
-            })
-            .collect();
-        for w in workers {
-            w.join().map_err(|_| anyhow::anyhow!("client panicked"))??;
-        }
-        Ok(())
-    })?;
-    let secs = started.elapsed().as_secs_f64();
-    let mut lat = latencies
-        .into_inner()
-        .map_err(|_| anyhow::anyhow!("poisoned"))?;
-    let (p50, p99) = p50_p99(&mut lat);
-    Ok(Row {
-        qps: n as f64 / secs,
-        p50,
-        p99,
-    })
-}
-
 pub fn run(embedder: &dyn Embedder, args: &NodesArgs) -> Result<()> {
     let (corpus, shard_dir, _) = ensure_shard(embedder, &args.dir, &args.collections, args.chunks)?;
     let settings = serde_json::to_value(Shard::open(&shard_dir, "bench")?.settings())?;
@@ -294,7 +241,14 @@ pub fn run(embedder: &dyn Embedder, args: &NodesArgs) -> Result<()> {
     );
     // Warm every node's query-embedding cache (each embeds every query once).
     for u in &urls {
-        drive(&[u], &key, &corpus.queries, 2, corpus.queries.len())?;
+        drive(
+            &[u],
+            &key,
+            &corpus.queries,
+            "hybrid",
+            2,
+            corpus.queries.len(),
+        )?;
     }
     let mut report =
         json!({ "chunks": corpus.chunks, "requests": args.requests, "catch_up_seconds": catch_up });
@@ -307,7 +261,14 @@ pub fn run(embedder: &dyn Embedder, args: &NodesArgs) -> Result<()> {
     );
     for &n in &args.nodes {
         for &c in &args.concurrency {
-            let row = drive(&urls[..n], &key, &corpus.queries, c, args.requests)?;
+            let row = drive(
+                &urls[..n],
+                &key,
+                &corpus.queries,
+                "hybrid",
+                c,
+                args.requests,
+            )?;
             println!(
                 "{n:>6} {c:>12} {:>9.0} {:>9.2} {:>9.2}",
                 row.qps, row.p50, row.p99
