@@ -5,16 +5,18 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering as AtomicOrdering};
 
 use roaring::RoaringBitmap;
-use tantivy::collector::{FilterCollector, TopDocs};
+use tantivy::collector::TopDocs;
 use tantivy::query::Bm25StatisticsProvider;
 use tantivy::query::{
-    BooleanQuery, BoostQuery, ConstScoreQuery, EnableScoring, Occur, Query, TermQuery,
+    BooleanQuery, BoostQuery, ConstScoreQuery, EnableScoring, Occur, Query, TermQuery, Weight,
 };
 use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::{DocAddress, Searcher, Term};
+use tantivy::{DocId, Score, Searcher, SegmentReader, Term};
 
+use super::maxscore;
 use super::request::MAX_QUERY_TERMS;
 use super::{EXACT_SCAN_MAX_ROWS, EXACT_SCAN_SMALL_SHARD};
 use crate::Result;
@@ -110,6 +112,56 @@ fn any_term(field: Field, terms: &[String]) -> Box<dyn Query> {
     ))
 }
 
+/// What BM25 scores with: a disjunction of terms (MaxScore over their postings), or any other
+/// query (the title-boosted one) through tantivy's own pruning.
+pub(crate) enum Matcher {
+    Terms(Field, Vec<maxscore::Clause>),
+    Query(Box<dyn Weight>),
+}
+
+impl Matcher {
+    fn new(
+        field: Field,
+        terms: &[String],
+        title: Option<(Field, f32)>,
+        scoring: EnableScoring<'_>,
+    ) -> tantivy::Result<Matcher> {
+        match title {
+            None => Ok(Matcher::Terms(
+                field,
+                terms
+                    .iter()
+                    .map(|t| maxscore::Clause::new(Term::from_field_text(field, t), scoring))
+                    .collect::<tantivy::Result<_>>()?,
+            )),
+            Some((title, boost)) => {
+                let title = BoostQuery::new(any_term(title, terms), boost);
+                // Must: the title (on every chunk) only adds to rows that match the searched
+                // field.
+                let query = BooleanQuery::new(vec![
+                    (Occur::Must, any_term(field, terms)),
+                    (Occur::Should, Box::new(title)),
+                ]);
+                query.weight(scoring).map(Matcher::Query)
+            }
+        }
+    }
+
+    fn for_each_pruning(
+        &self,
+        threshold: Score,
+        reader: &SegmentReader,
+        callback: &mut dyn FnMut(DocId, Score) -> Score,
+    ) -> tantivy::Result<()> {
+        match self {
+            Matcher::Terms(field, terms) => {
+                maxscore::for_each_pruning(terms, *field, reader, threshold, callback)
+            }
+            Matcher::Query(weight) => weight.for_each_pruning(threshold, reader, callback),
+        }
+    }
+}
+
 impl Snapshot {
     /// BM25 top `n` as (ordinal, score), best first, restricted to `allowed` when given. At
     /// document level, the ordinal is the document's first chunk.
@@ -127,19 +179,6 @@ impl Snapshot {
         if allowed.is_some_and(|a| a.is_empty()) {
             return Ok(Vec::new());
         }
-        let field = match level {
-            Level::Chunk => self.fields.content,
-            Level::Document => self.fields.document,
-        };
-        let mut query: Box<dyn Query> = any_term(field, terms);
-        if title_boost > 0.0 {
-            let title = BoostQuery::new(any_term(self.fields.title, terms), title_boost);
-            // Must: the title (on every chunk) only adds to rows that match the searched field.
-            query = Box::new(BooleanQuery::new(vec![
-                (Occur::Must, query),
-                (Occur::Should, Box::new(title)),
-            ]));
-        }
         let executor = if self.searcher.segment_readers().len() > 1
             && self.searcher.num_docs() >= PARALLEL_BM25_FROM
         {
@@ -147,14 +186,22 @@ impl Snapshot {
         } else {
             &tantivy::Executor::SingleThread
         };
-        self.bm25_on(executor, query.as_ref(), level, n, allowed)
+        let title = (title_boost > 0.0).then_some((self.fields.title, title_boost));
+        self.bm25_on(executor, terms, title, level, n, allowed)
     }
 
-    /// BM25's top `n` for `query`, its segments scored by `executor`.
+    /// BM25's top `n` for `terms` (plus `title` matches boosted, when given): the segments
+    /// scored by `executor`'s threads, each taking the next unscored segment (largest first)
+    /// into its own top `n`, all of them pruning against the best bound any of them has reached.
+    /// A segment scored after another starts from that bound instead of from nothing, and rows
+    /// outside `allowed` are skipped without giving up the pruning (tantivy's `FilterCollector`
+    /// scores every matching row). The answer is the exact top `n` by (score, then lower
+    /// ordinal), whatever the threads.
     fn bm25_on(
         &self,
         executor: &tantivy::Executor,
-        query: &dyn Query,
+        terms: &[String],
+        title: Option<(Field, f32)>,
         level: Level,
         n: usize,
         allowed: Option<&Arc<RoaringBitmap>>,
@@ -163,39 +210,67 @@ impl Snapshot {
             searcher: &self.searcher,
             documents: self.first_chunks,
         };
-        let scoring = match level {
-            Level::Chunk => EnableScoring::enabled_from_searcher(&self.searcher),
-            Level::Document => {
-                EnableScoring::enabled_from_statistics_provider(&stats, &self.searcher)
-            }
+        let (field, scoring) = match level {
+            Level::Chunk => (
+                self.fields.content,
+                EnableScoring::enabled_from_searcher(&self.searcher),
+            ),
+            Level::Document => (
+                self.fields.document,
+                EnableScoring::enabled_from_statistics_provider(&stats, &self.searcher),
+            ),
         };
-        let top: Vec<(f32, DocAddress)> = match allowed {
-            None => self.searcher.search_with_executor(
-                query,
-                &TopDocs::with_limit(n).order_by_score(),
-                executor,
-                scoring,
-            )?,
-            Some(bitmap) => {
-                let bitmap = Arc::clone(bitmap);
-                let collector = FilterCollector::new(
-                    "ordinal".to_string(),
-                    move |o: u64| bitmap.contains(o as u32),
-                    TopDocs::with_limit(n).order_by_score(),
-                );
-                self.searcher
-                    .search_with_executor(query, &collector, executor, scoring)?
+        let weight = Matcher::new(field, terms, title, scoring)?;
+        let segments = self.searcher.segment_readers();
+        let mut order: Vec<usize> = (0..segments.len()).collect();
+        order.sort_by_key(|&s| Reverse(segments[s].max_doc()));
+        let next = AtomicUsize::new(0);
+        // The best bound reached: the score of the worst of some worker's full top `n`, as f32
+        // bits (scores are >= 0, so their bits order as the floats do). No row scoring below
+        // it can be in the answer.
+        let bound = AtomicU32::new(0);
+        let workers = match executor {
+            tantivy::Executor::SingleThread => 1,
+            tantivy::Executor::ThreadPool(pool) => pool.current_num_threads(),
+        }
+        .min(segments.len())
+        .max(1);
+        let worker = |_: usize| -> tantivy::Result<TopN> {
+            let mut top = TopN::new(n);
+            while let Some(&s) = order.get(next.fetch_add(1, AtomicOrdering::Relaxed)) {
+                let reader = &segments[s];
+                let ordinals = &self.ordinal_columns[s];
+                let alive = reader.alive_bitset();
+                let floor = |top: &TopN| {
+                    let shared = f32::from_bits(bound.load(AtomicOrdering::Relaxed));
+                    // Ties are let through: a row scoring the bound exactly wins on its ordinal.
+                    top.worst().unwrap_or(0.0).max(shared).next_down()
+                };
+                let start = floor(&top);
+                weight.for_each_pruning(start, reader, &mut |doc, score| {
+                    let ordinal = match ordinals.first(doc) {
+                        Some(o) if alive.is_none_or(|a| a.is_alive(doc)) => o as u32,
+                        _ => return floor(&top),
+                    };
+                    if allowed.is_none_or(|a| a.contains(ordinal))
+                        && top.push(score, ordinal)
+                        && let Some(worst) = top.worst().filter(|w| *w > 0.0)
+                    {
+                        bound.fetch_max(worst.to_bits(), AtomicOrdering::Relaxed);
+                    }
+                    floor(&top)
+                })?;
             }
+            Ok(top)
         };
-        let mut out = Vec::with_capacity(top.len());
-        for (score, address) in top {
-            if let Some(o) =
-                self.ordinal_columns[address.segment_ord as usize].first(address.doc_id)
-            {
-                out.push((o as u32, score));
+        let tops = executor.map(worker, 0..workers)?;
+        let mut all = TopN::new(n);
+        for top in tops {
+            for (score, ordinal) in top.into_vec() {
+                all.push(score, ordinal);
             }
         }
-        Ok(out)
+        Ok(all.into_sorted())
     }
 
     /// The chunk of document `doc_id` that scores best for `terms` by chunk-level BM25.
@@ -282,9 +357,7 @@ impl Snapshot {
         n: usize,
         rows: impl Iterator<Item = u32>,
     ) -> Vec<(u32, f32)> {
-        // Min-heap of the best n as (score, Reverse(ordinal)) so ties prefer lower ordinals.
-        let mut heap: BinaryHeap<Reverse<(OrdF32, Reverse<u32>)>> =
-            BinaryHeap::with_capacity(n + 1);
+        let mut top = TopN::new(n);
         for o in rows {
             let Some(row) = self.vectors.row(o) else {
                 continue;
@@ -292,18 +365,9 @@ impl Snapshot {
             if row.len() != query.len() {
                 continue;
             }
-            let s = dot(query, row);
-            heap.push(Reverse((OrdF32(s), Reverse(o))));
-            if heap.len() > n {
-                heap.pop();
-            }
+            top.push(dot(query, row), o);
         }
-        let mut out: Vec<(u32, f32)> = heap
-            .into_iter()
-            .map(|Reverse((s, Reverse(o)))| (o, s.0))
-            .collect();
-        out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        out
+        top.into_sorted()
     }
 }
 
@@ -321,6 +385,62 @@ impl Ord for OrdF32 {
     }
 }
 
+/// The best `n` rows seen as (score, ordinal): higher score first, the lower ordinal on a tie.
+struct TopN {
+    n: usize,
+    /// A min-heap: its top is the worst row kept.
+    heap: BinaryHeap<Reverse<(OrdF32, Reverse<u32>)>>,
+}
+
+impl TopN {
+    fn new(n: usize) -> TopN {
+        TopN {
+            n,
+            heap: BinaryHeap::with_capacity(n + 1),
+        }
+    }
+
+    /// Keeps the row if it is among the best `n` so far; whether it was kept.
+    fn push(&mut self, score: f32, ordinal: u32) -> bool {
+        let entry = Reverse((OrdF32(score), Reverse(ordinal)));
+        if self.heap.len() < self.n {
+            self.heap.push(entry);
+            return true;
+        }
+        match self.heap.peek() {
+            // `Reverse` flips the order: a smaller entry is a better row.
+            Some(worst) if entry < *worst => {
+                self.heap.pop();
+                self.heap.push(entry);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The worst kept score once `n` rows are kept.
+    fn worst(&self) -> Option<f32> {
+        if self.heap.len() < self.n {
+            return None;
+        }
+        self.heap.peek().map(|Reverse((s, _))| s.0)
+    }
+
+    fn into_vec(self) -> Vec<(f32, u32)> {
+        self.heap
+            .into_iter()
+            .map(|Reverse((s, Reverse(o)))| (s.0, o))
+            .collect()
+    }
+
+    /// As (ordinal, score), best first.
+    fn into_sorted(self) -> Vec<(u32, f32)> {
+        let mut out: Vec<(u32, f32)> = self.into_vec().into_iter().map(|(s, o)| (o, s)).collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -328,6 +448,157 @@ mod tests {
     use super::*;
     use crate::embed::{Embedder, FakeEmbedder};
     use crate::{Chunk, Document, DomainSettings, Shard, WriteBatch, WriteOp};
+
+    /// Tantivy's `TopDocs` (under a `FilterCollector` when filtered), as (ordinal, score).
+    fn tantivy_top(
+        snap: &Snapshot,
+        query: &dyn Query,
+        level: Level,
+        n: usize,
+        allowed: Option<&Arc<RoaringBitmap>>,
+    ) -> Vec<(u32, f32)> {
+        use tantivy::collector::FilterCollector;
+        let stats = DocumentStats {
+            searcher: &snap.searcher,
+            documents: snap.first_chunks,
+        };
+        let scoring = match level {
+            Level::Chunk => EnableScoring::enabled_from_searcher(&snap.searcher),
+            Level::Document => {
+                EnableScoring::enabled_from_statistics_provider(&stats, &snap.searcher)
+            }
+        };
+        let top = match allowed {
+            None => snap
+                .searcher
+                .search_with_executor(
+                    query,
+                    &TopDocs::with_limit(n).order_by_score(),
+                    &tantivy::Executor::SingleThread,
+                    scoring,
+                )
+                .unwrap(),
+            Some(bitmap) => {
+                let bitmap = Arc::clone(bitmap);
+                let collector = FilterCollector::new(
+                    "ordinal".to_string(),
+                    move |o: u64| bitmap.contains(o as u32),
+                    TopDocs::with_limit(n).order_by_score(),
+                );
+                snap.searcher
+                    .search_with_executor(
+                        query,
+                        &collector,
+                        &tantivy::Executor::SingleThread,
+                        scoring,
+                    )
+                    .unwrap()
+            }
+        };
+        top.into_iter()
+            .map(|(score, a)| {
+                let o = snap.ordinal_columns[a.segment_ord as usize].first(a.doc_id);
+                (o.unwrap() as u32, score)
+            })
+            .collect()
+    }
+
+    /// Block-max MaxScore over postings of many blocks (a term in most rows, terms in a few)
+    /// finds exactly the rows scoring every matching row finds, for short and long queries,
+    /// shallow and deep, at both levels.
+    #[test]
+    fn maxscore_over_many_blocks_is_exact() {
+        let tmp = tempfile::tempdir().unwrap();
+        let e = FakeEmbedder::new(8);
+        let shard = Shard::create(
+            &tmp.path().join("kb"),
+            "kb",
+            DomainSettings::new(e.spec().clone()),
+        )
+        .unwrap();
+        // Word w is drawn about 1/(w+1) as often as the first: a few in most rows, most rare.
+        let vocabulary: Vec<String> = (0..300).map(|w| format!("w{w}x")).collect();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let ops = (0..4000)
+            .map(|i| {
+                let len = 3 + (next() % 40) as usize;
+                let text = (0..len)
+                    .map(|_| {
+                        let u = (next() % 10_000) as f64 / 10_000.0;
+                        let w = ((301f64).powf(u) - 1.0) as usize;
+                        vocabulary[w.min(299)].as_str()
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                WriteOp::Upsert(Document {
+                    id: format!("d{i}"),
+                    title: String::new(),
+                    url: None,
+                    attributes: BTreeMap::new(),
+                    chunks: vec![Chunk {
+                        embedding: e.embed_batch(&[text.as_str()]).unwrap().remove(0),
+                        char_start: 0,
+                        char_end: text.len() as u64,
+                        heading: None,
+                        text,
+                    }],
+                })
+            })
+            .collect();
+        shard
+            .apply(WriteBatch {
+                model_id: e.spec().id.clone(),
+                ops,
+                seq: None,
+            })
+            .unwrap();
+        let snap = shard.snapshot();
+        let pool = tantivy::Executor::multi_thread(2, "test-maxscore-").unwrap();
+        let queries: [&[usize]; 5] = [
+            &[0],
+            &[0, 1, 2],
+            &[5, 40, 200],
+            &[0, 1, 2, 3, 7, 12, 30, 60, 90, 150, 250, 299],
+            &[2, 3, 4, 5, 6, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19],
+        ];
+        for words in queries {
+            let terms: Vec<String> = words.iter().map(|&w| vocabulary[w].clone()).collect();
+            for level in [Level::Chunk, Level::Document] {
+                let field = match level {
+                    Level::Chunk => snap.fields.content,
+                    Level::Document => snap.fields.document,
+                };
+                let mut every =
+                    tantivy_top(&snap, any_term(field, &terms).as_ref(), level, 10_000, None);
+                every.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                let score_of: std::collections::HashMap<u32, f32> = every.iter().copied().collect();
+                let near = |a: f32, b: f32| (a - b).abs() <= 1e-5 * b.abs().max(1.0);
+                for n in [1, 10, 100] {
+                    for executor in [&tantivy::Executor::SingleThread, &pool] {
+                        let hits = snap
+                            .bm25_on(executor, &terms, None, level, n, None)
+                            .unwrap();
+                        assert_eq!(hits.len(), n.min(every.len()), "{words:?} {level:?} {n}");
+                        // The best scores there are (none missed), each the row's own score
+                        // (summed in another order: rows a rounding apart may trade places).
+                        for ((row, score), best) in hits.iter().zip(&every) {
+                            assert!(
+                                near(*score, best.1),
+                                "{words:?} {level:?} top {n}: {score} {best:?}"
+                            );
+                            assert!(near(*score, score_of[row]), "{words:?} {level:?} row {row}");
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     /// Segments scored on the pool answer exactly as one after another: the same hits, scores
     /// and order, at both levels and under a filter.
@@ -376,7 +647,41 @@ mod tests {
                 })
                 .unwrap();
         }
+        // Rows replaced by later versions are deleted in their segments: they must not count.
+        let ops = (0..50)
+            .step_by(2)
+            .map(|i| {
+                let text = format!("plain note {i}");
+                WriteOp::Upsert(Document {
+                    id: format!("d1-{i}"),
+                    title: format!("Doc {i}"),
+                    url: None,
+                    attributes: BTreeMap::new(),
+                    chunks: vec![Chunk {
+                        embedding: e.embed_batch(&[text.as_str()]).unwrap().remove(0),
+                        char_start: 0,
+                        char_end: text.len() as u64,
+                        heading: None,
+                        text,
+                    }],
+                })
+            })
+            .collect();
+        shard
+            .apply(WriteBatch {
+                model_id: e.spec().id.clone(),
+                ops,
+                seq: None,
+            })
+            .unwrap();
         let snap = shard.snapshot();
+        assert!(
+            snap.searcher
+                .segment_readers()
+                .iter()
+                .any(|r| r.num_deleted_docs() > 0),
+            "the replaced rows are deleted"
+        );
         assert!(
             snap.searcher.segment_readers().len() > 1,
             "one commit, one segment"
@@ -398,17 +703,36 @@ mod tests {
                 let one = snap
                     .bm25_on(
                         &tantivy::Executor::SingleThread,
-                        query.as_ref(),
+                        &terms,
+                        None,
                         level,
                         25,
                         filter,
                     )
                     .unwrap();
                 let many = snap
-                    .bm25_on(&pool, query.as_ref(), level, 25, filter)
+                    .bm25_on(&pool, &terms, None, level, 25, filter)
                     .unwrap();
                 assert_eq!(one.len(), 25);
                 assert_eq!(one, many, "{level:?}, filtered: {}", filter.is_some());
+                // And the exact answer: every matching row by tantivy's own collectors, best
+                // first, the lower ordinal on a tie (the fixture has many).
+                let mut every = tantivy_top(&snap, query.as_ref(), level, 10_000, filter);
+                assert!(every.len() > 25);
+                every.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                every.truncate(25);
+                let rows = |hits: &[(u32, f32)]| hits.iter().map(|h| h.0).collect::<Vec<_>>();
+                assert_eq!(rows(&one), rows(&every), "{level:?}, {}", filter.is_some());
+                // The same sums, added in another order.
+                for (mine, theirs) in one.iter().zip(&every) {
+                    assert!(
+                        (mine.1 - theirs.1).abs() <= 1e-5 * theirs.1,
+                        "{mine:?} {theirs:?}"
+                    );
+                }
+                if let Some(allowed) = filter {
+                    assert!(one.iter().all(|h| allowed.contains(h.0)));
+                }
             }
         }
     }

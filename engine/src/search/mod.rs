@@ -7,6 +7,7 @@
 
 mod branches;
 mod hydrate;
+mod maxscore;
 mod request;
 
 use std::collections::{BTreeMap, HashMap};

@@ -1,0 +1,215 @@
+//! MaxScore over one segment's term postings: the top rows of a disjunction of terms without
+//! visiting every row that matches one of them.
+//!
+//! Terms are ordered by the most any one row can score on them (their upper bound). While the
+//! bounds of the weakest terms add up to no more than the score a row needs to enter the top
+//! (the threshold), a row matching only those cannot enter: they are *non-essential*, and rows
+//! are found by walking the *essential* terms' postings alone. The non-essential terms are then
+//! looked up for each such row, strongest first, and the look-ups stop as soon as what they could
+//! still add cannot lift the row over the threshold. As the threshold rises, more terms become
+//! non-essential. Each posting block also records the most a row in it can score on its term:
+//! when the blocks the essential terms are in cannot lift any row over the threshold together,
+//! the walk jumps past the first of them to end. This is block-max MaxScore, the algorithm Lucene
+//! uses for long disjunctions; tantivy's block-max WAND re-sorts every term's cursor at every
+//! step, which costs most on the 10–20-term queries agents send.
+
+use tantivy::fieldnorm::FieldNormReader;
+use tantivy::postings::BlockSegmentPostings;
+use tantivy::query::{Bm25Weight, EnableScoring};
+use tantivy::schema::IndexRecordOption;
+use tantivy::{DocId, Score, SegmentReader, TERMINATED, Term};
+
+/// Rows per posting block (tantivy's compression block).
+const BLOCK: usize = 128;
+
+/// Bounds are widened by this factor so that a sum rounded differently is never cut off.
+const SLACK: Score = 1.0 + 1e-5;
+
+/// A term to score by BM25, with the most one row can score on it.
+pub(super) struct Clause {
+    term: Term,
+    weight: Bm25Weight,
+}
+
+impl Clause {
+    /// `scoring` must be enabled: its statistics give the term's BM25 weight.
+    pub(super) fn new(term: Term, scoring: EnableScoring<'_>) -> tantivy::Result<Clause> {
+        let EnableScoring::Enabled {
+            statistics_provider,
+            ..
+        } = scoring
+        else {
+            return Err(tantivy::TantivyError::InvalidArgument(
+                "BM25 needs scoring enabled".to_string(),
+            ));
+        };
+        let weight = Bm25Weight::for_terms(statistics_provider, std::slice::from_ref(&term))?;
+        Ok(Clause { term, weight })
+    }
+}
+
+/// One term's postings in one segment, a row at a time, with the block it is in.
+struct Cursor {
+    postings: BlockSegmentPostings,
+    /// The row's place in the loaded block.
+    at: usize,
+    fieldnorms: FieldNormReader,
+    weight: Bm25Weight,
+    max_score: Score,
+}
+
+impl Cursor {
+    #[inline]
+    fn doc(&self) -> DocId {
+        self.postings.doc(self.at)
+    }
+
+    #[inline]
+    fn advance(&mut self) {
+        if self.at == BLOCK - 1 {
+            self.at = 0;
+            self.postings.advance();
+        } else {
+            self.at += 1;
+        }
+    }
+
+    /// To the first row at or after `target`.
+    #[inline]
+    fn seek(&mut self, target: DocId) {
+        if self.doc() < target {
+            self.at = self.postings.seek(target);
+        }
+    }
+
+    #[inline]
+    fn score(&self) -> Score {
+        let doc = self.doc();
+        self.weight.score(
+            self.fieldnorms.fieldnorm_id(doc),
+            self.postings.freq(self.at),
+        )
+    }
+
+    /// The last row of the loaded block.
+    fn block_last(&self) -> DocId {
+        self.postings.docs().last().copied().unwrap_or(TERMINATED)
+    }
+
+    /// The most a row of the loaded block scores on this term.
+    fn block_max(&mut self) -> Score {
+        self.postings
+            .block_max_score(&self.fieldnorms, &self.weight)
+            .min(self.max_score)
+    }
+}
+
+/// Calls `callback` with every row of `reader` matching any of `clauses` whose score may exceed
+/// `threshold` (every row scoring above it is passed; some below may be), in row order;
+/// `callback` returns the new threshold, which never goes down. A row's score is its terms' BM25
+/// scores summed, in one order whatever the row.
+pub(super) fn for_each_pruning(
+    clauses: &[Clause],
+    field: tantivy::schema::Field,
+    reader: &SegmentReader,
+    mut threshold: Score,
+    callback: &mut dyn FnMut(DocId, Score) -> Score,
+) -> tantivy::Result<()> {
+    let index = reader.inverted_index(field)?;
+    let fieldnorms = reader.get_fieldnorms_reader(field)?;
+    let mut cursors: Vec<Cursor> = Vec::with_capacity(clauses.len());
+    for clause in clauses {
+        let Some(postings) =
+            index.read_block_postings(&clause.term, IndexRecordOption::WithFreqs)?
+        else {
+            continue;
+        };
+        let cursor = Cursor {
+            postings,
+            at: 0,
+            fieldnorms: fieldnorms.clone(),
+            weight: clause.weight.clone(),
+            max_score: clause.weight.max_score(),
+        };
+        if cursor.doc() != TERMINATED {
+            cursors.push(cursor);
+        }
+    }
+    // Weakest first; `bound[i]`: the most terms 0..=i can add to a row together.
+    cursors.sort_by(|a, b| a.max_score.total_cmp(&b.max_score));
+    let mut bound = Vec::with_capacity(cursors.len());
+    let mut sum = 0.0f32;
+    for cursor in &cursors {
+        sum += cursor.max_score;
+        bound.push(sum * SLACK);
+    }
+    // Terms before `essential` cannot lift a row over the threshold on their own.
+    let essential_from = |threshold: Score| bound.iter().take_while(|&&b| b <= threshold).count();
+    let mut essential = essential_from(threshold);
+    let mut share = vec![0.0f32; cursors.len()];
+    while essential < cursors.len() {
+        let below = if essential == 0 {
+            0.0
+        } else {
+            bound[essential - 1]
+        };
+        let doc = cursors[essential..]
+            .iter()
+            .map(Cursor::doc)
+            .min()
+            .unwrap_or(TERMINATED);
+        if doc == TERMINATED {
+            break;
+        }
+        // Up to the end of the first of the essential terms' blocks, no row scores more than
+        // their blocks' maxima and every non-essential term's bound together.
+        let mut window_max = below;
+        let mut window_end = TERMINATED;
+        for cursor in &mut cursors[essential..] {
+            window_max += cursor.block_max() * SLACK;
+            window_end = window_end.min(cursor.block_last());
+        }
+        if window_max <= threshold {
+            if window_end == TERMINATED {
+                break;
+            }
+            for cursor in &mut cursors[essential..] {
+                cursor.seek(window_end + 1);
+            }
+            continue;
+        }
+        // Each term's share, summed in one order at the end: a row scores the same to the last
+        // bit whichever of its terms were essential when it was found.
+        share.fill(0.0);
+        let mut score = 0.0;
+        for (i, cursor) in cursors.iter_mut().enumerate().skip(essential) {
+            if cursor.doc() == doc {
+                share[i] = cursor.score();
+                score += share[i];
+                cursor.advance();
+            }
+        }
+        let mut complete = true;
+        for i in (0..essential).rev() {
+            if score + bound[i] <= threshold {
+                complete = false;
+                break;
+            }
+            let cursor = &mut cursors[i];
+            cursor.seek(doc);
+            if cursor.doc() == doc {
+                share[i] = cursor.score();
+                score += share[i];
+            }
+        }
+        if !complete {
+            continue;
+        }
+        let score: Score = share.iter().sum();
+        if score > threshold {
+            threshold = callback(doc, score);
+            essential = essential_from(threshold);
+        }
+    }
+    Ok(())
+}
