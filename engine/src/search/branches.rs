@@ -115,13 +115,15 @@ fn any_term(field: Field, terms: &[String]) -> Box<dyn Query> {
 /// What BM25 scores with: a disjunction of terms (MaxScore over their postings), or any other
 /// query (the title-boosted one) through tantivy's own pruning.
 pub(crate) enum Matcher {
-    Terms(Field, Vec<maxscore::Clause>),
+    /// The field, its terms, and whether posting blocks' maxima bound its scores.
+    Terms(Field, Vec<maxscore::Clause>, bool),
     Query(Box<dyn Weight>),
 }
 
 impl Matcher {
     fn new(
         field: Field,
+        level: Level,
         terms: &[String],
         title: Option<(Field, f32)>,
         scoring: EnableScoring<'_>,
@@ -133,6 +135,8 @@ impl Matcher {
                     .iter()
                     .map(|t| maxscore::Clause::new(Term::from_field_text(field, t), scoring))
                     .collect::<tantivy::Result<_>>()?,
+                // At document level the statistics are not the segments' own: see `maxscore`.
+                level == Level::Chunk,
             )),
             Some((title, boost)) => {
                 let title = BoostQuery::new(any_term(title, terms), boost);
@@ -154,8 +158,8 @@ impl Matcher {
         callback: &mut dyn FnMut(DocId, Score) -> Score,
     ) -> tantivy::Result<()> {
         match self {
-            Matcher::Terms(field, terms) => {
-                maxscore::for_each_pruning(terms, *field, reader, threshold, callback)
+            Matcher::Terms(field, terms, block_max) => {
+                maxscore::for_each_pruning(terms, *field, *block_max, reader, threshold, callback)
             }
             Matcher::Query(weight) => weight.for_each_pruning(threshold, reader, callback),
         }
@@ -220,7 +224,7 @@ impl Snapshot {
                 EnableScoring::enabled_from_statistics_provider(&stats, &self.searcher),
             ),
         };
-        let weight = Matcher::new(field, terms, title, scoring)?;
+        let weight = Matcher::new(field, level, terms, title, scoring)?;
         let segments = self.searcher.segment_readers();
         let mut order: Vec<usize> = (0..segments.len()).collect();
         order.sort_by_key(|&s| Reverse(segments[s].max_doc()));
@@ -598,6 +602,86 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A term whose postings have run out while another walks on, the walked term's later
+    /// blocks too weak to matter: the walk skips them and ends (it once stood still on the
+    /// spent term's last block for ever).
+    #[test]
+    fn maxscore_ends_when_a_term_runs_out_first() {
+        let tmp = tempfile::tempdir().unwrap();
+        let e = FakeEmbedder::new(8);
+        let shard = Shard::create(
+            &tmp.path().join("kb"),
+            "kb",
+            DomainSettings::new(e.spec().clone()),
+        )
+        .unwrap();
+        let filler = |n: usize| vec!["filler"; n].join(" ");
+        // Rows 0-2: a rare term in very long rows (weak); 3-130: a short strong block of
+        // another; 131-630: that term in long rows (weak blocks); the rest shape the average.
+        let text = |i: usize| match i {
+            0..3 => format!("rareterm {}", filler(1000)),
+            3..131 => "walked".to_string(),
+            131..631 => format!("walked {}", filler(100)),
+            _ => filler(50),
+        };
+        let ops = (0..4000)
+            .map(|i| {
+                let text = text(i);
+                WriteOp::Upsert(Document {
+                    id: format!("d{i}"),
+                    title: String::new(),
+                    url: None,
+                    attributes: BTreeMap::new(),
+                    chunks: vec![Chunk {
+                        embedding: e.embed_batch(&[text.as_str()]).unwrap().remove(0),
+                        char_start: 0,
+                        char_end: text.len() as u64,
+                        heading: None,
+                        text,
+                    }],
+                })
+            })
+            .collect();
+        shard
+            .apply(WriteBatch {
+                model_id: e.spec().id.clone(),
+                ops,
+                seq: None,
+            })
+            .unwrap();
+        let snap = shard.snapshot();
+        let terms = analyze("rareterm walked");
+        assert_eq!(terms.len(), 2);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let searched = Arc::clone(&snap);
+        let walked = terms.clone();
+        std::thread::spawn(move || {
+            let hits = searched.bm25_on(
+                &tantivy::Executor::SingleThread,
+                &walked,
+                None,
+                Level::Chunk,
+                100,
+                None,
+            );
+            let _ = tx.send(hits.unwrap());
+        });
+        let hits = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the search ends");
+        let mut every = tantivy_top(
+            &snap,
+            any_term(snap.fields.content, &terms).as_ref(),
+            Level::Chunk,
+            10_000,
+            None,
+        );
+        every.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        every.truncate(100);
+        let rows = |h: &[(u32, f32)]| h.iter().map(|h| h.0).collect::<Vec<_>>();
+        assert_eq!(rows(&hits), rows(&every));
     }
 
     /// Segments scored on the pool answer exactly as one after another: the same hits, scores

@@ -108,9 +108,17 @@ impl Cursor {
 /// `threshold` (every row scoring above it is passed; some below may be), in row order;
 /// `callback` returns the new threshold, which never goes down. A row's score is its terms' BM25
 /// scores summed, in one order whatever the row.
+///
+/// With `block_max`, stretches are skipped by the maxima tantivy records per posting block. It
+/// records the (length, frequency) pair scoring best under the segment's own average length, so
+/// under other statistics (the document level's, whose average is over documents, not rows) a
+/// block's maximum can be another row's, and only the terms' own bounds are safe. At chunk level
+/// the collection's average differs from a segment's by little, and tantivy's own block-max WAND
+/// makes the same trade.
 pub(super) fn for_each_pruning(
     clauses: &[Clause],
     field: tantivy::schema::Field,
+    block_max: bool,
     reader: &SegmentReader,
     mut threshold: Score,
     callback: &mut dyn FnMut(DocId, Score) -> Score,
@@ -163,13 +171,17 @@ pub(super) fn for_each_pruning(
         }
         // Up to the end of the first of the essential terms' blocks, no row scores more than
         // their blocks' maxima and every non-essential term's bound together.
+        // (A term whose postings have run out adds nothing: its cursor is on the padding after
+        // its last block's rows, which would otherwise give a window ending behind the row.)
         let mut window_max = below;
         let mut window_end = TERMINATED;
         for cursor in &mut cursors[essential..] {
-            window_max += cursor.block_max() * SLACK;
-            window_end = window_end.min(cursor.block_last());
+            if cursor.doc() != TERMINATED {
+                window_max += cursor.block_max() * SLACK;
+                window_end = window_end.min(cursor.block_last());
+            }
         }
-        if window_max <= threshold {
+        if block_max && window_max <= threshold {
             if window_end == TERMINATED {
                 break;
             }
@@ -191,7 +203,7 @@ pub(super) fn for_each_pruning(
         }
         let mut complete = true;
         for i in (0..essential).rev() {
-            if score + bound[i] <= threshold {
+            if (score + bound[i]) * SLACK <= threshold {
                 complete = false;
                 break;
             }
