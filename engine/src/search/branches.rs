@@ -453,6 +453,37 @@ mod tests {
     use crate::embed::{Embedder, FakeEmbedder};
     use crate::{Chunk, Document, DomainSettings, Shard, WriteBatch, WriteOp};
 
+    fn empty_shard(dir: &std::path::Path, e: &FakeEmbedder) -> Shard {
+        Shard::create(&dir.join("kb"), "kb", DomainSettings::new(e.spec().clone())).unwrap()
+    }
+
+    fn apply(shard: &Shard, e: &FakeEmbedder, ops: Vec<WriteOp>) {
+        shard
+            .apply(WriteBatch {
+                model_id: e.spec().id.clone(),
+                ops,
+                seq: None,
+            })
+            .unwrap();
+    }
+
+    /// A document of one chunk, embedded by `e`.
+    fn one_chunk(e: &FakeEmbedder, id: String, title: String, text: String) -> WriteOp {
+        WriteOp::Upsert(Document {
+            id,
+            title,
+            url: None,
+            attributes: BTreeMap::new(),
+            chunks: vec![Chunk {
+                embedding: e.embed_batch(&[text.as_str()]).unwrap().remove(0),
+                char_start: 0,
+                char_end: text.len() as u64,
+                heading: None,
+                text,
+            }],
+        })
+    }
+
     /// Tantivy's `TopDocs` (under a `FilterCollector` when filtered), as (ordinal, score).
     fn tantivy_top(
         snap: &Snapshot,
@@ -514,12 +545,7 @@ mod tests {
     fn maxscore_over_many_blocks_is_exact() {
         let tmp = tempfile::tempdir().unwrap();
         let e = FakeEmbedder::new(8);
-        let shard = Shard::create(
-            &tmp.path().join("kb"),
-            "kb",
-            DomainSettings::new(e.spec().clone()),
-        )
-        .unwrap();
+        let shard = empty_shard(tmp.path(), &e);
         // Word w is drawn about 1/(w+1) as often as the first: a few in most rows, most rare.
         let vocabulary: Vec<String> = (0..300).map(|w| format!("w{w}x")).collect();
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
@@ -540,28 +566,10 @@ mod tests {
                     })
                     .collect::<Vec<_>>()
                     .join(" ");
-                WriteOp::Upsert(Document {
-                    id: format!("d{i}"),
-                    title: String::new(),
-                    url: None,
-                    attributes: BTreeMap::new(),
-                    chunks: vec![Chunk {
-                        embedding: e.embed_batch(&[text.as_str()]).unwrap().remove(0),
-                        char_start: 0,
-                        char_end: text.len() as u64,
-                        heading: None,
-                        text,
-                    }],
-                })
+                one_chunk(&e, format!("d{i}"), String::new(), text)
             })
             .collect();
-        shard
-            .apply(WriteBatch {
-                model_id: e.spec().id.clone(),
-                ops,
-                seq: None,
-            })
-            .unwrap();
+        apply(&shard, &e, ops);
         let snap = shard.snapshot();
         let pool = tantivy::Executor::multi_thread(2, "test-maxscore-").unwrap();
         let queries: [&[usize]; 5] = [
@@ -611,12 +619,7 @@ mod tests {
     fn maxscore_ends_when_a_term_runs_out_first() {
         let tmp = tempfile::tempdir().unwrap();
         let e = FakeEmbedder::new(8);
-        let shard = Shard::create(
-            &tmp.path().join("kb"),
-            "kb",
-            DomainSettings::new(e.spec().clone()),
-        )
-        .unwrap();
+        let shard = empty_shard(tmp.path(), &e);
         let filler = |n: usize| vec!["filler"; n].join(" ");
         // Rows 0-2: a rare term in very long rows (weak); 3-130: a short strong block of
         // another; 131-630: that term in long rows (weak blocks); the rest shape the average.
@@ -629,28 +632,10 @@ mod tests {
         let ops = (0..4000)
             .map(|i| {
                 let text = text(i);
-                WriteOp::Upsert(Document {
-                    id: format!("d{i}"),
-                    title: String::new(),
-                    url: None,
-                    attributes: BTreeMap::new(),
-                    chunks: vec![Chunk {
-                        embedding: e.embed_batch(&[text.as_str()]).unwrap().remove(0),
-                        char_start: 0,
-                        char_end: text.len() as u64,
-                        heading: None,
-                        text,
-                    }],
-                })
+                one_chunk(&e, format!("d{i}"), String::new(), text)
             })
             .collect();
-        shard
-            .apply(WriteBatch {
-                model_id: e.spec().id.clone(),
-                ops,
-                seq: None,
-            })
-            .unwrap();
+        apply(&shard, &e, ops);
         let snap = shard.snapshot();
         let terms = analyze("rareterm walked");
         assert_eq!(terms.len(), 2);
@@ -690,12 +675,7 @@ mod tests {
     fn parallel_bm25_answers_as_single_threaded() {
         let tmp = tempfile::tempdir().unwrap();
         let e = FakeEmbedder::new(8);
-        let shard = Shard::create(
-            &tmp.path().join("kb"),
-            "kb",
-            DomainSettings::new(e.spec().clone()),
-        )
-        .unwrap();
+        let shard = empty_shard(tmp.path(), &e);
         let words = [
             "returns", "refund", "shipping", "warranty", "battery", "parcel", "days",
         ];
@@ -708,56 +688,20 @@ mod tests {
                         words[(i / 7 + commit) % 7],
                         words[(i * 3 + commit) % 7]
                     );
-                    WriteOp::Upsert(Document {
-                        id: format!("d{commit}-{i}"),
-                        title: format!("Doc {i}"),
-                        url: None,
-                        attributes: BTreeMap::new(),
-                        chunks: vec![Chunk {
-                            embedding: e.embed_batch(&[text.as_str()]).unwrap().remove(0),
-                            char_start: 0,
-                            char_end: text.len() as u64,
-                            heading: None,
-                            text,
-                        }],
-                    })
+                    one_chunk(&e, format!("d{commit}-{i}"), format!("Doc {i}"), text)
                 })
                 .collect();
-            shard
-                .apply(WriteBatch {
-                    model_id: e.spec().id.clone(),
-                    ops,
-                    seq: None,
-                })
-                .unwrap();
+            apply(&shard, &e, ops);
         }
         // Rows replaced by later versions are deleted in their segments: they must not count.
         let ops = (0..50)
             .step_by(2)
             .map(|i| {
                 let text = format!("plain note {i}");
-                WriteOp::Upsert(Document {
-                    id: format!("d1-{i}"),
-                    title: format!("Doc {i}"),
-                    url: None,
-                    attributes: BTreeMap::new(),
-                    chunks: vec![Chunk {
-                        embedding: e.embed_batch(&[text.as_str()]).unwrap().remove(0),
-                        char_start: 0,
-                        char_end: text.len() as u64,
-                        heading: None,
-                        text,
-                    }],
-                })
+                one_chunk(&e, format!("d1-{i}"), format!("Doc {i}"), text)
             })
             .collect();
-        shard
-            .apply(WriteBatch {
-                model_id: e.spec().id.clone(),
-                ops,
-                seq: None,
-            })
-            .unwrap();
+        apply(&shard, &e, ops);
         let snap = shard.snapshot();
         assert!(
             snap.searcher
