@@ -156,11 +156,6 @@ pub(super) fn for_each_pruning(
     let mut essential = essential_from(threshold);
     let mut share = vec![0.0f32; cursors.len()];
     while essential < cursors.len() {
-        let below = if essential == 0 {
-            0.0
-        } else {
-            bound[essential - 1]
-        };
         let doc = cursors[essential..]
             .iter()
             .map(Cursor::doc)
@@ -169,25 +164,13 @@ pub(super) fn for_each_pruning(
         if doc == TERMINATED {
             break;
         }
-        // Up to the end of the first of the essential terms' blocks, no row scores more than
-        // their blocks' maxima and every non-essential term's bound together.
-        // (A term whose postings have run out adds nothing: its cursor is on the padding after
-        // its last block's rows, which would otherwise give a window ending behind the row.)
-        let mut window_max = below;
-        let mut window_end = TERMINATED;
-        for cursor in &mut cursors[essential..] {
-            if cursor.doc() != TERMINATED {
-                window_max += cursor.block_max() * SLACK;
-                window_end = window_end.min(cursor.block_last());
-            }
-        }
-        if block_max && window_max <= threshold {
-            if window_end == TERMINATED {
-                break;
-            }
-            for cursor in &mut cursors[essential..] {
-                cursor.seek(window_end + 1);
-            }
+        if block_max
+            && skip_window(
+                &mut cursors[essential..],
+                bound_below(&bound, essential),
+                threshold,
+            )
+        {
             continue;
         }
         // Each term's share, summed in one order at the end: a row scores the same to the last
@@ -224,4 +207,37 @@ pub(super) fn for_each_pruning(
         }
     }
     Ok(())
+}
+
+/// The most the terms before `essential` can add to a row together.
+fn bound_below(bound: &[Score], essential: usize) -> Score {
+    if essential == 0 {
+        0.0
+    } else {
+        bound[essential - 1]
+    }
+}
+
+/// Up to the end of the first of the essential terms' loaded blocks, no row scores more than
+/// their blocks' maxima and `below` together: when that cannot pass `threshold`, moves every
+/// essential cursor past the window and says so. (A term whose postings have run out adds
+/// nothing: its cursor is on the padding after its last block's rows, which would otherwise give
+/// a window ending behind the row.)
+fn skip_window(essential: &mut [Cursor], below: Score, threshold: Score) -> bool {
+    let mut window_max = below;
+    let mut window_end = TERMINATED;
+    for cursor in essential.iter_mut() {
+        if cursor.doc() != TERMINATED {
+            window_max += cursor.block_max() * SLACK;
+            window_end = window_end.min(cursor.block_last());
+        }
+    }
+    if window_max > threshold {
+        return false;
+    }
+    // A row was found, so some cursor is live and the window ends at a real row.
+    for cursor in essential.iter_mut() {
+        cursor.seek(window_end + 1);
+    }
+    true
 }
