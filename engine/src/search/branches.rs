@@ -612,6 +612,85 @@ mod tests {
         }
     }
 
+    /// Rows in runs that differ in length and in which words they repeat, so that posting
+    /// blocks differ widely in the most they can score and whole stretches are skipped on block
+    /// maxima: the top rows are still exactly the best. (It breaks if a skip runs past the end
+    /// of the first essential block, where a later block's maximum was never read.)
+    #[test]
+    fn maxscore_skips_by_block_maxima_exactly() {
+        let tmp = tempfile::tempdir().unwrap();
+        let e = FakeEmbedder::new(8);
+        let shard = empty_shard(tmp.path(), &e);
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |below: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % below
+        };
+        let words: Vec<String> = (0..8).map(|w| format!("k{w}q")).collect();
+        let mut ops = Vec::new();
+        while ops.len() < 12_000 {
+            // A run: its rows' length, and how often and how many times each word appears.
+            let run = 200 + next(1200) as usize;
+            let filler = if next(2) == 0 {
+                next(4) as usize
+            } else {
+                60 + next(100) as usize
+            };
+            let profile: Vec<(u64, u64)> = (0..words.len())
+                .map(|_| (next(4) * next(34), 1 + next(3) * next(3)))
+                .collect();
+            for _ in 0..run {
+                let mut text = vec!["pad"; filler];
+                for (word, &(often, times)) in words.iter().zip(&profile) {
+                    if next(100) < often {
+                        text.extend(std::iter::repeat_n(word.as_str(), times as usize));
+                    }
+                }
+                let i = ops.len();
+                ops.push(one_chunk(
+                    &e,
+                    format!("d{i}"),
+                    String::new(),
+                    text.join(" "),
+                ));
+            }
+        }
+        apply(&shard, &e, ops);
+        let snap = shard.snapshot();
+        for q in 0..40 {
+            let len = 2 + q % 5;
+            let terms: Vec<String> = (0..len).map(|_| words[next(8) as usize].clone()).collect();
+            let field = snap.fields.content;
+            let mut every = tantivy_top(
+                &snap,
+                any_term(field, &terms).as_ref(),
+                Level::Chunk,
+                10_000,
+                None,
+            );
+            every.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            let near = |a: f32, b: f32| (a - b).abs() <= 1e-5 * b.abs().max(1.0);
+            for n in [1, 5, 30] {
+                let hits = snap
+                    .bm25_on(
+                        &tantivy::Executor::SingleThread,
+                        &terms,
+                        None,
+                        Level::Chunk,
+                        n,
+                        None,
+                    )
+                    .unwrap();
+                assert_eq!(hits.len(), n.min(every.len()), "{terms:?} {n}");
+                for ((_, score), best) in hits.iter().zip(&every) {
+                    assert!(near(*score, best.1), "{terms:?} top {n}: {score} {best:?}");
+                }
+            }
+        }
+    }
+
     /// A term whose postings have run out while another walks on, the walked term's later
     /// blocks too weak to matter: the walk skips them and ends (it once stood still on the
     /// spent term's last block for ever).

@@ -155,6 +155,8 @@ pub(super) fn for_each_pruning(
     let essential_from = |threshold: Score| bound.iter().take_while(|&&b| b <= threshold).count();
     let mut essential = essential_from(threshold);
     let mut share = vec![0.0f32; cursors.len()];
+    // The block window the rows are in, computed once per window rather than once per row.
+    let mut window: Option<Window> = None;
     while essential < cursors.len() {
         let doc = cursors[essential..]
             .iter()
@@ -164,14 +166,20 @@ pub(super) fn for_each_pruning(
         if doc == TERMINATED {
             break;
         }
-        if block_max
-            && skip_window(
-                &mut cursors[essential..],
-                bound_below(&bound, essential),
-                threshold,
-            )
-        {
-            continue;
+        if block_max {
+            let w = match window {
+                Some(w) if doc <= w.end => w,
+                _ => Window::at(&mut cursors[essential..], bound_below(&bound, essential)),
+            };
+            if w.max <= threshold {
+                // A row was found, so some cursor is live and the window ends at a real row.
+                for cursor in &mut cursors[essential..] {
+                    cursor.seek(w.end + 1);
+                }
+                window = None;
+                continue;
+            }
+            window = Some(w);
         }
         // Each term's share, summed in one order at the end: a row scores the same to the last
         // bit whichever of its terms were essential when it was found.
@@ -218,26 +226,81 @@ fn bound_below(bound: &[Score], essential: usize) -> Score {
     }
 }
 
-/// Up to the end of the first of the essential terms' loaded blocks, no row scores more than
-/// their blocks' maxima and `below` together: when that cannot pass `threshold`, moves every
-/// essential cursor past the window and says so. (A term whose postings have run out adds
-/// nothing: its cursor is on the padding after its last block's rows, which would otherwise give
-/// a window ending behind the row.)
-fn skip_window(essential: &mut [Cursor], below: Score, threshold: Score) -> bool {
-    let mut window_max = below;
-    let mut window_end = TERMINATED;
-    for cursor in essential.iter_mut() {
-        if cursor.doc() != TERMINATED {
-            window_max += cursor.block_max() * SLACK;
-            window_end = window_end.min(cursor.block_last());
+/// A stretch of rows up to the end of the first of the essential terms' loaded blocks, and the
+/// most a row in it can score: their blocks' maxima and what the other terms can add together.
+///
+/// It stays an upper bound while the rows are in it, even after the threshold rises and some of
+/// its terms stop being essential: their blocks still hold every row of theirs in it.
+#[derive(Clone, Copy)]
+struct Window {
+    end: DocId,
+    max: Score,
+}
+
+impl Window {
+    /// The window the essential cursors are at, `below` being the most the other terms add. (A
+    /// term whose postings have run out adds nothing: its cursor is on the padding after its
+    /// last block's rows, which would otherwise give a window ending behind the row.)
+    fn at(essential: &mut [Cursor], below: Score) -> Window {
+        let mut max = below;
+        let mut end = TERMINATED;
+        for cursor in essential.iter_mut() {
+            if cursor.doc() != TERMINATED {
+                max += cursor.block_max() * SLACK;
+                end = end.min(cursor.block_last());
+            }
+        }
+        Window { end, max }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tantivy::schema::{Schema, TEXT};
+    use tantivy::{Index, doc};
+
+    /// A stretch skipped on block maxima ends where the first essential block ends. Rows in
+    /// order in one segment: the frequent term's weak blocks and the rare term's one weak block
+    /// are skipped together, and the best row is in a strong block of the frequent term that
+    /// lies inside the rare term's weak block.
+    #[test]
+    fn a_skip_stops_at_the_first_block_end() {
+        let mut builder = Schema::builder();
+        let text = builder.add_text_field("text", TEXT);
+        let index = Index::create_in_ram(builder.build());
+        let mut writer = index.writer_with_num_threads(1, 50_000_000).unwrap();
+        let pad = |n: usize| vec!["pad"; n].join(" ");
+        for i in 0..4000 {
+            let body = match i {
+                0 => "often often".to_string(),
+                905 => ["often"; 6].join(" "),
+                1..128 => format!("often seldom {}", pad(1500)),
+                128..1300 if i % 10 == 1 => format!("often seldom {}", pad(1500)),
+                128..1300 => format!("often {}", pad(200)),
+                _ => pad(50),
+            };
+            writer.add_document(doc!(text => body)).unwrap();
+        }
+        writer.commit().unwrap();
+        let searcher = index.reader().unwrap().searcher();
+        assert_eq!(searcher.segment_readers().len(), 1);
+        let scoring = EnableScoring::enabled_from_searcher(&searcher);
+        let clauses: Vec<Clause> = ["often", "seldom"]
+            .iter()
+            .map(|w| Clause::new(Term::from_field_text(text, w), scoring).unwrap())
+            .collect();
+        let reader = &searcher.segment_readers()[0];
+        for block_max in [false, true] {
+            let mut best: Option<(DocId, Score)> = None;
+            for_each_pruning(&clauses, text, block_max, reader, 0.0, &mut |doc, score| {
+                if best.is_none_or(|(_, s)| score > s) {
+                    best = Some((doc, score));
+                }
+                best.map_or(0.0, |(_, s)| s)
+            })
+            .unwrap();
+            assert_eq!(best.map(|b| b.0), Some(905), "block maxima: {block_max}");
         }
     }
-    if window_max > threshold {
-        return false;
-    }
-    // A row was found, so some cursor is live and the window ends at a real row.
-    for cursor in essential.iter_mut() {
-        cursor.seek(window_end + 1);
-    }
-    true
 }
