@@ -451,6 +451,7 @@ mod tests {
 
     use super::*;
     use crate::embed::{Embedder, FakeEmbedder};
+    use crate::search::xorshift;
     use crate::{Chunk, Document, DomainSettings, Shard, WriteBatch, WriteOp};
 
     fn empty_shard(dir: &std::path::Path, e: &FakeEmbedder) -> Shard {
@@ -482,16 +483,6 @@ mod tests {
                 text,
             }],
         })
-    }
-
-    /// A deterministic xorshift stream of `u64`s from `state`.
-    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
-        move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        }
     }
 
     /// Two scores equal up to rounding (summed in another order: rows a rounding apart may

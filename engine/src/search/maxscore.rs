@@ -12,6 +12,12 @@
 //! the walk jumps past the first of them to end. This is block-max MaxScore, the algorithm Lucene
 //! uses for long disjunctions; tantivy's block-max WAND re-sorts every term's cursor at every
 //! step, which costs most on the 10–20-term queries agents send.
+//!
+//! The essential terms are walked a window of rows at a time and a term at a time, as Lucene's
+//! `MaxScoreBulkScorer` does: each term's postings in the window are scored in one tight loop
+//! into the window's sums, and only then are the rows found taken in order, looked up on the
+//! other terms and passed on. Walking the terms row by row instead costs a look at every
+//! essential term for every row found, which was most of the time on long queries.
 
 use tantivy::fieldnorm::FieldNormReader;
 use tantivy::postings::BlockSegmentPostings;
@@ -22,7 +28,8 @@ use tantivy::{DocId, Score, SegmentReader, TERMINATED, Term};
 /// Rows per posting block (tantivy's compression block).
 const BLOCK: usize = 128;
 
-/// Bounds are widened by this factor so that a sum rounded differently is never cut off.
+/// Block maxima are widened by this factor, a margin for maxima recorded under a segment's own
+/// average length (see `for_each_pruning`).
 const SLACK: Score = 1.0 + 1e-5;
 
 /// A term to score by BM25, with the most one row can score on it.
@@ -64,13 +71,30 @@ impl Cursor {
         self.postings.doc(self.at)
     }
 
+    /// Adds this term's score of each of its rows from the cursor up to `last` into `sums`
+    /// (indexed from `first`) and marks the rows in `found`; the cursor ends past `last`.
     #[inline]
-    fn advance(&mut self) {
-        if self.at == BLOCK - 1 {
+    fn add_up_to(&mut self, first: DocId, last: DocId, sums: &mut [Fixed], found: &mut [u64]) {
+        loop {
+            let docs = self.postings.docs();
+            let freqs = self.postings.freqs();
+            for (at, (&doc, &freq)) in docs.iter().zip(freqs).enumerate().skip(self.at) {
+                if doc > last {
+                    self.at = at;
+                    return;
+                }
+                let score = self.weight.score(self.fieldnorms.fieldnorm_id(doc), freq);
+                let i = (doc - first) as usize;
+                sums[i] += to_fixed(score);
+                found[i / 64] |= 1 << (i % 64);
+            }
+            if docs.len() < BLOCK {
+                // The last block: the cursor rests on the padding after it (`TERMINATED`).
+                self.at = docs.len();
+                return;
+            }
             self.at = 0;
             self.postings.advance();
-        } else {
-            self.at += 1;
         }
     }
 
@@ -107,7 +131,7 @@ impl Cursor {
 /// Calls `callback` with every row of `reader` matching any of `clauses` whose score may exceed
 /// `threshold` (every row scoring above it is passed; some below may be), in row order;
 /// `callback` returns the new threshold, which never goes down. A row's score is its terms' BM25
-/// scores summed, in one order whatever the row.
+/// scores summed in fixed point, so the same to the last bit whichever terms were walked.
 ///
 /// With `block_max`, stretches are skipped by the maxima tantivy records per posting block. It
 /// records the (length, frequency) pair scoring best under the segment's own average length, so
@@ -143,84 +167,144 @@ pub(super) fn for_each_pruning(
             cursors.push(cursor);
         }
     }
-    // Weakest first; `bound[i]`: the most terms 0..=i can add to a row together.
+    // Weakest first; `bound[i]`: the most terms 0..=i can add to a row together, in fixed
+    // point (a row's share rounds down, so it is at most its term's bound).
     cursors.sort_by(|a, b| a.max_score.total_cmp(&b.max_score));
     let mut bound = Vec::with_capacity(cursors.len());
-    let mut sum = 0.0f32;
+    let mut sum = 0;
     for cursor in &cursors {
-        sum += cursor.max_score;
-        bound.push(sum * SLACK);
+        sum += to_fixed(cursor.max_score) + 1;
+        bound.push(sum);
     }
+    // A row whose sum is at most `cut` scores at most the threshold.
+    let mut cut = at_most(threshold);
     // Terms before `essential` cannot lift a row over the threshold on their own.
-    let essential_from = |threshold: Score| bound.iter().take_while(|&&b| b <= threshold).count();
-    let mut essential = essential_from(threshold);
-    let mut share = vec![0.0f32; cursors.len()];
-    // The block window the rows are in, computed once per window rather than once per row.
-    let mut window: Option<Window> = None;
+    let essential_from = |cut: Fixed| bound.iter().take_while(|&&b| b <= cut).count();
+    let mut essential = essential_from(cut);
+    // The rows found in the current window: each one's sum so far, and which rows were found.
+    let mut sums = vec![0; WINDOW];
+    let mut found = [0u64; WINDOW / 64];
     while essential < cursors.len() {
-        let doc = cursors[essential..]
+        let first = cursors[essential..]
             .iter()
             .map(Cursor::doc)
             .min()
             .unwrap_or(TERMINATED);
-        if doc == TERMINATED {
+        if first == TERMINATED {
             break;
         }
         if block_max {
-            let w = match window {
-                Some(w) if doc <= w.end => w,
-                _ => Window::at(&mut cursors[essential..], bound_below(&bound, essential)),
-            };
-            if w.max <= threshold {
+            let w = Window::at(&mut cursors[essential..], bound_below(&bound, essential));
+            if w.max <= cut {
                 // A row was found, so some cursor is live and the window ends at a real row.
                 for cursor in &mut cursors[essential..] {
                     cursor.seek(w.end + 1);
                 }
-                window = None;
                 continue;
             }
-            window = Some(w);
         }
-        // Each term's share, summed in one order at the end: a row scores the same to the last
-        // bit whichever of its terms were essential when it was found.
-        share.fill(0.0);
-        let mut score = 0.0;
-        for (i, cursor) in cursors.iter_mut().enumerate().skip(essential) {
-            if cursor.doc() == doc {
-                share[i] = cursor.score();
-                score += share[i];
-                cursor.advance();
+        // The window's rows are found and scored a term at a time: a tight loop over each
+        // essential term's postings in it, instead of looking at every term for every row.
+        let last = first
+            .saturating_add(WINDOW as DocId - 1)
+            .min(TERMINATED - 1);
+        for cursor in &mut cursors[essential..] {
+            cursor.add_up_to(first, last, &mut sums, &mut found);
+        }
+        // The rows in order. The terms are split as they were when the window was scored, even
+        // if the threshold rises inside it (the rows still to come were scored on all of them).
+        let split = essential;
+        let (looked_up, below) = (&mut cursors[..split], bound_below(&bound, split));
+        // A row whose sum is at most this cannot pass, whatever the other terms add.
+        let mut hopeless = cut - below;
+        for (word, bits) in found.iter_mut().enumerate() {
+            let mut bits = std::mem::take(bits);
+            while bits != 0 {
+                let at = word * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let sum = std::mem::take(&mut sums[at]);
+                if sum <= hopeless {
+                    continue;
+                }
+                let doc = first + at as DocId;
+                let Some(sum) = look_up(looked_up, &bound, doc, sum, cut) else {
+                    continue;
+                };
+                let score = from_fixed(sum);
+                if score > threshold {
+                    threshold = callback(doc, score);
+                    cut = at_most(threshold);
+                    hopeless = cut - below;
+                }
             }
         }
-        let mut complete = true;
-        for i in (0..essential).rev() {
-            if (score + bound[i]) * SLACK <= threshold {
-                complete = false;
-                break;
-            }
-            let cursor = &mut cursors[i];
-            cursor.seek(doc);
-            if cursor.doc() == doc {
-                share[i] = cursor.score();
-                score += share[i];
-            }
-        }
-        if !complete {
-            continue;
-        }
-        let score: Score = share.iter().sum();
-        if score > threshold {
-            threshold = callback(doc, score);
-            essential = essential_from(threshold);
-        }
+        essential = essential_from(cut);
     }
     Ok(())
 }
 
+/// The sum of row `doc` once the `looked_up` terms (those before the essential ones, `bound`
+/// over them) are added to `sum`, strongest first; `None` as soon as what they could still add
+/// cannot lift it over `cut`.
+#[inline(never)]
+fn look_up(
+    looked_up: &mut [Cursor],
+    bound: &[Fixed],
+    doc: DocId,
+    mut sum: Fixed,
+    cut: Fixed,
+) -> Option<Fixed> {
+    for (cursor, &bound) in looked_up.iter_mut().zip(bound).rev() {
+        if sum + bound <= cut {
+            return None;
+        }
+        cursor.seek(doc);
+        if cursor.doc() == doc {
+            sum += to_fixed(cursor.score());
+        }
+    }
+    (sum > cut).then_some(sum)
+}
+
+/// Rows scored together, a term at a time.
+const WINDOW: usize = 4096;
+
+/// A score in fixed point, in units of 2^-32. Scores are summed in it so that a row's score is
+/// the same to the last bit in whichever order its terms were added (floating-point addition is
+/// not associative, and a row's terms are added in another order when some of them are looked
+/// up rather than walked), and so that comparing a sum with the threshold is an integer compare.
+type Fixed = i64;
+
+/// 2^32, the fixed point's one.
+const FIXED_ONE: Score = 4_294_967_296.0;
+
+/// A share (at least 0) in fixed point, rounded down: scaling by a power of two is exact.
+#[inline]
+fn to_fixed(score: Score) -> Fixed {
+    (score * FIXED_ONE) as Fixed
+}
+
+/// A sum back as a score, rounded once.
+#[inline]
+fn from_fixed(sum: Fixed) -> Score {
+    sum as Score / FIXED_ONE
+}
+
+/// The largest sum that scores at most `threshold`, or near it: a sum at most this one scores at
+/// most `threshold` (rounded down, `threshold` scaled is exact, and so is scaling back before
+/// the one rounding). Below zero, no sum does.
+fn at_most(threshold: Score) -> Fixed {
+    if threshold < 0.0 {
+        -1
+    } else {
+        to_fixed(threshold)
+    }
+}
+
 /// The most the terms before `essential` can add to a row together.
-fn bound_below(bound: &[Score], essential: usize) -> Score {
+fn bound_below(bound: &[Fixed], essential: usize) -> Fixed {
     if essential == 0 {
-        0.0
+        0
     } else {
         bound[essential - 1]
     }
@@ -228,25 +312,22 @@ fn bound_below(bound: &[Score], essential: usize) -> Score {
 
 /// A stretch of rows up to the end of the first of the essential terms' loaded blocks, and the
 /// most a row in it can score: their blocks' maxima and what the other terms can add together.
-///
-/// It stays an upper bound while the rows are in it, even after the threshold rises and some of
-/// its terms stop being essential: their blocks still hold every row of theirs in it.
 #[derive(Clone, Copy)]
 struct Window {
     end: DocId,
-    max: Score,
+    max: Fixed,
 }
 
 impl Window {
     /// The window the essential cursors are at, `below` being the most the other terms add. (A
     /// term whose postings have run out adds nothing: its cursor is on the padding after its
     /// last block's rows, which would otherwise give a window ending behind the row.)
-    fn at(essential: &mut [Cursor], below: Score) -> Window {
+    fn at(essential: &mut [Cursor], below: Fixed) -> Window {
         let mut max = below;
         let mut end = TERMINATED;
         for cursor in essential.iter_mut() {
             if cursor.doc() != TERMINATED {
-                max += cursor.block_max() * SLACK;
+                max += to_fixed(cursor.block_max() * SLACK) + 1;
                 end = end.min(cursor.block_last());
             }
         }
@@ -301,6 +382,109 @@ mod tests {
             })
             .unwrap();
             assert_eq!(best.map(|b| b.0), Some(905), "block maxima: {block_max}");
+        }
+    }
+
+    /// A row scores the same to the last bit whether its weaker terms were walked or looked up
+    /// (ties between rows break on the row, so a last-bit difference would change answers
+    /// between threads). From threshold zero every term is walked; from higher thresholds the
+    /// weaker terms are only looked up, and each row passed must score as it did walked.
+    #[test]
+    fn a_row_scores_alike_walked_or_looked_up() {
+        let mut builder = Schema::builder();
+        let text = builder.add_text_field("text", TEXT);
+        let index = Index::create_in_ram(builder.build());
+        let mut writer = index.writer_with_num_threads(1, 50_000_000).unwrap();
+        let mut random = crate::search::xorshift(0x5851_f42d_4c95_7f2d);
+        // Words w0..w39, word k drawn about 1/(k+1) as often as w0: terms of many weights.
+        let weights: Vec<u64> = (0..40).map(|k| 840 / (k + 1)).collect();
+        let total: u64 = weights.iter().sum();
+        for _ in 0..6000 {
+            let len = 5 + random() % 120;
+            let words: Vec<String> = (0..len)
+                .map(|_| {
+                    let mut pick = random() % total;
+                    let k = weights.iter().position(|&w| {
+                        pick < w || {
+                            pick -= w;
+                            false
+                        }
+                    });
+                    format!("w{}", k.unwrap())
+                })
+                .collect();
+            writer.add_document(doc!(text => words.join(" "))).unwrap();
+        }
+        writer.commit().unwrap();
+        let searcher = index.reader().unwrap().searcher();
+        let reader = &searcher.segment_readers()[0];
+        let scoring = EnableScoring::enabled_from_searcher(&searcher);
+        let mut compared = 0;
+        for query in 0..30 {
+            let clauses: Vec<Clause> = (0..8)
+                .map(|i| {
+                    let word = format!("w{}", (query * 7 + i * 5) % 40);
+                    Clause::new(Term::from_field_text(text, &word), scoring).unwrap()
+                })
+                .collect();
+            let mut walked = std::collections::HashMap::new();
+            for_each_pruning(&clauses, text, true, reader, 0.0, &mut |doc, score| {
+                walked.insert(doc, score.to_bits());
+                0.0
+            })
+            .unwrap();
+            let mut scores: Vec<Score> = walked.values().map(|&b| Score::from_bits(b)).collect();
+            scores.sort_by(|a, b| b.total_cmp(a));
+            let weakest = clauses
+                .iter()
+                .map(|c| c.weight.max_score())
+                .fold(Score::MAX, Score::min);
+            for rank in [10, 100, 1000] {
+                let threshold = scores[rank];
+                assert!(
+                    at_most(threshold) > to_fixed(weakest),
+                    "some term is only looked up"
+                );
+                for block_max in [false, true] {
+                    for_each_pruning(
+                        &clauses,
+                        text,
+                        block_max,
+                        reader,
+                        threshold,
+                        &mut |doc, score| {
+                            assert_eq!(score.to_bits(), walked[&doc], "row {doc}, query {query}");
+                            compared += 1;
+                            threshold
+                        },
+                    )
+                    .unwrap();
+                }
+            }
+        }
+        assert!(compared > 50_000, "{compared} rows compared");
+    }
+
+    /// No sum at most `at_most(t)` scores above `t`, the threshold, and the cut is no more
+    /// than a millionth under it (or pruning would be lost).
+    #[test]
+    fn a_sum_under_the_cut_scores_at_most_the_threshold() {
+        let mut random = crate::search::xorshift(0x2c1b_3c6d_9f4e_8a77);
+        let mut thresholds = vec![
+            0.0,
+            -0.0,
+            0.0f32.next_down(),
+            f32::MIN_POSITIVE,
+            1e-12,
+            30.0,
+        ];
+        thresholds.extend((0..10_000).map(|_| (random() % 1_000_000_000) as f32 / 1e7));
+        for t in thresholds {
+            let cut = at_most(t);
+            assert!(from_fixed(cut) <= t, "{t}: {cut}");
+            if t >= 0.0 {
+                assert!(cut >= to_fixed(t * (1.0 - 1e-6)), "{t}: {cut}");
+            }
         }
     }
 }

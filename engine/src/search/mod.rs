@@ -364,3 +364,14 @@ fn checked_query_vector(v: &Embedding, snapshots: &[Arc<Snapshot>]) -> Result<Ve
     }
     Ok(values)
 }
+
+/// A deterministic xorshift stream of `u64`s from `state`, for tests' generated rows.
+#[cfg(test)]
+fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}

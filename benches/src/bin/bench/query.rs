@@ -97,7 +97,10 @@ pub fn run(embedder: &dyn Embedder, args: &QueryArgs) -> Result<()> {
         let mut lat = Vec::with_capacity(nq);
         // Where the time goes: the engine's own stage timings, per query.
         let mut stages: [Vec<Duration>; 4] = Default::default();
-        for (q, v) in texts.iter().zip(vectors) {
+        // Twice over the queries, timing the second pass: the first brings the pages the mode
+        // reads into the page cache, which the kernel may have reclaimed since they were written.
+        let passes = texts.iter().zip(vectors).map(|q| (false, q));
+        for (timed, (q, v)) in passes.clone().chain(passes.map(|(_, q)| (true, q))) {
             let mut req = SearchRequest::new(q.as_str());
             req.mode = mode;
             req.candidates = args.candidates;
@@ -107,6 +110,9 @@ pub fn run(embedder: &dyn Embedder, args: &QueryArgs) -> Result<()> {
             });
             let t = Instant::now();
             let r = std::hint::black_box(search(&[&shard], &req)?);
+            if !timed {
+                continue;
+            }
             lat.push(t.elapsed());
             let tm = &r.timings;
             for (slot, us) in
