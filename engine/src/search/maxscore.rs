@@ -341,29 +341,34 @@ mod tests {
     use tantivy::schema::{Schema, TEXT};
     use tantivy::{Index, doc};
 
+    /// One segment holding `bodies` in order, in its `text` field.
+    fn one_segment(bodies: impl IntoIterator<Item = String>) -> (Index, tantivy::schema::Field) {
+        let mut builder = Schema::builder();
+        let text = builder.add_text_field("text", TEXT);
+        let index = Index::create_in_ram(builder.build());
+        let mut writer = index.writer_with_num_threads(1, 50_000_000).unwrap();
+        for body in bodies {
+            writer.add_document(doc!(text => body)).unwrap();
+        }
+        writer.commit().unwrap();
+        (index, text)
+    }
+
     /// A stretch skipped on block maxima ends where the first essential block ends. Rows in
     /// order in one segment: the frequent term's weak blocks and the rare term's one weak block
     /// are skipped together, and the best row is in a strong block of the frequent term that
     /// lies inside the rare term's weak block.
     #[test]
     fn a_skip_stops_at_the_first_block_end() {
-        let mut builder = Schema::builder();
-        let text = builder.add_text_field("text", TEXT);
-        let index = Index::create_in_ram(builder.build());
-        let mut writer = index.writer_with_num_threads(1, 50_000_000).unwrap();
         let pad = |n: usize| vec!["pad"; n].join(" ");
-        for i in 0..4000 {
-            let body = match i {
-                0 => "often often".to_string(),
-                905 => ["often"; 6].join(" "),
-                1..128 => format!("often seldom {}", pad(1500)),
-                128..1300 if i % 10 == 1 => format!("often seldom {}", pad(1500)),
-                128..1300 => format!("often {}", pad(200)),
-                _ => pad(50),
-            };
-            writer.add_document(doc!(text => body)).unwrap();
-        }
-        writer.commit().unwrap();
+        let (index, text) = one_segment((0..4000).map(|i| match i {
+            0 => "often often".to_string(),
+            905 => ["often"; 6].join(" "),
+            1..128 => format!("often seldom {}", pad(1500)),
+            128..1300 if i % 10 == 1 => format!("often seldom {}", pad(1500)),
+            128..1300 => format!("often {}", pad(200)),
+            _ => pad(50),
+        }));
         let searcher = index.reader().unwrap().searcher();
         assert_eq!(searcher.segment_readers().len(), 1);
         let scoring = EnableScoring::enabled_from_searcher(&searcher);
@@ -391,31 +396,25 @@ mod tests {
     /// weaker terms are only looked up, and each row passed must score as it did walked.
     #[test]
     fn a_row_scores_alike_walked_or_looked_up() {
-        let mut builder = Schema::builder();
-        let text = builder.add_text_field("text", TEXT);
-        let index = Index::create_in_ram(builder.build());
-        let mut writer = index.writer_with_num_threads(1, 50_000_000).unwrap();
         let mut random = crate::search::xorshift(0x5851_f42d_4c95_7f2d);
         // Words w0..w39, word k drawn about 1/(k+1) as often as w0: terms of many weights.
         let weights: Vec<u64> = (0..40).map(|k| 840 / (k + 1)).collect();
         let total: u64 = weights.iter().sum();
-        for _ in 0..6000 {
+        let word = move |pick: u64| {
+            let mut pick = pick % total;
+            for (k, &w) in weights.iter().enumerate() {
+                if pick < w {
+                    return format!("w{k}");
+                }
+                pick -= w;
+            }
+            unreachable!("the weights sum to the total")
+        };
+        let (index, text) = one_segment((0..6000).map(|_| {
             let len = 5 + random() % 120;
-            let words: Vec<String> = (0..len)
-                .map(|_| {
-                    let mut pick = random() % total;
-                    let k = weights.iter().position(|&w| {
-                        pick < w || {
-                            pick -= w;
-                            false
-                        }
-                    });
-                    format!("w{}", k.unwrap())
-                })
-                .collect();
-            writer.add_document(doc!(text => words.join(" "))).unwrap();
-        }
-        writer.commit().unwrap();
+            let words: Vec<String> = (0..len).map(|_| word(random())).collect();
+            words.join(" ")
+        }));
         let searcher = index.reader().unwrap().searcher();
         let reader = &searcher.segment_readers()[0];
         let scoring = EnableScoring::enabled_from_searcher(&searcher);
