@@ -156,9 +156,25 @@ impl Task {
 /// Tasks by id, and their ids oldest first.
 type Table = (HashMap<String, Arc<Task>>, VecDeque<String>);
 
-/// This node's tasks, newest last; one runs at a time.
+/// What a queued task will index.
+type Items = Box<dyn Iterator<Item = dartmouth_indexer::Result<Item>> + Send>;
+
+/// A task waiting for its turn, with what it will index.
+struct Pending {
+    task: Arc<Task>,
+    domain: Domain,
+    items: Items,
+    full_sync: bool,
+}
+
+/// This node's tasks, newest last; one runs at a time, in the order they were created.
 pub struct Tasks {
     table: Mutex<Table>,
+    /// Tasks not yet started, oldest first. Each task created spawns one runner; a runner,
+    /// once it holds `running`, takes the oldest pending task (not necessarily the one it was
+    /// spawned for: runners are not polled in the order they were spawned, tasks must be run
+    /// in the order they were created).
+    pending: Mutex<VecDeque<Pending>>,
     running: Arc<tokio::sync::Semaphore>,
 }
 
@@ -166,6 +182,7 @@ impl Default for Tasks {
     fn default() -> Self {
         Tasks {
             table: Mutex::new((HashMap::new(), VecDeque::new())),
+            pending: Mutex::new(VecDeque::new()),
             running: Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
@@ -208,6 +225,20 @@ impl Tasks {
             .filter(|t| t.visible_to(caller))
             .cloned()
             .ok_or_else(|| missing_task(id))
+    }
+
+    fn enqueue(&self, pending: Pending) {
+        match self.pending.lock() {
+            Ok(mut q) => q.push_back(pending),
+            Err(p) => p.into_inner().push_back(pending),
+        }
+    }
+
+    fn next_pending(&self) -> Option<Pending> {
+        match self.pending.lock() {
+            Ok(mut q) => q.pop_front(),
+            Err(p) => p.into_inner().pop_front(),
+        }
     }
 
     fn unfinished(&self) -> usize {
@@ -320,71 +351,92 @@ impl Service {
         });
         self.tasks.insert(Arc::clone(&task));
         let queued = task.out();
+        self.tasks.enqueue(Pending {
+            task,
+            domain,
+            items: Box::new(items),
+            full_sync,
+        });
         let svc = Arc::clone(self);
         tokio::spawn(async move {
             let Ok(_permit) = Arc::clone(&svc.tasks.running).acquire_owned().await else {
                 return;
             };
-            if !task.start() {
-                return; // cancelled while queued: already marked
+            // One runner per task created, each taking the oldest: every task runs once, in
+            // the order created.
+            if let Some(next) = svc.tasks.next_pending() {
+                svc.run_task(next).await;
             }
-            let pass = match svc
-                .authorize(
-                    &task.caller,
-                    std::slice::from_ref(&domain.name),
-                    Role::Write,
-                )
-                .await
-            {
-                Ok(pass) => pass,
-                Err(e) => {
-                    task.set(|s| {
-                        s.status = TaskStatus::Failed;
-                        s.finished_at = Some(now_millis());
-                        s.error = Some(e.message);
-                    });
-                    return;
-                }
-            };
-            let running = Arc::clone(&task);
-            let outcome = svc
-                .blocking(move |s| {
-                    let on_ack = |seq: u64| {
-                        running.batches.fetch_add(1, Ordering::AcqRel);
-                        running.seq.store(seq, Ordering::Release);
-                    };
-                    let target = super::opened(&pass, &domain.name)?;
-                    s.run_job(
-                        pass,
-                        target,
-                        items,
-                        full_sync,
-                        Some(&on_ack),
-                        Some(&running.cancel),
-                    )
-                })
-                .await;
-            task.set(|s| {
-                s.finished_at = Some(now_millis());
-                match outcome {
-                    Ok(summary) => {
-                        // Cancelled only if the job stopped for it (a cancel that came after
-                        // the end changes nothing).
-                        s.status = if summary.cancelled {
-                            TaskStatus::Canceled
-                        } else {
-                            TaskStatus::Succeeded
-                        };
-                        s.summary = Some(summary);
-                    }
-                    Err(e) => {
-                        s.status = TaskStatus::Failed;
-                        s.error = Some(e.message);
-                    }
-                }
-            });
         });
         Ok(queued)
+    }
+
+    /// Runs one task that has left the queue (unless it was cancelled while queued).
+    async fn run_task(self: &Arc<Self>, next: Pending) {
+        let Pending {
+            task,
+            domain,
+            items,
+            full_sync,
+        } = next;
+        if !task.start() {
+            return; // cancelled while queued: already marked
+        }
+        let pass = match self
+            .authorize(
+                &task.caller,
+                std::slice::from_ref(&domain.name),
+                Role::Write,
+            )
+            .await
+        {
+            Ok(pass) => pass,
+            Err(e) => {
+                task.set(|s| {
+                    s.status = TaskStatus::Failed;
+                    s.finished_at = Some(now_millis());
+                    s.error = Some(e.message);
+                });
+                return;
+            }
+        };
+        let running = Arc::clone(&task);
+        let outcome = self
+            .blocking(move |s| {
+                let on_ack = |seq: u64| {
+                    running.batches.fetch_add(1, Ordering::AcqRel);
+                    running.seq.store(seq, Ordering::Release);
+                };
+                let target = super::opened(&pass, &domain.name)?;
+                s.run_job(
+                    pass,
+                    target,
+                    items,
+                    full_sync,
+                    Some(&on_ack),
+                    Some(&running.cancel),
+                )
+            })
+            .await;
+        task.set(|s| {
+            s.finished_at = Some(now_millis());
+            match outcome {
+                Ok(summary) => {
+                    // Cancelled only if the job stopped for it (a cancel that came after
+                    // the end changes nothing).
+                    s.status = if summary.cancelled {
+                        TaskStatus::Canceled
+                    } else {
+                        TaskStatus::Succeeded
+                    };
+                    s.summary = Some(summary);
+                }
+                Err(e) => {
+                    s.status = TaskStatus::Failed;
+                    s.error = Some(e.message);
+                }
+            }
+        });
     }
 }
 

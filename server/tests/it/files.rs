@@ -311,6 +311,21 @@ fn files_in_every_format_tasks_and_deletes() {
     );
     let (_, queued) = upload(&s, w, "?async=true&full_sync=true", &refs[..10]);
     assert_eq!(queued["status"], "queued", "{queued}");
+    // Two more behind it: tasks run one at a time in the order they were created, whichever
+    // request's runner the scheduler happens to poll first.
+    let later: Vec<String> = (0..2)
+        .map(|i| {
+            let name = format!("later-{i}.txt");
+            let (_, t) = upload(
+                &s,
+                w,
+                "?async=true",
+                &[(name.as_str(), b"A later page on comet tails.".as_slice())],
+            );
+            assert_eq!(t["status"], "queued", "{t}");
+            t["id"].as_str().unwrap().to_string()
+        })
+        .collect();
     let queued_id = queued["id"].as_str().unwrap();
     let (status, cancelled) = call(
         &s,
@@ -346,8 +361,24 @@ fn files_in_every_format_tasks_and_deletes() {
         stopped["summary"]["deleted"], 0,
         "no full-sync deletions: {stopped}"
     );
+    // The later tasks ran after the long one, in order: each one's batches were acknowledged
+    // after the one before it (sequences rise).
+    let mut seqs = vec![stopped["seq"].as_u64().unwrap()];
+    for id in &later {
+        let mut done = Value::Null;
+        assert!(
+            eventually(60, || {
+                done = call(&s, "GET", &format!("/v1/tasks/{id}"), Some(w), None).1;
+                done["status"] == "succeeded"
+            }),
+            "{done}"
+        );
+        assert_eq!(done["summary"]["added"], 1, "{done}");
+        seqs.push(done["seq"].as_u64().unwrap());
+    }
+    assert!(seqs.windows(2).all(|p| p[0] < p[1]), "{seqs:?}");
     // What was acknowledged stays, and so does everything the full sync would have deleted.
-    assert_eq!(documents(&s), before_tasks + 300 + written);
+    assert_eq!(documents(&s), before_tasks + 300 + written + 2);
     assert!(held(&s, "bulk-000.txt") && held(&s, "faq.md"));
 
     // Deletes: one id (again: nothing, still 200), ids, and a filter.
