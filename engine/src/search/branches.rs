@@ -6,6 +6,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering as AtomicOrdering};
+use std::time::Instant;
 
 use roaring::RoaringBitmap;
 use tantivy::collector::TopDocs;
@@ -16,9 +17,9 @@ use tantivy::query::{
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocId, Score, Searcher, SegmentReader, Term};
 
-use super::maxscore;
 use super::request::MAX_QUERY_TERMS;
 use super::{EXACT_SCAN_MAX_ROWS, EXACT_SCAN_SMALL_SHARD};
+use super::{maxscore, micros};
 use crate::Result;
 use crate::embed::dot;
 use crate::schema::english_analyzer;
@@ -177,12 +178,6 @@ impl Snapshot {
         title_boost: f32,
         allowed: Option<&Arc<RoaringBitmap>>,
     ) -> Result<Vec<(u32, f32)>> {
-        if terms.is_empty() || n == 0 {
-            return Ok(Vec::new());
-        }
-        if allowed.is_some_and(|a| a.is_empty()) {
-            return Ok(Vec::new());
-        }
         let executor = if self.searcher.segment_readers().len() > 1
             && self.searcher.num_docs() >= PARALLEL_BM25_FROM
         {
@@ -194,13 +189,8 @@ impl Snapshot {
         self.bm25_on(executor, terms, title, level, n, allowed)
     }
 
-    /// BM25's top `n` for `terms` (plus `title` matches boosted, when given): the segments
-    /// scored by `executor`'s threads, each taking the next unscored segment (largest first)
-    /// into its own top `n`, all of them pruning against the best bound any of them has reached.
-    /// A segment scored after another starts from that bound instead of from nothing, and rows
-    /// outside `allowed` are skipped without giving up the pruning (tantivy's `FilterCollector`
-    /// scores every matching row). The answer is the exact top `n` by (score, then lower
-    /// ordinal), whatever the threads.
+    /// BM25's top `n` for `terms` (plus `title` matches boosted, when given), the segments
+    /// scored by `executor`'s threads (see `Bm25Run`).
     fn bm25_on(
         &self,
         executor: &tantivy::Executor,
@@ -210,6 +200,85 @@ impl Snapshot {
         n: usize,
         allowed: Option<&Arc<RoaringBitmap>>,
     ) -> Result<Vec<(u32, f32)>> {
+        let Some(run) = self.bm25_run(terms, title, level, n, allowed)? else {
+            return Ok(Vec::new());
+        };
+        let workers = match executor {
+            tantivy::Executor::SingleThread => 1,
+            tantivy::Executor::ThreadPool(pool) => pool.current_num_threads(),
+        }
+        .min(run.order.len())
+        .max(1);
+        let tops = executor.map(|_| run.work(), 0..workers)?;
+        Ok(run.answer(tops))
+    }
+
+    /// Both branches on this shard, on two threads: one scores BM25's segments, the other walks
+    /// the graph and then takes BM25's segments not started yet, so neither core idles while
+    /// the other branch has work left (the BM25 pool's threads beside the vector branch's
+    /// would be three on two cores). Each branch's answer with the microseconds until it was
+    /// complete.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn hybrid(
+        &self,
+        terms: &[String],
+        level: Level,
+        n: usize,
+        title_boost: f32,
+        allowed: Option<&Arc<RoaringBitmap>>,
+        query: &[f32],
+        vector_n: usize,
+        ef: usize,
+    ) -> (Timed<Result<Ranked>>, Timed<Ranked>) {
+        let t = Instant::now();
+        let title = (title_boost > 0.0).then_some((self.fields.title, title_boost));
+        let run = match self.bm25_run(terms, title, level, n, allowed) {
+            Ok(run) => run,
+            Err(e) => return ((Err(e), 0), (Vec::new(), 0)),
+        };
+        // Each worker's top, and when it finished, if it found a segment left to score (the
+        // branch's time is until the last segment is scored, not until the graph walk ends).
+        let bm25_work = || {
+            run.as_ref().map(|run| {
+                let late = run.next.load(AtomicOrdering::Relaxed) >= run.order.len();
+                (run.work(), (!late).then(Instant::now))
+            })
+        };
+        let (first, (second, (vector, ann_us))) = rayon::join(bm25_work, || {
+            let v = Instant::now();
+            let vector = self.vector(query, vector_n, ef, allowed.map(|a| a.as_ref()));
+            let ann_us = micros(v);
+            (bm25_work(), (vector, ann_us))
+        });
+        let bm25 = match (run, first, second) {
+            (Some(run), Some((a, ended_a)), Some((b, ended_b))) => {
+                let ended = ended_a.max(ended_b).unwrap_or(t);
+                let bm25_us = ended.duration_since(t).as_micros() as u64;
+                let tops = a.and_then(|a| b.map(|b| vec![a, b]));
+                (
+                    tops.map(|tops| run.answer(tops)).map_err(Into::into),
+                    bm25_us,
+                )
+            }
+            _ => (Ok(Vec::new()), 0),
+        };
+        (bm25, (vector, ann_us))
+    }
+
+    /// A BM25 query over this snapshot's segments, ready for threads to score (`None` when
+    /// nothing can match). At chunk level the field's own statistics; at document level those of
+    /// the live documents.
+    fn bm25_run<'a>(
+        &'a self,
+        terms: &[String],
+        title: Option<(Field, f32)>,
+        level: Level,
+        n: usize,
+        allowed: Option<&'a Arc<RoaringBitmap>>,
+    ) -> Result<Option<Bm25Run<'a>>> {
+        if terms.is_empty() || n == 0 || allowed.is_some_and(|a| a.is_empty()) {
+            return Ok(None);
+        }
         let stats = DocumentStats {
             searcher: &self.searcher,
             documents: self.first_chunks,
@@ -228,53 +297,15 @@ impl Snapshot {
         let segments = self.searcher.segment_readers();
         let mut order: Vec<usize> = (0..segments.len()).collect();
         order.sort_by_key(|&s| Reverse(segments[s].max_doc()));
-        let next = AtomicUsize::new(0);
-        // The best bound reached: the score of the worst of some worker's full top `n`, as f32
-        // bits (scores are >= 0, so their bits order as the floats do). No row scoring below
-        // it can be in the answer.
-        let bound = AtomicU32::new(0);
-        let workers = match executor {
-            tantivy::Executor::SingleThread => 1,
-            tantivy::Executor::ThreadPool(pool) => pool.current_num_threads(),
-        }
-        .min(segments.len())
-        .max(1);
-        let worker = |_: usize| -> tantivy::Result<TopN> {
-            let mut top = TopN::new(n);
-            while let Some(&s) = order.get(next.fetch_add(1, AtomicOrdering::Relaxed)) {
-                let reader = &segments[s];
-                let ordinals = &self.ordinal_columns[s];
-                let alive = reader.alive_bitset();
-                let floor = |top: &TopN| {
-                    let shared = f32::from_bits(bound.load(AtomicOrdering::Relaxed));
-                    // Ties are let through: a row scoring the bound exactly wins on its ordinal.
-                    top.worst().unwrap_or(0.0).max(shared).next_down()
-                };
-                let start = floor(&top);
-                weight.for_each_pruning(start, reader, &mut |doc, score| {
-                    let ordinal = match ordinals.first(doc) {
-                        Some(o) if alive.is_none_or(|a| a.is_alive(doc)) => o as u32,
-                        _ => return floor(&top),
-                    };
-                    if allowed.is_none_or(|a| a.contains(ordinal))
-                        && top.push(score, ordinal)
-                        && let Some(worst) = top.worst().filter(|w| *w > 0.0)
-                    {
-                        bound.fetch_max(worst.to_bits(), AtomicOrdering::Relaxed);
-                    }
-                    floor(&top)
-                })?;
-            }
-            Ok(top)
-        };
-        let tops = executor.map(worker, 0..workers)?;
-        let mut all = TopN::new(n);
-        for top in tops {
-            for (score, ordinal) in top.into_vec() {
-                all.push(score, ordinal);
-            }
-        }
-        Ok(all.into_sorted())
+        Ok(Some(Bm25Run {
+            snap: self,
+            weight,
+            order,
+            next: AtomicUsize::new(0),
+            bound: AtomicU32::new(0),
+            n,
+            allowed: allowed.map(|a| a.as_ref()),
+        }))
     }
 
     /// The chunk of document `doc_id` that scores best for `terms` by chunk-level BM25.
@@ -372,6 +403,81 @@ impl Snapshot {
             top.push(dot(query, row), o);
         }
         top.into_sorted()
+    }
+}
+
+/// A branch's answer and the microseconds it took.
+pub(crate) type Timed<T> = (T, u64);
+
+/// Rows (ordinals) and their scores, best first.
+pub(crate) type Ranked = Vec<(u32, f32)>;
+
+/// One BM25 query over a snapshot's segments, scored by whichever threads call `work`: each
+/// takes the next unscored segment (largest first) into its own top `n`, all of them pruning
+/// against the best bound any of them has reached. A segment scored after another starts from
+/// that bound instead of from nothing, and rows outside `allowed` are skipped without giving up
+/// the pruning (tantivy's `FilterCollector` scores every matching row). `answer` is the exact
+/// top `n` by (score, then lower ordinal), whatever the threads and however many.
+struct Bm25Run<'a> {
+    snap: &'a Snapshot,
+    weight: Matcher,
+    /// Segment ordinals, largest first.
+    order: Vec<usize>,
+    next: AtomicUsize,
+    /// The best bound reached: the score of the worst of some worker's full top `n`, as f32
+    /// bits (scores are >= 0, so their bits order as the floats do). No row scoring below it
+    /// can be in the answer.
+    bound: AtomicU32,
+    n: usize,
+    allowed: Option<&'a RoaringBitmap>,
+}
+
+impl Bm25Run<'_> {
+    /// Scores segments until none is left unstarted; this thread's top `n`.
+    fn work(&self) -> tantivy::Result<TopN> {
+        let segments = self.snap.searcher.segment_readers();
+        let mut top = TopN::new(self.n);
+        while let Some(&s) = self
+            .order
+            .get(self.next.fetch_add(1, AtomicOrdering::Relaxed))
+        {
+            let reader = &segments[s];
+            let ordinals = &self.snap.ordinal_columns[s];
+            let alive = reader.alive_bitset();
+            let floor = |top: &TopN| {
+                let shared = f32::from_bits(self.bound.load(AtomicOrdering::Relaxed));
+                // Ties are let through: a row scoring the bound exactly wins on its ordinal.
+                top.worst().unwrap_or(0.0).max(shared).next_down()
+            };
+            let start = floor(&top);
+            self.weight
+                .for_each_pruning(start, reader, &mut |doc, score| {
+                    let ordinal = match ordinals.first(doc) {
+                        Some(o) if alive.is_none_or(|a| a.is_alive(doc)) => o as u32,
+                        _ => return floor(&top),
+                    };
+                    if self.allowed.is_none_or(|a| a.contains(ordinal))
+                        && top.push(score, ordinal)
+                        && let Some(worst) = top.worst().filter(|w| *w > 0.0)
+                    {
+                        self.bound
+                            .fetch_max(worst.to_bits(), AtomicOrdering::Relaxed);
+                    }
+                    floor(&top)
+                })?;
+        }
+        Ok(top)
+    }
+
+    /// The workers' tops merged: the best `n` as (ordinal, score), best first.
+    fn answer(&self, tops: Vec<TopN>) -> Vec<(u32, f32)> {
+        let mut all = TopN::new(self.n);
+        for top in tops {
+            for (score, ordinal) in top.into_vec() {
+                all.push(score, ordinal);
+            }
+        }
+        all.into_sorted()
     }
 }
 
@@ -816,6 +922,13 @@ mod tests {
                     .unwrap();
                 assert_eq!(one.len(), 25);
                 assert_eq!(one, many, "{level:?}, filtered: {}", filter.is_some());
+                // Both branches at once (the vector branch's thread joining BM25 when done)
+                // answer as each alone.
+                let q = e.embed_batch(&["refund days"]).unwrap().remove(0);
+                let ((both, _), (near, _)) =
+                    snap.hybrid(&terms, level, 25, 0.0, filter, &q, 10, 64);
+                assert_eq!(both.unwrap(), one, "{level:?}, {}", filter.is_some());
+                assert_eq!(near, snap.vector(&q, 10, 64, filter.map(|a| a.as_ref())));
                 // And the exact answer: every matching row by tantivy's own collectors, best
                 // first, the lower ordinal on a tie (the fixture has many).
                 let mut every = tantivy_top(&snap, query.as_ref(), level, 10_000, filter);

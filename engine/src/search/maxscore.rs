@@ -98,6 +98,64 @@ impl Cursor {
         }
     }
 
+    /// Adds this term's score of the `found` rows (`count` of them) in the window from `first`
+    /// to `last` into `sums`. A term with few postings in the window per row found is walked
+    /// through them; otherwise each row is sought in its postings (skipping whole blocks).
+    /// `rows` is the segment's row count.
+    fn add_found(
+        &mut self,
+        first: DocId,
+        last: DocId,
+        count: usize,
+        rows: u32,
+        sums: &mut [Fixed],
+        found: &[u64],
+    ) {
+        let in_window = u64::from(self.postings.doc_freq()) * u64::from(last - first + 1)
+            / u64::from(rows.max(1));
+        if in_window <= WALK_PER_SEEK * count as u64 {
+            self.seek(first);
+            self.add_found_walking(first, last, sums, found);
+            return;
+        }
+        for (word, &bits) in found.iter().enumerate() {
+            let mut bits = bits;
+            while bits != 0 {
+                let at = word * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let doc = first + at as DocId;
+                self.seek(doc);
+                if self.doc() == doc {
+                    sums[at] += to_fixed(self.score());
+                }
+            }
+        }
+    }
+
+    /// `add_found` by walking this term's postings through the window.
+    fn add_found_walking(&mut self, first: DocId, last: DocId, sums: &mut [Fixed], found: &[u64]) {
+        loop {
+            let docs = self.postings.docs();
+            let freqs = self.postings.freqs();
+            for (at, (&doc, &freq)) in docs.iter().zip(freqs).enumerate().skip(self.at) {
+                if doc > last {
+                    self.at = at;
+                    return;
+                }
+                let i = (doc - first) as usize;
+                if found[i / 64] & (1 << (i % 64)) != 0 {
+                    sums[i] += to_fixed(self.weight.score(self.fieldnorms.fieldnorm_id(doc), freq));
+                }
+            }
+            if docs.len() < BLOCK {
+                self.at = docs.len();
+                return;
+            }
+            self.at = 0;
+            self.postings.advance();
+        }
+    }
+
     /// To the first row at or after `target`.
     #[inline]
     fn seek(&mut self, target: DocId) {
@@ -184,6 +242,7 @@ pub(super) fn for_each_pruning(
     // The rows found in the current window: each one's sum so far, and which rows were found.
     let mut sums = vec![0; WINDOW];
     let mut found = [0u64; WINDOW / 64];
+    let rows = reader.max_doc();
     while essential < cursors.len() {
         let first = cursors[essential..]
             .iter()
@@ -211,30 +270,29 @@ pub(super) fn for_each_pruning(
         for cursor in &mut cursors[essential..] {
             cursor.add_up_to(first, last, &mut sums, &mut found);
         }
-        // The rows in order. The terms are split as they were when the window was scored, even
-        // if the threshold rises inside it (the rows still to come were scored on all of them).
+        // The other terms are added for the rows that may still pass, strongest first, a term at
+        // a time; after each, rows that cannot pass whatever the weaker ones add are dropped.
+        // The terms are split as they were when the window was scored, even if the threshold
+        // rises inside it (the rows still to come were scored on all of them).
         let split = essential;
-        let (looked_up, below) = (&mut cursors[..split], bound_below(&bound, split));
-        // A row whose sum is at most this cannot pass, whatever the other terms add.
-        let mut hopeless = cut - below;
+        let mut left = keep_above(&mut found, &mut sums, cut - bound_below(&bound, split));
+        for j in (0..split).rev() {
+            if left == 0 {
+                break;
+            }
+            cursors[j].add_found(first, last, left, rows, &mut sums, &found);
+            left = keep_above(&mut found, &mut sums, cut - bound_below(&bound, j));
+        }
+        // The rows left, in order, each passed if it scores above the threshold now.
         for (word, bits) in found.iter_mut().enumerate() {
             let mut bits = std::mem::take(bits);
             while bits != 0 {
                 let at = word * 64 + bits.trailing_zeros() as usize;
                 bits &= bits - 1;
-                let sum = std::mem::take(&mut sums[at]);
-                if sum <= hopeless {
-                    continue;
-                }
-                let doc = first + at as DocId;
-                let Some(sum) = look_up(looked_up, &bound, doc, sum, cut) else {
-                    continue;
-                };
-                let score = from_fixed(sum);
+                let score = from_fixed(std::mem::take(&mut sums[at]));
                 if score > threshold {
-                    threshold = callback(doc, score);
+                    threshold = callback(first + at as DocId, score);
                     cut = at_most(threshold);
-                    hopeless = cut - below;
                 }
             }
         }
@@ -243,28 +301,31 @@ pub(super) fn for_each_pruning(
     Ok(())
 }
 
-/// The sum of row `doc` once the `looked_up` terms (those before the essential ones, `bound`
-/// over them) are added to `sum`, strongest first; `None` as soon as what they could still add
-/// cannot lift it over `cut`.
-#[inline(never)]
-fn look_up(
-    looked_up: &mut [Cursor],
-    bound: &[Fixed],
-    doc: DocId,
-    mut sum: Fixed,
-    cut: Fixed,
-) -> Option<Fixed> {
-    for (cursor, &bound) in looked_up.iter_mut().zip(bound).rev() {
-        if sum + bound <= cut {
-            return None;
-        }
-        cursor.seek(doc);
-        if cursor.doc() == doc {
-            sum += to_fixed(cursor.score());
+/// Keeps in `found` the rows whose sum is above `floor` (the others' sums back to zero); how
+/// many are kept.
+fn keep_above(found: &mut [u64], sums: &mut [Fixed], floor: Fixed) -> usize {
+    let mut kept = 0;
+    for (word, bits) in found.iter_mut().enumerate() {
+        let mut rest = *bits;
+        while rest != 0 {
+            let bit = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
+            let at = word * 64 + bit;
+            if sums[at] <= floor {
+                sums[at] = 0;
+                *bits &= !(1 << bit);
+            } else {
+                kept += 1;
+            }
         }
     }
-    (sum > cut).then_some(sum)
+    kept
 }
+
+/// A term's postings in a window are walked rather than each row found sought in them while
+/// there are at most this many per row (a seek searches the skip list and a block; a step of the
+/// walk tests one bit).
+const WALK_PER_SEEK: u64 = 8;
 
 /// Rows scored together, a term at a time.
 const WINDOW: usize = 4096;

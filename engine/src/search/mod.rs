@@ -204,17 +204,23 @@ fn search_inner(
             facets: facet_lists(facet_counts, req.facet_size),
         });
     }
+    let bm25_depth = if level == Level::Document {
+        depth
+    } else {
+        chunk_depth
+    };
     let bm25_branch = |si: usize| {
         if req.mode == Mode::Vector {
             return (Ok(Vec::new()), 0);
         }
         let t = Instant::now();
-        let n = if level == Level::Document {
-            depth
-        } else {
-            chunk_depth
-        };
-        let hits = snapshots[si].bm25(&terms, level, n, req.title_boost, allowed_of[si].as_ref());
+        let hits = snapshots[si].bm25(
+            &terms,
+            level,
+            bm25_depth,
+            req.title_boost,
+            allowed_of[si].as_ref(),
+        );
         (hits, micros(t))
     };
     let vector_branch = |si: usize, query_vector: &Option<Vec<f32>>| match query_vector {
@@ -250,15 +256,24 @@ fn search_inner(
                 .map(|si| (bm25_branch(si), vector_branch(si, &query_vector)))
                 .collect()
         }
-        // The two branches are independent: run them on both cores. A single branch runs here
-        // (handing it to the pool would only add a thread wake-up).
+        // The two branches are independent: run them on both cores, the vector branch's thread
+        // joining BM25 when the graph walk is done. A single branch runs here (handing it to
+        // the pool would only add a thread wake-up).
         (None, mode) => (0..shard_count)
-            .map(|si| match mode {
-                Mode::Hybrid => {
-                    rayon::join(|| bm25_branch(si), || vector_branch(si, &given_vector))
-                }
-                Mode::Bm25 => (bm25_branch(si), (Vec::new(), 0)),
-                Mode::Vector => ((Ok(Vec::new()), 0), vector_branch(si, &given_vector)),
+            .map(|si| match (mode, &given_vector) {
+                (Mode::Hybrid, Some(q)) => snapshots[si].hybrid(
+                    &terms,
+                    level,
+                    bm25_depth,
+                    req.title_boost,
+                    allowed_of[si].as_ref(),
+                    q,
+                    chunk_depth,
+                    req.ef_search,
+                ),
+                (Mode::Hybrid, None) => (bm25_branch(si), (Vec::new(), 0)),
+                (Mode::Bm25, _) => (bm25_branch(si), (Vec::new(), 0)),
+                (Mode::Vector, _) => ((Ok(Vec::new()), 0), vector_branch(si, &given_vector)),
             })
             .collect(),
     };

@@ -45,6 +45,10 @@ pub struct QueryArgs {
     /// Also write the figures as JSON here (read by benches/compare/compare.py).
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Only the per-mode latencies (for comparing two builds quickly): no footprint, ANN sweep
+    /// or embedded-query run.
+    #[arg(long)]
+    pub latency_only: bool,
 }
 
 /// The benchmark corpus of `chunks` chunks and its shard, built once into `dir`; returns the
@@ -135,6 +139,9 @@ pub fn run(embedder: &dyn Embedder, args: &QueryArgs) -> Result<()> {
         });
     }
 
+    if args.latency_only {
+        return Ok(());
+    }
     // Serving footprint: open plus every query above (before the brute-force truth below, whose
     // copy of the vectors is the benchmark's, not the engine's).
     report["serve_peak_rss_mib"] = peak_rss_mib().into();
