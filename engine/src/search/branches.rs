@@ -244,12 +244,17 @@ impl Snapshot {
                 (run.work(), (!late).then(Instant::now))
             })
         };
-        let (first, (second, (vector, ann_us))) = rayon::join(bm25_work, || {
-            let v = Instant::now();
-            let vector = self.vector(query, vector_n, ef, allowed.map(|a| a.as_ref()));
-            let ann_us = micros(v);
-            (bm25_work(), (vector, ann_us))
-        });
+        // The graph walk goes first: on a pool of one thread that thread then scores every
+        // segment, and the other worker finds none left.
+        let ((second, (vector, ann_us)), first) = rayon::join(
+            || {
+                let v = Instant::now();
+                let vector = self.vector(query, vector_n, ef, allowed.map(|a| a.as_ref()));
+                let ann_us = micros(v);
+                (bm25_work(), (vector, ann_us))
+            },
+            bm25_work,
+        );
         let bm25 = match (run, first, second) {
             (Some(run), Some((a, ended_a)), Some((b, ended_b))) => {
                 let ended = ended_a.max(ended_b).unwrap_or(t);
@@ -894,6 +899,10 @@ mod tests {
             "one commit, one segment"
         );
         let pool = tantivy::Executor::multi_thread(2, "test-bm25-").unwrap();
+        let one_thread = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
         let terms: Vec<String> = ["refund", "warranty", "days"].map(String::from).to_vec();
         let allowed = Arc::new(
             (0..200u32)
@@ -925,10 +934,13 @@ mod tests {
                 // Both branches at once (the vector branch's thread joining BM25 when done)
                 // answer as each alone.
                 let q = e.embed_batch(&["refund days"]).unwrap().remove(0);
-                let ((both, _), (near, _)) =
-                    snap.hybrid(&terms, level, 25, 0.0, filter, &q, 10, 64);
+                let hybrid = || snap.hybrid(&terms, level, 25, 0.0, filter, &q, 10, 64);
+                let ((both, _), (near, _)) = hybrid();
                 assert_eq!(both.unwrap(), one, "{level:?}, {}", filter.is_some());
                 assert_eq!(near, snap.vector(&q, 10, 64, filter.map(|a| a.as_ref())));
+                // On one thread, the one that walked the graph scores every segment.
+                let ((both, _), _) = one_thread.install(hybrid);
+                assert_eq!(both.unwrap(), one, "{level:?}, {}", filter.is_some());
                 // And the exact answer: every matching row by tantivy's own collectors, best
                 // first, the lower ordinal on a tie (the fixture has many).
                 let mut every = tantivy_top(&snap, query.as_ref(), level, 10_000, filter);

@@ -65,37 +65,73 @@ struct Cursor {
     max_score: Score,
 }
 
+/// A row in a term's postings, scored only if asked.
+struct Posting<'a> {
+    doc: DocId,
+    freq: u32,
+    weight: &'a Bm25Weight,
+    fieldnorms: &'a FieldNormReader,
+}
+
+impl Posting<'_> {
+    #[inline]
+    fn score(&self) -> Score {
+        self.weight
+            .score(self.fieldnorms.fieldnorm_id(self.doc), self.freq)
+    }
+}
+
 impl Cursor {
     #[inline]
     fn doc(&self) -> DocId {
         self.postings.doc(self.at)
     }
 
+    /// Calls `each` with each of this term's postings from the cursor up to `last`; the cursor
+    /// ends past `last`.
+    #[inline]
+    fn walk_to(&mut self, last: DocId, mut each: impl FnMut(Posting<'_>)) {
+        let Cursor {
+            postings,
+            at,
+            fieldnorms,
+            weight,
+            ..
+        } = self;
+        loop {
+            let docs = postings.docs();
+            let freqs = postings.freqs();
+            for (i, (&doc, &freq)) in docs.iter().zip(freqs).enumerate().skip(*at) {
+                if doc > last {
+                    *at = i;
+                    return;
+                }
+                each(Posting {
+                    doc,
+                    freq,
+                    weight,
+                    fieldnorms,
+                });
+            }
+            if docs.len() < BLOCK {
+                // The last block: the cursor rests on the padding after it (`TERMINATED`).
+                *at = docs.len();
+                return;
+            }
+            *at = 0;
+            postings.advance();
+        }
+    }
+
     /// Adds this term's score of each of its rows from the cursor up to `last` into `sums`
     /// (indexed from `first`) and marks the rows in `found`; the cursor ends past `last`.
     #[inline]
     fn add_up_to(&mut self, first: DocId, last: DocId, sums: &mut [Fixed], found: &mut [u64]) {
-        loop {
-            let docs = self.postings.docs();
-            let freqs = self.postings.freqs();
-            for (at, (&doc, &freq)) in docs.iter().zip(freqs).enumerate().skip(self.at) {
-                if doc > last {
-                    self.at = at;
-                    return;
-                }
-                let score = self.weight.score(self.fieldnorms.fieldnorm_id(doc), freq);
-                let i = (doc - first) as usize;
-                sums[i] += to_fixed(score);
-                found[i / 64] |= 1 << (i % 64);
-            }
-            if docs.len() < BLOCK {
-                // The last block: the cursor rests on the padding after it (`TERMINATED`).
-                self.at = docs.len();
-                return;
-            }
-            self.at = 0;
-            self.postings.advance();
-        }
+        self.walk_to(last, |p| {
+            let i = (p.doc - first) as usize;
+            sums[i] += to_fixed(p.score());
+            found[i / 64] |= 1 << (i % 64);
+        });
     }
 
     /// Adds this term's score of the `found` rows (`count` of them) in the window from `first`
@@ -134,26 +170,12 @@ impl Cursor {
 
     /// `add_found` by walking this term's postings through the window.
     fn add_found_walking(&mut self, first: DocId, last: DocId, sums: &mut [Fixed], found: &[u64]) {
-        loop {
-            let docs = self.postings.docs();
-            let freqs = self.postings.freqs();
-            for (at, (&doc, &freq)) in docs.iter().zip(freqs).enumerate().skip(self.at) {
-                if doc > last {
-                    self.at = at;
-                    return;
-                }
-                let i = (doc - first) as usize;
-                if found[i / 64] & (1 << (i % 64)) != 0 {
-                    sums[i] += to_fixed(self.weight.score(self.fieldnorms.fieldnorm_id(doc), freq));
-                }
+        self.walk_to(last, |p| {
+            let i = (p.doc - first) as usize;
+            if found[i / 64] & (1 << (i % 64)) != 0 {
+                sums[i] += to_fixed(p.score());
             }
-            if docs.len() < BLOCK {
-                self.at = docs.len();
-                return;
-            }
-            self.at = 0;
-            self.postings.advance();
-        }
+        });
     }
 
     /// To the first row at or after `target`.

@@ -32,6 +32,19 @@ fn ids_found(s: &Server, key: &str, query: &str) -> Vec<String> {
         .collect()
 }
 
+/// Task `id` once it has succeeded (fails the test if it has not within a minute).
+fn succeeded(s: &Server, key: &str, id: &str) -> Value {
+    let mut done = Value::Null;
+    assert!(
+        eventually(60, || {
+            done = call(s, "GET", &format!("/v1/tasks/{id}"), Some(key), None).1;
+            done["status"] == "succeeded"
+        }),
+        "{done}"
+    );
+    done
+}
+
 #[test]
 fn files_in_every_format_tasks_and_deletes() {
     let (dir, data, keys) = setup();
@@ -237,14 +250,7 @@ fn files_in_every_format_tasks_and_deletes() {
         task["status"].as_str(),
         Some("queued" | "running")
     ));
-    let mut done = Value::Null;
-    assert!(
-        eventually(60, || {
-            done = call(&s, "GET", &format!("/v1/tasks/{id}"), Some(w), None).1;
-            done["status"] == "succeeded"
-        }),
-        "{done}"
-    );
+    let done = succeeded(&s, w, &id);
     assert_eq!(done["summary"]["added"], 300, "{done}");
     assert!(done["batches"].as_u64().unwrap() >= 1, "{done}");
     assert_eq!(documents(&s), before_tasks + 300);
@@ -365,14 +371,7 @@ fn files_in_every_format_tasks_and_deletes() {
     // after the one before it (sequences rise).
     let mut seqs = vec![stopped["seq"].as_u64().unwrap()];
     for id in &later {
-        let mut done = Value::Null;
-        assert!(
-            eventually(60, || {
-                done = call(&s, "GET", &format!("/v1/tasks/{id}"), Some(w), None).1;
-                done["status"] == "succeeded"
-            }),
-            "{done}"
-        );
+        let done = succeeded(&s, w, id);
         assert_eq!(done["summary"]["added"], 1, "{done}");
         seqs.push(done["seq"].as_u64().unwrap());
     }
