@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(scripts/setup-model.sh)"
-export ORT_DYLIB_PATH DARTMOUTH_MODEL_DIR
+export ORT_DYLIB_PATH DARTMOUTH_MODELS_DIR DARTMOUTH_MODEL_DIR
 cargo bench -p dartmouth-benches --bench micro
 cargo build --release -p dartmouth-benches --bin bench
 target/release/bench embed --docs 200

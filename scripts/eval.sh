@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(scripts/setup-model.sh)"
-export ORT_DYLIB_PATH DARTMOUTH_MODEL_DIR
+export ORT_DYLIB_PATH DARTMOUTH_MODELS_DIR DARTMOUTH_MODEL_DIR
 cargo build --release --bin dartmouth
 ir=../shared/datasets/ir
 target/release/dartmouth --data-dir "${DARTMOUTH_DATA_DIR:-./data}" eval \

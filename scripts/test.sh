@@ -46,7 +46,7 @@ for pid in "$model_pid" "$mcp_pid" "$browser_pid"; do
   wait "$pid" || { echo "error: a setup script failed (see above)" >&2; exit 1; }
 done
 eval "$(cat "$setup_log/model.env" "$setup_log/mcp.env")"
-export ORT_DYLIB_PATH DARTMOUTH_MODEL_DIR DARTMOUTH_PYTHON DARTMOUTH_MCP_PYTHON
+export ORT_DYLIB_PATH DARTMOUTH_MODELS_DIR DARTMOUTH_MODEL_DIR DARTMOUTH_PYTHON DARTMOUTH_MCP_PYTHON
 
 # cargo-nextest (on the project's machines) runs the test binaries side by side: the six-minute
 # real-model evaluation overlaps the rest. Plain `cargo test` runs the same tests otherwise.

@@ -115,7 +115,7 @@ fn benches(c: &mut Criterion) {
     let request = |mode: Mode, filter: Option<&str>| {
         let mut r = SearchRequest::new(query);
         r.mode = mode;
-        r.vector = Some(embedder.embed_query(query).unwrap());
+        r.vectors = vec![embedder.embed_query(query).unwrap()];
         r.filter = filter.map(|f| Filter::parse(f).unwrap());
         r
     };
@@ -150,7 +150,8 @@ fn benches(c: &mut Criterion) {
         std::env::var_os("DARTMOUTH_MODEL_DIR"),
         std::env::var_os("ORT_DYLIB_PATH"),
     ) {
-        let onnx = OnnxEmbedder::load(&OnnxOptions::new(model, ort)).unwrap();
+        let card = dartmouth_engine::embed::model_card("all-minilm-l6-v2").unwrap();
+        let onnx = OnnxEmbedder::load(&OnnxOptions::new(card, model, ort)).unwrap();
         let texts: Vec<String> = (0..32).map(|_| text(&mut rng, 100)).collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let mut group = c.benchmark_group("embed");

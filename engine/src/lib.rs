@@ -28,7 +28,9 @@ pub mod validate;
 mod vectors;
 
 pub use attrs::{AttrValue, Attributes, Decimal, attributes_to_json};
-pub use catalog::{Catalog, validate_domain_name};
+pub use catalog::{
+    Catalog, SECOND_GENERATION, shard_key, validate_domain_name, validate_shard_key,
+};
 pub use embed::{Embedder, Embedding, ModelSpec};
 pub use error::{Error, ErrorKind, Result};
 pub use filter::{CompareOp, Filter, MAX_FILTER_DEPTH};
@@ -36,7 +38,8 @@ pub use fusion::{Fused, Fusion, RRF_K_DEFAULT, fuse};
 pub use highlight::{Highlighter, snippet, term_ranges};
 pub use search::{
     BranchHit, EmbedQuery, FacetCount, Hit, MAX_FACET_SIZE, MAX_FACETS, MAX_K, MAX_QUERY_BYTES,
-    Mode, SearchRequest, SearchResponse, SearchTimings, SortBy, search, search_embedding,
+    Mode, RerankScore, SearchRequest, SearchResponse, SearchTimings, SortBy, search,
+    search_embedding,
 };
 pub use shard::{
     ApplyTimings, CatalogSettings, Chunk, CommitInfo, Document, DomainSettings, Manifest, Shard,

@@ -97,7 +97,7 @@ class GraphBuilder:
         return out
 
 
-def build_model(w: dict[str, np.ndarray], cfg: dict) -> onnx.ModelProto:
+def build_model(w: dict[str, np.ndarray], cfg: dict, fused_attention: bool = False) -> onnx.ModelProto:
     hidden = cfg["hidden_size"]
     heads = cfg["num_attention_heads"]
     head_dim = hidden // heads
@@ -138,6 +138,17 @@ def build_model(w: dict[str, np.ndarray], cfg: dict) -> onnx.ModelProto:
         beta = g.const(f"{prefix}.bias", f32(f"{prefix}.bias"))
         return g.op("LayerNormalization", [x, gamma, beta], "layernorm", axis=-1, epsilon=eps)
 
+    def feed_forward(x: str, p: str) -> str:
+        inter = linear(x, f"{p}.intermediate.dense")
+        erf = g.op("Erf", [g.op("Div", [inter, c_sqrt2], "gelu_div")], "gelu_erf")
+        gelu = g.op(
+            "Mul",
+            [g.op("Mul", [inter, g.op("Add", [erf, c_one_f], "gelu_add")], "gelu_mul"), c_half],
+            "gelu",
+        )
+        out = linear(gelu, f"{p}.output.dense")
+        return layer_norm(g.op("Add", [out, x], "ffn_residual"), f"{p}.output.LayerNorm")
+
     # ---- embeddings ----
     word = g.const("embeddings.word_embeddings.weight", f32("embeddings.word_embeddings.weight"))
     tok_type = g.const(
@@ -160,9 +171,29 @@ def build_model(w: dict[str, np.ndarray], cfg: dict) -> onnx.ModelProto:
     inv = g.op("Sub", [c_one_f, mask_4d], "mask_inv")
     mask_bias = g.op("Mul", [inv, c_mask_bias], "mask_bias")
 
+    def attention_fused(x: str, p: str, mask_i32: str) -> str:
+        # ONNX Runtime's contrib Attention: Q, K and V in one [H, 3H] weight, the raw 0/1 mask
+        # as int32; its dynamic quantization becomes QAttention (one int8 GEMM for Q, K, V).
+        names = ("query", "key", "value")
+        qkv_w = np.concatenate([f32(f"{p}.attention.self.{n}.weight").T for n in names], axis=1)
+        qkv_b = np.concatenate([f32(f"{p}.attention.self.{n}.bias") for n in names])
+        w_name = g.const(f"{p}.attention.self.qkv.weight", qkv_w.copy())
+        b_name = g.const(f"{p}.attention.self.qkv.bias", qkv_b)
+        return g.op("Attention", [x, w_name, b_name, mask_i32], "attention",
+                    domain="com.microsoft", num_heads=heads)
+
+    mask_i32 = None
+    if fused_attention:
+        mask_i32 = g.op("Cast", ["attention_mask"], "mask_i32", to=TensorProto.INT32)
+
     # ---- encoder layers ----
     for i in range(layers):
         p = f"encoder.layer.{i}"
+        if mask_i32 is not None:
+            attn_out = linear(attention_fused(x, p, mask_i32), f"{p}.attention.output.dense")
+            x = layer_norm(g.op("Add", [attn_out, x], "attn_residual"), f"{p}.attention.output.LayerNorm")
+            x = feed_forward(x, p)
+            continue
         q = linear(x, f"{p}.attention.self.query")
         k = linear(x, f"{p}.attention.self.key")
         v = linear(x, f"{p}.attention.self.value")
@@ -178,16 +209,7 @@ def build_model(w: dict[str, np.ndarray], cfg: dict) -> onnx.ModelProto:
         ctx = g.op("Reshape", [ctx, c_merge_heads], "ctx_merged")
         attn_out = linear(ctx, f"{p}.attention.output.dense")
         x = layer_norm(g.op("Add", [attn_out, x], "attn_residual"), f"{p}.attention.output.LayerNorm")
-
-        inter = linear(x, f"{p}.intermediate.dense")
-        erf = g.op("Erf", [g.op("Div", [inter, c_sqrt2], "gelu_div")], "gelu_erf")
-        gelu = g.op(
-            "Mul",
-            [g.op("Mul", [inter, g.op("Add", [erf, c_one_f], "gelu_add")], "gelu_mul"), c_half],
-            "gelu",
-        )
-        out = linear(gelu, f"{p}.output.dense")
-        x = layer_norm(g.op("Add", [out, x], "ffn_residual"), f"{p}.output.LayerNorm")
+        x = feed_forward(x, p)
 
     g.nodes.append(helper.make_node("Identity", [x], ["last_hidden_state"], name="output_identity"))
 
@@ -202,7 +224,8 @@ def build_model(w: dict[str, np.ndarray], cfg: dict) -> onnx.ModelProto:
     graph = helper.make_graph(g.nodes, "all_minilm_l6_v2_encoder", inputs, outputs, g.initializers)
     model = helper.make_model(
         graph,
-        opset_imports=[helper.make_opsetid("", OPSET)],
+        opset_imports=[helper.make_opsetid("", OPSET)]
+        + ([helper.make_opsetid("com.microsoft", 1)] if fused_attention else []),
         producer_name="dartmouth-convert-minilm",
         producer_version="1",
     )
@@ -211,7 +234,8 @@ def build_model(w: dict[str, np.ndarray], cfg: dict) -> onnx.ModelProto:
         "sentence-transformers/all-MiniLM-L6-v2 BERT encoder (token embeddings of the last layer). "
         "Pool with attention-mask mean, then L2-normalise."
     )
-    onnx.checker.check_model(model, full_check=True)
+    if not fused_attention:  # the checker does not know contrib operators
+        onnx.checker.check_model(model, full_check=True)
     return model
 
 
@@ -264,13 +288,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--zip", required=True, help="path to all_minilm_l6_v2/model.zip")
     ap.add_argument("--out", required=True, help="output directory (created)")
+    ap.add_argument("--fused-attention", action="store_true",
+                    help="ONNX Runtime's contrib Attention operator per layer (the graph the int8 model is quantized from)")
     args = ap.parse_args()
 
     weights, cfg, config_bytes, tokenizer_bytes = read_zip(args.zip)
     check_config(cfg)
     os.makedirs(args.out, exist_ok=True)
 
-    model = build_model(weights, cfg)
+    model = build_model(weights, cfg, fused_attention=args.fused_attention)
     onnx.save_model(model, os.path.join(args.out, "model.onnx"))
 
     write(os.path.join(args.out, "tokenizer.json"), fix_tokenizer(tokenizer_bytes))

@@ -1,17 +1,25 @@
 //! Embedders: the seam between text and vectors.
 //!
-//! Three implementations: [`OnnxEmbedder`] (the local all-MiniLM-L6-v2 run by ONNX Runtime),
-//! [`OpenAiEmbedder`] (any OpenAI-compatible `/v1/embeddings` endpoint) and [`FakeEmbedder`]
-//! (deterministic, for unit tests). The only network access in this crate is the OpenAI-compatible
+//! Three implementations: [`OnnxEmbedder`] (the catalogue's local models, `card.rs`, run by ONNX
+//! Runtime), [`OpenAiEmbedder`] (any OpenAI-compatible `/v1/embeddings` endpoint) and
+//! [`FakeEmbedder`] (deterministic, for unit tests). The second stage, [`Reranker`], is here too:
+//! it runs on the same runtime. The only network access in this crate is the OpenAI-compatible
 //! provider, and only when a user configures it.
 
+mod card;
 mod fake;
 mod onnx;
 mod openai;
+mod rerank;
 
+pub use card::{FilesState, ModelCard, ModelKind, Pooling, model_card, model_cards};
 pub use fake::FakeEmbedder;
-pub use onnx::{MINILM_MODEL_ID, OnnxEmbedder, OnnxOptions};
+pub use onnx::{MINILM_MODEL_ID, OnnxEmbedder, OnnxOptions, load_tokenizer, ort_environment};
 pub use openai::OpenAiEmbedder;
+pub use rerank::{
+    CrossEncoder, FakeReranker, MAX_RERANK_TOP_N, RerankSettings, Reranker, rerank_hits,
+    rerank_passage,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -38,9 +46,14 @@ pub trait Embedder: Send + Sync {
     /// Embeds a batch of passages; the output has one vector per input, in input order.
     fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
 
+    /// Embeds queries (with the model's query prefix, where it has one).
+    fn embed_queries(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        self.embed_batch(texts)
+    }
+
     /// Embeds one query.
     fn embed_query(&self, text: &str) -> Result<Embedding> {
-        let mut vectors = self.embed_batch(&[text])?;
+        let mut vectors = self.embed_queries(&[text])?;
         let values = vectors
             .pop()
             .ok_or_else(|| Error::Embedding("the model returned no vector".into()))?;

@@ -44,6 +44,7 @@ pub(super) fn hydrate(
         char_end: 0,
         attributes: serde_json::Value::Object(Default::default()),
         index_seq: snap.applied_seq,
+        rerank: None,
     };
     if !with_payload {
         return Ok(hit);

@@ -31,7 +31,7 @@ use hydrate::hydrate;
 type Key = (usize, u32);
 pub use request::{
     BranchHit, FacetCount, Hit, MAX_CANDIDATES, MAX_FACET_SIZE, MAX_FACETS, MAX_K, MAX_QUERY_BYTES,
-    Mode, SearchRequest, SearchResponse, SearchTimings, SortBy,
+    Mode, RerankScore, SearchRequest, SearchResponse, SearchTimings, SortBy,
 };
 
 /// A filter that keeps at most this many chunks is served by an exact scan (recall 1.0).
@@ -53,8 +53,8 @@ pub fn search(shards: &[&Shard], req: &SearchRequest) -> Result<SearchResponse> 
     search_inner(shards, req, None)
 }
 
-/// A query's embedding, computed on demand.
-pub type EmbedQuery<'a> = Box<dyn FnOnce() -> Result<Embedding> + Send + 'a>;
+/// A query's embeddings (one per model the request lacks a vector of), computed on demand.
+pub type EmbedQuery<'a> = Box<dyn FnOnce() -> Result<Vec<Embedding>> + Send + 'a>;
 
 /// [`search`] for a request without its query vector: `embed` computes it. In hybrid mode the
 /// BM25 branch runs while the query is embedded (the embedding takes longer than either
@@ -65,9 +65,9 @@ pub fn search_embedding(
     embed: EmbedQuery<'_>,
 ) -> Result<SearchResponse> {
     req.validate_parameters()?;
-    if req.vector.is_some() || req.mode == Mode::Bm25 {
+    if req.mode == Mode::Bm25 {
         return Err(Error::invalid(
-            "search_embedding: a request with its vector, or in bm25 mode, is a plain search",
+            "search_embedding: a request in bm25 mode is a plain search",
         ));
     }
     search_inner(shards, req, Some(embed))
@@ -79,9 +79,12 @@ fn search_inner(
     embed: Option<EmbedQuery<'_>>,
 ) -> Result<SearchResponse> {
     let snapshots: Vec<Arc<Snapshot>> = shards.iter().map(|s| s.snapshot()).collect();
-    let given_vector = match (&req.vector, req.mode) {
-        (Some(v), Mode::Vector | Mode::Hybrid) => Some(checked_query_vector(v, &snapshots)?),
-        _ => None,
+    // Each shard's query vector, from the vectors given (the rest come from `embed`).
+    let given_vector: Vec<Option<Vec<f32>>> = match req.mode {
+        Mode::Vector | Mode::Hybrid if embed.is_none() && !req.vectors.is_empty() => {
+            query_vectors(&req.vectors, &snapshots)?
+        }
+        _ => vec![None; snapshots.len()],
     };
     // Candidates exist for fusion; a single branch only needs the top k.
     let wanted = req.offset + req.k;
@@ -223,7 +226,7 @@ fn search_inner(
         );
         (hits, micros(t))
     };
-    let vector_branch = |si: usize, query_vector: &Option<Vec<f32>>| match query_vector {
+    let vector_branch = |si: usize, query_vector: &[Option<Vec<f32>>]| match &query_vector[si] {
         Some(q) => {
             let t = Instant::now();
             let hits =
@@ -233,8 +236,10 @@ fn search_inner(
         None => (Vec::new(), 0),
     };
     let shard_count = snapshots.len();
-    let embed_now = |embed: EmbedQuery<'_>| -> Result<Option<Vec<f32>>> {
-        Ok(Some(checked_query_vector(&embed()?, &snapshots)?))
+    let embed_now = |embed: EmbedQuery<'_>| -> Result<Vec<Option<Vec<f32>>>> {
+        let mut all = req.vectors.clone();
+        all.extend(embed()?);
+        query_vectors(&all, &snapshots)
     };
     let per_shard: Vec<_> = match (embed, req.mode) {
         // The query embeds while BM25 runs over every shard; then the vector branch.
@@ -260,7 +265,7 @@ fn search_inner(
         // joining BM25 when the graph walk is done. A single branch runs here (handing it to
         // the pool would only add a thread wake-up).
         (None, mode) => (0..shard_count)
-            .map(|si| match (mode, &given_vector) {
+            .map(|si| match (mode, &given_vector[si]) {
                 (Mode::Hybrid, Some(q)) => snapshots[si].hybrid(
                     &terms,
                     level,
@@ -283,6 +288,7 @@ fn search_inner(
         bm25.extend(bm25_hits?.into_iter().map(|(o, s)| ((si, o), s)));
         vector.extend(vector_hits.into_iter().map(|(o, s)| ((si, o), s)));
     }
+    normalise_per_model(&mut vector, &snapshots);
     // With `collapse`, keys become (shard, document number) and each branch remembers the
     // ordinal of the document's best chunk in that branch.
     let t = Instant::now();
@@ -364,20 +370,74 @@ fn facet_lists(
         .collect()
 }
 
-fn checked_query_vector(v: &Embedding, snapshots: &[Arc<Snapshot>]) -> Result<Vec<f32>> {
-    let mut values = v.values.clone();
-    for snap in snapshots {
-        if v.model_id != snap.model.id {
+/// Each shard's query vector: the given vector of its own model, normalised. A shard whose
+/// model has no vector, a vector of a model no shard uses, or two vectors of one model are
+/// errors (a query vector is never searched against another model's rows).
+fn query_vectors(
+    vectors: &[Embedding],
+    snapshots: &[Arc<Snapshot>],
+) -> Result<Vec<Option<Vec<f32>>>> {
+    for (i, v) in vectors.iter().enumerate() {
+        if vectors[..i].iter().any(|w| w.model_id == v.model_id) {
+            return Err(Error::invalid(format!(
+                "two query vectors of model `{}`",
+                v.model_id
+            )));
+        }
+        if !snapshots.iter().any(|s| s.model.id == v.model_id) {
+            let expected = snapshots
+                .first()
+                .map_or(String::new(), |s| s.model.id.clone());
             return Err(Error::ModelMismatch {
-                expected: snap.model.id.clone(),
+                expected,
                 got: v.model_id.clone(),
             });
         }
     }
-    if let Some(snap) = snapshots.first() {
-        check_and_normalise(&mut values, snap.model.dim, "query vector")?;
+    snapshots
+        .iter()
+        .map(|snap| {
+            let v = vectors
+                .iter()
+                .find(|v| v.model_id == snap.model.id)
+                .ok_or_else(|| Error::ModelMismatch {
+                    expected: snap.model.id.clone(),
+                    got: vectors
+                        .iter()
+                        .map(|v| v.model_id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?;
+            let mut values = v.values.clone();
+            check_and_normalise(&mut values, snap.model.dim, "query vector")?;
+            Ok(Some(values))
+        })
+        .collect()
+}
+
+/// Vector scores of shards of different models are on different scales (one model's cosines
+/// gather higher than another's): each model's candidates are min-max normalised on their own
+/// before they are merged, so each model's best counts as 1. Shards of one model are untouched.
+fn normalise_per_model(vector: &mut [(Key, f32)], snapshots: &[Arc<Snapshot>]) {
+    let first = snapshots.first().map(|s| &s.model.id);
+    if snapshots.iter().all(|s| Some(&s.model.id) == first) {
+        return;
     }
-    Ok(values)
+    let mut spans: HashMap<&str, (f32, f32)> = HashMap::new();
+    for &((si, _), score) in vector.iter() {
+        let span = spans
+            .entry(&snapshots[si].model.id)
+            .or_insert((f32::INFINITY, f32::NEG_INFINITY));
+        *span = (span.0.min(score), span.1.max(score));
+    }
+    for ((si, _), score) in vector.iter_mut() {
+        let (lo, hi) = spans[snapshots[*si].model.id.as_str()];
+        *score = if hi > lo {
+            (*score - lo) / (hi - lo)
+        } else {
+            1.0
+        };
+    }
 }
 
 /// A deterministic xorshift stream of `u64`s from `state`, for tests' generated rows.

@@ -44,8 +44,9 @@ impl std::str::FromStr for Mode {
 #[derive(Debug, Clone)]
 pub struct SearchRequest {
     pub query: String,
-    /// The query's embedding; required by vector and hybrid modes.
-    pub vector: Option<Embedding>,
+    /// The query's embedding by each model of the shards searched (one vector per model; each
+    /// shard takes the one of its own model); required by vector and hybrid modes.
+    pub vectors: Vec<Embedding>,
     pub mode: Mode,
     pub k: usize,
     /// Candidates taken from each branch before fusion (at least `k`); hybrid mode only.
@@ -114,7 +115,7 @@ impl SearchRequest {
     pub fn new(query: impl Into<String>) -> Self {
         SearchRequest {
             query: query.into(),
-            vector: None,
+            vectors: Vec::new(),
             mode: Mode::Hybrid,
             k: 10,
             candidates: 100,
@@ -133,7 +134,7 @@ impl SearchRequest {
 
     pub fn validate(&self) -> Result<()> {
         self.validate_parameters()?;
-        if self.mode != Mode::Bm25 && self.vector.is_none() && self.sort.is_none() {
+        if self.mode != Mode::Bm25 && self.vectors.is_empty() && self.sort.is_none() {
             return Err(Error::invalid(format!(
                 "{:?} mode needs a query vector",
                 self.mode
@@ -218,6 +219,19 @@ pub struct Hit {
     pub attributes: serde_json::Value,
     /// The change-log sequence of the shard state the hit was read from.
     pub index_seq: u64,
+    /// The second stage's verdict, when the hit was among the candidates it re-ordered.
+    pub rerank: Option<RerankScore>,
+}
+
+/// A hit's standing before and after reranking.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RerankScore {
+    /// The cross-encoder's score of (query, title + passage).
+    pub score: f32,
+    /// The hit's 1-based rank in the fused order.
+    pub rank_before: usize,
+    /// Its fused score.
+    pub score_before: f32,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

@@ -20,6 +20,9 @@ pub struct DomainSettings {
     /// How catalogs (Shopify products) are indexed in this domain.
     #[serde(default, skip_serializing_if = "CatalogSettings::is_default")]
     pub catalog: CatalogSettings,
+    /// How searches of this domain rerank when a request does not say (none: they do not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerank: Option<crate::embed::RerankSettings>,
 }
 
 /// Catalog settings of a domain.
@@ -47,6 +50,7 @@ impl DomainSettings {
             chunk_overlap: 32,
             language: "english".into(),
             catalog: CatalogSettings::default(),
+            rerank: None,
         }
     }
 
@@ -83,6 +87,9 @@ impl DomainSettings {
                     "catalog.option_names: `{from}` cannot be filed under `{to}`, a variant field of its own"
                 )));
             }
+        }
+        if let Some(r) = &self.rerank {
+            r.validate()?;
         }
         if self.language != "english" {
             return Err(Error::invalid(format!(

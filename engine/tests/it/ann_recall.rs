@@ -91,10 +91,10 @@ fn hnsw_recall_at_10_is_at_least_095_on_20k_random_vectors() {
             let mut req = SearchRequest::new("");
             req.mode = Mode::Vector;
             req.k = 10;
-            req.vector = Some(Embedding {
+            req.vectors = vec![Embedding {
                 model_id: "random".into(),
                 values: q.clone(),
-            });
+            }];
             let got = search(&[shard], &req).unwrap();
             found += got
                 .hits

@@ -64,7 +64,7 @@ fn batch(ops: Vec<WriteOp>) -> WriteBatch {
 fn request(shard_query: &str, mode: Mode) -> SearchRequest {
     let mut r = SearchRequest::new(shard_query);
     r.mode = mode;
-    r.vector = Some(embedder().embed_query(shard_query).unwrap());
+    r.vectors = vec![embedder().embed_query(shard_query).unwrap()];
     r
 }
 
@@ -398,7 +398,7 @@ fn bad_queries_get_clear_errors() {
             .contains("empty")
     );
     r = request("blue", Mode::Vector);
-    r.vector.as_mut().unwrap().values[0] = f32::NAN;
+    r.vectors[0].values[0] = f32::NAN;
     assert!(
         search(&[&shard], &r)
             .unwrap_err()
@@ -406,19 +406,19 @@ fn bad_queries_get_clear_errors() {
             .contains("not a finite")
     );
     r = request("blue", Mode::Vector);
-    r.vector.as_mut().unwrap().values.pop();
+    r.vectors[0].values.pop();
     assert!(matches!(
         search(&[&shard], &r).unwrap_err(),
         Error::DimensionMismatch { .. }
     ));
     r = request("blue", Mode::Hybrid);
-    r.vector.as_mut().unwrap().model_id = "other".into();
+    r.vectors[0].model_id = "other".into();
     assert!(matches!(
         search(&[&shard], &r).unwrap_err(),
         Error::ModelMismatch { .. }
     ));
     r = request("blue", Mode::Hybrid);
-    r.vector = None;
+    r.vectors = Vec::new();
     assert!(
         search(&[&shard], &r)
             .unwrap_err()
@@ -770,11 +770,11 @@ fn embedding_during_the_search_changes_nothing() {
                 given.k = 20;
                 given.filter = filter.map(|f| Filter::parse(f).unwrap());
                 let mut lazy = given.clone();
-                lazy.vector = None;
+                lazy.vectors = Vec::new();
                 let embedded = dartmouth_engine::search_embedding(
                     &shards,
                     &lazy,
-                    Box::new(|| embedder().embed_query(query)),
+                    Box::new(|| embedder().embed_query(query).map(|e| vec![e])),
                 )
                 .unwrap();
                 assert!(!embedded.hits.is_empty(), "{mode:?} {query}");
@@ -787,7 +787,7 @@ fn embedding_during_the_search_changes_nothing() {
         }
     }
     let mut lazy = request("blue hoodie", Mode::Hybrid);
-    lazy.vector = None;
+    lazy.vectors = Vec::new();
     let failed = dartmouth_engine::search_embedding(
         &shards,
         &lazy,
@@ -802,7 +802,7 @@ fn embedding_during_the_search_changes_nothing() {
     let wrong = dartmouth_engine::search_embedding(
         &shards,
         &lazy,
-        Box::new(move || other.embed_query("blue hoodie")),
+        Box::new(move || other.embed_query("blue hoodie").map(|e| vec![e])),
     );
     assert!(wrong.is_err(), "{wrong:?}");
     // With the vector already given, or in bm25 mode, it is a plain search.
@@ -813,7 +813,7 @@ fn embedding_during_the_search_changes_nothing() {
         let refused = dartmouth_engine::search_embedding(
             &shards,
             &req,
-            Box::new(|| embedder().embed_query("blue hoodie")),
+            Box::new(|| embedder().embed_query("blue hoodie").map(|e| vec![e])),
         );
         assert!(
             matches!(refused, Err(Error::InvalidInput(_))),

@@ -47,7 +47,7 @@ pub struct LoadArgs {
     pub json: Option<PathBuf>,
 }
 
-struct Server(Child, String);
+pub(crate) struct Server(Child, pub(crate) String);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -149,7 +149,7 @@ fn unlink_locks(dir: &Path) -> Result<()> {
 }
 
 /// `embedding_cache`: bytes the query-embedding cache may hold (0: off).
-fn start(binary: &Path, data: &Path, embedding_cache: usize) -> Result<Server> {
+pub(crate) fn start(binary: &Path, data: &Path, embedding_cache: usize) -> Result<Server> {
     let mut child = Command::new(binary)
         .arg("--data-dir")
         .arg(data)
@@ -292,6 +292,7 @@ impl InProcess {
                     store,
                     catalog: Arc::new(catalog),
                     models,
+                    preloaded: Default::default(),
                     jwt: None,
                     rate_limits: Default::default(),
                     limits: Limits::default(),
@@ -407,10 +408,10 @@ pub fn run(embedder: &dyn Embedder, models: ModelArgs, args: &LoadArgs) -> Resul
             .take(args.requests)
         {
             let mut req = SearchRequest::new(q.as_str());
-            req.vector = Some(Embedding {
+            req.vectors = vec![Embedding {
                 model_id: corpus.model.clone(),
                 values: v.clone(),
-            });
+            }];
             req.mode = Mode::Hybrid;
             let t = Instant::now();
             #[allow(clippy::disallowed_methods, reason = "the in-process baseline")]

@@ -180,7 +180,8 @@ fn load_store(
                 reason = "the benchmark loads rows the engine's validator already accepts (the corpus builds a shard)"
             )]
             {
-                seq = store.write(&pass, "bench", &writes).await?;
+                let model = settings["model"]["id"].as_str().unwrap_or_default();
+                seq = store.write(&pass, "bench", model, &writes).await?;
             }
         }
         println!(

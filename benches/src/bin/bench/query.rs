@@ -108,10 +108,10 @@ pub fn run(embedder: &dyn Embedder, args: &QueryArgs) -> Result<()> {
             let mut req = SearchRequest::new(q.as_str());
             req.mode = mode;
             req.candidates = args.candidates;
-            req.vector = Some(Embedding {
+            req.vectors = vec![Embedding {
                 model_id: model_id.clone(),
                 values: v.clone(),
-            });
+            }];
             let t = Instant::now();
             let r = std::hint::black_box(search(&[&shard], &req)?);
             if !timed {
@@ -170,10 +170,10 @@ pub fn run(embedder: &dyn Embedder, args: &QueryArgs) -> Result<()> {
             req.ef_search = ef;
             // Ids and scores, as hnswlib returns; the per-mode latencies above include payloads.
             req.with_payload = false;
-            req.vector = Some(Embedding {
+            req.vectors = vec![Embedding {
                 model_id: model_id.clone(),
                 values: q.clone(),
-            });
+            }];
             let got = search(&[&shard], &req)?;
             // By score, not id: copies of a document nearly tie.
             found += got
@@ -197,7 +197,7 @@ pub fn run(embedder: &dyn Embedder, args: &QueryArgs) -> Result<()> {
         let t = Instant::now();
         let mut req = SearchRequest::new(q.as_str());
         req.candidates = args.candidates;
-        req.vector = Some(embedder.embed_query(q)?);
+        req.vectors = vec![embedder.embed_query(q)?];
         std::hint::black_box(search(&[&shard], &req)?);
         lat.push(t.elapsed());
     }

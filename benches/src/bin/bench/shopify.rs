@@ -189,7 +189,7 @@ pub fn run(args: &ShopifyArgs, model_dir: &Path, embedder: Arc<dyn Embedder>) ->
         let reader = applier.reader_as_is(&reader_pass)?;
         let mut req = SearchRequest::new(title.as_str());
         req.mode = Mode::Vector;
-        req.vector = Some(vector);
+        req.vectors = vec![vector];
         req.k = 50;
         req.filter = Some(Filter::parse(&format!("handle = \"{handle}\""))?);
         let hits = reader.search(&req)?;

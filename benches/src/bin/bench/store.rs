@@ -92,7 +92,7 @@ pub fn run(args: &StoreArgs) -> Result<()> {
         id: format!("bench-{}", args.dim),
         dim: args.dim,
     };
-    let settings = serde_json::to_value(DomainSettings::new(spec))?;
+    let settings = serde_json::to_value(DomainSettings::new(spec.clone()))?;
     let name = format!("bench-{}", std::process::id());
     let admin = rt.block_on(store.local_admin())?;
     let domain = rt.block_on(store.create_domain(&admin, &name, "bench store", &settings))?;
@@ -141,7 +141,7 @@ pub fn run(args: &StoreArgs) -> Result<()> {
                 clippy::disallowed_methods,
                 reason = "measures the store's own write; the documents are valid by construction"
             )]
-            let seq = rt.block_on(store.write(&pass, &name, &[doc]))?;
+            let seq = rt.block_on(store.write(&pass, &name, &spec.id, &[doc]))?;
             let now = Instant::now();
             ack_latency.push(now - t0);
             acked
@@ -231,7 +231,7 @@ pub fn run(args: &StoreArgs) -> Result<()> {
             clippy::disallowed_methods,
             reason = "measures the store's own write; the documents are valid by construction"
         )]
-        rt.block_on(store.write(&pass, &name, batch))?;
+        rt.block_on(store.write(&pass, &name, &spec.id, batch))?;
         batch_latency.push(t0.elapsed());
     }
     let batch_secs = t.elapsed().as_secs_f64();
