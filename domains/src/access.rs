@@ -218,13 +218,13 @@ impl Store {
     ) -> Result<Vec<Domain>> {
         let rows = if superuser {
             sqlx::query(
-                "SELECT id, uid, name, description, settings, created_at, 'admin' AS role FROM domains ORDER BY name",
+                "SELECT id, uid, name, description, settings, created_at, generations, 'admin' AS role FROM domains ORDER BY name",
             )
             .fetch_all(&self.pool)
             .await?
         } else {
             sqlx::query(
-                "SELECT d.id, d.uid, d.name, d.description, d.settings, d.created_at, g.role FROM grants g \
+                "SELECT d.id, d.uid, d.name, d.description, d.settings, d.created_at, d.generations, g.role FROM grants g \
                  JOIN domains d ON d.id = g.domain_id \
                  WHERE g.principal_id = $1 \
                     OR g.principal_id IN (SELECT group_id FROM memberships WHERE member_id = $1) \

@@ -32,7 +32,7 @@ impl Store {
 
     /// Superuser, or admin on `domain`; anything else is audited and refused as if the domain
     /// did not exist.
-    async fn require_domain_admin(
+    pub(crate) async fn require_domain_admin(
         &self,
         caller: &Caller,
         domain: &str,
@@ -63,7 +63,7 @@ impl Store {
         let now = now_millis();
         let row = sqlx::query(
             "INSERT INTO domains (name, description, settings, created_at, uid) VALUES ($1, $2, $3, $4, $5) \
-             RETURNING id, uid, name, description, settings, created_at",
+             RETURNING id, uid, name, description, settings, created_at, generations",
         )
         .bind(name)
         .bind(description)
@@ -134,17 +134,40 @@ impl Store {
             .require_domain_admin(caller, name, "update-domain")
             .await?;
         // Only what is given is written: two updates of different parts do not undo each other.
+        // The model is never the caller's to set (a switch changes it): the settings keep the
+        // one the row holds when they are written, read under the row's lock.
+        let mut tx = self.pool.begin().await?;
+        let current =
+            sqlx::query("UPDATE domains SET last_seq = last_seq WHERE id = $1 RETURNING settings")
+                .bind(domain.id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| Error::not_found("domain", name))?;
+        let settings = match settings {
+            Some(given) => {
+                let current: serde_json::Value =
+                    serde_json::from_str(&current.try_get::<String, _>("settings")?)
+                        .map_err(|e| Error::invalid("settings", e.to_string()))?;
+                let mut given = given.clone();
+                if let Some(model) = current.get("model") {
+                    given["model"] = model.clone();
+                }
+                Some(given)
+            }
+            None => None,
+        };
         let row = sqlx::query(
             "UPDATE domains SET description = COALESCE($2, description), \
              settings = COALESCE($3, settings) WHERE id = $1 \
-             RETURNING id, uid, name, description, settings, created_at",
+             RETURNING id, uid, name, description, settings, created_at, generations",
         )
         .bind(domain.id)
         .bind(description.map(str::to_string))
-        .bind(settings.map(serde_json::Value::to_string))
-        .fetch_optional(&self.pool)
+        .bind(settings.as_ref().map(serde_json::Value::to_string))
+        .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| Error::not_found("domain", name))?;
+        tx.commit().await?;
         let mut changed = Vec::new();
         if description.is_some() {
             changed.push("description");

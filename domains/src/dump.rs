@@ -45,6 +45,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("created_at", Int),
             ("last_seq", Int),
             ("uid", Text),
+            ("generations", Text),
         ],
     ),
     (
@@ -112,6 +113,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("char_end", Int),
             ("heading", Text),
             ("embedding", Bytes),
+            ("embedding_alt", Bytes),
         ],
     ),
     (
@@ -123,6 +125,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("external_id", Text),
             ("at", Int),
             ("domain_seq", Int),
+            ("slot", Int),
         ],
     ),
     (

@@ -21,6 +21,18 @@ pub enum Error {
     Store(#[from] sqlx::Error),
     #[error("store migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// What the domain is doing now forbids this (a model switch running, an earlier
+    /// generation kept): the message says what to do.
+    #[error("{0}")]
+    Busy(String),
+    /// The domain serves another embedding model than the one a write was embedded with (it
+    /// was switched meanwhile): embed again with `model` (the engine's `ModelSpec` as JSON).
+    #[error("domain `{domain}` now embeds with {model}; the write was embedded with `{got}`")]
+    ModelChanged {
+        domain: String,
+        model: serde_json::Value,
+        got: String,
+    },
     /// A snapshot file that cannot be written or read back (its path, with the line).
     #[error("{path}: {reason}")]
     File { path: String, reason: String },
@@ -42,7 +54,9 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::NotFound { .. } => ErrorKind::NotFound,
-            Error::Conflict { .. } => ErrorKind::Conflict,
+            Error::Conflict { .. } | Error::Busy(_) | Error::ModelChanged { .. } => {
+                ErrorKind::Conflict
+            }
             Error::Invalid { .. } => ErrorKind::BadRequest,
             Error::Unauthenticated(_) => ErrorKind::Unauthenticated,
             Error::Forbidden(_) => ErrorKind::Forbidden,

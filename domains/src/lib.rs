@@ -12,6 +12,7 @@
 //!   `iss`, `sub` required) and delegated tokens that can only narrow a principal's grants.
 //! - `content.rs`: documents, chunks with embeddings, and the changelog; writes acknowledge
 //!   with their sequence.
+//! - `generations.rs`: a domain's embedding generations, for switching its model online.
 //! - `dump.rs`: every table as JSON lines from one read transaction, restored into an empty
 //!   store in one transaction (SQLite and PostgreSQL alike).
 //!
@@ -22,6 +23,7 @@ mod admin;
 mod content;
 mod dump;
 mod error;
+mod generations;
 mod jwt;
 mod keys;
 mod model;
@@ -32,6 +34,9 @@ pub use access::{Caller, Pass, System};
 pub use admin::AuditQuery;
 pub use dump::{DumpInfo, DumpedDomain};
 pub use error::{Error, ErrorKind, Result};
+pub use generations::{
+    GenerationState, Generations, Lease, OtherGeneration, PendingDocument, Progress, slot_column,
+};
 pub use jwt::{Delegation, JwtConfig, JwtKey, MAX_DELEGATION_SECS};
 pub use model::{
     AuditEntry, Change, Domain, DomainStats, Grant, KeyInfo, KeyScope, Principal, PrincipalKind,

@@ -15,9 +15,13 @@ pub struct Domain {
     pub uid: String,
     pub name: String,
     pub description: String,
-    /// The engine's `DomainSettings` as JSON (this crate depends on no other member).
+    /// The engine's `DomainSettings` as JSON (this crate depends on no other member); its
+    /// `model` is the serving generation's.
     pub settings: serde_json::Value,
     pub created_at: i64,
+    /// Its embedding generations: the one serving, and one being built or kept (see
+    /// `generations.rs`).
+    pub generations: crate::generations::Generations,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,7 +225,12 @@ pub enum Write {
 pub struct Change {
     pub seq: u64,
     pub external_id: String,
+    /// The document's current state, its vectors those of the slot asked for (a chunk whose
+    /// vector that slot does not have yet has an empty one).
     pub document: Option<StoredDocument>,
+    /// Only the shards of this slot apply it (a vector backfilled for a generation being
+    /// built); `None`: every generation does.
+    pub slot: Option<u8>,
 }
 
 /// Milliseconds since the Unix epoch (the store's timestamps).
@@ -241,7 +250,8 @@ pub(crate) fn embedding_from_bytes(b: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-/// A domain from a row of `domains` (`id, uid, name, description, settings, created_at`).
+/// A domain from a row of `domains` (`id, uid, name, description, settings, created_at,
+/// generations`).
 pub(crate) fn domain_from_row(row: &AnyRow) -> Result<Domain> {
     let settings: String = row.try_get("settings")?;
     Ok(Domain {
@@ -252,5 +262,8 @@ pub(crate) fn domain_from_row(row: &AnyRow) -> Result<Domain> {
         settings: serde_json::from_str(&settings)
             .map_err(|e| Error::invalid("settings", e.to_string()))?,
         created_at: row.try_get("created_at")?,
+        generations: crate::generations::Generations::from_column(
+            row.try_get::<Option<String>, _>("generations")?.as_deref(),
+        )?,
     })
 }

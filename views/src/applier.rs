@@ -9,7 +9,7 @@ use dartmouth_domains::{Change, Domain, Store};
 use dartmouth_engine::{Catalog, Shard, WriteBatch, WriteOp, validate};
 use tokio::runtime::Handle;
 
-use crate::settings::{domain_settings, to_document};
+use crate::settings::{Generation, to_document};
 use crate::{Error, Result};
 
 /// Changes read and applied per shard commit.
@@ -59,28 +59,56 @@ impl Applier<'_> {
     /// shard made for a domain deleted meanwhile (a search or catch-up racing the delete) is
     /// removed again: it never outlives the check.
     pub fn shard(&self, domain: &Domain) -> Result<Arc<Shard>> {
-        let (shard, created) =
-            self.catalog
-                .ensure(&domain.name, domain_settings(domain)?, &domain.uid)?;
+        let serving = Generation::serving(domain)?;
+        self.generation_shard(domain, &serving)
+    }
+
+    /// The shard of one generation of the domain (see [`Applier::shard`]).
+    pub fn generation_shard(&self, domain: &Domain, generation: &Generation) -> Result<Arc<Shard>> {
+        let (shard, created) = self.catalog.ensure(
+            &generation.key,
+            generation.settings.clone(),
+            &generation.identity,
+        )?;
         if created {
             let alive = self
                 .block(self.store.domain_by_id(&self.store.system(), domain.id))?
                 .is_some_and(|d| d.uid == domain.uid);
             if !alive {
                 drop(shard);
-                self.catalog.delete_identified(&domain.name, &domain.uid)?;
+                self.catalog
+                    .delete_identified(&generation.key, &generation.identity)?;
                 return Err(dartmouth_engine::Error::DomainNotFound(domain.name.clone()).into());
             }
         }
         Ok(shard)
     }
 
-    /// The shard of this incarnation if this node has it, never creating one: what reads use.
+    /// The shard that serves this incarnation's reads on this node, if it has one, never
+    /// creating one: the serving generation's, except just after a switch, while that one has
+    /// not yet applied every write up to the moment it took over and the kept one has.
     pub fn existing_shard(&self, domain: &Domain) -> Result<Option<Arc<Shard>>> {
-        Ok(self
-            .catalog
-            .find(&domain.name)?
-            .filter(|s| s.identity() == Some(domain.uid.as_str())))
+        let held = |g: &Generation| -> Result<Option<Arc<Shard>>> {
+            Ok(self
+                .catalog
+                .find(&g.key)?
+                .filter(|s| s.identity() == Some(g.identity.as_str())))
+        };
+        let serving = held(&Generation::serving(domain)?)?;
+        let Some(kept) = domain.generations.kept() else {
+            return Ok(serving);
+        };
+        if serving
+            .as_ref()
+            .is_some_and(|s| s.applied_seq() >= kept.flip_seq)
+        {
+            return Ok(serving);
+        }
+        let old = Generation::other(domain)?
+            .map(|g| held(&g))
+            .transpose()?
+            .flatten();
+        Ok(old.filter(|s| s.applied_seq() >= kept.flip_seq).or(serving))
     }
 
     /// Applies every change after the shard's applied sequence, up to the last one committed
@@ -90,9 +118,26 @@ impl Applier<'_> {
         Ok(self.catch_up_report(domain)?.seq)
     }
 
-    /// [`Applier::catch_up`], saying what it quarantined and whether it had to rebuild.
+    /// [`Applier::catch_up`], saying what it quarantined and whether it had to rebuild. Every
+    /// generation's shard is brought up (the serving one first); the report is the serving
+    /// one's.
     pub fn catch_up_report(&self, domain: &Domain) -> Result<CatchUp> {
-        let shard = self.shard(domain)?;
+        let serving = Generation::serving(domain)?;
+        let report = self.catch_up_generation(domain, &serving)?;
+        if let Some(other) = Generation::other(domain)? {
+            let theirs = self.catch_up_generation(domain, &other)?;
+            return Ok(CatchUp {
+                quarantined: report.quarantined + theirs.quarantined,
+                rebuilt: report.rebuilt || theirs.rebuilt,
+                ..report
+            });
+        }
+        Ok(report)
+    }
+
+    /// Brings one generation's shard up to the changelog.
+    pub fn catch_up_generation(&self, domain: &Domain, generation: &Generation) -> Result<CatchUp> {
+        let shard = self.generation_shard(domain, generation)?;
         // The shard's sequence first: read after the store's, a write applied in between
         // would look like a shard ahead of its store.
         let mut applied = shard.applied_seq();
@@ -103,7 +148,7 @@ impl Applier<'_> {
                 "the shard has applied changes its store does not hold; rebuilding it from the store"
             );
             drop(shard);
-            let mut report = self.rebuild_report(domain)?;
+            let mut report = self.rebuild_report(domain, generation)?;
             report.rebuilt = true;
             if let Some(events) = self.events {
                 events
@@ -120,12 +165,14 @@ impl Applier<'_> {
             let changes = self.block(self.store.changes_since(
                 &self.store.system(),
                 domain.id,
+                generation.slot,
                 applied,
                 BATCH,
             ))?;
             let full = changes.len() == BATCH as usize;
             if !changes.is_empty() {
-                applied = match self.apply_changes(domain, &shard, changes, &mut report) {
+                applied = match self.apply_changes(domain, generation, &shard, changes, &mut report)
+                {
                     Ok(seq) => seq,
                     // The shard was replaced (rebuilt, or made for a new incarnation) while
                     // this held it: start again on the current one.
@@ -133,7 +180,7 @@ impl Applier<'_> {
                         if shard.is_retired() =>
                     {
                         drop(shard);
-                        let again = self.catch_up_report(domain)?;
+                        let again = self.catch_up_generation(domain, generation)?;
                         report.seq = again.seq;
                         report.quarantined += again.quarantined;
                         report.rebuilt |= again.rebuilt;
@@ -152,9 +199,14 @@ impl Applier<'_> {
     /// Applies committed changes in one shard commit. A document the shard would refuse (the
     /// store holds it, so it can only have been written around the validator) is quarantined
     /// with the reason and its older version removed from the shard; everything else applies.
+    ///
+    /// A change meant for another slot's shards, and a document whose vectors this generation
+    /// does not have yet (written since its switch began; the backfill brings them with a
+    /// change of its own), change nothing here.
     fn apply_changes(
         &self,
         domain: &Domain,
+        generation: &Generation,
         shard: &Shard,
         changes: Vec<Change>,
         report: &mut CatchUp,
@@ -162,8 +214,12 @@ impl Applier<'_> {
         let seq = changes.last().map(|c| c.seq);
         let mut ops = Vec::with_capacity(changes.len());
         for c in changes {
+            if c.slot.is_some_and(|s| s != generation.slot) {
+                continue;
+            }
             let op = match c.document {
                 None => WriteOp::Delete(c.external_id.clone()),
+                Some(doc) if doc.chunks.iter().any(|k| k.embedding.is_empty()) => continue,
                 Some(doc) => match to_document(doc) {
                     Ok(d) => WriteOp::Upsert(d),
                     Err(e) => {
@@ -214,30 +270,40 @@ impl Applier<'_> {
         )
     }
 
-    /// Removes a deleted domain's shard (nothing to do when this node never had it, or when
-    /// the shard there already belongs to a domain created again under the name).
+    /// Removes a deleted domain's shards, every generation's (nothing to do when this node
+    /// never had them, or when the shard there already belongs to a domain created again
+    /// under the name).
     pub fn remove_shard(&self, domain: &Domain) -> Result<()> {
-        self.catalog.delete_identified(&domain.name, &domain.uid)?;
+        for g in Generation::all(domain)? {
+            self.catalog.delete_identified(&g.key, &g.identity)?;
+        }
         Ok(())
     }
 
     /// Removes shards whose domain no longer exists in the store (deleted through another
-    /// node): `live` is every domain the store holds. Shards made without a store (no
-    /// identity: evaluation) are left alone. Returns the names removed.
+    /// node), and shards of generations a live domain no longer has (a switch abandoned, a
+    /// kept generation dropped): `live` is every domain the store holds. Shards made without a
+    /// store (no identity: evaluation) are left alone. Returns the keys removed.
     pub fn remove_orphans(&self, live: &[Domain]) -> Result<Vec<String>> {
         let mut removed = Vec::new();
-        for name in self.catalog.list()? {
-            if live.iter().any(|d| d.name == name) {
+        for key in self.catalog.list_keys()? {
+            let Some(identity) = self.catalog.identity_of(&key)? else {
                 continue;
-            }
-            let identity = self
-                .catalog
-                .identity_of(&name)?
-                .filter(|id| !live.iter().any(|d| &d.uid == id));
-            if let Some(identity) = identity
-                && self.catalog.delete_identified(&name, &identity)?
-            {
-                removed.push(name);
+            };
+            let name = dartmouth_engine::validate_shard_key(&key)?;
+            let doomed = match live.iter().find(|d| d.name == name) {
+                // A generation this incarnation no longer has (abandoned, dropped). A shard of
+                // another incarnation is replaced when it is next needed.
+                Some(d) => {
+                    identity.starts_with(&d.uid)
+                        && !Generation::all(d)?
+                            .iter()
+                            .any(|g| g.key == key && g.identity == identity)
+                }
+                None => !live.iter().any(|d| identity.starts_with(&d.uid)),
+            };
+            if doomed && self.catalog.delete_identified(&key, &identity)? {
+                removed.push(key);
             }
         }
         Ok(removed)
@@ -245,24 +311,41 @@ impl Applier<'_> {
     /// Rebuilds the domain's shard from the store (no re-embedding) next to the current one and
     /// swaps it in; changes committed meanwhile are applied after the swap. Documents the shard
     /// refuses are quarantined, and the rebuild completes without them.
+    /// Every generation of the domain is rebuilt; returns the serving one's sequence.
     pub fn rebuild(&self, domain: &Domain) -> Result<u64> {
-        Ok(self.rebuild_report(domain)?.seq)
+        let mut seq = 0;
+        for (i, g) in Generation::all(domain)?.iter().enumerate() {
+            let reached = self.rebuild_report(domain, g)?.seq;
+            if i == 0 {
+                seq = reached;
+            }
+        }
+        Ok(seq)
     }
 
-    fn rebuild_report(&self, domain: &Domain) -> Result<CatchUp> {
-        let settings = domain_settings(domain)?;
+    fn rebuild_report(&self, domain: &Domain, generation: &Generation) -> Result<CatchUp> {
+        let settings = generation.settings.clone();
         // The sequence first: the documents read after it are at least that recent, and
         // `catch_up` re-applies anything newer (upserts carry the current state).
         let upto = self.block(self.store.last_seq(&self.store.system(), domain.id))?;
-        let docs = self.block(self.store.all_documents(&self.store.system(), domain.id))?;
-        let dir = self.catalog.scratch_dir(&domain.name)?;
+        let docs = self.block(self.store.all_documents(
+            &self.store.system(),
+            domain.id,
+            generation.slot,
+        ))?;
+        let dir = self.catalog.scratch_dir(&generation.key)?;
         let model_id = settings.model.id.clone();
-        let shard = Shard::create_identified(&dir, &domain.name, settings, Some(&domain.uid))?;
+        let shard =
+            Shard::create_identified(&dir, &domain.name, settings, Some(&generation.identity))?;
         let mut report = CatchUp::default();
         let mut docs = docs.into_iter().peekable();
         while docs.peek().is_some() {
             let mut ops = Vec::with_capacity(BATCH as usize);
             for d in docs.by_ref().take(BATCH as usize) {
+                // Not embedded for this generation yet: its backfill brings it.
+                if d.chunks.iter().any(|k| k.embedding.is_empty()) {
+                    continue;
+                }
                 let id = d.external_id.clone();
                 let refusal = match to_document(d) {
                     Ok(doc) => {
@@ -294,8 +377,8 @@ impl Applier<'_> {
         }
         shard.checkpoint()?;
         drop(shard);
-        self.catalog.replace(&domain.name, &dir)?;
-        let caught_up = self.catch_up_report(domain)?;
+        self.catalog.replace(&generation.key, &dir)?;
+        let caught_up = self.catch_up_generation(domain, generation)?;
         report.seq = caught_up.seq;
         report.quarantined += caught_up.quarantined;
         Ok(report)

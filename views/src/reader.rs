@@ -43,7 +43,7 @@ pub struct Reader {
 
 impl Reader {
     /// The embedding model every opened domain shares (`None` when the pass opens none); an
-    /// error when they differ, since one query vector cannot serve two models.
+    /// error when they differ, for what one given vector must serve (`vector`, `similar_to`).
     pub fn model(&self) -> Result<Option<&ModelSpec>> {
         let Some(first) = self.shards.first() else {
             return Ok(None);
@@ -51,12 +51,32 @@ impl Reader {
         let spec = &first.settings().model;
         if let Some(other) = self.shards.iter().find(|s| &s.settings().model != spec) {
             return Err(Error::Input(format!(
-                "domains {} and {} use different embedding models; search them separately",
+                "domains {} and {} use different embedding models; a given vector serves one model",
                 first.name(),
                 other.name()
             )));
         }
         Ok(Some(spec))
+    }
+
+    /// The embedding models of the opened domains, each once, in the domains' order.
+    pub fn models(&self) -> Vec<&ModelSpec> {
+        let mut out: Vec<&ModelSpec> = Vec::new();
+        for shard in &self.shards {
+            let spec = &shard.settings().model;
+            if !out.contains(&spec) {
+                out.push(spec);
+            }
+        }
+        out
+    }
+
+    /// The model of an opened domain.
+    pub fn model_of(&self, domain: &str) -> Option<&ModelSpec> {
+        self.shards
+            .iter()
+            .find(|s| s.name() == domain)
+            .map(|s| &s.settings().model)
     }
 
     pub fn domains(&self) -> impl Iterator<Item = &str> {

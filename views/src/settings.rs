@@ -16,6 +16,66 @@ pub fn domain_settings(domain: &Domain) -> Result<DomainSettings> {
     })
 }
 
+/// One embedding generation of a domain as a node holds it: which slot of the store its vectors
+/// are in, the catalog key and identity of its shard, and the settings its shard is made with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    pub slot: u8,
+    pub key: String,
+    pub identity: String,
+    pub settings: DomainSettings,
+}
+
+impl Generation {
+    /// The generation serving the domain.
+    pub fn serving(domain: &Domain) -> Result<Generation> {
+        let g = &domain.generations;
+        Ok(Generation {
+            slot: g.active,
+            key: dartmouth_engine::shard_key(&domain.name, g.active),
+            identity: identity(domain, &g.active_id),
+            settings: domain_settings(domain)?,
+        })
+    }
+
+    /// The other one (being built, or kept), if any.
+    pub fn other(domain: &Domain) -> Result<Option<Generation>> {
+        let Some(o) = &domain.generations.other else {
+            return Ok(None);
+        };
+        let mut settings = domain_settings(domain)?;
+        settings.model = serde_json::from_value(o.model.clone()).map_err(|e| {
+            Error::Unreadable(format!(
+                "domain `{}`: the model of its other generation is unreadable: {e}",
+                domain.name
+            ))
+        })?;
+        Ok(Some(Generation {
+            slot: o.slot,
+            key: dartmouth_engine::shard_key(&domain.name, o.slot),
+            identity: identity(domain, &o.id),
+            settings,
+        }))
+    }
+
+    /// Every generation of the domain, the serving one first.
+    pub fn all(domain: &Domain) -> Result<Vec<Generation>> {
+        let mut all = vec![Generation::serving(domain)?];
+        all.extend(Generation::other(domain)?);
+        Ok(all)
+    }
+}
+
+/// The identity a generation's shard records: the domain's uid, with the generation's id after
+/// a switch (a domain's first generation has none, as shards made before switches).
+fn identity(domain: &Domain, generation_id: &str) -> String {
+    if generation_id.is_empty() {
+        domain.uid.clone()
+    } else {
+        format!("{}.{generation_id}", domain.uid)
+    }
+}
+
 /// The settings a new domain is stored with, once its name (which names its shard directory)
 /// and its settings are checked: call before `Store::create_domain`, so that a domain the
 /// engine cannot hold is never stored.

@@ -3,10 +3,11 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use dartmouth_domains::names::shown;
 use dartmouth_domains::{Domain, Pass, Store, StoredChunk, StoredDocument, Write};
-use dartmouth_engine::{DomainSettings, validate};
+use dartmouth_engine::{DomainSettings, Embedder, ModelSpec, validate};
 use dartmouth_indexer::{Reusable, Sink, SinkOp};
 
 use crate::applier::Applier;
@@ -60,19 +61,56 @@ fn to_write(op: &SinkOp) -> Result<Write> {
     })
 }
 
-/// Commits `ops` to `domain` through the store, every document checked first by the one
-/// validator; returns the sequence that acknowledges them. Nothing is stored when any fails.
-/// The only caller of `Store::write` outside tests (`clippy.toml` `disallowed-methods`).
-pub async fn commit(store: &Store, pass: &Pass, domain: &str, ops: &[SinkOp]) -> Result<u64> {
+/// Commits `ops` (embedded with `model_id`) to `domain` through the store, every document
+/// checked first by the one validator; returns the sequence that acknowledges them. Nothing is
+/// stored when any fails. The only caller of `Store::write` outside tests (`clippy.toml`
+/// `disallowed-methods`).
+pub async fn commit(
+    store: &Store,
+    pass: &Pass,
+    domain: &str,
+    model_id: &str,
+    ops: &[SinkOp],
+) -> Result<u64> {
     let writes = ops.iter().map(to_write).collect::<Result<Vec<_>>>()?;
     #[allow(
         clippy::disallowed_methods,
         reason = "every write was validated just above"
     )]
     store
-        .write(pass, domain, &writes)
+        .write(pass, domain, model_id, &writes)
         .await
         .map_err(Error::Store)
+}
+
+/// The embedder of a model, for a sink whose domain switched models while a job wrote to it.
+pub type EmbedderFor<'a> = &'a (dyn Fn(&ModelSpec) -> Result<Arc<dyn Embedder>> + Send + Sync);
+
+/// The same documents embedded again with `embedder` (their chunks' inputs as the indexing job
+/// makes them).
+fn embedded_again(embedder: &dyn Embedder, ops: &mut [SinkOp]) -> Result<()> {
+    let mut inputs = Vec::new();
+    for op in ops.iter() {
+        if let SinkOp::Upsert(doc, _) = op {
+            inputs.extend(
+                doc.chunks
+                    .iter()
+                    .map(|c| dartmouth_indexer::embedding_input(&doc.title, &c.text)),
+            );
+        }
+    }
+    let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let mut vectors = embedder.embed_batch(&refs)?.into_iter();
+    for op in ops.iter_mut() {
+        if let SinkOp::Upsert(doc, _) = op {
+            for c in &mut doc.chunks {
+                c.embedding = vectors
+                    .next()
+                    .ok_or_else(|| Error::Input("the embedder returned too few vectors".into()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// An indexing job's sink that writes through the store: each batch commits to the store with
@@ -82,10 +120,14 @@ pub async fn commit(store: &Store, pass: &Pass, domain: &str, ops: &[SinkOp]) ->
 pub struct StoreSink<'a> {
     applier: &'a Applier<'a>,
     pass: Pass,
-    domain: Domain,
+    /// The domain as last read (again after it switched models under the job).
+    domain: Mutex<Domain>,
+    /// The domain's name (the sink's name).
+    settings_name: String,
     settings: DomainSettings,
     acknowledged: AtomicU64,
     on_ack: Option<&'a (dyn Fn(u64) + Send + Sync)>,
+    embedder_for: Option<EmbedderFor<'a>>,
 }
 
 impl<'a> StoreSink<'a> {
@@ -100,11 +142,30 @@ impl<'a> StoreSink<'a> {
         Ok(StoreSink {
             applier,
             pass,
-            domain,
+            settings_name: domain.name.clone(),
+            domain: Mutex::new(domain),
             settings,
             acknowledged: AtomicU64::new(seq),
             on_ack: None,
+            embedder_for: None,
         })
+    }
+
+    /// When the domain switches models while the job writes, a batch embedded with the old
+    /// model is embedded again with the new one (from `f`) and written: writes never fail
+    /// because of a switch. Without it, such a batch fails.
+    pub fn embedder_for(self, f: EmbedderFor<'a>) -> Self {
+        StoreSink {
+            embedder_for: Some(f),
+            ..self
+        }
+    }
+
+    fn domain(&self) -> Domain {
+        match self.domain.lock() {
+            Ok(d) => d.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
     }
 
     /// Calls `f` with each batch's acknowledged sequence once the store has committed it and
@@ -116,21 +177,44 @@ impl<'a> StoreSink<'a> {
         }
     }
 
-    fn commit_and_apply(&self, model_id: &str, ops: &[SinkOp]) -> Result<u64> {
-        if model_id != self.settings.model.id {
-            return Err(dartmouth_engine::Error::ModelMismatch {
-                expected: self.settings.model.id.clone(),
-                got: model_id.to_string(),
+    fn commit_and_apply(&self, model_id: &str, mut ops: Vec<SinkOp>) -> Result<u64> {
+        let name = self.domain().name;
+        let mut model_id = model_id.to_string();
+        // A switch flips at most once between two reads of the domain; a few tries suffice.
+        let mut tries = 0;
+        let seq = loop {
+            let written = self.applier.runtime.block_on(commit(
+                self.applier.store,
+                &self.pass,
+                &name,
+                &model_id,
+                &ops,
+            ));
+            match written {
+                Err(Error::Store(dartmouth_domains::Error::ModelChanged { model, .. }))
+                    if tries < 3 && self.embedder_for.is_some() =>
+                {
+                    tries += 1;
+                    let spec: ModelSpec = serde_json::from_value(model)
+                        .map_err(|e| Error::Unreadable(format!("domain `{name}`: {e}")))?;
+                    let embedder = self.embedder_for.map(|f| f(&spec)).transpose()?;
+                    if let Some(embedder) = embedder {
+                        embedded_again(embedder.as_ref(), &mut ops)?;
+                    }
+                    model_id = spec.id;
+                    let fresh = self.applier.block(
+                        self.applier
+                            .store
+                            .domain_by_id(&self.applier.store.system(), self.domain().id),
+                    )?;
+                    if let (Some(fresh), Ok(mut d)) = (fresh, self.domain.lock()) {
+                        *d = fresh;
+                    }
+                }
+                other => break other?,
             }
-            .into());
-        }
-        let seq = self.applier.runtime.block_on(commit(
-            self.applier.store,
-            &self.pass,
-            &self.domain.name,
-            ops,
-        ))?;
-        let applied = self.applier.catch_up(&self.domain)?;
+        };
+        let applied = self.applier.catch_up(&self.domain())?;
         self.acknowledged.fetch_max(applied, Ordering::AcqRel);
         if let Some(on_ack) = self.on_ack {
             on_ack(seq);
@@ -141,7 +225,7 @@ impl<'a> StoreSink<'a> {
 
 impl Sink for StoreSink<'_> {
     fn name(&self) -> &str {
-        &self.domain.name
+        &self.settings_name
     }
 
     fn settings(&self) -> &DomainSettings {
@@ -153,14 +237,14 @@ impl Sink for StoreSink<'_> {
     }
 
     fn write(&self, model_id: &str, ops: Vec<SinkOp>) -> dartmouth_indexer::Result<u64> {
-        self.commit_and_apply(model_id, &ops)
+        self.commit_and_apply(model_id, ops)
             .map_err(Error::into_sink)
     }
 
     fn finish(&self) -> dartmouth_indexer::Result<()> {
         match self
             .applier
-            .existing_shard(&self.domain)
+            .existing_shard(&self.domain())
             .map_err(Error::into_sink)?
         {
             Some(shard) => Ok(shard.checkpoint()?),
@@ -175,7 +259,7 @@ impl Sink for StoreSink<'_> {
             .block(
                 self.applier
                     .store
-                    .reusable(&self.pass, &self.domain.name, ids),
+                    .reusable(&self.pass, &self.domain().name, ids),
             )
             .map_err(Error::into_sink)?;
         Ok(stored
@@ -196,7 +280,7 @@ impl Sink for StoreSink<'_> {
             .block(
                 self.applier
                     .store
-                    .document_by_key(&self.pass, &self.domain.name, key),
+                    .document_by_key(&self.pass, &self.domain().name, key),
             )
             .map_err(Error::into_sink)
     }
@@ -206,7 +290,7 @@ impl Sink for StoreSink<'_> {
             .block(
                 self.applier
                     .store
-                    .document_ids(&self.pass, &self.domain.name),
+                    .document_ids(&self.pass, &self.domain().name),
             )
             .map(Some)
             .map_err(Error::into_sink)
@@ -217,7 +301,7 @@ impl Sink for StoreSink<'_> {
             .block(
                 self.applier
                     .store
-                    .document_sources(&self.pass, &self.domain.name, ids),
+                    .document_sources(&self.pass, &self.domain().name, ids),
             )
             .map_err(Error::into_sink)
     }

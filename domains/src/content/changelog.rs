@@ -16,7 +16,7 @@ impl Store {
     /// about to make a shard for was not deleted meanwhile).
     pub async fn domain_by_id(&self, _system: &System, id: i64) -> Result<Option<Domain>> {
         let row = sqlx::query(
-            "SELECT id, uid, name, description, settings, created_at FROM domains WHERE id = $1",
+            "SELECT id, uid, name, description, settings, created_at, generations FROM domains WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -62,16 +62,18 @@ impl Store {
             .map_err(Into::into)
     }
 
-    /// Up to `limit` changes of a domain after `after`, each with the document's current state.
+    /// Up to `limit` changes of a domain after `after`, each with the document's current state
+    /// with slot `slot`'s vectors (what that slot's shards apply).
     pub async fn changes_since(
         &self,
         _system: &System,
         domain_id: i64,
+        slot: u8,
         after: u64,
         limit: u32,
     ) -> Result<Vec<Change>> {
         let rows = sqlx::query(
-            "SELECT domain_seq AS seq, op, external_id FROM changelog \
+            "SELECT domain_seq AS seq, op, external_id, slot FROM changelog \
              WHERE domain_id = $1 AND domain_seq > $2 ORDER BY domain_seq LIMIT $3",
         )
         .bind(domain_id)
@@ -86,6 +88,7 @@ impl Store {
         let docs = self
             .documents_where(
                 domain_id,
+                slot,
                 "AND d.external_id IN (SELECT external_id FROM changelog \
                  WHERE domain_id = $1 AND domain_seq > $2 AND domain_seq <= $3 AND op = 'upsert')",
                 Extra::Range(after as i64, upto),
@@ -103,19 +106,21 @@ impl Store {
                         None
                     },
                     external_id: id,
+                    slot: r.try_get::<Option<i64>, _>("slot")?.map(|s| s as u8),
                 })
             })
             .collect()
     }
 
-    /// Every document of a domain, for rebuilding its shard.
+    /// Every document of a domain with slot `slot`'s vectors, for rebuilding a shard of it.
     pub async fn all_documents(
         &self,
         _system: &System,
         domain_id: i64,
+        slot: u8,
     ) -> Result<Vec<StoredDocument>> {
         let mut docs: Vec<StoredDocument> = self
-            .documents_where(domain_id, "", Extra::None)
+            .documents_where(domain_id, slot, "", Extra::None)
             .await?
             .into_values()
             .collect();

@@ -90,17 +90,21 @@ fn opened<'a>(pass: &'a Pass, domain: &str) -> Result<&'a Domain> {
 }
 
 impl Store {
+    /// Documents of a domain with their chunks, each chunk's vector the one of `slot` (empty
+    /// where that slot has none yet).
     async fn documents_where(
         &self,
         domain_id: i64,
+        slot: u8,
         filter: &'static str,
         extra: Extra<'_>,
     ) -> Result<HashMap<String, StoredDocument>> {
         let sql = format!(
             "SELECT d.external_id, d.title, d.url, d.attributes, d.content_hash, \
-             k.text, k.char_start, k.char_end, k.heading, k.embedding \
+             k.text, k.char_start, k.char_end, k.heading, k.{} AS embedding \
              FROM documents d JOIN chunks k ON k.domain_id = d.domain_id AND k.external_id = d.external_id \
-             WHERE d.domain_id = $1 {filter} ORDER BY d.external_id, k.idx"
+             WHERE d.domain_id = $1 {filter} ORDER BY d.external_id, k.idx",
+            crate::generations::slot_column(slot)
         );
         // The SQL is one of three fixed strings; every value is bound.
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(domain_id);
@@ -130,7 +134,8 @@ impl Store {
                     })
                 }
             };
-            let embedding: Vec<u8> = r.try_get("embedding")?;
+            let embedding: Option<Vec<u8>> = r.try_get("embedding")?;
+            let embedding = embedding.unwrap_or_default();
             doc.chunks.push(StoredChunk {
                 text: r.try_get("text")?,
                 char_start: r.try_get::<i64, _>("char_start")? as u64,

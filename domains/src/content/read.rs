@@ -20,13 +20,15 @@ impl Store {
         domain: &str,
         ids: &[String],
     ) -> Result<HashMap<String, Reusable>> {
-        let domain_id = opened(pass, domain)?.id;
+        let d = opened(pass, domain)?;
+        let domain_id = d.id;
+        let column = crate::generations::slot_column(d.generations.active);
         let mut out: HashMap<String, Reusable> = HashMap::new();
         for part in ids.chunks(200) {
             let placeholders: Vec<String> =
                 (0..part.len()).map(|i| format!("${}", i + 2)).collect();
             let sql = format!(
-                "SELECT d.external_id, d.content_hash, d.title, k.text, k.embedding \
+                "SELECT d.external_id, d.content_hash, d.title, k.text, k.{column} AS embedding \
                  FROM documents d JOIN chunks k ON k.domain_id = d.domain_id AND k.external_id = d.external_id \
                  WHERE d.domain_id = $1 AND d.external_id IN ({}) ORDER BY d.external_id, k.idx",
                 placeholders.join(", ")
@@ -46,7 +48,8 @@ impl Store {
                         chunks: Vec::new(),
                     }),
                 };
-                let embedding: Vec<u8> = r.try_get("embedding")?;
+                let embedding: Option<Vec<u8>> = r.try_get("embedding")?;
+                let embedding = embedding.unwrap_or_default();
                 entry
                     .chunks
                     .push((r.try_get("text")?, embedding_from_bytes(&embedding)));
@@ -155,7 +158,12 @@ impl Store {
         let d = opened(pass, domain)?;
         check_id(id)?;
         let mut docs = self
-            .documents_where(d.id, "AND d.external_id = $2", Extra::Id(id))
+            .documents_where(
+                d.id,
+                d.generations.active,
+                "AND d.external_id = $2",
+                Extra::Id(id),
+            )
             .await?;
         Ok(docs.remove(id))
     }

@@ -14,8 +14,17 @@ use super::MAX_EXTERNAL_ID;
 
 impl Store {
     /// Commits `writes` to `domain` in one transaction; returns the domain's last changelog
-    /// sequence (sequences count per domain).
-    pub async fn write(&self, pass: &Pass, domain: &str, writes: &[Write]) -> Result<u64> {
+    /// sequence (sequences count per domain). The vectors were made with `model_id`, which
+    /// must be the domain's serving model (`ModelChanged` otherwise: the domain switched
+    /// meanwhile); they fill the serving slot, and the other slot's vectors of the documents
+    /// written are emptied (a switch's backfill embeds them again).
+    pub async fn write(
+        &self,
+        pass: &Pass,
+        domain: &str,
+        model_id: &str,
+        writes: &[Write],
+    ) -> Result<u64> {
         let d = writable(pass, domain)?;
         for w in writes {
             match w {
@@ -40,15 +49,38 @@ impl Store {
         // Take this write's sequences from the domain's counter. On PostgreSQL the row lock
         // also orders the domain's writers: an applier that has seen sequence n never later
         // meets a smaller one.
-        let last: i64 = sqlx::query(
-            "UPDATE domains SET last_seq = last_seq + $2 WHERE id = $1 RETURNING last_seq",
+        let row = sqlx::query(
+            "UPDATE domains SET last_seq = last_seq + $2 WHERE id = $1 \
+             RETURNING last_seq, settings, generations",
         )
         .bind(d.id)
         .bind(writes.len() as i64)
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or_else(|| Error::not_found("domain", domain))?
-        .try_get("last_seq")?;
+        .ok_or_else(|| Error::not_found("domain", domain))?;
+        let last: i64 = row.try_get("last_seq")?;
+        let settings: serde_json::Value =
+            serde_json::from_str(&row.try_get::<String, _>("settings")?)
+                .map_err(|e| Error::invalid("settings", e.to_string()))?;
+        let serving = settings.get("model").cloned().unwrap_or_default();
+        let has_upsert = writes.iter().any(|w| matches!(w, Write::Upsert(_)));
+        if has_upsert && serving.get("id").and_then(|v| v.as_str()) != Some(model_id) {
+            return Err(Error::ModelChanged {
+                domain: d.name.clone(),
+                model: serving,
+                got: model_id.to_string(),
+            });
+        }
+        let generations = crate::generations::Generations::from_column(
+            row.try_get::<Option<String>, _>("generations")?.as_deref(),
+        )?;
+        // The serving slot's column takes the vectors; the other gets an empty value.
+        let insert_chunk = format!(
+            "INSERT INTO chunks (domain_id, external_id, idx, text, char_start, char_end, heading, {}, {}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            crate::generations::slot_column(generations.active),
+            crate::generations::slot_column(3 - generations.active)
+        );
         let first = last - writes.len() as i64 + 1;
         for (seq, w) in (first..).zip(writes) {
             let (op, id) = match w {
@@ -114,20 +146,19 @@ impl Store {
                     .await?;
                 }
                 for (i, c) in doc.chunks.iter().enumerate() {
-                    sqlx::query(
-                        "INSERT INTO chunks (domain_id, external_id, idx, text, char_start, char_end, heading, embedding) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    )
-                    .bind(d.id)
-                    .bind(id)
-                    .bind(i as i64)
-                    .bind(&c.text)
-                    .bind(c.char_start as i64)
-                    .bind(c.char_end as i64)
-                    .bind(c.heading.as_deref())
-                    .bind(embedding_bytes(&c.embedding))
-                    .execute(&mut *tx)
-                    .await?;
+                    // One of two fixed statements (the slots' columns); every value is bound.
+                    sqlx::query(sqlx::AssertSqlSafe(insert_chunk.clone()))
+                        .bind(d.id)
+                        .bind(id)
+                        .bind(i as i64)
+                        .bind(&c.text)
+                        .bind(c.char_start as i64)
+                        .bind(c.char_end as i64)
+                        .bind(c.heading.as_deref())
+                        .bind(embedding_bytes(&c.embedding))
+                        .bind(Vec::<u8>::new())
+                        .execute(&mut *tx)
+                        .await?;
                 }
             }
         }

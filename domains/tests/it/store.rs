@@ -270,13 +270,19 @@ async fn conformance(url: &str) {
         .await
         .unwrap();
     let s1 = store
-        .write(&write, "support-kb", &[Write::Upsert(doc("a", "alpha"))])
+        .write(
+            &write,
+            "support-kb",
+            "fake-hash-3",
+            &[Write::Upsert(doc("a", "alpha"))],
+        )
         .await
         .unwrap();
     let s2 = store
         .write(
             &write,
             "support-kb",
+            "fake-hash-3",
             &[
                 Write::Upsert(doc("b", "beta")),
                 Write::Upsert(doc("a", "alpha2")),
@@ -285,7 +291,12 @@ async fn conformance(url: &str) {
         .await
         .unwrap();
     let s3 = store
-        .write(&write, "support-kb", &[Write::Delete("b".into())])
+        .write(
+            &write,
+            "support-kb",
+            "fake-hash-3",
+            &[Write::Delete("b".into())],
+        )
         .await
         .unwrap();
     assert!(s1 < s2 && s2 < s3);
@@ -301,13 +312,18 @@ async fn conformance(url: &str) {
         .await
         .unwrap();
     let o1 = store
-        .write(&other, "store-catalog", &[Write::Upsert(doc("x", "xi"))])
+        .write(
+            &other,
+            "store-catalog",
+            "fake-hash-3",
+            &[Write::Upsert(doc("x", "xi"))],
+        )
         .await
         .unwrap();
     assert_eq!(o1, 1);
     assert_eq!(store.last_seq(&store.system(), kb.id).await.unwrap(), s3);
     let changes = store
-        .changes_since(&store.system(), kb.id, 0, 100)
+        .changes_since(&store.system(), kb.id, 1, 0, 100)
         .await
         .unwrap();
     assert_eq!(changes.len(), 4);
@@ -326,7 +342,7 @@ async fn conformance(url: &str) {
     assert_eq!(a.attributes, json!({"vendor": [{"keyword": "acme"}]}));
     assert_eq!(
         store
-            .changes_since(&store.system(), kb.id, s1, 1)
+            .changes_since(&store.system(), kb.id, 1, s1, 1)
             .await
             .unwrap()
             .len(),
@@ -356,7 +372,10 @@ async fn conformance(url: &str) {
             .unwrap(),
         None
     );
-    let all = store.all_documents(&store.system(), kb.id).await.unwrap();
+    let all = store
+        .all_documents(&store.system(), kb.id, 1)
+        .await
+        .unwrap();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].external_id, "a");
     // Sources and secondary keys: a key finds its document (the latest writer owns it), a
@@ -370,6 +389,7 @@ async fn conformance(url: &str) {
         .write(
             &write,
             "support-kb",
+            "fake-hash-3",
             &[Write::Upsert(keyed), Write::Upsert(moved)],
         )
         .await
@@ -415,7 +435,12 @@ async fn conformance(url: &str) {
     assert_eq!((stats.documents, stats.chunks, stats.keyed), (3, 6, 2));
     assert!(stats.last_write_at.is_some());
     store
-        .write(&write, "support-kb", &[Write::Delete("p2".into())])
+        .write(
+            &write,
+            "support-kb",
+            "fake-hash-3",
+            &[Write::Delete("p2".into())],
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -426,7 +451,12 @@ async fn conformance(url: &str) {
         None
     );
     store
-        .write(&write, "support-kb", &[Write::Delete("p1".into())])
+        .write(
+            &write,
+            "support-kb",
+            "fake-hash-3",
+            &[Write::Delete("p1".into())],
+        )
         .await
         .unwrap();
     let s3 = store.last_seq(&store.system(), kb.id).await.unwrap();
@@ -437,7 +467,12 @@ async fn conformance(url: &str) {
         .unwrap();
     assert!(
         store
-            .write(&read_only, "support-kb", &[Write::Delete("a".into())])
+            .write(
+                &read_only,
+                "support-kb",
+                "fake-hash-3",
+                &[Write::Delete("a".into())]
+            )
             .await
             .is_err()
     );
@@ -448,6 +483,7 @@ async fn conformance(url: &str) {
             .write(
                 &write,
                 "support-kb",
+                "fake-hash-3",
                 &[Write::Upsert(doc("d", "delta")), Write::Upsert(empty)]
             )
             .await
@@ -473,14 +509,14 @@ async fn conformance(url: &str) {
     store.delete_domain(&admin, "support-kb").await.unwrap();
     assert!(
         store
-            .changes_since(&store.system(), kb.id, 0, 10)
+            .changes_since(&store.system(), kb.id, 1, 0, 10)
             .await
             .unwrap()
             .is_empty()
     );
     assert!(
         store
-            .all_documents(&store.system(), kb.id)
+            .all_documents(&store.system(), kb.id, 1)
             .await
             .unwrap()
             .is_empty()
@@ -497,8 +533,13 @@ impl WriterCheck for Store {
     /// A pass for one domain cannot write another.
     async fn writer_denied_for_other_domain(&self, pass: &dartmouth_domains::Pass) -> bool {
         matches!(
-            self.write(pass, "store-catalog", &[Write::Delete("x".into())])
-                .await,
+            self.write(
+                pass,
+                "store-catalog",
+                "fake-hash-3",
+                &[Write::Delete("x".into())]
+            )
+            .await,
             Err(Error::NotFound { .. })
         )
     }
@@ -555,9 +596,14 @@ async fn snapshot_round_trip(from_url: &str, to_url: &str) {
             .await
             .unwrap();
         for id in ["s1", "s2", "s3"] {
-            from.write(&pass, "snap-kb", &[Write::Upsert(doc(id, id))])
-                .await
-                .unwrap();
+            from.write(
+                &pass,
+                "snap-kb",
+                "fake-hash-3",
+                &[Write::Upsert(doc(id, id))],
+            )
+            .await
+            .unwrap();
         }
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -583,7 +629,7 @@ async fn snapshot_round_trip(from_url: &str, to_url: &str) {
     let chunks = bad.join("chunks.jsonl");
     let text = std::fs::read_to_string(&chunks).unwrap();
     let mut lines: Vec<&str> = text.lines().collect();
-    lines[2] = r#"[1, "x", "not a number", "t", 0, 0, null, "AAAA"]"#;
+    lines[2] = r#"[1, "x", "not a number", "t", 0, 0, null, "AAAA", null]"#;
     std::fs::write(&chunks, lines.join("\n")).unwrap();
     let err = to.restore(&to.system(), &bad, &info).await.unwrap_err();
     assert!(
@@ -622,7 +668,12 @@ async fn snapshot_round_trip(from_url: &str, to_url: &str) {
         .unwrap();
     let kb = info.domains.iter().find(|d| d.name == "snap-kb").unwrap();
     let seq = to
-        .write(&pass, "snap-kb", &[Write::Upsert(doc("after", "restored"))])
+        .write(
+            &pass,
+            "snap-kb",
+            "fake-hash-3",
+            &[Write::Upsert(doc("after", "restored"))],
+        )
         .await
         .unwrap();
     assert_eq!(seq, kb.last_seq + 1);
@@ -645,6 +696,183 @@ async fn snapshot_round_trip(from_url: &str, to_url: &str) {
     to.close().await;
 }
 
+/// A model switch as the store sees it: writes fill the serving slot only, the backfill fills
+/// the other (skipping a document rewritten meanwhile), a write embedded with a model the
+/// domain no longer serves is refused, the flip waits for every vector, then rollback and drop.
+async fn generations(url: &str) {
+    use dartmouth_domains::GenerationState;
+    let store = Store::open(url).await.unwrap();
+    let admin = store.local_admin().await.unwrap();
+    let system = store.system();
+    let old = json!({"id": "fake-hash-3", "dim": 3});
+    let new = json!({"id": "other-3", "dim": 3});
+    let d = store
+        .create_domain(&admin, "gens", "", &json!({ "model": old }))
+        .await
+        .unwrap();
+    assert_eq!(d.generations.active, 1);
+    let pass = store
+        .authorize(&admin, &["gens".into()], Role::Write)
+        .await
+        .unwrap();
+    for id in ["a", "b", "c"] {
+        store
+            .write(&pass, "gens", "fake-hash-3", &[Write::Upsert(doc(id, id))])
+            .await
+            .unwrap();
+    }
+    // The model it serves already, and a second switch, are refused.
+    let same = store.start_switch(&admin, "gens", &old).await.unwrap_err();
+    assert!(
+        matches!(same, Error::Invalid { field: "model", .. }),
+        "{same}"
+    );
+    let d = store.start_switch(&admin, "gens", &new).await.unwrap();
+    let building = d.generations.building().unwrap().clone();
+    assert_eq!(building.slot, 2);
+    let again = store.start_switch(&admin, "gens", &new).await.unwrap_err();
+    assert!(matches!(again, Error::Busy(_)), "{again}");
+    // The lease: one node at a time.
+    assert!(
+        store
+            .claim_building(&system, d.id, &building.id, "node-1", 60_000)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .claim_building(&system, d.id, &building.id, "node-2", 60_000)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let progress = store.slot_progress(&system, d.id, 2).await.unwrap();
+    assert_eq!((progress.embedded, progress.chunks), (0, 6));
+    let pending = store.pending_backfill(&system, d.id, 2, 2).await.unwrap();
+    assert_eq!(
+        pending
+            .iter()
+            .map(|p| p.external_id.as_str())
+            .collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    // `b` is rewritten after the backfill read it: its vectors are not stored.
+    store
+        .write(
+            &pass,
+            "gens",
+            "fake-hash-3",
+            &[Write::Upsert(doc("b", "b2"))],
+        )
+        .await
+        .unwrap();
+    let vectors =
+        |p: &dartmouth_domains::PendingDocument| vec![vec![0.5, 0.5, 0.5]; p.chunks.len()];
+    let docs: Vec<_> = pending.iter().map(|p| (p.clone(), vectors(p))).collect();
+    let (stored, seq) = store
+        .store_backfill(&system, d.id, &building.id, &docs)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1);
+    // The backfill's change is for slot 2's shards, with slot 2's vectors.
+    let changes = store
+        .changes_since(&system, d.id, 2, seq - 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].slot, Some(2));
+    assert_eq!(
+        changes[0].document.as_ref().unwrap().chunks[0].embedding,
+        [0.5, 0.5, 0.5]
+    );
+    // Slot 1 still serves its own vectors; `b` and `c` lack slot 2's: no flip yet.
+    let slot1 = store.all_documents(&system, d.id, 1).await.unwrap();
+    assert!(
+        slot1
+            .iter()
+            .all(|x| x.chunks.iter().all(|c| c.embedding.len() == 3))
+    );
+    assert!(
+        store
+            .flip_generation(&system, d.id, &building.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let rest = store.pending_backfill(&system, d.id, 2, 10).await.unwrap();
+    assert_eq!(rest.len(), 2);
+    let docs: Vec<_> = rest.iter().map(|p| (p.clone(), vectors(p))).collect();
+    store
+        .store_backfill(&system, d.id, &building.id, &docs)
+        .await
+        .unwrap();
+    let last = store.last_seq(&system, d.id).await.unwrap();
+    let flipped = store
+        .flip_generation(&system, d.id, &building.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(flipped.settings["model"], new);
+    assert_eq!(flipped.generations.active, 2);
+    let kept = flipped.generations.kept().unwrap();
+    assert_eq!((kept.slot, kept.flip_seq, &kept.model), (1, last, &old));
+    // A write embedded with the old model is refused (the writer embeds again), and one
+    // with the new model empties slot 1's vectors of what it writes.
+    let refused = store
+        .write(
+            &pass,
+            "gens",
+            "fake-hash-3",
+            &[Write::Upsert(doc("d", "d"))],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, Error::ModelChanged { .. }), "{refused}");
+    store
+        .write(&pass, "gens", "other-3", &[Write::Upsert(doc("d", "d"))])
+        .await
+        .unwrap();
+    let slot1 = store.all_documents(&system, d.id, 1).await.unwrap();
+    let d_in_1 = slot1.iter().find(|x| x.external_id == "d").unwrap();
+    assert!(d_in_1.chunks.iter().all(|c| c.embedding.is_empty()));
+    // Rollback: slot 1 builds again, lacking only `d`.
+    let back = store.rollback_switch(&admin, "gens").await.unwrap();
+    let b = back.generations.building().unwrap();
+    assert_eq!((b.slot, b.state), (1, GenerationState::Building));
+    let missing = store.pending_backfill(&system, d.id, 1, 10).await.unwrap();
+    assert_eq!(missing.len(), 1);
+    assert_eq!(missing[0].external_id, "d");
+    // Dropping abandons it; nothing left to drop after that.
+    let dropped = store.drop_other_generation(&admin, "gens").await.unwrap();
+    assert!(dropped.generations.other.is_none());
+    assert_eq!(dropped.generations.active, 2);
+    let none = store
+        .drop_other_generation(&admin, "gens")
+        .await
+        .unwrap_err();
+    assert!(matches!(none, Error::Busy(_)), "{none}");
+    // A reader may not switch (and learns nothing of the domain).
+    store
+        .create_principal(&admin, "gens-reader", PrincipalKind::Agent)
+        .await
+        .unwrap();
+    store
+        .grant(&admin, "gens-reader", "gens", Role::Read)
+        .await
+        .unwrap();
+    let reader = store.act_as(&admin, "gens-reader").await.unwrap();
+    let denied = store.start_switch(&reader, "gens", &old).await.unwrap_err();
+    assert!(denied.is_missing_domain(), "{denied}");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_generations() {
+    let dir = tempfile::tempdir().unwrap();
+    generations(&Store::sqlite_url(dir.path())).await;
+}
+
 #[tokio::test]
 async fn sqlite_conformance() {
     let dir = tempfile::tempdir().unwrap();
@@ -658,6 +886,7 @@ async fn sqlite_conformance() {
 async fn postgres_conformance() {
     let cluster = crate::pg::PgCluster::start();
     conformance(&cluster.url).await;
+    generations(&cluster.database("generations")).await;
     // PostgreSQL to PostgreSQL, and to SQLite and back (a snapshot restores on either).
     snapshot_round_trip(&cluster.url, &cluster.database("restored")).await;
     let sqlite = tempfile::tempdir().unwrap();

@@ -195,7 +195,10 @@ fn build(rt: &tokio::runtime::Runtime, embedder: &FakeEmbedder, w: &World) -> Fi
                 clippy::disallowed_methods,
                 reason = "documents of the test's own making, valid by construction"
             )]
-            store.write(&pass, name, &writes).await.unwrap();
+            store
+                .write(&pass, name, &embedder.spec().id, &writes)
+                .await
+                .unwrap();
         }
         // Callers authenticate with keys, restricted where the world says so.
         let mut callers = Vec::new();
@@ -306,7 +309,7 @@ fn check(
             req.filter = Some(Filter::parse(r#"tier = "gold""#).unwrap());
         }
         if q.mode != Mode::Bm25 {
-            req.vector = Some(embedder.embed_query(&text).unwrap());
+            req.vectors = vec![embedder.embed_query(&text).unwrap()];
         }
         let response = match reader.search(&req) {
             Ok(r) => r,

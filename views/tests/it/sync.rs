@@ -148,7 +148,7 @@ impl World {
         let mut req = SearchRequest::new(query);
         req.mode = Mode::Hybrid;
         // Query vectors are not counted: only what indexing embeds is.
-        req.vector = Some(self.embedder.inner.embed_query(query).unwrap());
+        req.vectors = vec![self.embedder.inner.embed_query(query).unwrap()];
         req.k = 20;
         req.collapse = true;
         if !filter.is_empty() {
@@ -408,7 +408,7 @@ fn every_chunk_of_an_updated_product_is_found() {
         let reader = w.applier().reader(&pass).unwrap();
         let mut req = SearchRequest::new("canvas coat");
         req.mode = mode;
-        req.vector = Some(w.embedder.inner.embed_query("canvas coat").unwrap());
+        req.vectors = vec![w.embedder.inner.embed_query("canvas coat").unwrap()];
         req.k = 50;
         req.filter = Some(Filter::parse(filter).unwrap());
         reader.search(&req).unwrap().hits.len()
@@ -569,7 +569,7 @@ fn a_snapshot_restores_and_its_shards_resume_from_the_changelog() {
                 .unwrap();
         let mut req = SearchRequest::new(query);
         req.mode = Mode::Hybrid;
-        req.vector = Some(w.embedder.inner.embed_query(query).unwrap());
+        req.vectors = vec![w.embedder.inner.embed_query(query).unwrap()];
         req.k = 50;
         applier
             .reader(&pass)
