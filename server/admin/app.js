@@ -232,8 +232,22 @@ async function loadDomainChoices() {
   }
 }
 
+/** The catalogue's embedding models installed on this node, in every model select. */
+async function loadModelChoices() {
+  const { models } = await api('GET', '/v1/models');
+  const usable = models.filter((m) => m.kind === 'embedding' && m.installed === 'ok');
+  for (const select of document.querySelectorAll('select.model-select')) {
+    const chosen = select.value;
+    select.replaceChildren(...usable.map((m) => el('option', {
+      value: m.id,
+      text: `${m.id} (${m.dim}d${m.quantized ? ', int8' : ''})`,
+      selected: m.id === chosen,
+    })));
+  }
+}
+
 async function loadDomains() {
-  await loadDomainChoices();
+  await Promise.all([loadDomainChoices(), loadModelChoices()]);
   const rows = state.domains.map((d) => el('tr', { 'data-domain': d.name },
     el('td', {}, el('strong', { text: d.name })),
     el('td', { text: d.description || '' }),
@@ -251,6 +265,7 @@ $('#domain-form').addEventListener('submit', (ev) => {
   run(async () => {
     const v = formValues(form);
     const body = { name: v.name, embedder: v.embedder };
+    if (v.embedder === 'local' && v.model) body.model = v.model;
     if (v.description) body.description = v.description;
     if (v.chunk_tokens) body.chunk_tokens = Number(v.chunk_tokens);
     if (v.chunk_overlap) body.chunk_overlap = Number(v.chunk_overlap);
@@ -303,6 +318,18 @@ async function loadStats() {
     items.push(el('div', { 'data-stat': field }, el('dt', { text: label }), el('dd', { text: fmtValue(s[field]) })));
   }
   $('#domain-stats').replaceChildren(...items);
+  const g = s.generations || {};
+  const other = g.other;
+  let text = `Serving ${s.model ? s.model.id : '?'} (slot ${g.active}).`;
+  if (other && other.state === 'building') {
+    const p = s.other_generation || { embedded: 0, chunks: 0 };
+    text += ` Switching to ${other.model.id}: ${fmtValue(p.embedded)} of ${fmtValue(p.chunks)} chunks embedded.`;
+  } else if (other) {
+    text += ` Keeps ${other.model.id} for rollback.`;
+  }
+  $('#generations').textContent = text;
+  $('#rollback-button').disabled = !(other && other.state === 'kept');
+  $('#drop-generation-button').disabled = !other;
   const q = Array.isArray(s.quarantined) ? s.quarantined : [];
   fillRows($('#quarantine-table'), q.map((r) => el('tr', {},
     el('td', { text: r.external_id }), el('td', { text: fmtValue(r.seq) }),
@@ -315,6 +342,31 @@ $('#reindex-button').addEventListener('click', (ev) => run(async () => {
   const r = await api('POST', `/v1/domains/${enc(name)}/reindex`);
   $('#reindex-result').textContent =
     `Reindexed ${r.domain}: ${plural(r.documents, 'document')}, ${plural(r.chunks, 'chunk')} in ${fmtNum(r.seconds)} s (seq ${r.seq}).`;
+  await loadStats();
+}, ev.currentTarget));
+
+$('#switch-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const form = ev.currentTarget;
+  run(async () => {
+    const model = form.elements.model.value;
+    const d = await api('PATCH', `/v1/domains/${enc(state.panelDomain)}`, { model });
+    $('#switch-result').textContent = `Switching ${d.name} to ${model}: task ${d.task.id}.`;
+    await loadStats();
+  }, $('button[type=submit]', form));
+});
+
+$('#rollback-button').addEventListener('click', (ev) => run(async () => {
+  const r = await api('POST', `/v1/domains/${enc(state.panelDomain)}/rollback-model`);
+  $('#switch-result').textContent = `Rolling ${r.domain.name} back: task ${r.task.id}.`;
+  await loadStats();
+}, ev.currentTarget));
+
+$('#drop-generation-button').addEventListener('click', (ev) => run(async () => {
+  const name = state.panelDomain;
+  if (!window.confirm(`Drop the other embedding generation of "${name}"? No rollback after this.`)) return;
+  await api('POST', `/v1/domains/${enc(name)}/drop-old-generation`);
+  $('#switch-result').textContent = `Dropped the other generation of ${name}.`;
   await loadStats();
 }, ev.currentTarget));
 

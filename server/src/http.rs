@@ -162,6 +162,11 @@ pub fn router(svc: Arc<Service>) -> Router {
             get(domain_stats).patch(update_domain).delete(delete_domain),
         )
         .route("/v1/domains/{domain}/reindex", post(reindex))
+        .route("/v1/domains/{domain}/rollback-model", post(rollback_model))
+        .route(
+            "/v1/domains/{domain}/drop-old-generation",
+            post(drop_old_generation),
+        )
         .route("/v1/domains/{domain}/delete", post(delete_documents))
         .route("/v1/domains/{domain}/documents", post(ingest))
         .route("/v1/domains/{domain}/shopify", post(upload_catalog))
@@ -195,6 +200,7 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/v1/groups/{group}/members/{member}", delete(remove_member))
         .route("/v1/audit", get(audit))
         .route("/v1/stats", get(live_stats))
+        .route("/v1/models", get(list_models))
         .route("/v1/grants", get(list_grants).post(grant))
         .route("/v1/grants/{principal}/{domain}", delete(revoke_grant))
         .route("/v1/keys", get(list_keys).post(create_key))
@@ -709,6 +715,28 @@ async fn update_domain(
         .into_response()
 }
 
+async fn rollback_model(
+    State(svc): Svc,
+    Authed(c): Authed,
+    Path(domain): Path<String>,
+) -> Response {
+    svc.rollback_model(&c, &domain)
+        .await
+        .map(Json)
+        .into_response()
+}
+
+async fn drop_old_generation(
+    State(svc): Svc,
+    Authed(c): Authed,
+    Path(domain): Path<String>,
+) -> Response {
+    svc.drop_old_generation(&c, &domain)
+        .await
+        .map(Json)
+        .into_response()
+}
+
 async fn reindex(State(svc): Svc, Authed(c): Authed, Path(domain): Path<String>) -> Response {
     svc.reindex(&c, &domain).await.map(Json).into_response()
 }
@@ -780,6 +808,10 @@ async fn audit(
     QueryArgs(input): QueryArgs<AuditInput>,
 ) -> Response {
     svc.audit_query(&c, input).await.map(Json).into_response()
+}
+
+async fn list_models(State(svc): Svc, Authed(c): Authed) -> Response {
+    Json(json!({ "models": svc.list_models(&c) })).into_response()
 }
 
 async fn live_stats(State(svc): Svc, Authed(c): Authed) -> Response {

@@ -112,6 +112,17 @@ fn tools() -> Value {
         "type": "boolean",
         "description": "Catalogs: turn price bounds, sizes, colours and stock wording in the query into a filter."
     });
+    let rerank = json!({
+        "type": "object",
+        "description": "Re-order the best candidates with a cross-encoder (slower: about 30 ms per candidate on 2 cores). Absent: the domains' default.",
+        "properties": {
+            "top_n": {"type": "integer", "minimum": 0, "maximum": 100, "description": "Candidates re-ordered (default 10; 0: none)."},
+            "model": {"type": "string", "description": "The reranker (default ms-marco-minilm-l-12-v2)."},
+            "blend": {"type": "number", "minimum": 0, "maximum": 1, "description": "Weight of the reranker's score against the fused score (1: it alone)."},
+            "timeout_ms": {"type": "integer", "minimum": 1, "maximum": 60000, "description": "Budget; past it the fused order is returned."}
+        },
+        "additionalProperties": false
+    });
     json!([
         {
             "name": "search",
@@ -126,7 +137,8 @@ fn tools() -> Value {
                     "mode": {"type": "string", "enum": ["bm25", "vector", "hybrid"], "description": "Retrieval branch(es); default hybrid."},
                     "filter": filter,
                     "parse": parse,
-                    "collapse": {"type": "boolean", "description": "One hit per document."}
+                    "collapse": {"type": "boolean", "description": "One hit per document."},
+                    "rerank": rerank
                 },
                 "required": ["query"],
                 "additionalProperties": false
@@ -153,7 +165,8 @@ fn tools() -> Value {
                     "domains": domains,
                     "max_tokens": {"type": "integer", "minimum": 1, "description": "Token budget (default 1000)."},
                     "filter": filter,
-                    "parse": parse
+                    "parse": parse,
+                    "rerank": rerank
                 },
                 "required": ["query"],
                 "additionalProperties": false

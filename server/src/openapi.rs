@@ -193,13 +193,16 @@ pub fn document() -> Value {
             },
             "/v1/domains/{domain}": {
                 "get": op("A domain's state (reader): its shard on this node, its store, what the applier quarantined", None, ok("stats", r("DomainStats")), &["domain"]),
-                "patch": op("Change a domain's description or catalog option names (its admin); option names apply to what is written next", Some(body(json!({"type": "object", "additionalProperties": false, "properties": {"description": {"type": "string"}, "option_names": {"type": "object", "additionalProperties": {"type": "string"}}}}))), ok("updated", r("Domain")), &["domain"]),
+                "patch": op("Change a domain's description, catalog option names or default reranking, or switch its embedding model online (its admin); option names apply to what is written next; `model` starts a task that builds the new generation while the old one serves (the answer's `task`)", Some(body(json!({"type": "object", "additionalProperties": false, "properties": {"description": {"type": "string"}, "option_names": {"type": "object", "additionalProperties": {"type": "string"}}, "rerank": r("Rerank"), "model": {"type": "string", "description": "an embedding model of the catalogue (GET /v1/models)"}}}))), ok("updated", r("Domain")), &["domain"]),
                 "delete": op("Delete a domain with its documents (admin)", None, ok("deleted", r("Domain")), &["domain"])
             },
             "/v1/domains/{domain}/reindex": { "post": op("Rebuild the domain's shard from the store, without re-embedding (its admin)", None, ok("rebuilt", json!({"type": "object", "properties": {"domain": {"type": "string"}, "documents": {"type": "integer"}, "chunks": {"type": "integer"}, "seq": {"type": "integer"}, "seconds": {"type": "number"}}})), &["domain"]) },
             "/v1/domains/{domain}/files": { "post": files_upload() },
+            "/v1/domains/{domain}/rollback-model": { "post": op("Switch back to the generation kept from the last model switch (its admin): a task builds what was written since, then it serves; 409 when none is kept", None, ok("rolling back", json!({"type": "object", "properties": {"domain": r("Domain"), "task": r("Task")}})), &["domain"]) },
+            "/v1/domains/{domain}/drop-old-generation": { "post": op("Drop the generation kept from the last model switch (no rollback after), or abandon one being built (its admin); 409 when there is none", None, ok("dropped", r("Domain")), &["domain"]) },
+            "/v1/models": { "get": op("The model catalogue (any authenticated caller): each model's id, kind, dimension, pooling, prefixes, max tokens, quantization, source, measured speed, and whether this node has its files (`installed`: ok, missing, damaged) and has it loaded", None, ok("models", json!({"type": "object", "properties": {"models": array(r("Model"))}})), &[]) },
             "/v1/domains/{domain}/delete": { "post": op("Delete documents (writer): by `ids`, or every document `filter` matches once the shard has caught up; ids the domain does not hold are not counted", Some(body(json!({"type": "object", "additionalProperties": false, "properties": {"ids": array(json!({"type": "string"})), "filter": {"type": "string"}}}))), ok("deleted", r("DeleteOutput")), &["domain"]) },
-            "/v1/tasks": { "get": op("This node's indexing tasks the caller created (a superuser: all), newest first", None, ok("tasks", array(r("Task"))), &[]) },
+            "/v1/tasks": { "get": op("This node's tasks (indexing, model switches) the caller created (a superuser: all), newest first", None, ok("tasks", array(r("Task"))), &[]) },
             "/v1/tasks/{id}": { "get": op("A task's status; another principal's task answers as a missing one (404)", None, ok("task", r("Task")), &["id"]) },
             "/v1/tasks/{id}/cancel": { "post": op("Stop a queued or running task between batches; what it acknowledged stays written, a full sync deletes nothing", None, ok("task", r("Task")), &["id"]) },
             "/v1/principals/{name}": { "delete": op("Delete a principal with its keys, grants and memberships (admin; not a superuser, not the caller)", None, ok("deleted", json!({"type": "object", "properties": {"deleted": {"type": "string"}}})), &["name"]) },
@@ -276,9 +279,30 @@ pub fn document() -> Value {
                         "similar_to": { "type": "object", "additionalProperties": false, "required": ["domain", "doc_id"],
                             "properties": { "domain": {"type": "string"}, "doc_id": {"type": "string"} } },
                         "sort": { "type": "string", "description": "price, price:asc, price:desc" },
-                        "offset": { "type": "integer", "minimum": 0 }
+                        "offset": { "type": "integer", "minimum": 0 },
+                        "rerank": r("Rerank")
                     }
                 },
+                "Rerank": {
+                    "type": "object", "additionalProperties": false,
+                    "description": "A cross-encoder re-orders the best candidates (after access control and the filter); what is left out comes from the searched domains' shared default, else the built-in one",
+                    "properties": {
+                        "top_n": {"type": "integer", "minimum": 0, "maximum": 100, "description": "candidates re-ordered (default 10); 0: none"},
+                        "model": {"type": "string", "description": "a reranker of the catalogue (default ms-marco-minilm-l-12-v2)"},
+                        "blend": {"type": "number", "minimum": 0, "maximum": 1, "description": "weight of the reranker's score against the fused score, each min-max normalised (1: it alone)"},
+                        "timeout_ms": {"type": "integer", "minimum": 1, "maximum": 60000, "description": "budget; past it the fused order is returned and rerank.applied is false (default 1000)"}
+                    }
+                },
+                "RerankInfo": { "type": "object", "properties": {
+                    "model": {"type": "string"}, "top_n": {"type": "integer"}, "blend": {"type": "number"},
+                    "applied": {"type": "boolean"}, "reason": {"type": "string"}, "took_ms": {"type": "number"} } },
+                "Model": { "type": "object", "properties": {
+                    "id": {"type": "string"}, "aliases": array(json!({"type": "string"})), "kind": {"enum": ["embedding", "reranker"]},
+                    "description": {"type": "string"}, "dim": {"type": ["integer", "null"]}, "pooling": {"enum": ["mean", "cls", null]},
+                    "query_prefix": {"type": "string"}, "passage_prefix": {"type": "string"}, "max_tokens": {"type": "integer"},
+                    "quantized": {"type": "boolean"}, "source": {"type": "string"}, "files": {"type": "object", "additionalProperties": {"type": "string"}, "description": "file → sha256"},
+                    "measured": {"type": "object", "additionalProperties": {"type": "number"}},
+                    "installed": {"enum": ["ok", "missing", "damaged"]}, "size_bytes": {"type": ["integer", "null"]}, "loaded": {"type": "boolean"} } },
                 "Understood": {
                     "type": "object",
                     "properties": {
@@ -295,6 +319,7 @@ pub fn document() -> Value {
                         "char_start": {"type": "integer"}, "char_end": {"type": "integer"}, "score": {"type": "number"},
                         "bm25": {"type": ["object", "null"]}, "vector": {"type": ["object", "null"]},
                         "model": {"type": "string"}, "index_seq": {"type": "integer"}, "attributes": {"type": "object"},
+                        "rerank": {"type": "object", "properties": {"score": {"type": "number"}, "rank_before": {"type": "integer"}, "score_before": {"type": "number"}}, "description": "with reranking: the cross-encoder's score, and the hit's rank and score in the fused order"},
                         "explain": {"type": "object"}
                     }
                 },
@@ -306,6 +331,7 @@ pub fn document() -> Value {
                         "facets": { "type": "object", "additionalProperties": array(json!({"type": "object", "properties": {"value": {}, "count": {"type": "integer"}}})) },
                         "domains": array(json!({"type": "string"})),
                         "understood": r("Understood"),
+                        "rerank": r("RerankInfo"),
                         "took_ms": { "type": "number" }
                     }
                 },
@@ -315,7 +341,7 @@ pub fn document() -> Value {
                         "query": {"type": "string"}, "domains": array(json!({"type": "string"})),
                         "max_tokens": {"type": "integer"}, "mode": { "enum": ["bm25", "vector", "hybrid"] },
                         "filter": {"type": "string"}, "min_seq": {"type": "object"},
-                        "parse": {"type": "boolean"}
+                        "parse": {"type": "boolean"}, "rerank": r("Rerank")
                     }
                 },
                 "ContextOutput": {
@@ -335,8 +361,10 @@ pub fn document() -> Value {
                     "backend": {"enum": ["sqlite", "postgres"]}, "schema_version": {"type": "integer"}, "bytes": {"type": "integer"},
                     "domains": array(json!({"type": "object", "properties": {"name": {"type": "string"}, "store_seq": {"type": "integer"}, "shard_seq": {"type": ["integer", "null"], "description": "absent: the shard was not copied and is rebuilt from the store"}}})),
                     "rows": {"type": "object", "additionalProperties": {"type": "integer"}, "description": "rows per store table"} } },
-                "Domain": { "type": "object", "properties": { "id": {"type": "integer"}, "name": {"type": "string"}, "description": {"type": "string"}, "settings": {"type": "object"}, "created_at": {"type": "integer"} } },
-                "DomainInput": { "type": "object", "required": ["name"], "additionalProperties": false, "properties": { "name": {"type": "string"}, "description": {"type": "string"}, "embedder": { "enum": ["minilm", "openai", "fake"] }, "openai_model": {"type": "string"}, "dim": {"type": "integer"}, "chunk_tokens": {"type": "integer"}, "chunk_overlap": {"type": "integer"}, "option_names": { "type": "object", "additionalProperties": {"type": "string"}, "description": "a shop's option (case_size) → the canonical field it is also filed under, or \"\" for none" } } },
+                "Domain": { "type": "object", "properties": { "id": {"type": "integer"}, "name": {"type": "string"}, "description": {"type": "string"}, "settings": {"type": "object"}, "created_at": {"type": "integer"},
+                    "generations": {"type": "object", "description": "its embedding generations: `active` slot, and `other` (being built or kept: state, model, since, flip_seq, lease)"},
+                    "task": r("Task") } },
+                "DomainInput": { "type": "object", "required": ["name"], "additionalProperties": false, "properties": { "name": {"type": "string"}, "description": {"type": "string"}, "model": {"type": "string", "description": "an embedding model of the catalogue (default all-minilm-l6-v2)"}, "rerank": r("Rerank"), "embedder": { "enum": ["local", "minilm", "openai", "fake"] }, "openai_model": {"type": "string"}, "dim": {"type": "integer"}, "chunk_tokens": {"type": "integer"}, "chunk_overlap": {"type": "integer"}, "option_names": { "type": "object", "additionalProperties": {"type": "string"}, "description": "a shop's option (case_size) → the canonical field it is also filed under, or \"\" for none" } } },
                 "IngestInput": { "type": "object", "required": ["documents"], "additionalProperties": false, "properties": { "documents": array(json!({
                     "type": "object", "required": ["id"], "additionalProperties": false,
                     "properties": { "id": {"type": "string"}, "title": {"type": "string"}, "text": {"type": "string"}, "url": {"type": "string"}, "attributes": {"type": "object"} } })) } },
@@ -351,7 +379,9 @@ pub fn document() -> Value {
                     "domain": {"type": "string"}, "documents": {"type": "integer"}, "chunks": {"type": "integer"}, "graph_points": {"type": "integer"},
                     "applied_seq": {"type": "integer"}, "model": {"type": "object"}, "variants": {"type": "integer"},
                     "stored_documents": {"type": "integer"}, "stored_chunks": {"type": "integer"}, "last_seq": {"type": "integer"},
-                    "last_sync": {"type": ["string", "null"]}, "quarantined": array(json!({"type": "object"})) } },
+                    "last_sync": {"type": ["string", "null"]}, "quarantined": array(json!({"type": "object"})),
+                    "generations": {"type": "object"},
+                    "other_generation": {"type": "object", "properties": {"chunks": {"type": "integer"}, "embedded": {"type": "integer"}}, "description": "while a switch builds the other generation (or it is kept): its chunks with vectors so far"} } },
                 "DeleteOutput": { "type": "object", "properties": { "domain": {"type": "string"}, "deleted": {"type": "integer"}, "seq": {"type": "integer", "description": "pass as min_seq to read after the deletes"} } },
                 "IndexSummary": { "type": "object", "properties": {
                     "domain": {"type": "string"}, "documents": {"type": "integer"}, "added": {"type": "integer"}, "updated": {"type": "integer"},
@@ -365,7 +395,9 @@ pub fn document() -> Value {
                     "files": array(json!({"type": "string"})), "created_at": {"type": "string"},
                     "started_at": {"type": ["string", "null"]}, "finished_at": {"type": ["string", "null"]},
                     "batches": {"type": "integer"}, "seq": {"type": "integer"},
-                    "summary": { "oneOf": [r("IndexSummary"), {"type": "null"}] }, "error": {"type": ["string", "null"]} } },
+                    "summary": { "oneOf": [r("IndexSummary"), {"type": "null"}] }, "error": {"type": ["string", "null"]},
+                    "progress": {"type": "object", "properties": {"embedded": {"type": "integer"}, "chunks": {"type": "integer"}}, "description": "a switch-model task: the domain's chunks and how many have the new model's vectors"},
+                    "note": {"type": "string"} } },
                 "Document": { "type": "object", "properties": { "domain": {"type": "string"}, "doc_id": {"type": "string"}, "title": {"type": "string"}, "url": {"type": ["string", "null"]}, "attributes": {"type": "object"}, "chunks": array(json!({"type": "object"})) } }
             }
         }

@@ -7,7 +7,8 @@ use dartmouth_domains::{PrincipalKind, Role};
 use serde_json::json;
 
 use dartmouth_server::service::{
-    AuditInput, DomainInput, DomainUpdate, GrantInput, KeyInput, PrincipalInput, format_millis,
+    AuditInput, DomainInput, DomainUpdate, GrantInput, KeyInput, PrincipalInput, RerankInput,
+    format_millis,
 };
 
 use super::{
@@ -27,28 +28,71 @@ fn parse_option_names<'a>(
         .collect()
 }
 
+pub(super) fn models(ctx: &Ctx, json: bool) -> Result<()> {
+    let models = ctx.svc.list_models(&ctx.caller);
+    if json {
+        writeln!(out(), "{}", json!({ "models": models }))?;
+        return Ok(());
+    }
+    let mut o = out();
+    writeln!(
+        o,
+        "{:<26} {:<9} {:>4} {:<5} {:>6} {:>8} {:<9} {:<22} prefixes (query | passage)",
+        "id", "kind", "dim", "pool", "tokens", "MB", "installed", "measured"
+    )?;
+    for m in models {
+        let c = &m.card;
+        let measured: Vec<String> = c.measured.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        writeln!(
+            o,
+            "{:<26} {:<9} {:>4} {:<5} {:>6} {:>8} {:<9} {:<22} {:?} | {:?}",
+            c.id,
+            dartmouth_server::service::snake(&c.kind),
+            c.dim.map_or("-".into(), |d| d.to_string()),
+            c.pooling
+                .as_ref()
+                .map_or("-".into(), dartmouth_server::service::snake),
+            c.max_tokens,
+            m.size_bytes
+                .map_or("-".into(), |b| format!("{:.1}", b as f64 / 1e6)),
+            m.installed,
+            measured.join(" "),
+            c.query_prefix,
+            c.passage_prefix
+        )?;
+    }
+    Ok(())
+}
+
 pub(super) fn domain(ctx: &Ctx, command: DomainCommand) -> Result<()> {
     match command {
         DomainCommand::Create {
             name,
             description,
+            model,
             embedder,
             openai_model,
             dim,
             chunk_tokens,
             chunk_overlap,
             option_names,
+            rerank,
         } => {
             let option_names = parse_option_names(option_names.iter())?;
             let input = DomainInput {
                 name: name.clone(),
                 description,
+                model,
                 embedder: Some(embedder.as_str().to_string()),
                 openai_model,
                 dim,
                 chunk_tokens: Some(chunk_tokens),
                 chunk_overlap: Some(chunk_overlap),
                 option_names,
+                rerank: rerank.map(|n| RerankInput {
+                    top_n: Some(n),
+                    ..RerankInput::default()
+                }),
             };
             ctx.call(ctx.svc.create_domain(&ctx.caller, input))?;
             writeln!(out(), "created domain {name}")?;
@@ -98,12 +142,18 @@ pub(super) fn domain(ctx: &Ctx, command: DomainCommand) -> Result<()> {
             name,
             description,
             option_names,
+            rerank,
         } => {
             // `--option-name ''` clears them.
             let option_names = option_names
                 .map(|pairs| parse_option_names(pairs.iter().filter(|p| !p.is_empty())))
                 .transpose()?;
             let update = DomainUpdate {
+                model: None,
+                rerank: rerank.map(|n| RerankInput {
+                    top_n: Some(n),
+                    ..RerankInput::default()
+                }),
                 description,
                 option_names,
             };
@@ -114,8 +164,65 @@ pub(super) fn domain(ctx: &Ctx, command: DomainCommand) -> Result<()> {
             ctx.call(ctx.svc.delete_domain(&ctx.caller, &name))?;
             writeln!(out(), "deleted domain {name}")?;
         }
+        DomainCommand::SetModel {
+            name,
+            model,
+            no_wait,
+        } => {
+            let started = ctx.call(ctx.svc.set_model(&ctx.caller, &name, &model))?;
+            writeln!(
+                out(),
+                "switching domain {name} to {model}: task {}",
+                started.task.id
+            )?;
+            if !no_wait {
+                wait_for_switch(ctx, &started.task.id)?;
+            }
+        }
+        DomainCommand::RollbackModel { name, no_wait } => {
+            let started = ctx.call(ctx.svc.rollback_model(&ctx.caller, &name))?;
+            writeln!(
+                out(),
+                "rolling domain {name} back: task {}",
+                started.task.id
+            )?;
+            if !no_wait {
+                wait_for_switch(ctx, &started.task.id)?;
+            }
+        }
+        DomainCommand::DropOldGeneration { name } => {
+            ctx.call(ctx.svc.drop_old_generation(&ctx.caller, &name))?;
+            writeln!(out(), "dropped the other generation of domain {name}")?;
+        }
     }
     Ok(())
+}
+
+/// Follows a switch task to its end, printing its progress now and then.
+fn wait_for_switch(ctx: &Ctx, id: &str) -> Result<()> {
+    let mut shown = std::time::Instant::now();
+    loop {
+        let task = ctx.call(ctx.svc.task(&ctx.caller, id))?;
+        if let Some(p) = &task.progress
+            && shown.elapsed() >= std::time::Duration::from_secs(5)
+        {
+            eprintln!("{} of {} chunks embedded", p.embedded, p.chunks);
+            shown = std::time::Instant::now();
+        }
+        match task.status {
+            dartmouth_server::service::TaskStatus::Succeeded => {
+                writeln!(out(), "the new generation serves")?;
+                return Ok(());
+            }
+            dartmouth_server::service::TaskStatus::Failed => {
+                anyhow::bail!("the switch failed: {}", task.error.unwrap_or_default())
+            }
+            dartmouth_server::service::TaskStatus::Canceled => {
+                anyhow::bail!("the switch was cancelled")
+            }
+            _ => std::thread::sleep(std::time::Duration::from_millis(200)),
+        }
+    }
 }
 
 pub(super) fn principal(ctx: &Ctx, command: PrincipalCommand) -> Result<()> {

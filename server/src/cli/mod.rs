@@ -59,6 +59,11 @@ struct Cli {
 enum Command {
     /// Run the HTTP and gRPC query server (http://127.0.0.1:8787, grpc 127.0.0.1:50051).
     Serve(ServeArgs),
+    /// The model catalogue: every local model, its settings and speed, and what this node has.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
     /// Create, list, inspect and delete knowledge domains.
     Domain {
         #[command(subcommand)]
@@ -254,6 +259,41 @@ struct EvalArgs {
     /// Catalog query understanding on every query, as `search --parse`.
     #[arg(long)]
     parse: bool,
+    /// The embedding models to evaluate, each a local model of the catalogue (repeat).
+    #[arg(long = "model", default_value = "all-minilm-l6-v2")]
+    models: Vec<String>,
+    /// Also report hybrid with another fusion method, with its defaults, and optionally another
+    /// number of candidates per branch (repeat): a row `Hybrid (METHOD)` beside the configured
+    /// fusion's `Hybrid`, e.g. `weighted`, `weighted:100`, `zscore:300`.
+    #[arg(long = "compare-fusion", value_name = "METHOD[:CANDIDATES]")]
+    compare_fusions: Vec<String>,
+    /// Also report hybrid with its first N documents re-ordered by the cross-encoder (repeat):
+    /// a row `Hybrid + rerank N` per N and --rerank-blend.
+    #[arg(long = "rerank", value_name = "N")]
+    reranks: Vec<usize>,
+    /// Weight of the cross-encoder's score against the fused score, 0 to 1 (repeat; default 1,
+    /// the cross-encoder alone).
+    #[arg(long = "rerank-blend", value_name = "B")]
+    rerank_blends: Vec<f32>,
+    /// The reranker (a catalogue id; `dartmouth models list`).
+    #[arg(long, default_value = dartmouth_server::models::DEFAULT_RERANKER)]
+    rerank_model: String,
+    /// Write each branch's candidate lists (documents, raw scores, top 1000) of every split
+    /// with judgments here, per dataset and model, for offline fusion research.
+    #[arg(long, value_name = "DIR")]
+    dump_runs: Option<PathBuf>,
+    /// Keep the reranker's scores in this file across runs (read first, written after each
+    /// dataset): a pair already scored is not scored again.
+    #[arg(long, value_name = "FILE")]
+    rerank_cache: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    List {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -262,8 +302,11 @@ enum DomainCommand {
         name: String,
         #[arg(long, default_value = "")]
         description: String,
-        /// The embedding model of the domain's vectors.
-        #[arg(long, value_enum, default_value = "minilm")]
+        /// A local embedding model of the catalogue (`dartmouth models list`).
+        #[arg(long)]
+        model: Option<String>,
+        /// Where the domain's vectors come from: a local model (`--model`), or another embedder.
+        #[arg(long, value_enum, default_value = "local")]
         embedder: EmbedderKind,
         /// Remote model name (with --embedder openai).
         #[arg(long)]
@@ -281,6 +324,9 @@ enum DomainCommand {
         /// for none (repeat). Others follow the built-in vocabulary (size, color, …).
         #[arg(long = "option-name", value_name = "OPTION=FIELD")]
         option_names: Vec<String>,
+        /// Its searches rerank their best N by default (the built-in cross-encoder).
+        #[arg(long, value_name = "N")]
+        rerank: Option<usize>,
     },
     List {
         #[arg(long)]
@@ -299,8 +345,34 @@ enum DomainCommand {
         /// Replace the option names (`case_size=device`, repeat); `--option-name ''` clears.
         #[arg(long = "option-name", value_name = "OPTION=FIELD")]
         option_names: Option<Vec<String>>,
+        /// Its searches rerank their best N by default (0: no default reranking).
+        #[arg(long, value_name = "N")]
+        rerank: Option<usize>,
     },
     Delete {
+        name: String,
+    },
+    /// Switch the domain to another embedding model online: the new generation is built from
+    /// the stored text while the old one serves, then takes over (the old one is kept).
+    SetModel {
+        name: String,
+        /// A local embedding model of the catalogue (`dartmouth models list`).
+        #[arg(long)]
+        model: String,
+        /// Start it and return (a serving node's applier carries it on); by default the
+        /// command builds it and returns when the new generation serves.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Switch back to the generation kept from the last switch.
+    RollbackModel {
+        name: String,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Drop the generation kept from the last switch (no rollback after this), or abandon a
+    /// switch being built.
+    DropOldGeneration {
         name: String,
     },
 }
@@ -338,7 +410,7 @@ impl FusionArgs {
                     bm25_weight,
                     vector_weight: self.vector_weight.unwrap_or(vector_weight),
                 },
-                Fusion::Rrf { .. } => Fusion::Weighted {
+                Fusion::Rrf { .. } | Fusion::Zscore { .. } => Fusion::Weighted {
                     bm25_weight,
                     vector_weight: self.vector_weight.unwrap_or(1.0),
                 },
@@ -387,6 +459,19 @@ struct SearchArgs {
     /// Hits skipped before the -k returned (paging).
     #[arg(long, default_value_t = 0)]
     offset: usize,
+    /// Re-order the best N candidates with the cross-encoder (0: none, whatever the domains'
+    /// default; unset: the domains' default).
+    #[arg(long, value_name = "N")]
+    rerank: Option<usize>,
+    /// The reranker (a catalogue id; `dartmouth models list`).
+    #[arg(long)]
+    rerank_model: Option<String>,
+    /// Weight of the reranker's score against the fused score, 0 to 1.
+    #[arg(long)]
+    rerank_blend: Option<f32>,
+    /// The reranking budget in milliseconds.
+    #[arg(long)]
+    rerank_timeout_ms: Option<u64>,
     #[arg(long)]
     json: bool,
 }
@@ -481,6 +566,7 @@ fn serve_cmd(catalog: Catalog, cli: &Cli, args: &ServeArgs) -> Result<()> {
             store,
             catalog: Arc::new(catalog),
             models: cli.models.clone(),
+            preloaded: Default::default(),
             jwt: config.jwt.clone(),
             rate_limits: config.rate_limits.clone(),
             limits: config.limits.clone(),
@@ -563,6 +649,7 @@ pub fn run() -> Result<()> {
             store,
             catalog: Arc::new(catalog),
             models: cli.models.clone(),
+            preloaded: Default::default(),
             jwt: None,
             rate_limits: Default::default(),
             limits: Limits {
@@ -596,6 +683,9 @@ pub fn run() -> Result<()> {
     }
     let ctx = Ctx { rt, svc, caller };
     let result = match cli.command {
+        Command::Models {
+            command: ModelsCommand::List { json },
+        } => admin::models(&ctx, json),
         Command::Domain { command } => admin::domain(&ctx, command),
         Command::Index(args) => index::index(&ctx, &args),
         Command::Search(args) => search::search_cmd(&ctx, args),

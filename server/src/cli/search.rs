@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use dartmouth_indexer::read_beir_queries;
 use serde_json::json;
 
-use dartmouth_server::service::{FusionInput, SearchInput, SimilarTo};
+use dartmouth_server::service::{FusionInput, RerankInput, SearchInput, SimilarTo};
 
 use super::{Ctx, SearchArgs, out};
 
@@ -41,6 +41,16 @@ pub(super) fn search_cmd(ctx: &Ctx, args: SearchArgs) -> Result<()> {
         }),
         sort: args.sort.clone(),
         offset: Some(args.offset),
+        rerank: (args.rerank.is_some()
+            || args.rerank_model.is_some()
+            || args.rerank_blend.is_some()
+            || args.rerank_timeout_ms.is_some())
+        .then(|| RerankInput {
+            top_n: args.rerank,
+            model: args.rerank_model.clone(),
+            blend: args.rerank_blend,
+            timeout_ms: args.rerank_timeout_ms,
+        }),
         ..SearchInput::default()
     };
 
@@ -86,6 +96,19 @@ pub(super) fn search_cmd(ctx: &Ctx, args: SearchArgs) -> Result<()> {
             .collect();
         writeln!(out, "facet {field}: {}", values.join(", "))?;
     }
+    if let Some(r) = &found.rerank {
+        writeln!(
+            out,
+            "reranked the top {} by {} in {:.0} ms{}",
+            r.top_n,
+            r.model,
+            r.took_ms,
+            r.reason
+                .as_deref()
+                .map(|why| format!(" — not applied: {why}"))
+                .unwrap_or_default()
+        )?;
+    }
     if found.hits.is_empty() {
         writeln!(out, "no hits")?;
     }
@@ -93,6 +116,7 @@ pub(super) fn search_cmd(ctx: &Ctx, args: SearchArgs) -> Result<()> {
         let ranks = [("bm25", h.bm25), ("vector", h.vector)]
             .iter()
             .filter_map(|(n, b)| b.map(|b| format!("{n} #{}", b.rank)))
+            .chain(h.rerank.map(|r| format!("fused #{}", r.rank_before)))
             .collect::<Vec<_>>()
             .join(", ");
         writeln!(

@@ -17,6 +17,8 @@ fn domain_info(d: Domain) -> pb::DomainInfo {
         description: d.description,
         settings_json: d.settings.to_string(),
         created_at: d.created_at,
+        generations_json: serde_json::to_string(&d.generations).unwrap_or_default(),
+        task_id: String::new(),
     }
 }
 
@@ -97,6 +99,8 @@ impl pb::admin_server::Admin for Grpc {
                 name: r.name,
                 description: r.description,
                 embedder: (!r.embedder.is_empty()).then_some(r.embedder),
+                model: (!r.model.is_empty()).then_some(r.model),
+                rerank: r.rerank.map(super::retrieval::rerank_input),
                 option_names: r.option_names.into_iter().collect(),
                 ..DomainInput::default()
             };
@@ -269,6 +273,9 @@ impl pb::admin_server::Admin for Grpc {
                 stored_chunks: s.stored_chunks,
                 last_seq: s.last_seq,
                 last_sync: s.last_sync.unwrap_or_default(),
+                generations_json: serde_json::to_string(&s.generations).unwrap_or_default(),
+                other_generation_embedded: s.other_generation.map_or(0, |p| p.embedded),
+                other_generation_chunks: s.other_generation.map_or(0, |p| p.chunks),
                 quarantined: s
                     .quarantined
                     .into_iter()
@@ -301,10 +308,47 @@ impl pb::admin_server::Admin for Grpc {
                 option_names: r
                     .set_option_names
                     .then(|| r.option_names.into_iter().collect()),
+                model: (!r.model.is_empty()).then_some(r.model),
+                rerank: r.rerank.map(super::retrieval::rerank_input),
             };
-            Ok(domain_info(
-                self.svc.update_domain(&caller, &r.name, update).await?,
-            ))
+            let out = self.svc.update_domain(&caller, &r.name, update).await?;
+            Ok(pb::DomainInfo {
+                task_id: out.task.map(|t| t.id).unwrap_or_default(),
+                ..domain_info(out.domain)
+            })
+        })
+        .await
+    }
+
+    async fn rollback_model(
+        &self,
+        request: Request<pb::DomainRequest>,
+    ) -> Result<Response<pb::DomainInfo>, Status> {
+        self.observe("RollbackModel", async {
+            let caller = self.caller(&request).await?;
+            let out = self
+                .svc
+                .rollback_model(&caller, &request.into_inner().name)
+                .await?;
+            Ok(pb::DomainInfo {
+                task_id: out.task.id,
+                ..domain_info(out.domain)
+            })
+        })
+        .await
+    }
+
+    async fn drop_old_generation(
+        &self,
+        request: Request<pb::DomainRequest>,
+    ) -> Result<Response<pb::DomainInfo>, Status> {
+        self.observe("DropOldGeneration", async {
+            let caller = self.caller(&request).await?;
+            let d = self
+                .svc
+                .drop_old_generation(&caller, &request.into_inner().name)
+                .await?;
+            Ok(domain_info(d))
         })
         .await
     }
@@ -418,6 +462,43 @@ impl pb::admin_server::Admin for Grpc {
                         count: e.count,
                     })
                     .collect(),
+            })
+        })
+        .await
+    }
+
+    async fn list_models(
+        &self,
+        request: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ModelList>, Status> {
+        self.observe("ListModels", async {
+            let caller = self.caller(&request).await?;
+            let models = self.svc.list_models(&caller).into_iter().map(|m| {
+                let c = m.card;
+                pb::ModelInfo {
+                    id: c.id,
+                    aliases: c.aliases,
+                    kind: crate::service::snake(&c.kind),
+                    description: c.description,
+                    dim: c.dim.unwrap_or(0) as u32,
+                    pooling: c
+                        .pooling
+                        .as_ref()
+                        .map(crate::service::snake)
+                        .unwrap_or_default(),
+                    query_prefix: c.query_prefix,
+                    passage_prefix: c.passage_prefix,
+                    max_tokens: c.max_tokens as u32,
+                    quantized: c.quantized,
+                    source: c.source,
+                    installed: m.installed.to_string(),
+                    size_bytes: m.size_bytes.unwrap_or(0),
+                    loaded: m.loaded,
+                    measured: c.measured.into_iter().collect(),
+                }
+            });
+            Ok(pb::ModelList {
+                models: models.collect(),
             })
         })
         .await

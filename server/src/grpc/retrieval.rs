@@ -6,7 +6,9 @@ use tonic::{Request, Response, Status};
 use super::Grpc;
 use crate::error::{ApiError, ApiResult};
 use crate::proto as pb;
-use crate::service::{ChunkOut, ContextInput, FusionInput, HitOut, SearchInput, SimilarTo};
+use crate::service::{
+    ChunkOut, ContextInput, FusionInput, HitOut, RerankInput, RerankOut, SearchInput, SimilarTo,
+};
 
 pub(super) fn mode(field: &str, s: &str) -> ApiResult<Option<Mode>> {
     if s.is_empty() {
@@ -49,7 +51,28 @@ pub fn search_input(r: pb::SearchRequest) -> ApiResult<SearchInput> {
         }),
         sort: (!r.sort.is_empty()).then_some(r.sort),
         offset: nonzero(r.offset),
+        rerank: r.rerank.map(rerank_input),
     })
+}
+
+pub(super) fn rerank_input(r: pb::Rerank) -> RerankInput {
+    RerankInput {
+        top_n: r.top_n.map(|n| n as usize),
+        model: (!r.model.is_empty()).then_some(r.model),
+        blend: r.blend,
+        timeout_ms: (r.timeout_ms != 0).then_some(u64::from(r.timeout_ms)),
+    }
+}
+
+pub(super) fn rerank_info(r: RerankOut) -> pb::RerankInfo {
+    pb::RerankInfo {
+        model: r.model,
+        top_n: r.top_n as u32,
+        blend: r.blend,
+        applied: r.applied,
+        reason: r.reason.unwrap_or_default(),
+        took_ms: r.took_ms,
+    }
 }
 
 /// The service's context input from a gRPC request.
@@ -62,6 +85,7 @@ pub fn context_input(r: pb::ContextRequest) -> ApiResult<ContextInput> {
         filter: (!r.filter.is_empty()).then_some(r.filter),
         min_seq: r.min_seq.into_iter().collect(),
         parse: r.parse,
+        rerank: r.rerank.map(rerank_input),
     })
 }
 
@@ -117,6 +141,11 @@ fn hit(h: HitOut) -> pb::Hit {
         index_seq: h.index_seq,
         attributes_json: h.attributes.to_string(),
         explain_json: h.explain.map(|e| e.to_string()).unwrap_or_default(),
+        rerank: h.rerank.map(|r| pb::RerankScore {
+            score: r.score,
+            rank_before: r.rank_before as u32,
+            score_before: r.score_before,
+        }),
     }
 }
 
@@ -151,6 +180,7 @@ impl pb::retrieval_server::Retrieval for Grpc {
                 domains: out.domains,
                 took_ms: out.took_ms,
                 understood: out.understood.map(understood),
+                rerank: out.rerank.map(rerank_info),
             })
         })
         .await
@@ -168,6 +198,7 @@ impl pb::retrieval_server::Retrieval for Grpc {
                 context: out.context,
                 tokens: out.tokens as u32,
                 understood: out.understood.map(understood),
+                rerank: out.rerank.map(rerank_info),
                 passages: out
                     .passages
                     .into_iter()

@@ -8,10 +8,21 @@ use dartmouth_domains::{
 use dartmouth_engine::DomainSettings;
 
 use super::{
-    AuditInput, DelegateInput, DomainInput, DomainLag, DomainStatsOut, DomainUpdate, GrantInput,
-    KeyInput, LiveStats, NewKey, PrincipalInput, ReindexOut, Service, opened,
+    AuditInput, DelegateInput, DomainInput, DomainLag, DomainOut, DomainStatsOut, DomainUpdate,
+    GrantInput, KeyInput, LiveStats, NewKey, PrincipalInput, ReindexOut, Service, opened,
 };
 use crate::error::{ApiError, ApiResult, Code};
+
+/// A model a request names: not in the catalogue is the caller's error (400, naming the field),
+/// not installed or damaged on this node a conflict with its state (409).
+pub(super) fn model_error(field: &str, e: crate::models::ModelError) -> ApiError {
+    match e {
+        crate::models::ModelError::Unknown(m) => ApiError::invalid(format!("{field}: {m}")),
+        crate::models::ModelError::NotInstalled(m) => {
+            ApiError::new(Code::Conflict, format!("{field}: {m}"))
+        }
+    }
+}
 
 impl Service {
     pub async fn list_domains(&self, caller: &Caller) -> ApiResult<Vec<Domain>> {
@@ -23,18 +34,21 @@ impl Service {
         caller: &Caller,
         input: DomainInput,
     ) -> ApiResult<Domain> {
-        let kind = match input.embedder.as_deref().unwrap_or("minilm") {
-            "minilm" => crate::models::EmbedderKind::Minilm,
-            "openai" => crate::models::EmbedderKind::Openai,
-            "fake" => crate::models::EmbedderKind::Fake,
-            other => {
-                return Err(ApiError::invalid(format!(
-                    "embedder: `{other}` is not one of minilm, openai, fake"
-                )));
-            }
-        };
-        let spec = crate::models::spec_for(kind, input.openai_model.as_deref(), input.dim)
-            .map_err(|e| ApiError::invalid(e.to_string()))?;
+        let given = input.embedder.as_deref().unwrap_or("local");
+        let kind = crate::models::EmbedderKind::parse(given).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "embedder: `{given}` is not one of local, minilm, openai, fake"
+            ))
+        })?;
+        let spec = self
+            .models
+            .spec_for(
+                kind,
+                input.model.as_deref(),
+                input.openai_model.as_deref(),
+                input.dim,
+            )
+            .map_err(|e| model_error("model", e))?;
         let mut settings = DomainSettings::new(spec);
         if let Some(t) = input.chunk_tokens {
             settings.chunk_tokens = t;
@@ -43,6 +57,9 @@ impl Service {
             settings.chunk_overlap = o;
         }
         settings.catalog.option_names = input.option_names;
+        if let Some(r) = &input.rerank {
+            settings.rerank = super::search::rerank_default(self, r)?;
+        }
         let settings = dartmouth_views::new_domain_settings(&input.name, &settings)?;
         let domain = self
             .store
@@ -182,13 +199,49 @@ impl Service {
 
     /// Changes a domain's description or catalog option names (its admins).
     pub async fn update_domain(
+        self: &Arc<Self>,
+        caller: &Caller,
+        name: &str,
+        update: DomainUpdate,
+    ) -> ApiResult<DomainOut> {
+        let switch_to = update.model.clone();
+        let domain = self.update_domain_fields(caller, name, update).await?;
+        match switch_to {
+            None => Ok(DomainOut { domain, task: None }),
+            Some(model) => {
+                let started = self.set_model(caller, name, &model).await?;
+                Ok(DomainOut {
+                    domain: started.domain,
+                    task: Some(started.task),
+                })
+            }
+        }
+    }
+
+    async fn update_domain_fields(
         &self,
         caller: &Caller,
         name: &str,
         update: DomainUpdate,
     ) -> ApiResult<Domain> {
-        let settings = match update.option_names {
-            Some(option_names) => {
+        if update.description.is_none()
+            && update.option_names.is_none()
+            && update.rerank.is_none()
+            && update.model.is_some()
+        {
+            // Only a switch: the store row is read as the admin sees it (a missing domain is
+            // refused by the switch itself, audited).
+            let pass = self
+                .authorize(caller, &[name.to_string()], Role::Admin)
+                .await;
+            return match pass {
+                Ok(pass) => Ok(opened(&pass, name)?),
+                Err(e) => Err(e),
+            };
+        }
+        let settings = match (update.option_names, update.rerank) {
+            (None, None) => None,
+            (option_names, rerank) => {
                 // The stored settings, read as the domain's admin sees them.
                 let current = self
                     .store
@@ -199,14 +252,18 @@ impl Service {
                 match current {
                     Some(d) => {
                         let mut settings = dartmouth_views::domain_settings(&d)?;
-                        settings.catalog.option_names = option_names;
+                        if let Some(option_names) = option_names {
+                            settings.catalog.option_names = option_names;
+                        }
+                        if let Some(r) = &rerank {
+                            settings.rerank = super::search::rerank_default(self, r)?;
+                        }
                         Some(dartmouth_views::new_domain_settings(name, &settings)?)
                     }
                     // Not readable: the store refuses (and audits) it as a missing domain.
                     None => None,
                 }
             }
-            None => None,
         };
         match self
             .store
@@ -309,6 +366,15 @@ impl Service {
             .authorize(caller, &[name.to_string()], Role::Read)
             .await?;
         let domain = opened(&pass, name)?;
+        let generations = domain.generations.clone();
+        let other_generation = match &generations.other {
+            Some(o) => Some(
+                self.store
+                    .slot_progress(&self.store.system(), domain.id, o.slot)
+                    .await?,
+            ),
+            None => None,
+        };
         let shard = self
             .blocking(move |s| {
                 let applier = s.applier();
@@ -333,6 +399,8 @@ impl Service {
             last_seq: stored.last_seq,
             last_sync: stored.last_write_at.map(format_millis),
             quarantined,
+            generations,
+            other_generation,
         })
     }
 

@@ -75,8 +75,9 @@ impl Service {
         }
     }
 
-    /// Applies every domain's new changes; returns the largest backlog seen (in changes).
-    pub fn apply_all(&self) -> ApiResult<u64> {
+    /// Applies every domain's new changes (to every generation's shard); returns the largest
+    /// backlog seen (in changes). Model switches no node is building are taken over.
+    pub fn apply_all(self: &Arc<Self>) -> ApiResult<u64> {
         let applier = self.applier();
         let admin = match self.operator.get() {
             Some(a) => a,
@@ -91,8 +92,9 @@ impl Service {
         domains.retain(|d| self.holds(&d.name));
         // Shards of domains deleted through another node (or while this one was down).
         for name in applier.remove_orphans(&domains)? {
-            tracing::info!(domain = %name, "removed the shard of a deleted domain");
+            tracing::info!(shard = %name, "removed the shard of a deleted domain or generation");
         }
+        self.resume_switches(&domains);
         let mut lag = 0;
         // One domain that cannot be applied (logged) must not hold the others back.
         for d in &domains {
@@ -100,7 +102,11 @@ impl Service {
                 let last = applier
                     .runtime
                     .block_on(self.store.last_seq(&self.store.system(), d.id))?;
-                let applied = applier.shard(d)?.applied_seq();
+                // The generation furthest behind decides.
+                let mut applied = applier.shard(d)?.applied_seq();
+                if let Some(other) = dartmouth_views::Generation::other(d)? {
+                    applied = applied.min(applier.generation_shard(d, &other)?.applied_seq());
+                }
                 // Behind: apply. Ahead (a restored store): `catch_up` rebuilds.
                 if last != applied {
                     let oldest = applier.runtime.block_on(self.store.first_change_at(

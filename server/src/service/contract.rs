@@ -73,6 +73,44 @@ pub struct SearchInput {
     /// Hits skipped before the `k` returned (paging).
     #[serde(default)]
     pub offset: Option<usize>,
+    /// A second stage: a cross-encoder re-orders the best candidates (after access control and
+    /// the filter). Without it, the searched domains' default applies (when they share one).
+    #[serde(default)]
+    pub rerank: Option<RerankInput>,
+}
+
+/// Reranking asked for by a request; what it leaves out comes from the searched domains' shared
+/// default, else the built-in one (ms-marco-minilm-l-12-v2, top 10, 1 000 ms).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RerankInput {
+    /// Candidates re-ordered, the first `top_n` of the fused order: 1 to 100 (0: no reranking,
+    /// whatever the domains' default).
+    #[serde(default)]
+    pub top_n: Option<usize>,
+    /// The reranker, a catalogue id (`GET /v1/models`).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Weight of the cross-encoder's score against the fused score (each min-max normalised
+    /// over the candidates), 0 to 1; 1 orders by the cross-encoder alone.
+    #[serde(default)]
+    pub blend: Option<f32>,
+    /// The budget: when it runs out, the fused order is returned and `rerank.applied` is false.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+/// What the second stage did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RerankOut {
+    pub model: String,
+    pub top_n: usize,
+    pub blend: f32,
+    /// False when the budget ran out first: the hits are in the fused order.
+    pub applied: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub took_ms: f64,
 }
 
 /// A document to find the like of.
@@ -104,6 +142,9 @@ pub struct HitOut {
     pub model: String,
     pub index_seq: u64,
     pub attributes: Value,
+    /// With reranking: the cross-encoder's score, and the hit's rank and score before it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerank: Option<dartmouth_engine::RerankScore>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub explain: Option<Value>,
 }
@@ -124,8 +165,11 @@ pub struct SearchOutput {
     /// With `parse`: the text searched, the filter made, and each constraint recognised.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub understood: Option<Understood>,
+    /// With reranking (asked for, or the domains' default): what it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerank: Option<RerankOut>,
     pub took_ms: f64,
-    /// The model of the domains searched (context packs measure with its tokenizer).
+    /// The model of the first domain searched (context packs measure with its tokenizer).
     #[serde(skip)]
     pub model_spec: Option<dartmouth_engine::ModelSpec>,
 }
@@ -147,6 +191,9 @@ pub struct ContextInput {
     /// Catalog query understanding, as on search.
     #[serde(default)]
     pub parse: bool,
+    /// Reranking, as on search: the pack takes the reranked order.
+    #[serde(default)]
+    pub rerank: Option<RerankInput>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -173,6 +220,9 @@ pub struct ContextOutput {
     /// With `parse`: what was understood (see `SearchOutput::understood`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub understood: Option<Understood>,
+    /// With reranking: what it did (see `SearchOutput::rerank`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerank: Option<RerankOut>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -260,8 +310,12 @@ pub struct DomainInput {
     pub name: String,
     #[serde(default)]
     pub description: String,
-    /// "minilm" (default), "openai" (an OpenAI-compatible endpoint the server is configured
-    /// with; needs `openai_model` and `dim`) or "fake" (deterministic hashing, for tests).
+    /// A local embedding model of the catalogue (`GET /v1/models`; default all-minilm-l6-v2).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// "local" (default: `model` on ONNX Runtime), "minilm" (local all-minilm-l6-v2), "openai"
+    /// (an OpenAI-compatible endpoint the server is configured with; needs `openai_model` and
+    /// `dim`) or "fake" (deterministic hashing, for tests).
     #[serde(default)]
     pub embedder: Option<String>,
     #[serde(default)]
@@ -279,6 +333,10 @@ pub struct DomainInput {
     /// values are also filed under (`device`), or `""` for none.
     #[serde(default)]
     pub option_names: BTreeMap<String, String>,
+    /// How its searches rerank when a request does not say (what is left out: the built-in
+    /// reranking's; absent: no reranking by default).
+    #[serde(default)]
+    pub rerank: Option<RerankInput>,
 }
 
 /// A domain's state: its shard (on this node), its store, and what the applier quarantined.
@@ -294,6 +352,11 @@ pub struct DomainStatsOut {
     /// When the domain was last written (RFC 3339, UTC).
     pub last_sync: Option<String>,
     pub quarantined: Vec<dartmouth_domains::Quarantined>,
+    /// Its embedding generations: the serving one, and one being built or kept.
+    pub generations: dartmouth_domains::Generations,
+    /// The other generation's vectors so far (while a switch builds it, or kept).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_generation: Option<dartmouth_domains::Progress>,
 }
 
 /// What a rebuild of a domain's shard from the store made.
@@ -421,6 +484,22 @@ pub struct DomainUpdate {
     /// what is written from now on (upload the catalog again to re-file what is stored).
     #[serde(default)]
     pub option_names: Option<BTreeMap<String, String>>,
+    /// Its searches' default reranking (`top_n: 0` removes it).
+    #[serde(default)]
+    pub rerank: Option<RerankInput>,
+    /// Switch the domain to this embedding model of the catalogue, online: a task builds the
+    /// new generation while the old one serves (the answer names it).
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+/// A domain, and the task an update started (a model switch).
+#[derive(Debug, Clone, Serialize)]
+pub struct DomainOut {
+    #[serde(flatten)]
+    pub domain: dartmouth_domains::Domain,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<super::TaskOut>,
 }
 
 /// Which audit entries to read (newest first): each part given must match exactly.

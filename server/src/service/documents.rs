@@ -422,7 +422,12 @@ impl Service {
         run: impl FnOnce(IndexJob<'_>) -> ApiResult<T>,
     ) -> ApiResult<T> {
         let applier = self.applier();
-        let mut sink = StoreSink::open(&applier, pass, domain)?;
+        // A switch flipping the domain while the job writes: its batches embedded again.
+        let embedder_for = |spec: &dartmouth_engine::ModelSpec| {
+            self.embedder(spec)
+                .map_err(|e| dartmouth_views::Error::Input(e.message))
+        };
+        let mut sink = StoreSink::open(&applier, pass, domain)?.embedder_for(&embedder_for);
         if let Some(on_ack) = options.on_ack {
             sink = sink.on_ack(on_ack);
         }

@@ -18,13 +18,15 @@ mod contract;
 mod documents;
 mod search;
 mod snapshots;
+mod switch;
 mod tasks;
 
 pub use admin::format_millis;
 pub use contract::*;
 pub use search::pack_context;
 pub use snapshots::SnapshotSource;
-pub use tasks::{TaskOut, TaskStatus};
+pub use switch::SwitchOut;
+pub use tasks::{SwitchProgress, TaskOut, TaskStatus};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -86,6 +88,39 @@ pub enum ReadMode {
     CaughtUp,
 }
 
+/// This node's id: made once and kept beside its shards, so a node that restarts is the same
+/// node (it takes back its own claims at once).
+fn node_id(shards: &std::path::Path) -> String {
+    let path = shards.join(".node-id");
+    if let Ok(id) = std::fs::read_to_string(&path)
+        && !id.trim().is_empty()
+    {
+        return id.trim().to_string();
+    }
+    let id = format!("node-{:016x}", rand::random::<u64>());
+    if let Err(e) = std::fs::write(&path, &id) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot keep the node id");
+    }
+    id
+}
+
+/// A unit enum's serde name (`snake_case`), for adapters that carry it as a string.
+pub fn snake<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// A model this node cannot load: the cause is logged, the caller told which model.
+fn unavailable_model(id: &str, e: &anyhow::Error) -> ApiError {
+    tracing::warn!(error = %e, model = %id, "model unavailable");
+    ApiError::new(
+        Code::Unavailable,
+        format!("the model `{id}` is unavailable on this node (logged)"),
+    )
+}
+
 /// The domain `name` of a pass the service just made for it.
 fn opened(pass: &Pass, name: &str) -> ApiResult<dartmouth_domains::Domain> {
     pass.domain(name)
@@ -97,6 +132,8 @@ pub struct ServiceConfig {
     pub store: Store,
     pub catalog: Arc<Catalog>,
     pub models: ModelArgs,
+    /// Models loaded before the service starts (tests inject theirs here; otherwise empty).
+    pub preloaded: crate::models::Loaded,
     pub jwt: Option<JwtConfig>,
     pub rate_limits: RateLimits,
     pub limits: Limits,
@@ -117,7 +154,8 @@ pub struct Service {
     store: Store,
     catalog: Arc<Catalog>,
     models: ModelArgs,
-    embedders: Mutex<HashMap<String, Arc<dyn Embedder>>>,
+    /// The local models this node has loaded (only those its domains and requests use).
+    loaded: crate::models::Loaded,
     jwt: Option<JwtConfig>,
     throttle: Throttle,
     pub limits: Limits,
@@ -143,15 +181,18 @@ pub struct Service {
     tasks: tasks::Tasks,
     placement: Option<std::collections::BTreeSet<String>>,
     snapshot_dir: std::path::PathBuf,
+    /// This node's id (kept in its data directory): its claim on building a generation.
+    node_id: String,
+    /// The domains whose switch this node is starting or building now (by domain id).
+    switching: Mutex<HashMap<i64, switch::Running>>,
 }
 
 impl Service {
     pub fn new(config: ServiceConfig) -> ApiResult<Service> {
         Ok(Service {
             store: config.store,
-            catalog: config.catalog,
             models: config.models,
-            embedders: Mutex::new(HashMap::new()),
+            loaded: config.preloaded,
             jwt: config.jwt,
             throttle: Throttle::new(config.rate_limits)?,
             limits: config.limits,
@@ -172,6 +213,9 @@ impl Service {
             tasks: tasks::Tasks::default(),
             placement: config.placement.map(|p| p.into_iter().collect()),
             snapshot_dir: config.snapshot_dir,
+            node_id: node_id(config.catalog.root()),
+            switching: Mutex::new(HashMap::new()),
+            catalog: config.catalog,
         })
     }
 
@@ -362,19 +406,22 @@ impl Service {
     }
 
     fn embedder(&self, spec: &ModelSpec) -> ApiResult<Arc<dyn Embedder>> {
-        let mut map = self.embedders.lock().map_err(ApiError::internal)?;
-        if let Some(e) = map.get(&spec.id) {
-            return Ok(Arc::clone(e));
-        }
-        let e: Arc<dyn Embedder> = Arc::from(self.models.embedder_for(spec).map_err(|e| {
-            tracing::warn!(error = %e, model = %spec.id, "embedder unavailable");
-            ApiError::new(
-                Code::Unavailable,
-                format!("the model `{}` is unavailable (logged)", spec.id),
-            )
-        })?);
-        map.insert(spec.id.clone(), Arc::clone(&e));
-        Ok(e)
+        self.models
+            .embedder_for(&self.loaded, spec)
+            .map_err(|e| unavailable_model(&spec.id, &e))
+    }
+
+    fn reranker(&self, id: &str) -> ApiResult<Arc<dyn dartmouth_engine::embed::Reranker>> {
+        self.models.reranker(&self.loaded, id).map_err(|e| match e {
+            crate::models::RerankerError::Model(e) => admin::model_error("rerank.model", e),
+            crate::models::RerankerError::Load(e) => unavailable_model(id, &e),
+        })
+    }
+
+    /// The catalogue and what this node has of each model: anyone authenticated may read it
+    /// (it names no domain).
+    pub fn list_models(&self, _caller: &Caller) -> Vec<crate::models::ModelInfo> {
+        self.models.list(&self.loaded)
     }
 
     /// Runs CPU-bound or blocking work off the async workers.

@@ -1,7 +1,8 @@
-//! Asynchronous indexing tasks: a large upload answers at once with a task id; the task runs
-//! its indexing job in the background (one at a time per node, the rest queued), reports each
+//! Asynchronous tasks: a large upload answers at once with a task id; the task runs its
+//! indexing job in the background (one at a time per node, the rest queued), reports each
 //! acknowledged batch, and can be cancelled between batches. What a task acknowledged stays
-//! written; a cancelled or failed task never runs a full sync's deletions.
+//! written; a cancelled or failed task never runs a full sync's deletions. A model switch
+//! (`switch.rs`) runs as a task of its own kind beside them, with its progress in chunks.
 //!
 //! Tasks live in this node's memory: a restart forgets them (the batches they acknowledged
 //! are in the store). Only their creator and superusers see them; anyone else gets the same
@@ -50,10 +51,27 @@ impl TaskStatus {
     }
 }
 
+/// What a task does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TaskKind {
+    /// An indexing job (uploads): one at a time per node.
+    Index,
+    /// Building a domain's new embedding generation (`switch.rs`).
+    Switch,
+}
+
+/// A model switch's progress: the domain's chunks, and how many have the new model's vectors.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct SwitchProgress {
+    pub embedded: u64,
+    pub chunks: u64,
+}
+
 /// A task as callers see it.
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskOut {
     pub id: String,
+    /// `index` or `switch-model`.
     pub kind: String,
     pub domain: String,
     pub status: TaskStatus,
@@ -68,19 +86,29 @@ pub struct TaskOut {
     /// What the job did, once it finished (also when cancelled: what was written before).
     pub summary: Option<IndexSummary>,
     pub error: Option<String>,
+    /// A model switch: how far it has come.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<SwitchProgress>,
+    /// What the task is waiting for, if anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
-struct Task {
+pub(super) struct Task {
     id: String,
+    kind: TaskKind,
+    /// Its creator's principal (empty: started by the node itself, seen by superusers only).
     owner: String,
-    /// Who created it: authorized again, for writing, when the task leaves the queue.
-    caller: Caller,
+    /// Who created it: authorized again, for writing, when an indexing task leaves the queue.
+    caller: Option<Caller>,
     domain: String,
     files: Vec<String>,
     created_at: i64,
     cancel: AtomicBool,
     batches: AtomicU64,
     seq: AtomicU64,
+    embedded: AtomicU64,
+    chunks: AtomicU64,
     state: Mutex<TaskState>,
 }
 
@@ -90,17 +118,97 @@ struct TaskState {
     finished_at: Option<i64>,
     summary: Option<IndexSummary>,
     error: Option<String>,
+    note: Option<String>,
 }
 
 impl Task {
-    fn out(&self) -> TaskOut {
+    pub(super) fn new(
+        kind: TaskKind,
+        owner: &str,
+        caller: Option<Caller>,
+        domain: &str,
+        files: Vec<String>,
+    ) -> Arc<Task> {
+        Arc::new(Task {
+            id: task_id(),
+            kind,
+            owner: owner.to_string(),
+            caller,
+            domain: domain.to_string(),
+            files,
+            created_at: now_millis(),
+            cancel: AtomicBool::new(false),
+            batches: AtomicU64::new(0),
+            seq: AtomicU64::new(0),
+            embedded: AtomicU64::new(0),
+            chunks: AtomicU64::new(0),
+            state: Mutex::new(TaskState {
+                status: TaskStatus::Queued,
+                started_at: None,
+                finished_at: None,
+                summary: None,
+                error: None,
+                note: None,
+            }),
+        })
+    }
+
+    pub(super) fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Acquire)
+    }
+
+    pub(super) fn note(&self, note: &str) {
+        self.set(|s| s.note = Some(note.to_string()));
+    }
+
+    /// A switch's progress, as counted in the store.
+    pub(super) fn progress(&self, embedded: u64, chunks: u64) {
+        self.embedded.store(embedded, Ordering::Release);
+        self.chunks.store(chunks, Ordering::Release);
+    }
+
+    /// A switch batch stored `chunks` more vectors.
+    pub(super) fn advance(&self, chunks: u64) {
+        self.batches.fetch_add(1, Ordering::AcqRel);
+        let done = self.embedded.fetch_add(chunks, Ordering::AcqRel) + chunks;
+        self.chunks.fetch_max(done, Ordering::AcqRel);
+    }
+
+    /// How a switch task ended.
+    pub(super) fn finish(&self, outcome: Result<super::switch::SwitchEnd, ApiError>) {
+        use super::switch::SwitchEnd;
+        self.set(|s| {
+            s.finished_at = Some(now_millis());
+            s.note = None;
+            match outcome {
+                Ok(SwitchEnd::Serving) => s.status = TaskStatus::Succeeded,
+                Ok(SwitchEnd::Cancelled) => s.status = TaskStatus::Canceled,
+                Ok(SwitchEnd::Abandoned) => {
+                    s.status = TaskStatus::Failed;
+                    s.error = Some(
+                        "the generation was dropped or replaced by another switch meanwhile".into(),
+                    );
+                }
+                Err(e) => {
+                    s.status = TaskStatus::Failed;
+                    s.error = Some(e.message);
+                }
+            }
+        });
+    }
+
+    pub(super) fn out(&self) -> TaskOut {
         let state = match self.state.lock() {
             Ok(s) => s,
             Err(p) => p.into_inner(),
         };
         TaskOut {
             id: self.id.clone(),
-            kind: "index".into(),
+            kind: match self.kind {
+                TaskKind::Index => "index",
+                TaskKind::Switch => "switch-model",
+            }
+            .into(),
             domain: self.domain.clone(),
             status: state.status,
             files: self.files.clone(),
@@ -111,6 +219,11 @@ impl Task {
             seq: self.seq.load(Ordering::Acquire),
             summary: state.summary.clone(),
             error: state.error.clone(),
+            progress: (self.kind == TaskKind::Switch).then(|| SwitchProgress {
+                embedded: self.embedded.load(Ordering::Acquire),
+                chunks: self.chunks.load(Ordering::Acquire),
+            }),
+            note: state.note.clone(),
         }
     }
 
@@ -118,7 +231,8 @@ impl Task {
     /// or a superuser.
     fn visible_to(&self, caller: &Caller) -> bool {
         caller.is_superuser()
-            || (self.owner == caller.name()
+            || (!self.owner.is_empty()
+                && self.owner == caller.name()
                 && caller.only().is_none_or(|only| only.contains(&self.domain)))
     }
 
@@ -132,7 +246,7 @@ impl Task {
 
     /// Queued → running, unless it was cancelled while queued (one lock: a cancel cannot slip
     /// in between).
-    fn start(&self) -> bool {
+    pub(super) fn start(&self) -> bool {
         let mut state = match self.state.lock() {
             Ok(s) => s,
             Err(p) => p.into_inner(),
@@ -189,6 +303,11 @@ impl Default for Tasks {
 }
 
 impl Tasks {
+    /// Adds a task that runs outside the indexing queue (a model switch).
+    pub(super) fn register(&self, task: Arc<Task>) {
+        self.insert(task);
+    }
+
     fn insert(&self, task: Arc<Task>) {
         let Ok(mut table) = self.table.lock() else {
             return;
@@ -331,24 +450,13 @@ impl Service {
                 ),
             ));
         }
-        let task = Arc::new(Task {
-            id: task_id(),
-            owner: caller.name().to_string(),
-            caller: caller.clone(),
-            domain: domain.name.clone(),
+        let task = Task::new(
+            TaskKind::Index,
+            caller.name(),
+            Some(caller.clone()),
+            &domain.name,
             files,
-            created_at: now_millis(),
-            cancel: AtomicBool::new(false),
-            batches: AtomicU64::new(0),
-            seq: AtomicU64::new(0),
-            state: Mutex::new(TaskState {
-                status: TaskStatus::Queued,
-                started_at: None,
-                finished_at: None,
-                summary: None,
-                error: None,
-            }),
-        });
+        );
         self.tasks.insert(Arc::clone(&task));
         let queued = task.out();
         self.tasks.enqueue(Pending {
@@ -382,12 +490,11 @@ impl Service {
         if !task.start() {
             return; // cancelled while queued: already marked
         }
+        let Some(caller) = task.caller.clone() else {
+            return;
+        };
         let pass = match self
-            .authorize(
-                &task.caller,
-                std::slice::from_ref(&domain.name),
-                Role::Write,
-            )
+            .authorize(&caller, std::slice::from_ref(&domain.name), Role::Write)
             .await
         {
             Ok(pass) => pass,

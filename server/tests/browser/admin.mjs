@@ -217,6 +217,31 @@ async function flow(dialogs) {
     await shot('domains');
   });
 
+  await step('switch the domain to a catalogue model, then drop the old generation', async () => {
+    const form = page.locator('#switch-form');
+    const options = await form.getByLabel('Switch to').locator('option').allTextContents();
+    if (!options.some((o) => o.startsWith('all-minilm-l6-v2-int8'))) fail(`the model list shows ${options}`);
+    await form.getByLabel('Switch to').selectOption('all-minilm-l6-v2-int8');
+    await form.getByRole('button', { name: 'Switch model' }).click();
+    await waitText(page.locator('#switch-result'), `Switching ${DOMAIN} to all-minilm-l6-v2-int8`, 'switch result');
+    const generations = page.locator('#generations');
+    await until(async () => {
+      const t = (await generations.textContent()).trim();
+      if (t.startsWith('Serving all-minilm-l6-v2-int8') && t.includes('Keeps fake-hash')) return true;
+      await page.getByRole('button', { name: 'Refresh stats' }).click();
+      return t;
+    }, 'the switch never finished');
+    const [, stats] = await apiCall('GET', `/v1/domains/${DOMAIN}`, ADMIN_KEY);
+    if (stats.model.id !== 'all-minilm-l6-v2-int8' || stats.generations.other.state !== 'kept') {
+      fail(`the API shows ${JSON.stringify(stats)}`);
+    }
+    page.once('dialog', (d) => d.accept());
+    await page.getByRole('button', { name: 'Drop old generation' }).click();
+    await waitText(page.locator('#switch-result'), `Dropped the other generation of ${DOMAIN}`, 'drop result');
+    const [, after] = await apiCall('GET', `/v1/domains/${DOMAIN}`, ADMIN_KEY);
+    if (after.generations.other !== null) fail(`the API shows ${JSON.stringify(after.generations)}`);
+  });
+
   await step('edit the description', async () => {
     const form = page.locator('#describe-form');
     await form.getByLabel('Description').fill('edited in the browser');

@@ -72,12 +72,15 @@ async fn grpc_call(ch: Channel, method: &str, key: Option<&str>, spare_key: &str
             .await
             .map(drop),
         "ListDomains" => a.list_domains(with_key(pb::ListRequest {}, key)).await.map(drop),
+        "ListModels" => a.list_models(with_key(pb::ListRequest {}, key)).await.map(drop),
         "CreateDomain" => a
             .create_domain(with_key(pb::CreateDomainRequest {
                 name: "made-grpc".into(),
                 description: String::new(),
                 embedder: "fake".into(),
                 option_names: Default::default(),
+                model: String::new(),
+                rerank: None,
             }, key))
             .await
             .map(drop),
@@ -147,6 +150,14 @@ async fn grpc_call(ch: Channel, method: &str, key: Option<&str>, spare_key: &str
             .map(drop),
         "Reindex" => a
             .reindex(with_key(pb::DomainRequest { name: "help".into() }, key))
+            .await
+            .map(drop),
+        "RollbackModel" => a
+            .rollback_model(with_key(pb::DomainRequest { name: "help".into() }, key))
+            .await
+            .map(drop),
+        "DropOldGeneration" => a
+            .drop_old_generation(with_key(pb::DomainRequest { name: "help".into() }, key))
             .await
             .map(drop),
         "DeletePrincipal" => a
@@ -372,6 +383,7 @@ fn one_contract_over_http_and_grpc_with_access_control() {
     const SUPER: [u16; 9] = [401, 401, 403, 403, 403, 200, 403, 403, 403];
     const SUPER_CREATE: [u16; 9] = [401, 401, 403, 403, 403, 201, 403, 403, 403];
     const ADMIN_OF_HELP: [u16; 9] = [401, 401, 404, 403, 403, 200, 200, 403, 403];
+    const HELP_ADMIN_CONFLICT: [u16; 9] = [401, 401, 404, 403, 403, 409, 409, 403, 403];
     const ANYONE: [u16; 9] = [401, 401, 200, 200, 200, 200, 200, 200, 200];
     const NO_SUCH: [u16; 9] = [401, 401, 404, 404, 404, 404, 404, 404, 404];
     let files =
@@ -424,6 +436,8 @@ fn one_contract_over_http_and_grpc_with_access_control() {
         ),
         ("GET", "/v1/audit", None, SUPER),
         ("GET", "/v1/stats", None, ANYONE),
+        // The model catalogue names no domain: anyone authenticated reads it.
+        ("GET", "/v1/models", None, ANYONE),
         // Snapshots hold every domain and key hash: superusers only (a missing one is a 404).
         ("GET", "/v1/snapshots", None, SUPER),
         ("POST", "/v1/snapshots", Some("{}"), SUPER_CREATE),
@@ -441,6 +455,19 @@ fn one_contract_over_http_and_grpc_with_access_control() {
             ADMIN_OF_HELP,
         ),
         ("POST", "/v1/domains/help/reindex", None, ADMIN_OF_HELP),
+        // help has no other generation: its admins get the 409 that says so.
+        (
+            "POST",
+            "/v1/domains/help/rollback-model",
+            None,
+            HELP_ADMIN_CONFLICT,
+        ),
+        (
+            "POST",
+            "/v1/domains/help/drop-old-generation",
+            None,
+            HELP_ADMIN_CONFLICT,
+        ),
         ("POST", "/v1/domains/help/files", Some(files), WRITE),
         ("DELETE", "/v1/domains/help/documents/new.md", None, WRITE),
         (
@@ -641,12 +668,18 @@ fn one_contract_over_http_and_grpc_with_access_control() {
         ),
         ("QueryAudit", ("GET", "/v1/audit")),
         ("LiveStats", ("GET", "/v1/stats")),
+        ("ListModels", ("GET", "/v1/models")),
         ("ListSnapshots", ("GET", "/v1/snapshots")),
         ("CreateSnapshot", ("POST", "/v1/snapshots")),
         ("RestoreSnapshot", ("POST", "/v1/snapshots/none/restore")),
         ("GetDomainStats", ("GET", "/v1/domains/help")),
         ("UpdateDomain", ("PATCH", "/v1/domains/help")),
         ("Reindex", ("POST", "/v1/domains/help/reindex")),
+        ("RollbackModel", ("POST", "/v1/domains/help/rollback-model")),
+        (
+            "DropOldGeneration",
+            ("POST", "/v1/domains/help/drop-old-generation"),
+        ),
         ("UploadFiles", ("POST", "/v1/domains/help/files")),
         (
             "DeleteDocument",
@@ -677,6 +710,7 @@ fn one_contract_over_http_and_grpc_with_access_control() {
         401 => tonic::Code::Unauthenticated,
         403 => tonic::Code::PermissionDenied,
         404 => tonic::Code::NotFound,
+        409 => tonic::Code::AlreadyExists,
         other => panic!("no gRPC code for {other} in this matrix"),
     };
     let failures = rt.block_on(async {

@@ -128,7 +128,7 @@ fn killed_indexing_loses_nothing_acknowledged() {
         let shard = catalog.get("crash").unwrap();
         // Nothing half-present: the shard holds exactly the store's documents and chunks.
         let docs = rt
-            .block_on(store.all_documents(&store.system(), domain.id))
+            .block_on(store.all_documents(&store.system(), domain.id, 1))
             .unwrap();
         let stats = shard.stats();
         assert_eq!(stats.documents as usize, docs.len(), "round {round}");
@@ -139,7 +139,7 @@ fn killed_indexing_loses_nothing_acknowledged() {
         );
         // Every acknowledged document (all stored ones include them) is searchable.
         let acked_docs: std::collections::BTreeSet<String> = rt
-            .block_on(store.changes_since(&store.system(), domain.id, 0, u32::MAX))
+            .block_on(store.changes_since(&store.system(), domain.id, 1, 0, u32::MAX))
             .unwrap()
             .into_iter()
             .filter(|c| acks.iter().max().is_some_and(|m| c.seq <= *m))

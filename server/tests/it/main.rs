@@ -1,5 +1,6 @@
-//! The server's integration tests: one binary, a module per concern. Each runs the real
-//! `dartmouth` binary (as a CLI or a server on loopback) over real stores and shards.
+//! The server's integration tests: one binary, a module per concern. Most run the real
+//! `dartmouth` binary (as a CLI or a server on loopback) over real stores and shards;
+//! `rerank.rs` drives the service in process.
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 #![allow(
     dead_code,
@@ -26,4 +27,6 @@ mod mcp;
 mod model;
 mod nodes;
 mod products;
+mod rerank;
 mod snapshots;
+mod switch;

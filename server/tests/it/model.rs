@@ -39,11 +39,7 @@ fn the_real_model_serves_meaning_over_both_transports() {
     assert_eq!(status, 200, "{http}");
     let top = &http["hits"][0];
     assert_eq!(top["doc_id"], "returns.md", "{http}");
-    assert_eq!(
-        top["model"],
-        dartmouth_engine::embed::MINILM_MODEL_ID,
-        "{top}"
-    );
+    assert_eq!(top["model"], "all-minilm-l6-v2", "{top}");
     assert_eq!(top["vector"]["rank"], 1, "{top}");
     assert!(top["bm25"].is_null(), "{top}");
 
