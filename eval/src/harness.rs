@@ -1,15 +1,20 @@
 //! One dataset end to end: index it into a domain once (reused while the corpus is unchanged),
 //! evaluate each mode on the report split, optionally tune fusion on another split.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
-use dartmouth_engine::{Catalog, DomainSettings, Embedder, Embedding, Mode, Shard};
+use dartmouth_engine::embed::Reranker;
+use dartmouth_engine::{Catalog, DomainSettings, Embedder, Embedding, Fusion, Mode, Shard};
 use dartmouth_indexer::{Chunker, IndexJob, Progress, Sizer, SourceReader};
 
 use crate::Error;
 use crate::beir::{Collection, load_collection};
+use crate::dump::dump_runs;
 use crate::report::{DatasetReport, TuningPoint, TuningReport, checksum};
+use crate::rerank::{RerankMode, evaluate_reranked};
 use crate::run::{RunConfig, embed_queries, evaluate_mode, understand_queries};
 use crate::sweep::{Sweep, grid};
 
@@ -21,6 +26,31 @@ pub struct EvalOptions {
     /// Tune fusion on this split (e.g. `train`) over `sweeps`, then report the best on `split`.
     pub tune_on: Option<String>,
     pub sweeps: Vec<Sweep>,
+    /// More hybrid rows, each with another fusion and number of candidates per branch: (the
+    /// row's variant, e.g. `(rrf)`, fusion, candidates).
+    pub fusions: Vec<(String, Fusion, usize)>,
+    /// Hybrid (the configured fusion) re-ordered by `reranker`, one row per mode.
+    pub reranks: Vec<RerankMode>,
+    pub reranker: Option<Arc<dyn Reranker>>,
+    /// Write both branches' candidate lists here (see `dump.rs`).
+    pub dump_runs: Option<PathBuf>,
+}
+
+impl EvalOptions {
+    /// The options of a plain run: `modes` on `split` with `config`, nothing more.
+    pub fn new(modes: Vec<Mode>, config: RunConfig, split: impl Into<String>) -> Self {
+        EvalOptions {
+            modes,
+            config,
+            split: split.into(),
+            tune_on: None,
+            sweeps: Vec::new(),
+            fusions: Vec::new(),
+            reranks: Vec::new(),
+            reranker: None,
+            dump_runs: None,
+        }
+    }
 }
 
 /// The queries of `split`: `queries_<split>.jsonl` when the collection has one, else `queries.jsonl`.
@@ -33,8 +63,8 @@ pub fn queries_file(root: &Path, split: &str) -> String {
     }
 }
 
-/// The domain name a collection is indexed into: `eval-<directory name>`.
-pub fn domain_name(root: &Path) -> String {
+/// The domain name a collection is indexed into with a model: `eval-<directory>-<model id>`.
+pub fn domain_name(root: &Path, model_id: &str) -> String {
     let base: String = root
         .file_name()
         .map(|n| n.to_string_lossy().to_ascii_lowercase())
@@ -48,7 +78,34 @@ pub fn domain_name(root: &Path) -> String {
             }
         })
         .collect();
-    format!("eval-{}", base.trim_matches('-'))
+    let model: String = model_id
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let name = format!("eval-{}-{model}", base.trim_matches('-'));
+    name.chars().take(64).collect()
+}
+
+/// A model id as a directory name: its last path segment, lower case, `-` for anything else.
+pub fn model_dir_name(model_id: &str) -> String {
+    model_id
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 /// Opens the collection's domain, (re)indexing it when the corpus checksum or model changed.
@@ -60,7 +117,7 @@ pub fn prepare_domain(
     sizer: Sizer,
     progress: &Progress,
 ) -> Result<Arc<Shard>, Error> {
-    let name = domain_name(&collection.root);
+    let name = domain_name(&collection.root, &embedder.spec().id);
     let corpus_sum = checksum(&[&collection.corpus])?;
     let marker_dir = data_dir.join("eval");
     let marker = marker_dir.join(format!("{name}.indexed"));
@@ -104,16 +161,58 @@ pub fn evaluate_dataset(
     if options.config.parse {
         understand_queries(&mut collection, shard);
     }
+    let mut seconds = BTreeMap::new();
+    let t = Instant::now();
     let vectors = embed_queries(&collection, embedder)?;
+    seconds.insert("embed queries".to_string(), t.elapsed().as_secs_f64());
     let mut modes = Vec::new();
     for mode in &options.modes {
-        modes.push(evaluate_mode(
+        let t = Instant::now();
+        let report = evaluate_mode(shard, &collection, Some(&vectors), *mode, &options.config)?;
+        seconds.insert(report.label(), t.elapsed().as_secs_f64());
+        modes.push(report);
+    }
+    for (variant, fusion, candidates) in &options.fusions {
+        let t = Instant::now();
+        let config = RunConfig {
+            fusion: *fusion,
+            candidates: *candidates,
+            ..options.config
+        };
+        let mut report = evaluate_mode(shard, &collection, Some(&vectors), Mode::Hybrid, &config)?;
+        report.variant = Some(variant.clone());
+        seconds.insert(report.label(), t.elapsed().as_secs_f64());
+        modes.push(report);
+    }
+    if let (Some(reranker), false) = (&options.reranker, options.reranks.is_empty()) {
+        let t = Instant::now();
+        modes.extend(evaluate_reranked(
             shard,
             &collection,
             Some(&vectors),
-            *mode,
             &options.config,
+            reranker.as_ref(),
+            &options.reranks,
         )?);
+        seconds.insert(
+            "Hybrid + every rerank row".to_string(),
+            t.elapsed().as_secs_f64(),
+        );
+    }
+    if let Some(dir) = &options.dump_runs {
+        let t = Instant::now();
+        let top_n = options.reranks.iter().map(|r| r.top_n).max();
+        let rerank = options.reranker.as_deref().zip(top_n);
+        dump_runs(
+            shard,
+            root,
+            embedder,
+            &options.config,
+            &options.split,
+            dir,
+            rerank,
+        )?;
+        seconds.insert("dump runs".to_string(), t.elapsed().as_secs_f64());
     }
     let tuning = match &options.tune_on {
         None => None,
@@ -145,6 +244,7 @@ pub fn evaluate_dataset(
         &root.join("qrels").join(format!("{}.tsv", options.split)),
     ];
     Ok(DatasetReport {
+        model: embedder.spec().id.clone(),
         name: root
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -155,6 +255,7 @@ pub fn evaluate_dataset(
         config: options.config,
         modes,
         tuning,
+        seconds,
     })
 }
 

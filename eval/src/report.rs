@@ -1,5 +1,6 @@
 //! Evaluation reports: JSON (everything, per query), a Markdown table and an SVG chart.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
@@ -15,6 +16,8 @@ use crate::run::{ModeReport, RunConfig};
 #[derive(Debug, Clone, Serialize)]
 pub struct DatasetReport {
     pub name: String,
+    /// The embedding model of the vector and hybrid modes.
+    pub model: String,
     pub path: String,
     /// sha256 over corpus.jsonl, the queries file and the qrels file.
     pub checksum: String,
@@ -22,6 +25,9 @@ pub struct DatasetReport {
     pub config: RunConfig,
     pub modes: Vec<ModeReport>,
     pub tuning: Option<TuningReport>,
+    /// Wall-clock seconds of each step (indexing, embedding the queries, each row).
+    #[serde(default)]
+    pub seconds: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -73,15 +79,16 @@ pub fn checksum(files: &[&Path]) -> Result<String, Error> {
 impl Report {
     pub fn markdown(&self) -> String {
         let mut s = String::from(
-            "| dataset | mode | nDCG@10 | Recall@100 | MRR@10 | MAP@100 | P@10 |\n|---|---|---:|---:|---:|---:|---:|\n",
+            "| dataset | model | mode | nDCG@10 | Recall@100 | MRR@10 | MAP@100 | P@10 |\n|---|---|---|---:|---:|---:|---:|---:|\n",
         );
         for d in &self.datasets {
             for m in &d.modes {
                 let x = &m.mean;
                 s.push_str(&format!(
-                    "| {} | {:?} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} |\n",
+                    "| {} | {} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} |\n",
                     d.name,
-                    m.mode,
+                    d.model,
+                    m.label(),
                     x.ndcg_at_10,
                     x.recall_at_100,
                     x.mrr_at_10,
@@ -92,8 +99,9 @@ impl Report {
             if let Some(t) = &d.tuning {
                 let params: Vec<String> = t.best.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 s.push_str(&format!(
-                    "| {} | Hybrid tuned on {} ({}) | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} |\n",
+                    "| {} | {} | Hybrid tuned on {} ({}) | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} |\n",
                     d.name,
+                    d.model,
                     t.tuned_on,
                     params.join(" "),
                     t.best_on_report_split.ndcg_at_10,
@@ -101,6 +109,20 @@ impl Report {
                     t.best_on_report_split.mrr_at_10,
                     t.best_on_report_split.map_at_100,
                     t.best_on_report_split.p_at_10
+                ));
+            }
+        }
+        s
+    }
+
+    /// The wall-clock seconds of each dataset's steps, as a Markdown table.
+    pub fn timings_markdown(&self) -> String {
+        let mut s = String::from("| dataset | model | step | seconds |\n|---|---|---|---:|\n");
+        for d in &self.datasets {
+            for (step, secs) in &d.seconds {
+                s.push_str(&format!(
+                    "| {} | {} | {step} | {secs:.1} |\n",
+                    d.name, d.model
                 ));
             }
         }
@@ -116,10 +138,11 @@ impl Report {
         };
         write("report.json", &json)?;
         let md = format!(
-            "# Relevance report\n\nrevision `{}`, model `{}`\n\n{}",
+            "# Relevance report\n\nrevision `{}`, model `{}`\n\n{}\n## Wall-clock\n\n{}",
             self.git_revision,
             self.model_id,
-            self.markdown()
+            self.markdown(),
+            self.timings_markdown()
         );
         write("report.md", md.as_bytes())?;
         self.chart(&dir.join("chart.svg"))
@@ -130,7 +153,7 @@ impl Report {
         let modes: Vec<String> = self
             .datasets
             .iter()
-            .flat_map(|d| d.modes.iter().map(|m| format!("{:?}", m.mode)))
+            .flat_map(|d| d.modes.iter().map(|m| m.label()))
             .fold(Vec::new(), |mut acc, m| {
                 if !acc.contains(&m) {
                     acc.push(m);
@@ -139,7 +162,8 @@ impl Report {
             });
         let groups = self.datasets.len().max(1);
         let per = modes.len().max(1);
-        let root = SVGBackend::new(path, (220 * groups as u32 + 160, 420)).into_drawing_area();
+        let width = (40 * per as u32).max(220);
+        let root = SVGBackend::new(path, (width * groups as u32 + 240, 460)).into_drawing_area();
         let err = |e: &dyn std::fmt::Display| Error::Chart {
             path: path.to_path_buf(),
             message: e.to_string(),
@@ -152,7 +176,21 @@ impl Report {
             .y_label_area_size(50)
             .build_cartesian_2d(0f64..groups as f64, 0f64..1f64)
             .map_err(|e| err(&e))?;
-        let names: Vec<String> = self.datasets.iter().map(|d| d.name.clone()).collect();
+        let several_models = self
+            .datasets
+            .iter()
+            .any(|d| self.datasets.first().is_some_and(|f| f.model != d.model));
+        let names: Vec<String> = self
+            .datasets
+            .iter()
+            .map(|d| {
+                if several_models {
+                    format!("{} · {}", d.name, d.model)
+                } else {
+                    d.name.clone()
+                }
+            })
+            .collect();
         chart
             .configure_mesh()
             .disable_x_mesh()
@@ -173,6 +211,12 @@ impl Report {
             RGBColor(234, 67, 53),
             RGBColor(52, 168, 83),
             RGBColor(251, 188, 5),
+            RGBColor(142, 36, 170),
+            RGBColor(0, 172, 193),
+            RGBColor(255, 112, 67),
+            RGBColor(124, 179, 66),
+            RGBColor(92, 107, 192),
+            RGBColor(120, 144, 156),
         ];
         for (mi, mode) in modes.iter().enumerate() {
             let color = palette[mi % palette.len()];
@@ -181,7 +225,7 @@ impl Report {
                 .iter()
                 .enumerate()
                 .filter_map(|(di, d)| {
-                    let m = d.modes.iter().find(|m| &format!("{:?}", m.mode) == mode)?;
+                    let m = d.modes.iter().find(|m| &m.label() == mode)?;
                     let width = 0.8 / per as f64;
                     let x0 = di as f64 + 0.1 + mi as f64 * width;
                     Some(Rectangle::new(
@@ -212,12 +256,18 @@ impl Report {
 #[derive(Deserialize)]
 struct BaselineMode {
     mode: String,
+    /// Rows of the same mode (another fusion, a reranking) are told apart by it.
+    #[serde(default)]
+    variant: Option<String>,
     mean: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Deserialize)]
 struct BaselineDataset {
     name: String,
+    /// Absent in reports from before there were several models: it matches any.
+    #[serde(default)]
+    model: Option<String>,
     modes: Vec<BaselineMode>,
 }
 
@@ -241,29 +291,40 @@ pub fn regressions(
     let mut out = Vec::new();
     let mut compared = 0;
     for bd in &baseline.datasets {
-        let Some(cd) = current.datasets.iter().find(|d| d.name == bd.name) else {
-            continue;
-        };
-        for bm in &bd.modes {
-            let Some(cm) = cd
-                .modes
-                .iter()
-                .find(|m| m.mode.eq_ignore_ascii_case(&bm.mode))
-            else {
-                continue;
-            };
-            for (metric, bv) in &bm.mean {
-                let (Some(b), Some(c)) =
-                    (bv.as_f64(), cm.mean.get(metric).and_then(|v| v.as_f64()))
+        let current_of = current.datasets.iter().filter(|d| {
+            d.name == bd.name && (bd.model.is_none() || d.model.is_none() || d.model == bd.model)
+        });
+        for cd in current_of {
+            for bm in &bd.modes {
+                let Some(cm) = cd
+                    .modes
+                    .iter()
+                    .find(|m| m.mode.eq_ignore_ascii_case(&bm.mode) && m.variant == bm.variant)
                 else {
                     continue;
                 };
-                compared += 1;
-                if c < b - max_drop {
-                    out.push(format!(
-                        "{} {} {metric}: {c:.4} < baseline {b:.4} - {max_drop}",
-                        bd.name, bm.mode
-                    ));
+                for (metric, bv) in &bm.mean {
+                    let (Some(b), Some(c)) =
+                        (bv.as_f64(), cm.mean.get(metric).and_then(|v| v.as_f64()))
+                    else {
+                        continue;
+                    };
+                    compared += 1;
+                    if c < b - max_drop {
+                        let row = match &bm.variant {
+                            Some(v) => format!("{} {v}", bm.mode),
+                            None => bm.mode.clone(),
+                        };
+                        let model = cd
+                            .model
+                            .as_deref()
+                            .map(|m| format!(" ({m})"))
+                            .unwrap_or_default();
+                        out.push(format!(
+                            "{}{model} {row} {metric}: {c:.4} < baseline {b:.4} - {max_drop}",
+                            bd.name
+                        ));
+                    }
                 }
             }
         }
@@ -288,12 +349,14 @@ mod tests {
             created_unix: 0,
             datasets: vec![DatasetReport {
                 name: "tiny".into(),
+                model: "m".into(),
                 path: "/tiny".into(),
                 checksum: "00".into(),
                 queries: 1,
                 config: RunConfig::default(),
                 modes: vec![ModeReport {
                     mode: Mode::Hybrid,
+                    variant: None,
                     mean: Metrics {
                         ndcg_at_10: ndcg,
                         ..Metrics::default()
@@ -301,6 +364,7 @@ mod tests {
                     per_query: Default::default(),
                 }],
                 tuning: None,
+                seconds: Default::default(),
             }],
         }
     }
@@ -318,7 +382,7 @@ mod tests {
         assert!(
             std::fs::read_to_string(tmp.path().join("report.md"))
                 .unwrap()
-                .contains("| tiny | Hybrid | 0.7000")
+                .contains("| tiny | m | Hybrid | 0.7000")
         );
         assert!(
             regressions(&report(0.696), &baseline, 0.005)

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use dartmouth_engine::{Embedder, Embedding, Filter, Fusion, Mode, SearchRequest, Shard, search};
+use dartmouth_engine::{
+    Embedder, Embedding, Filter, Fusion, Hit, Mode, SearchRequest, Shard, search,
+};
 use serde::Serialize;
 
 use crate::beir::Collection;
@@ -37,8 +39,22 @@ impl Default for RunConfig {
 #[derive(Debug, Clone, Serialize)]
 pub struct ModeReport {
     pub mode: Mode,
+    /// What the row adds to the mode as configured: another fusion (`(rrf)`) or a second stage
+    /// (`+ rerank 20`, `+ rerank 20 (blend 0.5)`); absent for the mode itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     pub mean: Metrics,
     pub per_query: BTreeMap<String, Metrics>,
+}
+
+impl ModeReport {
+    /// How reports name the row: the mode, then its variant (`Hybrid + rerank 20`).
+    pub fn label(&self) -> String {
+        match &self.variant {
+            None => format!("{:?}", self.mode),
+            Some(v) => format!("{:?} {v}", self.mode),
+        }
+    }
 }
 
 /// Catalog query understanding applied to every query, as `parse: true` does on search:
@@ -65,13 +81,45 @@ pub fn embed_queries(
 ) -> dartmouth_engine::Result<Vec<Embedding>> {
     let texts: Vec<&str> = collection.queries.iter().map(|q| q.text.as_str()).collect();
     Ok(embedder
-        .embed_batch(&texts)?
+        .embed_queries(&texts)?
         .into_iter()
         .map(|values| Embedding {
             model_id: embedder.spec().id.clone(),
             values,
         })
         .collect())
+}
+
+/// The documents of query `i` of the collection in `mode`, `depth` of them (collapsed: one hit
+/// per document), with or without their payload.
+pub fn search_query(
+    shard: &Shard,
+    collection: &Collection,
+    query_vectors: Option<&[Embedding]>,
+    i: usize,
+    mode: Mode,
+    config: &RunConfig,
+    with_payload: bool,
+) -> dartmouth_engine::Result<Vec<Hit>> {
+    let q = &collection.queries[i];
+    let mut req = SearchRequest::new(q.text.clone());
+    req.filter = q.filter.as_deref().map(Filter::parse).transpose()?;
+    req.mode = mode;
+    req.k = config.depth;
+    req.candidates = config.candidates.max(config.depth);
+    req.fusion = config.fusion;
+    req.title_boost = config.title_boost;
+    req.collapse = true;
+    req.with_payload = with_payload;
+    req.vectors = query_vectors
+        .map(|v| vec![v[i].clone()])
+        .unwrap_or_default();
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "evaluation shards are catalog-only `eval-*` domains, outside the store"
+    )]
+    let response = search(&[shard], &req)?;
+    Ok(response.hits)
 }
 
 /// Ranks documents for every query in `mode`: query id -> document ids, best first.
@@ -84,28 +132,35 @@ pub fn rank_queries(
 ) -> dartmouth_engine::Result<BTreeMap<String, Vec<String>>> {
     let mut runs = BTreeMap::new();
     for (i, q) in collection.queries.iter().enumerate() {
-        let mut req = SearchRequest::new(q.text.clone());
-        req.filter = q.filter.as_deref().map(Filter::parse).transpose()?;
-        req.mode = mode;
-        req.k = config.depth;
-        req.candidates = config.candidates.max(config.depth);
-        req.fusion = config.fusion;
-        req.title_boost = config.title_boost;
-        req.collapse = true;
-        req.with_payload = false;
-        req.vector = query_vectors.map(|v| v[i].clone());
-        #[allow(
-            clippy::disallowed_methods,
-            reason = "evaluation shards are catalog-only `eval-*` domains, outside the store"
-        )]
-        let ranked: Vec<String> = search(&[shard], &req)?
-            .hits
-            .into_iter()
-            .map(|h| h.doc_id)
-            .collect();
+        let ranked: Vec<String> =
+            search_query(shard, collection, query_vectors, i, mode, config, false)?
+                .into_iter()
+                .map(|h| h.doc_id)
+                .collect();
         runs.insert(q.id.clone(), ranked);
     }
     Ok(runs)
+}
+
+/// Scores rankings (query id -> document ids, best first) against the collection's qrels.
+pub fn score_runs(
+    collection: &Collection,
+    mode: Mode,
+    variant: Option<String>,
+    runs: BTreeMap<String, Vec<String>>,
+) -> ModeReport {
+    let mut per_query = BTreeMap::new();
+    for (q, ranked) in runs {
+        let judged = &collection.qrels[&q];
+        per_query.insert(q, evaluate_query(&ranked, judged));
+    }
+    let all: Vec<Metrics> = per_query.values().copied().collect();
+    ModeReport {
+        mode,
+        variant,
+        mean: mean(&all),
+        per_query,
+    }
 }
 
 /// Ranks documents for every query in `mode` and scores the ranking against the qrels.
@@ -116,15 +171,6 @@ pub fn evaluate_mode(
     mode: Mode,
     config: &RunConfig,
 ) -> dartmouth_engine::Result<ModeReport> {
-    let mut per_query = BTreeMap::new();
-    for (q, ranked) in rank_queries(shard, collection, query_vectors, mode, config)? {
-        let judged = &collection.qrels[&q];
-        per_query.insert(q, evaluate_query(&ranked, judged));
-    }
-    let all: Vec<Metrics> = per_query.values().copied().collect();
-    Ok(ModeReport {
-        mode,
-        mean: mean(&all),
-        per_query,
-    })
+    let runs = rank_queries(shard, collection, query_vectors, mode, config)?;
+    Ok(score_runs(collection, mode, None, runs))
 }

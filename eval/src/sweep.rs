@@ -61,45 +61,33 @@ pub fn apply(config: &mut RunConfig, name: &str, value: &str) -> Result<(), Erro
             .filter(|v| v.is_finite() && *v >= 0.0)
             .ok_or_else(|| Error::Parameter(format!("{name}: `{value}` is not a number >= 0")))
     };
-    let (k, bw, vw) = match config.fusion {
-        Fusion::Rrf {
-            k,
-            bm25_weight,
-            vector_weight,
-        } => (k, bm25_weight, vector_weight),
-        Fusion::Weighted {
-            bm25_weight,
-            vector_weight,
-        } => (60.0, bm25_weight, vector_weight),
-    };
-    let rrf = matches!(config.fusion, Fusion::Rrf { .. });
-    let rebuild = |rrf: bool, k: f32, bw: f32, vw: f32| {
-        if rrf {
-            Fusion::Rrf {
-                k,
-                bm25_weight: bw,
-                vector_weight: vw,
-            }
-        } else {
-            Fusion::Weighted {
-                bm25_weight: bw,
-                vector_weight: vw,
-            }
-        }
+    let k = match config.fusion {
+        Fusion::Rrf { k, .. } => k,
+        _ => dartmouth_engine::RRF_K_DEFAULT,
     };
     match name {
-        "rrf_k" => config.fusion = rebuild(rrf, number()?, bw, vw),
-        "bm25_weight" => config.fusion = rebuild(rrf, k, number()?, vw),
-        "vector_weight" => config.fusion = rebuild(rrf, k, bw, number()?),
-        "fusion" => match value {
-            "rrf" => config.fusion = rebuild(true, k, bw, vw),
-            "weighted" => config.fusion = rebuild(false, k, bw, vw),
-            other => {
-                return Err(Error::Parameter(format!(
-                    "fusion: `{other}` is not rrf or weighted"
-                )));
+        "rrf_k" => {
+            let value = number()?;
+            if let Fusion::Rrf { k, .. } = &mut config.fusion {
+                *k = value;
             }
-        },
+        }
+        "bm25_weight" => config.fusion = config.fusion.with_weights(Some(number()?), None),
+        "vector_weight" => config.fusion = config.fusion.with_weights(None, Some(number()?)),
+        // Another method keeps the weights (and k) set so far.
+        "fusion" => {
+            let Some(named) = Fusion::named(value) else {
+                return Err(Error::Parameter(format!(
+                    "fusion: `{value}` is not one of {}",
+                    Fusion::METHODS.join(", ")
+                )));
+            };
+            let (bw, vw) = weights(&config.fusion);
+            config.fusion = named.with_weights(Some(bw), Some(vw));
+            if let Fusion::Rrf { k: slot, .. } = &mut config.fusion {
+                *slot = k;
+            }
+        }
         "candidates" => {
             config.candidates = value
                 .parse()
@@ -135,6 +123,24 @@ pub fn grid(base: &RunConfig, sweeps: &[Sweep]) -> Vec<(Vec<(String, String)>, R
     out
 }
 
+fn weights(f: &Fusion) -> (f32, f32) {
+    match *f {
+        Fusion::Rrf {
+            bm25_weight,
+            vector_weight,
+            ..
+        }
+        | Fusion::Weighted {
+            bm25_weight,
+            vector_weight,
+        }
+        | Fusion::Zscore {
+            bm25_weight,
+            vector_weight,
+        } => (bm25_weight, vector_weight),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +167,15 @@ mod tests {
         let mut c = RunConfig::default();
         apply(&mut c, "fusion", "weighted").unwrap();
         assert!(matches!(c.fusion, Fusion::Weighted { .. }));
+        apply(&mut c, "vector_weight", "0.4").unwrap();
+        apply(&mut c, "fusion", "zscore").unwrap();
+        assert_eq!(
+            c.fusion,
+            Fusion::Zscore {
+                bm25_weight: 1.0,
+                vector_weight: 0.4
+            }
+        );
+        assert!(apply(&mut c, "fusion", "nope").is_err());
     }
 }

@@ -24,11 +24,15 @@ fn model_dir() -> PathBuf {
         .unwrap_or_else(|| repo().join("models/all-minilm-l6-v2"))
 }
 
+fn minilm() -> &'static dartmouth_engine::embed::ModelCard {
+    dartmouth_engine::embed::model_card("all-minilm-l6-v2").unwrap()
+}
+
 fn embedder() -> OnnxEmbedder {
     let ort = std::env::var_os("ORT_DYLIB_PATH")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join("models/onnxruntime/libonnxruntime.so"));
-    OnnxEmbedder::load(&OnnxOptions::new(model_dir(), ort)).unwrap_or_else(|e| {
+    OnnxEmbedder::load(&OnnxOptions::new(minilm(), model_dir(), ort)).unwrap_or_else(|e| {
         panic!("the real model is required for these tests; run scripts/setup-model.sh first: {e}")
     })
 }
@@ -99,15 +103,20 @@ fn conversion_is_right() {
 
 #[test]
 fn a_missing_runtime_library_is_a_clear_error() {
-    let err = OnnxEmbedder::load(&OnnxOptions::new(model_dir(), "/nowhere/libonnxruntime.so"))
-        .err()
-        .unwrap()
-        .to_string();
+    let err = OnnxEmbedder::load(&OnnxOptions::new(
+        minilm(),
+        model_dir(),
+        "/nowhere/libonnxruntime.so",
+    ))
+    .err()
+    .unwrap()
+    .to_string();
     assert!(
         err.contains("/nowhere/libonnxruntime.so") && err.contains("setup-model"),
         "{err}"
     );
     let err = OnnxEmbedder::load(&OnnxOptions::new(
+        minilm(),
         "/nowhere/model",
         "/nowhere/libonnxruntime.so",
     ))
