@@ -265,7 +265,7 @@ pub fn document() -> Value {
                         "k": { "type": "integer", "minimum": 1, "maximum": 100 },
                         "mode": { "enum": ["bm25", "vector", "hybrid"] },
                         "fusion": { "type": "object", "additionalProperties": false, "properties": {
-                            "method": { "enum": ["weighted", "rrf"] }, "bm25_weight": { "type": "number" },
+                            "method": { "enum": ["zscore", "weighted", "rrf"], "description": "zscore (default: z-scores, vector weight 1.2), weighted (min-max, vector weight 0.7), rrf (k 60)" }, "bm25_weight": { "type": "number" },
                             "vector_weight": { "type": "number" }, "rrf_k": { "type": "number" } } },
                         "candidates": { "type": "integer" },
                         "filter": { "type": "string", "description": "e.g. in_stock = true AND price <= 50" },

@@ -54,7 +54,7 @@ pub(super) fn eval_cmd(
     if !sweeps.is_empty() && args.tune_on.is_none() {
         bail!("--sweep needs --tune-on SPLIT (tuning on the reported split would overfit it)");
     }
-    let fusion = eval_fusion(&args)?;
+    let fusion = args.fusion.fusion()?;
     let fusions = args
         .compare_fusions
         .iter()
@@ -198,23 +198,6 @@ pub(super) fn eval_cmd(
         );
     }
     Ok(())
-}
-
-/// The fusion `eval` runs: `--fusion` with `--rrf-k` and the weights, as `search` reads them,
-/// or any other method of the engine by name with its defaults (weights given override them).
-fn eval_fusion(args: &EvalArgs) -> Result<Fusion> {
-    let f = &args.fusion;
-    if matches!(f.fusion.as_str(), "rrf" | "weighted") {
-        return f.fusion();
-    }
-    let Some(named) = Fusion::named(&f.fusion) else {
-        bail!(
-            "--fusion `{}` is not one of {}",
-            f.fusion,
-            Fusion::METHODS.join(", ")
-        );
-    };
-    Ok(named.with_weights(f.bm25_weight, f.vector_weight))
 }
 
 /// `--compare-fusion METHOD[:CANDIDATES]`: the row's variant and its fusion and candidates.

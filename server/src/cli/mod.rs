@@ -383,40 +383,34 @@ struct FusionArgs {
     /// Candidates per branch before fusion.
     #[arg(long, default_value_t = 100)]
     candidates: usize,
-    /// weighted (min-max normalised scores; tuned default) | rrf
-    #[arg(long, default_value = "weighted")]
+    /// zscore (standardised scores; the tuned default) | weighted (min-max normalised) | rrf
+    #[arg(long, default_value = "zscore")]
     fusion: String,
     #[arg(long, default_value_t = dartmouth_engine::RRF_K_DEFAULT)]
     rrf_k: f32,
     /// Weight of the BM25 branch [default: 1]
     #[arg(long)]
     bm25_weight: Option<f32>,
-    /// Weight of the vector branch [default: 0.7 for weighted (tuned), 1 for rrf]
+    /// Weight of the vector branch [default: 1.2 for zscore (tuned), 0.7 for weighted, 1 for rrf]
     #[arg(long)]
     vector_weight: Option<f32>,
 }
 
 impl FusionArgs {
+    /// The method by its name with its own defaults, the weights given in their place.
     fn fusion(&self) -> Result<Fusion> {
-        let bm25_weight = self.bm25_weight.unwrap_or(1.0);
-        Ok(match self.fusion.as_str() {
-            "rrf" => Fusion::Rrf {
-                k: self.rrf_k,
-                bm25_weight,
-                vector_weight: self.vector_weight.unwrap_or(1.0),
-            },
-            "weighted" => match Fusion::default() {
-                Fusion::Weighted { vector_weight, .. } => Fusion::Weighted {
-                    bm25_weight,
-                    vector_weight: self.vector_weight.unwrap_or(vector_weight),
-                },
-                Fusion::Rrf { .. } | Fusion::Zscore { .. } => Fusion::Weighted {
-                    bm25_weight,
-                    vector_weight: self.vector_weight.unwrap_or(1.0),
-                },
-            },
-            other => bail!("--fusion `{other}` is not one of rrf, weighted"),
-        })
+        let Some(named) = Fusion::named(&self.fusion) else {
+            bail!(
+                "--fusion `{}` is not one of {}",
+                self.fusion,
+                Fusion::METHODS.join(", ")
+            );
+        };
+        let mut fusion = named.with_weights(self.bm25_weight, self.vector_weight);
+        if let Fusion::Rrf { k, .. } = &mut fusion {
+            *k = self.rrf_k;
+        }
+        Ok(fusion)
     }
 }
 

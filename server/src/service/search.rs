@@ -536,8 +536,8 @@ fn fusion_of(input: Option<&FusionInput>) -> ApiResult<Fusion> {
             Fusion::METHODS.join(", ")
         )));
     };
-    // Each method's own defaults (weighted: 1 and 0.7, tuned; rrf and zscore: 1 and 1), the
-    // weights given in their place.
+    // Each method's own defaults (zscore: 1 and 1.2, tuned; weighted: 1 and 0.7; rrf: 1 and 1),
+    // the weights given in their place.
     let mut fusion = named.with_weights(f.bm25_weight, f.vector_weight);
     if let (Fusion::Rrf { k, .. }, Some(rrf_k)) = (&mut fusion, f.rrf_k) {
         *k = rrf_k;
@@ -560,7 +560,6 @@ fn explain_hit(fusion: &Fusion, hit: &Hit, rerank: Option<&RerankSettings>) -> V
         } => format!(
             "weighted: {bm25_weight} × minmax(bm25.score) + {vector_weight} × minmax(vector.score) over each branch's candidates; a branch that missed adds 0"
         ),
-        // Added with the zscore fusion so the workspace compiles; the wording is the owner's call.
         Fusion::Zscore {
             bm25_weight,
             vector_weight,
