@@ -20,98 +20,15 @@
 //! One node at a time builds a generation: it holds a lease in the generation's row, renewed as
 //! it goes; when a node dies, another takes the switch over once the lease has run out.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::Row;
 
 use crate::access::{Caller, System};
-use crate::model::{Domain, embedding_bytes, now_millis};
+use crate::model::{
+    Domain, GenerationState, Generations, Lease, OtherGeneration, embedding_bytes, now_millis,
+};
 use crate::store::{Store, random_hex};
 use crate::{Error, Result};
-
-/// A domain's generations, as the `generations` column holds them (NULL: the first, never
-/// switched, in slot 1).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Generations {
-    /// The serving generation's slot: 1 or 2.
-    pub active: u8,
-    /// The serving generation's id (part of its shards' identity; empty for a domain's first).
-    pub active_id: String,
-    pub other: Option<OtherGeneration>,
-}
-
-/// The generation that is not serving.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OtherGeneration {
-    pub slot: u8,
-    pub id: String,
-    /// Its model (the engine's `ModelSpec` as JSON).
-    pub model: serde_json::Value,
-    pub state: GenerationState,
-    /// When it started building, or was kept (milliseconds since the epoch).
-    pub since: i64,
-    /// Kept: the domain's last sequence when it stopped serving. A node serves it (it holds
-    /// every write up to there) until its serving shard has reached this sequence.
-    #[serde(default)]
-    pub flip_seq: u64,
-    /// Building: who builds it, until when (milliseconds since the epoch).
-    #[serde(default)]
-    pub lease: Option<Lease>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GenerationState {
-    Building,
-    Kept,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Lease {
-    pub owner: String,
-    pub until: i64,
-}
-
-impl Default for Generations {
-    fn default() -> Self {
-        Generations {
-            active: 1,
-            active_id: String::new(),
-            other: None,
-        }
-    }
-}
-
-impl Generations {
-    pub(crate) fn from_column(raw: Option<&str>) -> Result<Generations> {
-        match raw {
-            None | Some("") => Ok(Generations::default()),
-            Some(json) => {
-                serde_json::from_str(json).map_err(|e| Error::invalid("generations", e.to_string()))
-            }
-        }
-    }
-
-    fn to_column(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
-    }
-
-    /// The generation being built, if a switch runs.
-    pub fn building(&self) -> Option<&OtherGeneration> {
-        self.other
-            .as_ref()
-            .filter(|o| o.state == GenerationState::Building)
-    }
-
-    /// The generation kept after a switch, if any.
-    pub fn kept(&self) -> Option<&OtherGeneration> {
-        self.other
-            .as_ref()
-            .filter(|o| o.state == GenerationState::Kept)
-    }
-}
 
 /// The chunks column holding slot `slot`'s vectors.
 pub fn slot_column(slot: u8) -> &'static str {
@@ -158,6 +75,8 @@ impl Store {
         caller: &Caller,
         domain: &str,
         model: &serde_json::Value,
+        builder: &str,
+        lease_ms: i64,
     ) -> Result<Domain> {
         let d = self
             .require_domain_admin(caller, domain, "switch-model")
@@ -195,7 +114,10 @@ impl Store {
                 state: GenerationState::Building,
                 since: now_millis(),
                 flip_seq: 0,
-                lease: None,
+                lease: Some(Lease {
+                    owner: builder.to_string(),
+                    until: now_millis() + lease_ms,
+                }),
             }),
             ..current
         };
@@ -215,7 +137,13 @@ impl Store {
 
     /// Switches `domain` back to its kept generation: it is built again (only what was written
     /// since it stopped serving lacks its vectors) and then serves.
-    pub async fn rollback_switch(&self, caller: &Caller, domain: &str) -> Result<Domain> {
+    pub async fn rollback_switch(
+        &self,
+        caller: &Caller,
+        domain: &str,
+        builder: &str,
+        lease_ms: i64,
+    ) -> Result<Domain> {
         let d = self
             .require_domain_admin(caller, domain, "rollback-model")
             .await?;
@@ -232,7 +160,10 @@ impl Store {
                 state: GenerationState::Building,
                 since: now_millis(),
                 flip_seq: 0,
-                lease: None,
+                lease: Some(Lease {
+                    owner: builder.to_string(),
+                    until: now_millis() + lease_ms,
+                }),
                 ..kept.clone()
             }),
             ..current

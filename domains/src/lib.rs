@@ -34,12 +34,11 @@ pub use access::{Caller, Pass, System};
 pub use admin::AuditQuery;
 pub use dump::{DumpInfo, DumpedDomain};
 pub use error::{Error, ErrorKind, Result};
-pub use generations::{
-    GenerationState, Generations, Lease, OtherGeneration, PendingDocument, Progress, slot_column,
-};
+pub use generations::{PendingDocument, Progress, slot_column};
 pub use jwt::{Delegation, JwtConfig, JwtKey, MAX_DELEGATION_SECS};
 pub use model::{
-    AuditEntry, Change, Domain, DomainStats, Grant, KeyInfo, KeyScope, Principal, PrincipalKind,
-    Quarantined, Reusable, Role, StoredChunk, StoredDocument, Write, now_millis,
+    AuditEntry, Change, Domain, DomainStats, GenerationState, Generations, Grant, KeyInfo,
+    KeyScope, Lease, OtherGeneration, Principal, PrincipalKind, Quarantined, Reusable, Role,
+    StoredChunk, StoredDocument, Write, now_millis,
 };
 pub use store::{BOOTSTRAP_ADMIN, Backend, ChangeListener, Store};

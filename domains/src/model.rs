@@ -21,7 +21,7 @@ pub struct Domain {
     pub created_at: i64,
     /// Its embedding generations: the one serving, and one being built or kept (see
     /// `generations.rs`).
-    pub generations: crate::generations::Generations,
+    pub generations: Generations,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -262,8 +262,93 @@ pub(crate) fn domain_from_row(row: &AnyRow) -> Result<Domain> {
         settings: serde_json::from_str(&settings)
             .map_err(|e| Error::invalid("settings", e.to_string()))?,
         created_at: row.try_get("created_at")?,
-        generations: crate::generations::Generations::from_column(
+        generations: Generations::from_column(
             row.try_get::<Option<String>, _>("generations")?.as_deref(),
         )?,
     })
+}
+
+/// A domain's generations, as the `generations` column holds them (NULL: the first, never
+/// switched, in slot 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Generations {
+    /// The serving generation's slot: 1 or 2.
+    pub active: u8,
+    /// The serving generation's id (part of its shards' identity; empty for a domain's first).
+    pub active_id: String,
+    pub other: Option<OtherGeneration>,
+}
+
+/// The generation that is not serving.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtherGeneration {
+    pub slot: u8,
+    pub id: String,
+    /// Its model (the engine's `ModelSpec` as JSON).
+    pub model: serde_json::Value,
+    pub state: GenerationState,
+    /// When it started building, or was kept (milliseconds since the epoch).
+    pub since: i64,
+    /// Kept: the domain's last sequence when it stopped serving. A node serves it (it holds
+    /// every write up to there) until its serving shard has reached this sequence.
+    #[serde(default)]
+    pub flip_seq: u64,
+    /// Building: who builds it, until when (milliseconds since the epoch).
+    #[serde(default)]
+    pub lease: Option<Lease>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GenerationState {
+    Building,
+    Kept,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lease {
+    pub owner: String,
+    pub until: i64,
+}
+
+impl Default for Generations {
+    fn default() -> Self {
+        Generations {
+            active: 1,
+            active_id: String::new(),
+            other: None,
+        }
+    }
+}
+
+impl Generations {
+    pub(crate) fn from_column(raw: Option<&str>) -> Result<Generations> {
+        match raw {
+            None | Some("") => Ok(Generations::default()),
+            Some(json) => {
+                serde_json::from_str(json).map_err(|e| Error::invalid("generations", e.to_string()))
+            }
+        }
+    }
+
+    pub(crate) fn to_column(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The generation being built, if a switch runs.
+    pub fn building(&self) -> Option<&OtherGeneration> {
+        self.other
+            .as_ref()
+            .filter(|o| o.state == GenerationState::Building)
+    }
+
+    /// The generation kept after a switch, if any.
+    pub fn kept(&self) -> Option<&OtherGeneration> {
+        self.other
+            .as_ref()
+            .filter(|o| o.state == GenerationState::Kept)
+    }
 }

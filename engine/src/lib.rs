@@ -38,8 +38,8 @@ pub use fusion::{Fused, Fusion, RRF_K_DEFAULT, fuse};
 pub use highlight::{Highlighter, snippet, term_ranges};
 pub use search::{
     BranchHit, EmbedQuery, FacetCount, Hit, MAX_FACET_SIZE, MAX_FACETS, MAX_K, MAX_QUERY_BYTES,
-    Mode, RerankScore, SearchRequest, SearchResponse, SearchTimings, SortBy, search,
-    search_embedding,
+    Mode, RerankScore, SearchRequest, SearchResponse, SearchTimings, SortBy, rerank_hits,
+    rerank_passage, search, search_embedding,
 };
 pub use shard::{
     ApplyTimings, CatalogSettings, Chunk, CommitInfo, Document, DomainSettings, Manifest, Shard,

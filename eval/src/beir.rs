@@ -18,6 +18,16 @@ pub struct Collection {
     pub qrels: Qrels,
 }
 
+/// The queries of `split`: `queries_<split>.jsonl` when the collection has one, else `queries.jsonl`.
+pub fn queries_file(root: &Path, split: &str) -> String {
+    let specific = format!("queries_{split}.jsonl");
+    if root.join(&specific).is_file() {
+        specific
+    } else {
+        "queries.jsonl".into()
+    }
+}
+
 /// Loads queries and qrels of `split`, checking every judged query and document exists.
 /// Queries without judgments are dropped (BEIR evaluates only judged queries).
 pub fn load_collection(root: &Path, queries_file: &str, split: &str) -> Result<Collection, Error> {

@@ -13,13 +13,13 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use dartmouth_engine::embed::{Reranker, rerank_passage};
+use dartmouth_engine::embed::Reranker;
+use dartmouth_engine::rerank_passage;
 use dartmouth_engine::{Embedder, MAX_K, Mode, Shard};
 use serde::Serialize;
 
 use crate::Error;
-use crate::beir::{Collection, load_collection};
-use crate::harness::queries_file;
+use crate::beir::{Collection, load_collection, queries_file};
 use crate::run::{RunConfig, embed_queries, search_query, understand_queries};
 
 /// The depth of every dumped list.
@@ -84,7 +84,7 @@ pub fn dump_runs(
     let model = embedder.spec().id.clone();
     let out_dir = dir
         .join(&dataset)
-        .join(crate::harness::model_dir_name(&model));
+        .join(crate::report::model_dir_name(&model));
     std::fs::create_dir_all(&out_dir).map_err(Error::io(&out_dir))?;
     let deep = RunConfig {
         depth: DUMP_DEPTH,

@@ -11,7 +11,7 @@ use dartmouth_engine::{Catalog, DomainSettings, Embedder, Embedding, Fusion, Mod
 use dartmouth_indexer::{Chunker, IndexJob, Progress, Sizer, SourceReader};
 
 use crate::Error;
-use crate::beir::{Collection, load_collection};
+use crate::beir::{Collection, load_collection, queries_file};
 use crate::dump::dump_runs;
 use crate::report::{DatasetReport, TuningPoint, TuningReport, checksum};
 use crate::rerank::{RerankMode, evaluate_reranked};
@@ -53,16 +53,6 @@ impl EvalOptions {
     }
 }
 
-/// The queries of `split`: `queries_<split>.jsonl` when the collection has one, else `queries.jsonl`.
-pub fn queries_file(root: &Path, split: &str) -> String {
-    let specific = format!("queries_{split}.jsonl");
-    if root.join(&specific).is_file() {
-        specific
-    } else {
-        "queries.jsonl".into()
-    }
-}
-
 /// The domain name a collection is indexed into with a model: `eval-<directory>-<model id>`.
 pub fn domain_name(root: &Path, model_id: &str) -> String {
     let base: String = root
@@ -88,24 +78,6 @@ pub fn domain_name(root: &Path, model_id: &str) -> String {
         .collect();
     let name = format!("eval-{}-{model}", base.trim_matches('-'));
     name.chars().take(64).collect()
-}
-
-/// A model id as a directory name: its last path segment, lower case, `-` for anything else.
-pub fn model_dir_name(model_id: &str) -> String {
-    model_id
-        .rsplit('/')
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect()
 }
 
 /// Opens the collection's domain, (re)indexing it when the corpus checksum or model changed.

@@ -55,6 +55,24 @@ pub struct Report {
     pub datasets: Vec<DatasetReport>,
 }
 
+/// A model id as a directory name: its last path segment, lower case, `-` for anything else.
+pub fn model_dir_name(model_id: &str) -> String {
+    model_id
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
 /// sha256 of the files, in order, as hex.
 pub fn checksum(files: &[&Path]) -> Result<String, Error> {
     let mut hasher = Sha256::new();

@@ -10,7 +10,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use dartmouth_engine::embed::{MAX_RERANK_TOP_N, Reranker, rerank_hits};
+use dartmouth_engine::embed::{MAX_RERANK_TOP_N, Reranker};
+use dartmouth_engine::rerank_hits;
 use dartmouth_engine::{Embedding, Mode, Shard};
 use serde::Serialize;
 use sha2::{Digest, Sha256};

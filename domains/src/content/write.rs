@@ -71,7 +71,7 @@ impl Store {
                 got: model_id.to_string(),
             });
         }
-        let generations = crate::generations::Generations::from_column(
+        let generations = crate::model::Generations::from_column(
             row.try_get::<Option<String>, _>("generations")?.as_deref(),
         )?;
         // The serving slot's column takes the vectors; the other gets an empty value.

@@ -722,17 +722,27 @@ async fn generations(url: &str) {
             .unwrap();
     }
     // The model it serves already, and a second switch, are refused.
-    let same = store.start_switch(&admin, "gens", &old).await.unwrap_err();
+    let same = store
+        .start_switch(&admin, "gens", &old, "node-1", 60_000)
+        .await
+        .unwrap_err();
     assert!(
         matches!(same, Error::Invalid { field: "model", .. }),
         "{same}"
     );
-    let d = store.start_switch(&admin, "gens", &new).await.unwrap();
+    let d = store
+        .start_switch(&admin, "gens", &new, "node-1", 60_000)
+        .await
+        .unwrap();
     let building = d.generations.building().unwrap().clone();
     assert_eq!(building.slot, 2);
-    let again = store.start_switch(&admin, "gens", &new).await.unwrap_err();
+    let again = store
+        .start_switch(&admin, "gens", &new, "node-1", 60_000)
+        .await
+        .unwrap_err();
     assert!(matches!(again, Error::Busy(_)), "{again}");
-    // The lease: one node at a time.
+    // The lease: one node at a time, held from the start by the node that started it.
+    assert_eq!(building.lease.as_ref().unwrap().owner, "node-1");
     assert!(
         store
             .claim_building(&system, d.id, &building.id, "node-1", 60_000)
@@ -837,7 +847,10 @@ async fn generations(url: &str) {
     let d_in_1 = slot1.iter().find(|x| x.external_id == "d").unwrap();
     assert!(d_in_1.chunks.iter().all(|c| c.embedding.is_empty()));
     // Rollback: slot 1 builds again, lacking only `d`.
-    let back = store.rollback_switch(&admin, "gens").await.unwrap();
+    let back = store
+        .rollback_switch(&admin, "gens", "node-1", 60_000)
+        .await
+        .unwrap();
     let b = back.generations.building().unwrap();
     assert_eq!((b.slot, b.state), (1, GenerationState::Building));
     let missing = store.pending_backfill(&system, d.id, 1, 10).await.unwrap();
@@ -862,7 +875,10 @@ async fn generations(url: &str) {
         .await
         .unwrap();
     let reader = store.act_as(&admin, "gens-reader").await.unwrap();
-    let denied = store.start_switch(&reader, "gens", &old).await.unwrap_err();
+    let denied = store
+        .start_switch(&reader, "gens", &old, "node-1", 60_000)
+        .await
+        .unwrap_err();
     assert!(denied.is_missing_domain(), "{denied}");
     store.close().await;
 }

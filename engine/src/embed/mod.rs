@@ -16,10 +16,7 @@ pub use card::{FilesState, ModelCard, ModelKind, Pooling, model_card, model_card
 pub use fake::FakeEmbedder;
 pub use onnx::{MINILM_MODEL_ID, OnnxEmbedder, OnnxOptions, load_tokenizer, ort_environment};
 pub use openai::OpenAiEmbedder;
-pub use rerank::{
-    CrossEncoder, FakeReranker, MAX_RERANK_TOP_N, RerankSettings, Reranker, rerank_hits,
-    rerank_passage,
-};
+pub use rerank::{CrossEncoder, FakeReranker, MAX_RERANK_TOP_N, RerankSettings, Reranker};
 
 use serde::{Deserialize, Serialize};
 

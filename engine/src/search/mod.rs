@@ -4,11 +4,13 @@
 //! - `request.rs`: the request, its limits, hits and the response.
 //! - `branches.rs`: BM25 and the vector branch over one snapshot.
 //! - `hydrate.rs`: hits from fused candidates.
+//! - `rerank.rs`: the best hits re-ordered by a reranker.
 
 mod branches;
 mod hydrate;
 mod maxscore;
 mod request;
+mod rerank;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -25,6 +27,7 @@ use crate::{Error, Result};
 pub(crate) use branches::Level;
 use branches::analyze;
 use hydrate::hydrate;
+pub use rerank::{rerank_hits, rerank_passage};
 
 /// A candidate's key across shards: shard position, then chunk ordinal (or, when collapsing,
 /// the shard's document number).

@@ -325,7 +325,7 @@ impl Service {
                 (Some(r), Some(reranker)) => {
                     let t = Instant::now();
                     let deadline = t + std::time::Duration::from_millis(r.timeout_ms);
-                    let applied = dartmouth_engine::embed::rerank_hits(
+                    let applied = dartmouth_engine::rerank_hits(
                         reranker.as_ref(),
                         &query,
                         &mut response.hits,

@@ -64,7 +64,10 @@ impl Service {
         let model_json = serde_json::to_value(&spec).map_err(ApiError::internal)?;
         // Held from before the switch exists: this node's applier must not take it over first.
         let _held = self.hold_switch(current.id)?;
-        let domain = self.store.start_switch(caller, name, &model_json).await?;
+        let domain = self
+            .store
+            .start_switch(caller, name, &model_json, &self.node_id, SWITCH_LEASE_MS)
+            .await?;
         let task = self.spawn_switch(caller.name(), Some(caller.clone()), domain.clone())?;
         Ok(SwitchOut { domain, task })
     }
@@ -79,7 +82,10 @@ impl Service {
             .authorize(caller, &[name.to_string()], Role::Admin)
             .await?;
         let _held = self.hold_switch(opened(&pass, name)?.id)?;
-        let domain = self.store.rollback_switch(caller, name).await?;
+        let domain = self
+            .store
+            .rollback_switch(caller, name, &self.node_id, SWITCH_LEASE_MS)
+            .await?;
         let task = self.spawn_switch(caller.name(), Some(caller.clone()), domain.clone())?;
         Ok(SwitchOut { domain, task })
     }

@@ -235,9 +235,10 @@ async function flow(dialogs) {
     if (stats.model.id !== 'all-minilm-l6-v2-int8' || stats.generations.other.state !== 'kept') {
       fail(`the API shows ${JSON.stringify(stats)}`);
     }
-    page.once('dialog', (d) => d.accept());
+    const asked = dialogs.length;
     await page.getByRole('button', { name: 'Drop old generation' }).click();
     await waitText(page.locator('#switch-result'), `Dropped the other generation of ${DOMAIN}`, 'drop result');
+    if (dialogs.length !== asked + 1) fail('dropping asked for no confirmation');
     const [, after] = await apiCall('GET', `/v1/domains/${DOMAIN}`, ADMIN_KEY);
     if (after.generations.other !== null) fail(`the API shows ${JSON.stringify(after.generations)}`);
   });
