@@ -195,7 +195,7 @@ fn scifact_ndcg() {
         scores.push(report.mean.ndcg_at_10);
     }
     cross_check_with_trec_eval(&shard, &collection, &vectors);
-    // Issue 6's targets (measured here: 0.686 / 0.652 / 0.729), and hybrid above LanceDB's 0.716.
+    // Issue 6's targets (measured here: 0.686 / 0.652 / 0.732 with z-score fusion), and hybrid above LanceDB's 0.716.
     assert!(scores[0] >= 0.68, "bm25 nDCG@10 {}", scores[0]);
     assert!(scores[1] >= 0.64, "vector nDCG@10 {}", scores[1]);
     // The converted model reproduces the published dense-only figure (0.645) within 0.015.
@@ -381,18 +381,18 @@ fn catalog_with_model(
 fn minilm_int8_on_the_catalog_set() {
     let tmp = tempfile::tempdir().unwrap();
     let (ndcg, ..) = catalog_with_model("all-minilm-l6-v2-int8", tmp.path());
-    // Measured: MINILM_INT8.
+    // Measured: 0.816 / 0.785 / 0.853 (f32: 0.816 / 0.781 / 0.854).
     assert!(ndcg[1] >= 0.76, "vector {ndcg:?}");
-    assert!(ndcg[2] >= 0.84, "hybrid {ndcg:?}");
+    assert!(ndcg[2] >= 0.83, "hybrid {ndcg:?}");
 }
 
 #[test]
 fn e5_small_on_the_catalog_set() {
     let tmp = tempfile::tempdir().unwrap();
     let (ndcg, ..) = catalog_with_model("e5-small-v2", tmp.path());
-    // Measured: E5_SMALL.
-    assert!(ndcg[1] >= 0.76, "vector {ndcg:?}");
-    assert!(ndcg[2] >= 0.84, "hybrid {ndcg:?}");
+    // Measured: 0.816 / 0.823 / 0.856.
+    assert!(ndcg[1] >= 0.80, "vector {ndcg:?}");
+    assert!(ndcg[2] >= 0.835, "hybrid {ndcg:?}");
 }
 
 /// bge-small (CLS pooling, the query instruction) and the cross-encoder over its hybrid top 20,
@@ -403,8 +403,8 @@ fn bge_small_and_the_cross_encoder_on_the_catalog_set() {
     use dartmouth_eval::{RerankMode, evaluate_reranked};
     let tmp = tempfile::tempdir().unwrap();
     let (ndcg, shard, collection, vectors) = catalog_with_model("bge-small-en-v1.5", tmp.path());
-    // Measured: BGE_SMALL.
-    assert!(ndcg[1] >= 0.76, "vector {ndcg:?}");
+    // Measured: 0.816 / 0.827 / 0.863.
+    assert!(ndcg[1] >= 0.80, "vector {ndcg:?}");
     assert!(ndcg[2] >= 0.84, "hybrid {ndcg:?}");
     let id = "ms-marco-minilm-l-12-v2";
     let card = dartmouth_engine::embed::model_card(id).unwrap();
@@ -432,9 +432,9 @@ fn bge_small_and_the_cross_encoder_on_the_catalog_set() {
         "bge-small hybrid {} + rerank 20 alone / blended: {reranked:?}",
         ndcg[2]
     );
-    // Measured: RERANKED.
-    assert!(reranked[0] >= 0.80, "{reranked:?}");
-    assert!(reranked[1] >= 0.84, "{reranked:?}");
+    // Measured: 0.842 alone, 0.867 blended (hybrid 0.863).
+    assert!(reranked[0] >= 0.82, "{reranked:?}");
+    assert!(reranked[1] >= 0.845, "{reranked:?}");
     // The cross-encoder re-orders: its order is not the fused one.
     assert!(
         (reranked[0] - ndcg[2]).abs() > 1e-6,
