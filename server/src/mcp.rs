@@ -118,7 +118,7 @@ fn tools() -> Value {
         "properties": {
             "top_n": {"type": "integer", "minimum": 0, "maximum": 100, "description": "Candidates re-ordered (default 10; 0: none)."},
             "model": {"type": "string", "description": "The reranker (default ms-marco-minilm-l-12-v2)."},
-            "blend": {"type": "number", "minimum": 0, "maximum": 1, "description": "Weight of the reranker's score against the fused score (1: it alone)."},
+            "blend": {"type": "number", "minimum": 0, "maximum": 1, "description": "Weight of the reranker's score against the fused score (1: it alone; default 0.5)."},
             "timeout_ms": {"type": "integer", "minimum": 1, "maximum": 60000, "description": "Budget; past it the fused order is returned."}
         },
         "additionalProperties": false

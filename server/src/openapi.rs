@@ -289,7 +289,7 @@ pub fn document() -> Value {
                     "properties": {
                         "top_n": {"type": "integer", "minimum": 0, "maximum": 100, "description": "candidates re-ordered (default 10); 0: none"},
                         "model": {"type": "string", "description": "a reranker of the catalogue (default ms-marco-minilm-l-12-v2)"},
-                        "blend": {"type": "number", "minimum": 0, "maximum": 1, "description": "weight of the reranker's score against the fused score, each min-max normalised (1: it alone)"},
+                        "blend": {"type": "number", "minimum": 0, "maximum": 1, "description": "weight of the reranker's score against the fused score, each min-max normalised (1: it alone; default 0.5)"},
                         "timeout_ms": {"type": "integer", "minimum": 1, "maximum": 60000, "description": "budget; past it the fused order is returned and rerank.applied is false (default 1000)"}
                     }
                 },

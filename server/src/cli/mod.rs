@@ -460,7 +460,7 @@ struct SearchArgs {
     /// The reranker (a catalogue id; `dartmouth models list`).
     #[arg(long)]
     rerank_model: Option<String>,
-    /// Weight of the reranker's score against the fused score, 0 to 1.
+    /// Weight of the reranker's score against the fused score, 0 to 1 (default 0.5; 1: the reranker alone).
     #[arg(long)]
     rerank_blend: Option<f32>,
     /// The reranking budget in milliseconds.

@@ -650,13 +650,14 @@ pub(crate) fn rerank_default(
     Ok(Some(settings))
 }
 
-/// The built-in reranking: the catalogue's cross-encoder on the top 10, by its score alone,
-/// within a second.
+/// The built-in reranking: the catalogue's cross-encoder on the top 10, its score blended half
+/// and half with the fused score (better than its score alone on every collection measured:
+/// README, Measured figures), within a second.
 pub(crate) fn default_rerank() -> RerankSettings {
     RerankSettings {
         model: crate::models::DEFAULT_RERANKER.to_string(),
         top_n: 10,
-        blend: 1.0,
+        blend: 0.5,
         timeout_ms: 1000,
     }
 }

@@ -134,6 +134,8 @@ fn rerank(model: &str, top_n: usize) -> Option<RerankInput> {
     Some(RerankInput {
         top_n: Some(top_n),
         model: Some(model.into()),
+        // The reranker's order alone, which these tests check.
+        blend: Some(1.0),
         ..RerankInput::default()
     })
 }
@@ -484,6 +486,8 @@ fn the_real_cross_encoder_decides_the_order() {
                 rerank: Some(RerankInput {
                     top_n: Some(5),
                     timeout_ms: Some(60_000),
+                    // Its order alone (the built-in blend is half the fused score).
+                    blend: Some(1.0),
                     ..RerankInput::default()
                 }),
                 ..SearchInput::default()
@@ -516,4 +520,21 @@ fn the_real_cross_encoder_decides_the_order() {
     }
     assert!(direct.windows(2).all(|w| w[0] >= w[1]), "{direct:?}");
     assert_eq!(ids(&out)[0], "refunds", "{:?} {direct:?}", ids(&out));
+    // Unsaid, the blend is the built-in 0.5.
+    let blended = p
+        .search(
+            &p.admin,
+            SearchInput {
+                query: query.into(),
+                k: Some(5),
+                rerank: Some(RerankInput {
+                    top_n: Some(5),
+                    timeout_ms: Some(60_000),
+                    ..RerankInput::default()
+                }),
+                ..SearchInput::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(blended.rerank.unwrap().blend, 0.5);
 }
