@@ -31,6 +31,9 @@ pub struct SwitchArgs {
     /// Seconds of load before and after the switch.
     #[arg(long, default_value_t = 30)]
     pub seconds: u64,
+    /// Hybrid searches with `rerank` top 10 timed at the end, one at a time (0: none).
+    #[arg(long, default_value_t = 30)]
+    pub reranked: usize,
     #[arg(long, default_value = "target/bench-data/switch")]
     pub dir: PathBuf,
     #[arg(long, default_value = "target/release/dartmouth")]
@@ -255,6 +258,32 @@ pub fn run(args: &SwitchArgs) -> Result<()> {
         v["total"]["documents"],
         v["hits"][0]["model"]
     );
+    if args.reranked > 0 {
+        // Hybrid + the query's embedding + the cross-encoder over the top 10, end to end.
+        let mut lat = Vec::new();
+        for (i, q) in queries.iter().take(args.reranked).enumerate() {
+            let body = json!({"query": format!("{q} {i}"), "domains": ["bench"], "k": 10,
+                "rerank": {"top_n": 10, "timeout_ms": 60000}})
+            .to_string();
+            let t = Instant::now();
+            let mut r = client
+                .post(format!("{url}/v1/search"))
+                .header("Authorization", &auth)
+                .header("Content-Type", "application/json")
+                .send(body.as_bytes())?;
+            let elapsed = t.elapsed();
+            let v: Value = r.body_mut().read_json()?;
+            if v["rerank"]["applied"] != true {
+                bail!("reranking was not applied: {v}");
+            }
+            lat.push(elapsed);
+        }
+        let (p50, p99) = p50_p99(&mut lat);
+        println!(
+            "hybrid + query embedding + rerank top 10 over HTTP, one client: p50 {p50:.1} ms, p99 {p99:.1} ms over {}",
+            lat.len()
+        );
+    }
     drop(server);
     std::fs::remove_dir_all(&data).ok();
     Ok(())
