@@ -19,6 +19,9 @@ pub enum Error {
     Tokenizer(String),
     #[error(transparent)]
     Engine(#[from] dartmouth_engine::Error),
+    /// A shop's Admin API refused or failed a request (the shop named, never its token).
+    #[error("{message}")]
+    Shop { kind: ErrorKind, message: String },
     /// Where the job's batches go failed (the store behind a sink), with the class of failure.
     #[error("{message}")]
     Sink { kind: ErrorKind, message: String },
@@ -35,7 +38,7 @@ impl Error {
             // The model's tokenizer files are missing or broken.
             Error::Tokenizer(_) => ErrorKind::Unavailable,
             Error::Engine(e) => e.kind(),
-            Error::Sink { kind, .. } => *kind,
+            Error::Sink { kind, .. } | Error::Shop { kind, .. } => *kind,
         }
     }
 

@@ -45,6 +45,20 @@ fn object_id(o: &Obj, place: &str) -> Result<Option<u64>> {
     }
 }
 
+/// A GraphQL connection (`{"nodes": […]}` or `{"edges": [{"node": …}]}`) as the array of its
+/// nodes; anything else as it is.
+fn connection(v: &Value) -> std::borrow::Cow<'_, Value> {
+    if let Some(nodes) = v.get("nodes").filter(|n| n.is_array()) {
+        return std::borrow::Cow::Borrowed(nodes);
+    }
+    match v.get("edges").and_then(Value::as_array) {
+        Some(edges) => std::borrow::Cow::Owned(Value::Array(
+            edges.iter().map(|e| e["node"].clone()).collect(),
+        )),
+        None => std::borrow::Cow::Borrowed(v),
+    }
+}
+
 /// One product object in any of the JSON shapes.
 pub(crate) fn product_from_json(o: &Obj, place: &str) -> Result<Product> {
     let id = object_id(o, place)?;
@@ -77,7 +91,8 @@ pub(crate) fn product_from_json(o: &Obj, place: &str) -> Result<Product> {
         Some(_) => return Err(Error::bad(place, "field `options` must be an array")),
         None => Vec::new(),
     };
-    let variants = match field(o, &["variants"]) {
+    let variants = field(o, &["variants"]).map(connection);
+    let variants = match variants.as_deref() {
         Some(Value::Array(a)) => a
             .iter()
             .enumerate()
@@ -152,6 +167,9 @@ pub(crate) fn variant_from_json(
             .collect();
     }
     let management = string(v, &["inventory_management", "inventoryManagement"]);
+    let item = v.get("inventoryItem").and_then(Value::as_object);
+    // GraphQL (2024-07 on) says whether stock is counted on the inventory item.
+    let item_tracked = item.and_then(|i| i.get("tracked")).and_then(Value::as_bool);
     let quantity = match field(v, &["inventory_quantity", "inventoryQuantity"]) {
         Some(Value::Number(n)) => Some(n.as_i64().ok_or_else(|| {
             Error::bad(
@@ -202,15 +220,43 @@ pub(crate) fn variant_from_json(
         // REST says `shopify` when Shopify counts stock; without the field (storefront,
         // webhooks from some apps) a quantity means it is counted.
         tracked: management.eq_ignore_ascii_case("shopify")
-            || (management.is_empty() && quantity.is_some() && available.is_none()),
+            || (management.is_empty() && item_tracked == Some(true))
+            || (management.is_empty()
+                && item_tracked.is_none()
+                && quantity.is_some()
+                && available.is_none()),
         inventory_quantity: quantity,
         continue_selling: string(v, &["inventory_policy", "inventoryPolicy"])
             .eq_ignore_ascii_case("continue"),
         inventory_item_id,
-        levels: Default::default(),
+        levels: item
+            .map(|i| item_levels(i, place))
+            .transpose()?
+            .unwrap_or_default(),
         updated_at: time(v),
         level_times: Default::default(),
     })
+}
+
+/// A GraphQL inventory item's `inventoryLevels`: the `available` quantity per location.
+fn item_levels(item: &Obj, place: &str) -> Result<std::collections::BTreeMap<u64, i64>> {
+    let mut levels = std::collections::BTreeMap::new();
+    let Some(list) = item.get("inventoryLevels").map(connection) else {
+        return Ok(levels);
+    };
+    for l in list.as_ref().as_array().into_iter().flatten() {
+        let location = gid_id(l.get("location").and_then(|x| x.get("id")))
+            .ok_or_else(|| Error::bad(place, "inventory level without `location.id`"))?;
+        let available = l["quantities"].as_array().and_then(|q| {
+            q.iter()
+                .find(|q| q["name"] == "available")
+                .and_then(|q| q["quantity"].as_i64())
+        });
+        if let Some(q) = available {
+            levels.insert(location, q);
+        }
+    }
+    Ok(levels)
 }
 
 /// Reads a products JSON file: `{"products":[…]}`, a bare array of products, or one

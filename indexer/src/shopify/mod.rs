@@ -7,11 +7,13 @@
 //! and 2025 headers) and webhook payloads. IDs are u64 (a `gid://` wins over a JSON number,
 //! which JavaScript-made payloads round); money is an exact decimal, never a float.
 
+pub mod admin;
 mod bulk;
 mod csv;
 mod json;
 mod options;
 mod parse;
+pub mod pull;
 mod render;
 mod stock;
 #[cfg(test)]
@@ -22,7 +24,7 @@ use std::collections::BTreeMap;
 use dartmouth_engine::Decimal;
 use serde::{Deserialize, Serialize};
 
-pub use bulk::read_bulk;
+pub use bulk::{BulkStream, read_bulk};
 pub use csv::read_csv;
 pub use json::{read_json, webhook};
 pub use options::{canonical_option, canonical_value, vocabulary};

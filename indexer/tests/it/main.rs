@@ -2,4 +2,5 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
 mod shopify;
+mod shopify_admin;
 mod tokens;
