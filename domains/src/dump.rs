@@ -146,6 +146,20 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
         "webhook_deliveries",
         &[("domain_id", Int), ("delivery_id", Text), ("at", Int)],
     ),
+    (
+        "shopify_connections",
+        &[
+            ("domain_id", Int),
+            ("shop", Text),
+            ("api_version", Text),
+            ("token_env", Text),
+            ("every_ms", Int),
+            ("next_run", Int),
+            ("state", Text),
+            ("lease_owner", Text),
+            ("lease_until", Int),
+        ],
+    ),
 ];
 
 /// Tables whose integer key a PostgreSQL sequence hands out (restored ids move it past them).

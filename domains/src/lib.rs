@@ -28,6 +28,7 @@ mod jwt;
 mod keys;
 mod model;
 pub mod names;
+mod shops;
 mod store;
 
 pub use access::{Caller, Pass, System};
@@ -41,4 +42,5 @@ pub use model::{
     KeyScope, Lease, OtherGeneration, Principal, PrincipalKind, Quarantined, Reusable, Role,
     StoredChunk, StoredDocument, Write, now_millis,
 };
+pub use shops::{MIN_EVERY_MS, ShopBinding, ShopConnection};
 pub use store::{BOOTSTRAP_ADMIN, Backend, ChangeListener, Store};

@@ -34,10 +34,10 @@ use tracing::Instrument;
 
 use crate::error::{ApiError, Code};
 use crate::service::{
-    AuditInput, CatalogUpload, ContextInput, DelegateInput, DeleteInput, DomainInput, DomainUpdate,
-    FilesInput, GrantInput, IngestInput, KeyInput, MemberInput, PrincipalInput, SearchInput,
-    Service, ShopifyDelivery, SnapshotInput, SnapshotSource, UploadOptions, UploadOutcome,
-    UploadedFile,
+    AuditInput, CatalogUpload, ConnectInput, ContextInput, DelegateInput, DeleteInput, DomainInput,
+    DomainUpdate, FilesInput, GrantInput, IngestInput, KeyInput, MemberInput, PrincipalInput,
+    SearchInput, Service, ShopifyDelivery, SnapshotInput, SnapshotSource, SyncInput, UploadOptions,
+    UploadOutcome, UploadedFile,
 };
 
 type Svc = State<Arc<Service>>;
@@ -170,6 +170,12 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/v1/domains/{domain}/delete", post(delete_documents))
         .route("/v1/domains/{domain}/documents", post(ingest))
         .route("/v1/domains/{domain}/shopify", post(upload_catalog))
+        .route(
+            "/v1/domains/{domain}/shopify/connection",
+            get(shop_status).post(connect_shop).delete(disconnect_shop),
+        )
+        .route("/v1/domains/{domain}/shopify/status", get(shop_status))
+        .route("/v1/domains/{domain}/shopify/sync", post(sync_shop))
         .route(
             "/v1/domains/{domain}/files",
             post(upload_files).layer(DefaultBodyLimit::max(svc.limits.max_upload_bytes)),
@@ -713,6 +719,55 @@ async fn update_domain(
         .await
         .map(Json)
         .into_response()
+}
+
+async fn connect_shop(
+    State(svc): Svc,
+    Authed(c): Authed,
+    Path(domain): Path<String>,
+    Body(input): Body<ConnectInput>,
+) -> Response {
+    svc.connect_shop(&c, &domain, input)
+        .await
+        .map(Json)
+        .into_response()
+}
+
+async fn shop_status(State(svc): Svc, Authed(c): Authed, Path(domain): Path<String>) -> Response {
+    svc.shop_status(&c, &domain).await.map(Json).into_response()
+}
+
+async fn disconnect_shop(
+    State(svc): Svc,
+    Authed(c): Authed,
+    Path(domain): Path<String>,
+) -> Response {
+    svc.disconnect_shop(&c, &domain)
+        .await
+        .map(|()| StatusCode::NO_CONTENT)
+        .into_response()
+}
+
+async fn sync_shop(
+    State(svc): Svc,
+    Authed(c): Authed,
+    Path(domain): Path<String>,
+    RawBody(bytes): RawBody,
+) -> Response {
+    // An empty body is an incremental sync.
+    let input = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Ok(SyncInput::default())
+    } else {
+        decode_json::<SyncInput>(&bytes)
+    };
+    match input {
+        Ok(input) => svc
+            .sync_shop(&c, &domain, input)
+            .await
+            .map(|t| (StatusCode::ACCEPTED, Json(t)))
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn rollback_model(

@@ -217,6 +217,13 @@ pub fn document() -> Value {
             "/admin": { "get": { "summary": "The admin console (HTML; sign in with an admin key)", "responses": { "200": { "description": "the page", "content": { "text/html": {} } } } } },
             "/v1/domains/{domain}/documents": { "post": op("Ingest documents (writer): chunked, embedded, acknowledged with a sequence", Some(body(r("IngestInput"))), ok("acknowledged", r("IngestOutput")), &["domain"]) },
             "/v1/domains/{domain}/shopify": { "post": shopify_upload() },
+            "/v1/domains/{domain}/shopify/connection": {
+                "post": op("Connect a Shopify shop to the domain for pull sync (its admin): `shop` (*.myshopify.com), `token_env` (the environment variable, or `file:PATH`, that holds the Admin API token on each node; the token is never stored or answered), `api_version` (default 2026-01), `every` (a schedule: 15m, 1h; at least 1m). The shop is asked once: a refused token, an unlisted version are 400 naming the field", Some(body(json!({"type": "object", "additionalProperties": false, "required": ["shop", "token_env"], "properties": {"shop": {"type": "string"}, "token_env": {"type": "string"}, "api_version": {"type": "string"}, "every": {"type": "string"}}}))), ok("connected", r("ShopConnection")), &["domain"]),
+                "get": op("The shop connection and its sync state (reader)", None, ok("connection", r("ShopConnection")), &["domain"]),
+                "delete": op("Disconnect the shop (its admin); the documents stay", None, json!({"204": {"description": "disconnected"}}), &["domain"])
+            },
+            "/v1/domains/{domain}/shopify/status": { "get": op("The shop connection's state (reader): last run (kind, started, duration_ms, added, updated, unchanged, deleted, failed, error), the incremental mark, the next scheduled run, whether a node syncs it now", None, ok("connection", r("ShopConnection")), &["domain"]) },
+            "/v1/domains/{domain}/shopify/sync": { "post": op("Sync the shop now as a task (writer): `{\"full\": true}` runs a bulk operation over every product and then deletes what the shop no longer has (only when no record failed); otherwise the products updated since the last good run and the deletions since. 409 while a sync of the shop runs on any node", Some(body(json!({"type": "object", "additionalProperties": false, "properties": {"full": {"type": "boolean"}}}))), json!({"202": {"description": "queued", "content": {"application/json": {"schema": r("Task")}}}}), &["domain"]) },
             "/v1/webhooks/shopify/{domain}": { "post": shopify_webhook() },
             "/v1/domains/{domain}/documents/{id}": { "get": op("One document with its chunks (reader)", None, ok("document", r("Document")), &["domain", "id"]) },
             "/v1/domains/{domain}/documents/{id}/chunks/{idx}": { "get": op("One chunk (reader)", None, ok("chunk", json!({"type": "object"})), &["domain", "id", "idx"]) },
@@ -389,6 +396,12 @@ pub fn document() -> Value {
                     "failed": array(json!({"type": "string", "description": "file:line: reason"})), "chunks": {"type": "integer"},
                     "embedded_chunks": {"type": "integer"}, "seconds": {"type": "number"}, "applied_seq": {"type": "integer"},
                     "skipped": array(json!({"type": "string"})), "notes": array(json!({"type": "string"})) } },
+                "ShopConnection": { "type": "object", "properties": {
+                    "domain": {"type": "string"}, "shop": {"type": "string"}, "api_version": {"type": "string"},
+                    "token_env": {"type": "string"}, "every_ms": {"type": ["integer", "null"]},
+                    "next_run": {"type": ["integer", "null"]}, "syncing": {"type": "boolean"},
+                    "state": {"type": "object", "description": "`last` (the last run), `mark` (the incremental sync's high-water mark, ms), `error` (the last error in words)"}
+                } },
                 "Task": { "type": "object", "properties": {
                     "id": {"type": "string"}, "kind": {"type": "string"}, "domain": {"type": "string"},
                     "status": { "enum": ["queued", "running", "succeeded", "failed", "canceled"] },

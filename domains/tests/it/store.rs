@@ -883,6 +883,217 @@ async fn generations(url: &str) {
     store.close().await;
 }
 
+/// A shop bound to a domain: checked, never holding a token, replaced keeping its state when
+/// the shop is the same; one node at a time holds the sync lease; admins only; gone with the
+/// domain.
+async fn shops(url: &str) {
+    use dartmouth_domains::ShopBinding;
+    let store = Store::open(url).await.unwrap();
+    let admin = store.local_admin().await.unwrap();
+    let system = store.system();
+    store
+        .create_domain(
+            &admin,
+            "shop",
+            "",
+            &json!({"model": {"id": "fake-hash-3", "dim": 3}}),
+        )
+        .await
+        .unwrap();
+    let binding = ShopBinding {
+        shop: "acme.myshopify.com".into(),
+        api_version: "2026-01".into(),
+        token_env: "ACME_SHOPIFY_TOKEN".into(),
+        every_ms: Some(15 * 60_000),
+    };
+    for (bad, field) in [
+        (
+            ShopBinding {
+                shop: "acme shop".into(),
+                ..binding.clone()
+            },
+            "shop",
+        ),
+        (
+            ShopBinding {
+                api_version: "2026-02".into(),
+                ..binding.clone()
+            },
+            "api_version",
+        ),
+        (
+            ShopBinding {
+                token_env: "shpat_abc-def".into(),
+                ..binding.clone()
+            },
+            "token_env",
+        ),
+        (
+            ShopBinding {
+                every_ms: Some(30_000),
+                ..binding.clone()
+            },
+            "every",
+        ),
+    ] {
+        let e = store.connect_shop(&admin, "shop", &bad).await.unwrap_err();
+        assert!(
+            matches!(&e, Error::Invalid { field: f, .. } if *f == field),
+            "{e}"
+        );
+    }
+    let c = store.connect_shop(&admin, "shop", &binding).await.unwrap();
+    assert_eq!(
+        (c.binding.clone(), c.state.clone(), c.syncing.clone()),
+        (binding.clone(), json!({}), None)
+    );
+    assert!(c.next_run.unwrap() > dartmouth_domains::now_millis());
+    // The lease: one sync at a time.
+    assert!(
+        store
+            .claim_shop_sync(&system, c.domain_id, "node-a", 60_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_shop_sync(&system, c.domain_id, "node-b", 60_000)
+            .await
+            .unwrap()
+    );
+    // Its own second sync is refused too; the holder renews it, no one else.
+    assert!(
+        !store
+            .claim_shop_sync(&system, c.domain_id, "node-a", 60_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .renew_shop_sync(&system, c.domain_id, "node-a", 60_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .renew_shop_sync(&system, c.domain_id, "node-b", 60_000)
+            .await
+            .unwrap()
+    );
+    let all = store.shop_connections(&system).await.unwrap();
+    assert_eq!(all[0].syncing.as_deref(), Some("node-a"));
+    // Only the holder records a run.
+    let state = json!({"last": {"added": 3}, "mark": "2026-12-01T00:00:00Z"});
+    assert!(
+        !store
+            .finish_shop_sync(&system, c.domain_id, "node-b", &state, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .finish_shop_sync(&system, c.domain_id, "node-a", &state, Some(1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_shop_sync(&system, c.domain_id, "node-b", 1)
+            .await
+            .unwrap()
+    );
+    // An expired lease is anyone's.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert!(
+        store
+            .claim_shop_sync(&system, c.domain_id, "node-a", 60_000)
+            .await
+            .unwrap()
+    );
+    // Connecting the same shop again keeps its state; another shop starts afresh.
+    let again = store
+        .connect_shop(
+            &admin,
+            "shop",
+            &ShopBinding {
+                every_ms: None,
+                ..binding.clone()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((again.state.clone(), again.next_run), (state.clone(), None));
+    let other = store
+        .connect_shop(
+            &admin,
+            "shop",
+            &ShopBinding {
+                shop: "other.myshopify.com".into(),
+                ..binding.clone()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(other.state, json!({}));
+    // Readers see it; they may not bind or unbind.
+    store
+        .create_principal(&admin, "shop-reader", PrincipalKind::Agent)
+        .await
+        .unwrap();
+    store
+        .grant(&admin, "shop-reader", "shop", Role::Read)
+        .await
+        .unwrap();
+    let reader = store.act_as(&admin, "shop-reader").await.unwrap();
+    let pass = store
+        .authorize(&reader, &["shop".into()], Role::Read)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .shop_connection(&pass, "shop")
+            .await
+            .unwrap()
+            .unwrap()
+            .binding
+            .shop,
+        "other.myshopify.com"
+    );
+    assert!(
+        store
+            .connect_shop(&reader, "shop", &binding)
+            .await
+            .unwrap_err()
+            .is_missing_domain()
+    );
+    assert!(
+        store
+            .disconnect_shop(&reader, "shop")
+            .await
+            .unwrap_err()
+            .is_missing_domain()
+    );
+    store.disconnect_shop(&admin, "shop").await.unwrap();
+    assert!(
+        store
+            .shop_connection(&pass, "shop")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Gone with its domain.
+    store.connect_shop(&admin, "shop", &binding).await.unwrap();
+    store.delete_domain(&admin, "shop").await.unwrap();
+    assert!(store.shop_connections(&system).await.unwrap().is_empty());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_shops() {
+    let dir = tempfile::tempdir().unwrap();
+    shops(&Store::sqlite_url(dir.path())).await;
+}
+
 #[tokio::test]
 async fn sqlite_generations() {
     let dir = tempfile::tempdir().unwrap();
@@ -903,6 +1114,7 @@ async fn postgres_conformance() {
     let cluster = crate::pg::PgCluster::start();
     conformance(&cluster.url).await;
     generations(&cluster.database("generations")).await;
+    shops(&cluster.database("shops")).await;
     // PostgreSQL to PostgreSQL, and to SQLite and back (a snapshot restores on either).
     snapshot_round_trip(&cluster.url, &cluster.database("restored")).await;
     let sqlite = tempfile::tempdir().unwrap();

@@ -12,8 +12,8 @@ use dartmouth_server::service::{
 };
 
 use super::{
-    Ctx, DomainCommand, KeyCommand, PrincipalCommand, SnapshotCommand, now_millis, out,
-    parse_duration,
+    Ctx, DomainCommand, KeyCommand, PrincipalCommand, ShopifyCommand, SnapshotCommand, now_millis,
+    out, parse_duration,
 };
 
 /// `--option-name OPTION=FIELD` flags as the map domain settings hold.
@@ -199,6 +199,113 @@ pub(super) fn domain(ctx: &Ctx, command: DomainCommand) -> Result<()> {
 }
 
 /// Follows a switch task to its end, printing its progress now and then.
+pub(super) fn shopify(ctx: &Ctx, command: ShopifyCommand) -> Result<()> {
+    use dartmouth_server::service::{ConnectInput, SyncInput, TaskStatus};
+    match command {
+        ShopifyCommand::Connect {
+            domain,
+            shop,
+            token_env,
+            api_version,
+            every,
+        } => {
+            let input = ConnectInput {
+                shop,
+                token_env,
+                api_version,
+                every,
+            };
+            let c = ctx.call(ctx.svc.connect_shop(&ctx.caller, &domain, input))?;
+            writeln!(
+                out(),
+                "connected {} (Admin API {}) to domain {domain}{}",
+                c.shop,
+                c.api_version,
+                c.every_ms
+                    .map(|e| format!(", synced every {} s by a running server", e / 1000))
+                    .unwrap_or_default()
+            )?;
+        }
+        ShopifyCommand::Sync { domain, full } => {
+            let task = ctx.call(ctx.svc.sync_shop(&ctx.caller, &domain, SyncInput { full }))?;
+            eprintln!("syncing {domain}: task {}", task.id);
+            loop {
+                let t = ctx.call(ctx.svc.task(&ctx.caller, &task.id))?;
+                match t.status {
+                    TaskStatus::Succeeded | TaskStatus::Failed | TaskStatus::Canceled => break,
+                    _ => std::thread::sleep(std::time::Duration::from_millis(200)),
+                }
+            }
+            let t = ctx.call(ctx.svc.task(&ctx.caller, &task.id))?;
+            if let Some(e) = t.error {
+                anyhow::bail!("the sync failed: {e}");
+            }
+            let s = t.summary.unwrap_or_default();
+            writeln!(
+                out(),
+                "synced {domain}: {} added, {} updated, {} unchanged, {} deleted, {} failed in {:.1} s",
+                s.added,
+                s.updated,
+                s.unchanged,
+                s.deleted,
+                s.failed_count,
+                s.seconds
+            )?;
+            for f in s.failed.iter().take(20) {
+                writeln!(out(), "  failed: {f}")?;
+            }
+        }
+        ShopifyCommand::Status { domain, json } => {
+            let c = ctx.call(ctx.svc.shop_status(&ctx.caller, &domain))?;
+            if json {
+                writeln!(out(), "{}", serde_json::to_string_pretty(&c)?)?;
+                return Ok(());
+            }
+            writeln!(
+                out(),
+                "{} → {domain} (Admin API {}, token from {})",
+                c.shop,
+                c.api_version,
+                c.token_env
+            )?;
+            let last = &c.state["last"];
+            if last.is_object() {
+                writeln!(
+                    out(),
+                    "last run: {} at {}, {} ms: {} added, {} updated, {} unchanged, {} deleted, {} failed",
+                    last["kind"].as_str().unwrap_or(""),
+                    format_millis(last["started"].as_i64().unwrap_or(0)),
+                    last["duration_ms"],
+                    last["added"],
+                    last["updated"],
+                    last["unchanged"],
+                    last["deleted"],
+                    last["failed"]
+                )?;
+            } else {
+                writeln!(out(), "never synced")?;
+            }
+            if let Some(e) = c.state["error"].as_str() {
+                writeln!(out(), "last error: {e}")?;
+            }
+            match (c.every_ms, c.next_run) {
+                (Some(e), Some(n)) => {
+                    writeln!(out(), "every {} s; next run {}", e / 1000, format_millis(n))?
+                }
+                _ => writeln!(out(), "no schedule")?,
+            }
+        }
+        ShopifyCommand::Disconnect { domain } => {
+            ctx.call(ctx.svc.disconnect_shop(&ctx.caller, &domain))?;
+            writeln!(
+                out(),
+                "disconnected the shop of domain {domain}; its documents stay"
+            )?;
+        }
+    }
+    Ok(())
+}
+
 fn wait_for_switch(ctx: &Ctx, id: &str) -> Result<()> {
     let mut shown = std::time::Instant::now();
     loop {

@@ -133,6 +133,13 @@ enum Command {
         #[arg(long)]
         filter: Option<String>,
     },
+    /// Connect a Shopify shop to a domain and keep the domain equal to it (pull sync from the
+    /// Admin API: a bulk operation for a full sync, the products changed since for an
+    /// incremental one).
+    Shopify {
+        #[command(subcommand)]
+        command: ShopifyCommand,
+    },
     /// Snapshots of the store and the shards: create, list, restore (into an empty store).
     Snapshot {
         #[command(subcommand)]
@@ -150,6 +157,42 @@ enum Command {
         #[arg(long, env = "DARTMOUTH_URL")]
         url: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum ShopifyCommand {
+    /// Bind a shop to a domain; the access token is read from an environment variable (or a
+    /// `file:PATH`) on each node, never stored.
+    Connect {
+        domain: String,
+        /// The shop's domain: acme.myshopify.com.
+        #[arg(long)]
+        shop: String,
+        /// The environment variable holding the Admin API access token (or `file:PATH`).
+        #[arg(long)]
+        token_env: String,
+        /// The Admin API version [default: 2026-01].
+        #[arg(long)]
+        api_version: Option<String>,
+        /// Sync on a schedule when a server runs: 15m, 1h (at least 1m).
+        #[arg(long)]
+        every: Option<String>,
+    },
+    /// Sync now: the products changed since the last good run (and the deletions), or all of
+    /// them with --full (then what the shop no longer has is deleted).
+    Sync {
+        domain: String,
+        #[arg(long)]
+        full: bool,
+    },
+    /// The connection, its last run (counts, duration, error) and the next.
+    Status {
+        domain: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unbind the shop; the domain's documents stay.
+    Disconnect { domain: String },
 }
 
 #[derive(Subcommand)]
@@ -694,6 +737,7 @@ pub fn run() -> Result<()> {
         Command::Key { command } => admin::key(&ctx, command),
         Command::Reindex { domain } => admin::reindex(&ctx, &domain),
         Command::Snapshot { command } => admin::snapshot(&ctx, command),
+        Command::Shopify { command } => admin::shopify(&ctx, command),
         Command::Audit {
             since,
             actor,

@@ -95,6 +95,7 @@ impl Service {
             tracing::info!(shard = %name, "removed the shard of a deleted domain or generation");
         }
         self.resume_switches(&domains);
+        self.run_due_syncs(admin, &domains);
         let mut lag = 0;
         // One domain that cannot be applied (logged) must not hold the others back.
         for d in &domains {

@@ -271,7 +271,7 @@ impl Task {
 type Table = (HashMap<String, Arc<Task>>, VecDeque<String>);
 
 /// What a queued task will index.
-type Items = Box<dyn Iterator<Item = dartmouth_indexer::Result<Item>> + Send>;
+pub(super) type Items = Box<dyn Iterator<Item = dartmouth_indexer::Result<Item>> + Send>;
 
 /// A task waiting for its turn, with what it will index.
 struct Pending {
@@ -279,7 +279,13 @@ struct Pending {
     domain: Domain,
     items: Items,
     full_sync: bool,
+    then: Option<Then>,
 }
+
+/// What runs after a task's job, with its outcome, which it may turn into another (a shop sync
+/// records its state, and fails when the shop failed).
+pub(super) type Then =
+    Box<dyn FnOnce(&Service, ApiResult<IndexSummary>) -> ApiResult<IndexSummary> + Send>;
 
 /// This node's tasks, newest last; one runs at a time, in the order they were created.
 pub struct Tasks {
@@ -442,6 +448,27 @@ impl Service {
         items: impl Iterator<Item = dartmouth_indexer::Result<Item>> + Send + 'static,
         full_sync: bool,
     ) -> ApiResult<TaskOut> {
+        self.spawn_index_task_with(
+            caller,
+            domain,
+            files,
+            |_| Box::new(items) as Items,
+            full_sync,
+            None,
+        )
+    }
+
+    /// `spawn_index_task` whose items are made knowing their task (to see it cancelled while
+    /// they wait), with something to run after the job.
+    pub(super) fn spawn_index_task_with(
+        self: &Arc<Self>,
+        caller: &Caller,
+        domain: Domain,
+        files: Vec<String>,
+        items: impl FnOnce(Arc<Task>) -> Items,
+        full_sync: bool,
+        then: Option<Then>,
+    ) -> ApiResult<TaskOut> {
         if self.tasks.unfinished() >= MAX_UNFINISHED {
             return Err(ApiError::new(
                 Code::Unavailable,
@@ -459,11 +486,13 @@ impl Service {
         );
         self.tasks.insert(Arc::clone(&task));
         let queued = task.out();
+        let items = items(Arc::clone(&task));
         self.tasks.enqueue(Pending {
             task,
             domain,
-            items: Box::new(items),
+            items,
             full_sync,
+            then,
         });
         let svc = Arc::clone(self);
         tokio::spawn(async move {
@@ -480,15 +509,29 @@ impl Service {
     }
 
     /// Runs one task that has left the queue (unless it was cancelled while queued).
+    /// Runs a task's `then` off the async workers.
+    async fn then(self: &Arc<Self>, then: Option<Then>, outcome: ApiResult<IndexSummary>) {
+        if let Some(then) = then {
+            let _ = self.blocking(move |s| then(s, outcome)).await;
+        }
+    }
+
     async fn run_task(self: &Arc<Self>, next: Pending) {
         let Pending {
             task,
             domain,
             items,
             full_sync,
+            then,
         } = next;
         if !task.start() {
-            return; // cancelled while queued: already marked
+            // Cancelled while queued: already marked.
+            self.then(
+                then,
+                Err(ApiError::new(Code::Conflict, "cancelled while queued")),
+            )
+            .await;
+            return;
         }
         let Some(caller) = task.caller.clone() else {
             return;
@@ -499,6 +542,7 @@ impl Service {
         {
             Ok(pass) => pass,
             Err(e) => {
+                self.then(then, Err(e.clone())).await;
                 task.set(|s| {
                     s.status = TaskStatus::Failed;
                     s.finished_at = Some(now_millis());
@@ -514,15 +558,21 @@ impl Service {
                     running.batches.fetch_add(1, Ordering::AcqRel);
                     running.seq.store(seq, Ordering::Release);
                 };
-                let target = super::opened(&pass, &domain.name)?;
-                s.run_job(
-                    pass,
-                    target,
-                    items,
-                    full_sync,
-                    Some(&on_ack),
-                    Some(&running.cancel),
-                )
+                let outcome = super::opened(&pass, &domain.name).and_then(|target| {
+                    s.run_job(
+                        pass,
+                        target,
+                        items,
+                        full_sync,
+                        Some(&on_ack),
+                        Some(&running.cancel),
+                    )
+                });
+                // Before the task shows as finished.
+                match then {
+                    Some(then) => then(s, outcome),
+                    None => outcome,
+                }
             })
             .await;
         task.set(|s| {

@@ -9,6 +9,8 @@
 
 #[path = "../../../domains/tests/it/pg.rs"]
 mod pg;
+#[path = "../../../indexer/tests/it/shop_server.rs"]
+mod shop_server;
 mod support;
 
 mod access;
@@ -28,5 +30,6 @@ mod model;
 mod nodes;
 mod products;
 mod rerank;
+mod shopify_pull;
 mod snapshots;
 mod switch;

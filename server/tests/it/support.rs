@@ -95,6 +95,11 @@ pub fn start(dir: tempfile::TempDir, data: PathBuf, extra: &[&str]) -> Server {
 
 /// [`start`] for a data directory the caller keeps.
 pub fn start_on(data: &Path, extra: &[&str]) -> Server {
+    start_with_env(data, extra, &[])
+}
+
+/// `start_on` with environment variables for the server process.
+pub fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
     let mut child = Command::new(binary())
         .arg("--data-dir")
         .arg(data)
@@ -119,6 +124,7 @@ pub fn start_on(data: &Path, extra: &[&str]) -> Server {
         })
         .args(extra)
         .env(SHOPIFY_SECRET_ENV, SHOPIFY_SECRET)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
