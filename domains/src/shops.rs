@@ -326,4 +326,17 @@ impl Store {
             .await?;
         Ok(())
     }
+
+    /// Gives back every lease `owner` holds: a node that starts syncs nothing yet, so what it
+    /// held was its previous run's, killed.
+    pub async fn release_shop_syncs(&self, _system: &System, owner: &str) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE shopify_connections SET lease_owner = NULL, lease_until = NULL \
+             WHERE lease_owner = $1",
+        )
+        .bind(owner)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
 }

@@ -169,6 +169,8 @@ pub struct Service {
     /// Search results, keyed by scope, each domain's applied sequence and the request.
     result_cache: Cache<SearchOutput>,
     ready: AtomicBool,
+    /// Shop-sync leases this node held before it (re)started have been given back.
+    shops_released: AtomicBool,
     /// The local operator, which the applier lists domains as (looked up once).
     operator: OnceLock<Caller>,
     /// Webhook-enabled domains by name.
@@ -203,6 +205,7 @@ impl Service {
             embed_cache: Cache::new(config.embedding_cache_bytes),
             result_cache: Cache::new(config.result_cache_bytes),
             ready: AtomicBool::new(false),
+            shops_released: AtomicBool::new(false),
             operator: OnceLock::new(),
             webhooks: config
                 .shopify

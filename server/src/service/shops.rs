@@ -642,6 +642,24 @@ impl Service {
         let applier = self.applier();
         let system = self.store.system();
         let now = dartmouth_domains::now_millis();
+        if !self
+            .shops_released
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            match applier
+                .runtime
+                .block_on(self.store.release_shop_syncs(&system, &self.node_id))
+            {
+                Ok(n) if n > 0 => {
+                    tracing::info!(
+                        released = n,
+                        "gave back the shop syncs this node held when it stopped"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot give back this node's shop syncs"),
+            }
+        }
         let Ok(connections) = applier
             .runtime
             .block_on(self.store.shop_connections(&system))
