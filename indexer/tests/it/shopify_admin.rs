@@ -23,15 +23,20 @@ fn upserts(changes: Vec<dartmouth_indexer::Result<Change>>) -> BTreeMap<String, 
         .collect()
 }
 
-fn full(api: &mut AdminApi) -> dartmouth_indexer::Result<Vec<dartmouth_indexer::Result<Change>>> {
-    let never = || false;
-    let id = start_bulk(
+/// Starts the full-sync bulk query, polling every 10 ms while the app's slot is taken.
+fn start(api: &mut AdminApi) -> dartmouth_indexer::Result<String> {
+    start_bulk(
         api,
         PRODUCTS_BULK_QUERY,
         Duration::from_millis(10),
         Duration::from_secs(5),
-        &never,
-    )?;
+        &|| false,
+    )
+}
+
+fn full(api: &mut AdminApi) -> dartmouth_indexer::Result<Vec<dartmouth_indexer::Result<Change>>> {
+    let never = || false;
+    let id = start(api)?;
     let done = await_bulk(api, &id, Duration::from_millis(10), &never, &mut |_| {})?;
     let url = done.url.expect("a result");
     Ok(stream_result(&url)?.expect("not expired").collect())
@@ -149,14 +154,7 @@ fn the_bulk_operation_lifecycle() {
     let shop = ShopServer::start(products);
     let mut api = shop.api(TOKEN);
     let never = || false;
-    let first = start_bulk(
-        &mut api,
-        PRODUCTS_BULK_QUERY,
-        Duration::from_millis(10),
-        Duration::from_secs(5),
-        &never,
-    )
-    .unwrap();
+    let first = start(&mut api).unwrap();
     // The app's slot is taken until the first completes: the second waits for it (the first
     // is polled to its end meanwhile, as another sync of the app would).
     let state = Arc::clone(&shop.state);
@@ -206,14 +204,7 @@ fn the_bulk_operation_lifecycle() {
     state.lock().unwrap().expire_urls = false;
     // Failed at the shop.
     state.lock().unwrap().fail_bulk = true;
-    let id = start_bulk(
-        &mut api,
-        PRODUCTS_BULK_QUERY,
-        Duration::from_millis(10),
-        Duration::from_secs(5),
-        &never,
-    )
-    .unwrap();
+    let id = start(&mut api).unwrap();
     let e = await_bulk(
         &mut api,
         &id,
@@ -229,14 +220,7 @@ fn the_bulk_operation_lifecycle() {
     );
     state.lock().unwrap().fail_bulk = false;
     // Cancelled here: cancelled at the shop too.
-    let id = start_bulk(
-        &mut api,
-        PRODUCTS_BULK_QUERY,
-        Duration::from_millis(10),
-        Duration::from_secs(5),
-        &never,
-    )
-    .unwrap();
+    let id = start(&mut api).unwrap();
     let e = await_bulk(
         &mut api,
         &id,

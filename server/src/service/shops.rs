@@ -23,6 +23,7 @@ use dartmouth_indexer::{IndexSummary, Item, shopify_item};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::admin::format_millis;
 use super::tasks::{Items, Task, TaskOut};
 use super::{Service, opened};
 use crate::error::{ApiError, ApiResult, Code};
@@ -182,29 +183,6 @@ fn api_for(binding: &ShopBinding, policy: RetryPolicy) -> ApiResult<AdminApi> {
     ))
 }
 
-fn iso(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 /// This node's hold on a shop's sync, renewed as the sync goes.
 struct Hold {
     svc: Arc<Service>,
@@ -247,6 +225,8 @@ struct ShopItems {
     /// Why the shop could not be read (not a record's fault): the sync fails with it.
     fatal: Arc<std::sync::Mutex<Option<String>>>,
     task: Arc<Task>,
+    /// How often a bulk operation is polled.
+    poll: Duration,
     stage: Stage,
     /// Incremental: products updated since (ISO 8601).
     since: Option<String>,
@@ -278,12 +258,6 @@ impl Iterator for ShopItems {
     type Item = dartmouth_indexer::Result<Item>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let poll = Duration::from_millis(
-            std::env::var("DARTMOUTH_SHOPIFY_POLL_MS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(2000),
-        );
         loop {
             if !matches!(self.stage, Stage::Done) && !self.hold.keep() {
                 return self.fail(lost());
@@ -291,56 +265,14 @@ impl Iterator for ShopItems {
             match &mut self.stage {
                 Stage::Done => return None,
                 Stage::Start => {
-                    let task = Arc::clone(&self.task);
-                    let cancelled = move || task.cancelled();
-                    if self.since.is_none() {
-                        let run = start_bulk(
-                            &mut self.api,
-                            PRODUCTS_BULK_QUERY,
-                            poll,
-                            Duration::from_secs(600),
-                            &cancelled,
-                        )
-                        .and_then(|id| {
-                            let hold = &mut self.hold;
-                            let mut held = true;
-                            let done =
-                                await_bulk(&mut self.api, &id, poll, &cancelled, &mut |_| {
-                                    held = held && hold.keep();
-                                });
-                            if held { done } else { Err(lost()) }
-                        });
-                        let done = match run {
-                            Ok(done) => done,
-                            Err(e) => return self.fail(e),
-                        };
-                        let Some(url) = done.url else {
-                            // The shop has no products: nothing to read, and a full sync of
-                            // nothing would delete everything, so it fails.
-                            return self.fail(dartmouth_indexer::Error::Shop {
-                                kind: dartmouth_indexer::ErrorKind::BadRequest,
-                                message: format!(
-                                    "shop {}: the bulk query found no products; nothing was deleted",
-                                    self.api.shop()
-                                ),
-                            });
-                        };
-                        match stream_result(&url) {
-                            Ok(Some(stream)) => self.stage = Stage::Bulk(Box::new(stream)),
-                            Ok(None) => {
-                                return self.fail(dartmouth_indexer::Error::Shop {
-                                    kind: dartmouth_indexer::ErrorKind::Unavailable,
-                                    message: "the bulk result's URL expired before it was read; run the sync again".into(),
-                                });
-                            }
-                            Err(e) => return self.fail(e),
-                        }
+                    let first = if self.since.is_none() {
+                        self.open_bulk()
                     } else {
-                        self.stage = Stage::Pages(None, Vec::new().into_iter());
-                        match self.page(None) {
-                            Ok(()) => {}
-                            Err(e) => return self.fail(e),
-                        }
+                        self.page(None)
+                    };
+                    match first {
+                        Ok(stage) => self.stage = stage,
+                        Err(e) => return self.fail(e),
                     }
                 }
                 Stage::Bulk(stream) => match stream.next() {
@@ -354,11 +286,10 @@ impl Iterator for ShopItems {
                         return Some(shopify_item(change, "products", Some(&self.base_url)));
                     }
                     match next.take() {
-                        Some(cursor) => {
-                            if let Err(e) = self.page(Some(cursor)) {
-                                return self.fail(e);
-                            }
-                        }
+                        Some(cursor) => match self.page(Some(cursor)) {
+                            Ok(stage) => self.stage = stage,
+                            Err(e) => return self.fail(e),
+                        },
                         None => match self.deletions() {
                             Ok(ids) => self.stage = Stage::Deletions(ids.into_iter()),
                             Err(e) => return self.fail(e),
@@ -377,10 +308,50 @@ impl Iterator for ShopItems {
 }
 
 impl ShopItems {
-    fn page(&mut self, after: Option<String>) -> dartmouth_indexer::Result<()> {
+    /// A full sync's start: the bulk query run to its end, its result opened.
+    fn open_bulk(&mut self) -> dartmouth_indexer::Result<Stage> {
+        let task = Arc::clone(&self.task);
+        let cancelled = move || task.cancelled();
+        let id = start_bulk(
+            &mut self.api,
+            PRODUCTS_BULK_QUERY,
+            self.poll,
+            Duration::from_secs(600),
+            &cancelled,
+        )?;
+        let hold = &mut self.hold;
+        let mut held = true;
+        let done = await_bulk(&mut self.api, &id, self.poll, &cancelled, &mut |_| {
+            held = held && hold.keep();
+        });
+        if !held {
+            return Err(lost());
+        }
+        let Some(url) = done?.url else {
+            // The shop has no products: nothing to read, and a full sync of nothing would
+            // delete everything, so it fails.
+            return Err(dartmouth_indexer::Error::Shop {
+                kind: dartmouth_indexer::ErrorKind::BadRequest,
+                message: format!(
+                    "shop {}: the bulk query found no products; nothing was deleted",
+                    self.api.shop()
+                ),
+            });
+        };
+        match stream_result(&url)? {
+            Some(stream) => Ok(Stage::Bulk(Box::new(stream))),
+            None => Err(dartmouth_indexer::Error::Shop {
+                kind: dartmouth_indexer::ErrorKind::Unavailable,
+                message: "the bulk result's URL expired before it was read; run the sync again"
+                    .into(),
+            }),
+        }
+    }
+
+    /// A page of changed products (the first without a cursor).
+    fn page(&mut self, after: Option<String>) -> dartmouth_indexer::Result<Stage> {
         let page = products_page(&mut self.api, self.since.as_deref(), after.as_deref(), 100)?;
-        self.stage = Stage::Pages(page.next, page.changes.into_iter());
-        Ok(())
+        Ok(Stage::Pages(page.next, page.changes.into_iter()))
     }
 
     fn deletions(&mut self) -> dartmouth_indexer::Result<Vec<u64>> {
@@ -517,7 +488,7 @@ impl Service {
         let since = (!full)
             .then(|| conn.state["mark"].as_i64())
             .flatten()
-            .map(|m| iso(m - OVERLAP_MS));
+            .map(|m| format_millis(m - OVERLAP_MS));
         let kind = if since.is_some() {
             "incremental"
         } else {
@@ -604,6 +575,12 @@ impl Service {
                 }
             });
         let files = vec![format!("shopify {} ({kind})", conn.binding.shop)];
+        let poll = Duration::from_millis(
+            std::env::var("DARTMOUTH_SHOPIFY_POLL_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(2000),
+        );
         let svc = Arc::clone(self);
         self.spawn_index_task_with(
             caller,
@@ -619,6 +596,7 @@ impl Service {
                     },
                     fatal,
                     task,
+                    poll,
                     stage: Stage::Start,
                     since,
                     base_url,
@@ -711,9 +689,9 @@ mod tests {
                 "{bad}"
             );
         }
-        assert_eq!(iso(0), "1970-01-01T00:00:00Z");
-        assert_eq!(iso(1_640_995_200_000), "2022-01-01T00:00:00Z");
-        assert_eq!(iso(1_709_208_000_000), "2024-02-29T12:00:00Z");
+        assert_eq!(format_millis(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_millis(1_640_995_200_000), "2022-01-01T00:00:00Z");
+        assert_eq!(format_millis(1_709_208_000_000), "2024-02-29T12:00:00Z");
     }
 
     #[test]
