@@ -158,6 +158,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("state", Text),
             ("lease_owner", Text),
             ("lease_until", Int),
+            ("metafields", Text),
         ],
     ),
 ];

@@ -25,6 +25,9 @@ pub struct ShopBinding {
     pub token_env: String,
     /// Scheduled runs every so many milliseconds (at least a minute); `None`: on demand only.
     pub every_ms: Option<i64>,
+    /// Metafields read with each product, as `namespace.key`.
+    #[serde(default)]
+    pub metafields: Vec<String>,
 }
 
 /// A connection as stored: the binding, its sync state, when it runs next, who syncs it now.
@@ -84,6 +87,31 @@ impl ShopBinding {
                 "the name of an environment variable (letters, digits, `_`) or `file:PATH`",
             ));
         }
+        if self.metafields.len() > 20 {
+            return Err(Error::invalid(
+                "metafields",
+                format!("at most 20, got {}", self.metafields.len()),
+            ));
+        }
+        for m in &self.metafields {
+            let ok = m.split_once('.').is_some_and(|(ns, key)| {
+                let part = |p: &str| {
+                    (2..=64).contains(&p.len())
+                        && p.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+                };
+                part(ns) && part(key)
+            });
+            if !ok {
+                return Err(Error::invalid(
+                    "metafields",
+                    format!(
+                        "`{}` is not `namespace.key` (2 to 64 letters, digits, `_` or `-` each)",
+                        crate::names::shown(m)
+                    ),
+                ));
+            }
+        }
         if let Some(every) = self.every_ms
             && every < MIN_EVERY_MS
         {
@@ -108,6 +136,12 @@ fn connection_from_row(row: &sqlx::any::AnyRow, now: i64) -> Result<ShopConnecti
             api_version: row.try_get("api_version")?,
             token_env: row.try_get("token_env")?,
             every_ms: row.try_get("every_ms")?,
+            metafields: row
+                .try_get::<Option<String>, _>("metafields")?
+                .map(|m| serde_json::from_str(&m))
+                .transpose()
+                .map_err(|e| Error::invalid("metafields", e.to_string()))?
+                .unwrap_or_default(),
         },
         state: serde_json::from_str(&state).map_err(|e| Error::invalid("state", e.to_string()))?,
         next_run: row.try_get("next_run")?,
@@ -116,7 +150,7 @@ fn connection_from_row(row: &sqlx::any::AnyRow, now: i64) -> Result<ShopConnecti
 }
 
 const SELECT: &str = "SELECT c.domain_id, d.name, c.shop, c.api_version, c.token_env, c.every_ms, \
-     c.next_run, c.state, c.lease_owner, c.lease_until \
+     c.metafields, c.next_run, c.state, c.lease_owner, c.lease_until \
      FROM shopify_connections c JOIN domains d ON d.id = c.domain_id";
 
 impl Store {
@@ -134,6 +168,8 @@ impl Store {
             .await?;
         let now = now_millis();
         let next = binding.every_ms.map(|e| now + e);
+        let metafields = (!binding.metafields.is_empty())
+            .then(|| serde_json::to_string(&binding.metafields).unwrap_or_default());
         let mut tx = self.pool.begin().await?;
         let same_shop = sqlx::query("SELECT shop FROM shopify_connections WHERE domain_id = $1")
             .bind(d.id)
@@ -145,13 +181,14 @@ impl Store {
         if same_shop {
             sqlx::query(
                 "UPDATE shopify_connections SET api_version = $2, token_env = $3, every_ms = $4, \
-                 next_run = $5 WHERE domain_id = $1",
+                 next_run = $5, metafields = $6 WHERE domain_id = $1",
             )
             .bind(d.id)
             .bind(&binding.api_version)
             .bind(&binding.token_env)
             .bind(binding.every_ms)
             .bind(next)
+            .bind(&metafields)
             .execute(&mut *tx)
             .await?;
         } else {
@@ -161,7 +198,7 @@ impl Store {
                 .await?;
             sqlx::query(
                 "INSERT INTO shopify_connections (domain_id, shop, api_version, token_env, every_ms, \
-                 next_run, state) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                 next_run, state, metafields) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(d.id)
             .bind(&binding.shop)
@@ -170,6 +207,7 @@ impl Store {
             .bind(binding.every_ms)
             .bind(next)
             .bind("{}")
+            .bind(&metafields)
             .execute(&mut *tx)
             .await?;
         }

@@ -1,5 +1,6 @@
 //! Prometheus metrics: per-route latency, per-stage timings, denials, cache hits, webhook
-//! signature checks, applier lag (in changes, and in seconds from acknowledgement to searchable).
+//! signature checks, applier lag (in changes, and in seconds from acknowledgement to searchable),
+//! shop pull syncs (runs, products, Admin API calls, durations).
 //! Labels never carry a domain name or a principal: `/metrics` is unauthenticated.
 
 use std::time::Duration;
@@ -25,6 +26,10 @@ pub struct Metrics {
     lag: IntGauge,
     searchable: Histogram,
     applier: IntCounterVec,
+    shop_syncs: IntCounterVec,
+    shop_products: IntCounterVec,
+    shop_calls: IntCounterVec,
+    shop_duration: HistogramVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -108,8 +113,51 @@ impl Metrics {
         for event in ["quarantined", "rebuilt"] {
             applier.with_label_values(&[event]);
         }
+        let shop_syncs = IntCounterVec::new(
+            Opts::new(
+                "dartmouth_shopify_syncs_total",
+                "Shop pull syncs by kind (full, incremental) and outcome (succeeded, failed, cancelled).",
+            ),
+            &["kind", "outcome"],
+        )
+        .expect("metric");
+        let shop_products = IntCounterVec::new(
+            Opts::new(
+                "dartmouth_shopify_sync_products_total",
+                "Products seen by shop pull syncs, by change (added, updated, unchanged, deleted, failed).",
+            ),
+            &["change"],
+        )
+        .expect("metric");
+        for change in ["added", "updated", "unchanged", "deleted", "failed"] {
+            shop_products.with_label_values(&[change]);
+        }
+        let shop_calls = IntCounterVec::new(
+            Opts::new(
+                "dartmouth_shopify_api_requests_total",
+                "Admin API requests of shop pull syncs, by outcome (sent, throttled: THROTTLED or 429, retried: after a 5xx or network error).",
+            ),
+            &["outcome"],
+        )
+        .expect("metric");
+        for outcome in ["sent", "throttled", "retried"] {
+            shop_calls.with_label_values(&[outcome]);
+        }
+        let shop_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "dartmouth_shopify_sync_duration_seconds",
+                "How long shop pull syncs take, by kind.",
+            )
+            .buckets(vec![0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0]),
+            &["kind"],
+        )
+        .expect("metric");
         for m in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(shop_syncs.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(shop_products.clone()),
+            Box::new(shop_calls.clone()),
+            Box::new(shop_duration.clone()),
+            Box::new(requests.clone()),
             Box::new(applier.clone()),
             Box::new(stages.clone()),
             Box::new(denied.clone()),
@@ -130,6 +178,10 @@ impl Metrics {
             lag,
             searchable,
             applier,
+            shop_syncs,
+            shop_products,
+            shop_calls,
+            shop_duration,
             recent: std::sync::Arc::new(std::sync::Mutex::new(Recent {
                 since: std::time::Instant::now(),
                 entries: std::collections::VecDeque::new(),
@@ -202,6 +254,30 @@ impl Metrics {
         self.webhooks
             .with_label_values(&[source, if verified { "ok" } else { "bad_signature" }])
             .inc();
+    }
+
+    /// A shop sync's end: its outcome, what it did to how many products, how long it took.
+    pub fn shop_sync(&self, kind: &str, outcome: &str, changes: &[(&str, usize)], took: Duration) {
+        self.shop_syncs.with_label_values(&[kind, outcome]).inc();
+        for (change, n) in changes {
+            self.shop_products
+                .with_label_values(&[change])
+                .inc_by(*n as u64);
+        }
+        self.shop_duration
+            .with_label_values(&[kind])
+            .observe(took.as_secs_f64());
+    }
+
+    /// A shop sync's Admin API calls.
+    pub fn shop_calls(&self, sent: u64, throttled: u64, retried: u64) {
+        for (outcome, n) in [
+            ("sent", sent),
+            ("throttled", throttled),
+            ("retried", retried),
+        ] {
+            self.shop_calls.with_label_values(&[outcome]).inc_by(n);
+        }
     }
 
     pub fn set_lag(&self, changes: u64) {

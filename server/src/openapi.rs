@@ -218,7 +218,7 @@ pub fn document() -> Value {
             "/v1/domains/{domain}/documents": { "post": op("Ingest documents (writer): chunked, embedded, acknowledged with a sequence", Some(body(r("IngestInput"))), ok("acknowledged", r("IngestOutput")), &["domain"]) },
             "/v1/domains/{domain}/shopify": { "post": shopify_upload() },
             "/v1/domains/{domain}/shopify/connection": {
-                "post": op("Connect a Shopify shop to the domain for pull sync (its admin): `shop` (*.myshopify.com), `token_env` (the environment variable, or `file:PATH`, that holds the Admin API token on each node; the token is never stored or answered), `api_version` (default 2026-01), `every` (a schedule: 15m, 1h; at least 1m). The shop is asked once: a refused token, an unlisted version are 400 naming the field", Some(body(json!({"type": "object", "additionalProperties": false, "required": ["shop", "token_env"], "properties": {"shop": {"type": "string"}, "token_env": {"type": "string"}, "api_version": {"type": "string"}, "every": {"type": "string"}}}))), ok("connected", r("ShopConnection")), &["domain"]),
+                "post": op("Connect a Shopify shop to the domain for pull sync (its admin): `shop` (*.myshopify.com), `token_env` (the environment variable, or `file:PATH`, that holds the Admin API token on each node; the token is never stored or answered), `api_version` (default 2026-01), `every` (a schedule: 15m, 1h; at least 1m), `metafields` (`namespace.key` read with each product: attributes `metafield.namespace.key`), `register_webhooks` (this service's public https:// base URL: the shop's product and inventory webhooks are subscribed to `{url}/v1/webhooks/shopify/{domain}`; the domain must take webhooks on this node). The shop is asked once: a refused token, an unlisted version are 400 naming the field", Some(body(json!({"type": "object", "additionalProperties": false, "required": ["shop", "token_env"], "properties": {"shop": {"type": "string"}, "token_env": {"type": "string"}, "api_version": {"type": "string"}, "every": {"type": "string"}, "metafields": array(json!({"type": "string"})), "register_webhooks": {"type": "string"}}}))), ok("connected", r("ShopConnection")), &["domain"]),
                 "get": op("The shop connection and its sync state (reader)", None, ok("connection", r("ShopConnection")), &["domain"]),
                 "delete": op("Disconnect the shop (its admin); the documents stay", None, json!({"204": {"description": "disconnected"}}), &["domain"])
             },
@@ -399,8 +399,10 @@ pub fn document() -> Value {
                 "ShopConnection": { "type": "object", "properties": {
                     "domain": {"type": "string"}, "shop": {"type": "string"}, "api_version": {"type": "string"},
                     "token_env": {"type": "string"}, "every_ms": {"type": ["integer", "null"]},
+                    "metafields": array(json!({"type": "string"})),
                     "next_run": {"type": ["integer", "null"]}, "syncing": {"type": "boolean"},
-                    "state": {"type": "object", "description": "`last` (the last run), `mark` (the incremental sync's high-water mark, ms), `error` (the last error in words)"}
+                    "webhooks": array(json!({"type": "array", "description": "[topic, created | existed], on connect with register_webhooks"})),
+                    "state": {"type": "object", "description": "`last` (the last run: kind, started, finished, duration_ms, added, updated, unchanged, deleted, failed, embedded_chunks, error), `mark` (the incremental sync's high-water mark, ms), `error` (the last error in words)"}
                 } },
                 "Task": { "type": "object", "properties": {
                     "id": {"type": "string"}, "kind": {"type": "string"}, "domain": {"type": "string"},

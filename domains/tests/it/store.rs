@@ -905,8 +905,16 @@ async fn shops(url: &str) {
         api_version: "2026-01".into(),
         token_env: "ACME_SHOPIFY_TOKEN".into(),
         every_ms: Some(15 * 60_000),
+        metafields: vec!["custom.material".into()],
     };
     for (bad, field) in [
+        (
+            ShopBinding {
+                metafields: vec!["material".into()],
+                ..binding.clone()
+            },
+            "metafields",
+        ),
         (
             ShopBinding {
                 shop: "acme shop".into(),
@@ -943,6 +951,7 @@ async fn shops(url: &str) {
         );
     }
     let c = store.connect_shop(&admin, "shop", &binding).await.unwrap();
+    assert_eq!(c.binding.metafields, ["custom.material"]);
     assert_eq!(
         (c.binding.clone(), c.state.clone(), c.syncing.clone()),
         (binding.clone(), json!({}), None)
@@ -1017,12 +1026,14 @@ async fn shops(url: &str) {
             "shop",
             &ShopBinding {
                 every_ms: None,
+                metafields: vec![],
                 ..binding.clone()
             },
         )
         .await
         .unwrap();
     assert_eq!((again.state.clone(), again.next_run), (state.clone(), None));
+    assert!(again.binding.metafields.is_empty());
     let other = store
         .connect_shop(
             &admin,

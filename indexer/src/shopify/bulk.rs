@@ -1,7 +1,7 @@
 //! GraphQL bulk-operation JSONL: one object per line with `__typename`; children name their
 //! parent with `__parentId` and may come before or after it. Products gather their variants
 //! (and variants their `ProductVariantPricePair` prices and their `InventoryLevel`s, one per
-//! location); `InventoryLevel`s under a `Location` become inventory updates. A child whose
+//! location), their `Collection`s, `Metafield`s and first `MediaImage` (or `Image`); `InventoryLevel`s under a `Location` become inventory updates. A child whose
 //! parent is not in the file is reported with its line.
 //!
 //! [`read_bulk`] reads a whole file (an upload: children may precede their parents);
@@ -13,7 +13,7 @@ use std::io::BufRead;
 
 use serde_json::{Map, Value};
 
-use super::json::{product_from_json, variant_from_json};
+use super::json::{metafield, product_from_json, variant_from_json};
 use super::{Change, InventoryUpdate, parse_id_str, parse_money};
 use crate::{Error, Result};
 
@@ -233,6 +233,32 @@ fn join(lines: &[Line], file: &str, grouped: bool, out: &mut Vec<Result<Change>>
                             }
                         }
                         p.variants.push(variant);
+                    }
+                    for c in kids(id, "Collection") {
+                        if let Some(t) = c.object.get("title").and_then(Value::as_str)
+                            && !t.trim().is_empty()
+                        {
+                            p.collections.push(t.trim().to_string());
+                        }
+                    }
+                    for m in kids(id, "Metafield") {
+                        p.metafields.extend(metafield(&m.object));
+                    }
+                    // The first image listed, when the product line named none.
+                    if p.image.is_none() {
+                        p.image = kids(id, "MediaImage")
+                            .into_iter()
+                            .chain(kids(id, "Image"))
+                            .min_by_key(|l| l.number)
+                            .and_then(|l| {
+                                let o = &l.object;
+                                o.get("image")
+                                    .and_then(|i| i.get("url"))
+                                    .or_else(|| o.get("url"))
+                                    .or_else(|| o.get("src"))
+                                    .and_then(Value::as_str)
+                                    .map(str::to_string)
+                            });
                     }
                     Ok(p)
                 });

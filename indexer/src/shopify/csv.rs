@@ -34,6 +34,8 @@ struct Columns {
     policy: Option<usize>,
     /// 2025 `Continue selling when out of stock` (TRUE | FALSE).
     continue_selling: Option<usize>,
+    /// `Image Src`: the first row that has one names the product's image.
+    image: Option<usize>,
     /// Header names, for error messages.
     names: Vec<String>,
 }
@@ -76,6 +78,7 @@ impl Columns {
             quantity: pick("Variant Inventory Qty", "Inventory quantity"),
             policy: find(&["Variant Inventory Policy"]),
             continue_selling: find(&["Continue selling when out of stock"]),
+            image: find(&["Image Src"]),
             names,
         })
     }
@@ -244,6 +247,9 @@ fn fold_row(
                 });
             }
         }
+    }
+    if p.image.is_none() {
+        p.image = Some(get(row, cols.image).to_string()).filter(|u| !u.is_empty());
     }
     let values: Vec<String> = cols
         .option_values

@@ -3,6 +3,8 @@
 //! reference, `{"name": topic, "response": payload}`). Field names are read in REST's
 //! snake_case and GraphQL's camelCase.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value};
 
 use super::{
@@ -126,6 +128,63 @@ pub(crate) fn product_from_json(o: &Obj, place: &str) -> Result<Product> {
         variants,
         url: opt_string(o, &["onlineStoreUrl", "online_store_url"]),
         updated_at: time(o),
+        image: image(o),
+        collections: match field(o, &["collections"]).map(connection).as_deref() {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_object)
+                .map(|c| string(c, &["title"]))
+                .filter(|t| !t.is_empty())
+                .collect(),
+            _ => Vec::new(),
+        },
+        metafields: match field(o, &["metafields"]).map(connection).as_deref() {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_object)
+                .filter_map(metafield)
+                .collect(),
+            _ => BTreeMap::new(),
+        },
+    })
+}
+
+/// A product's featured image in any shape: REST `image.src` or the first of `images`,
+/// GraphQL `featuredMedia.preview.image.url` or `featuredImage.url`.
+fn image(o: &Obj) -> Option<String> {
+    let url = |v: &Value| {
+        ["src", "url"]
+            .iter()
+            .find_map(|k| v.get(*k).and_then(Value::as_str))
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+    };
+    o.get("image")
+        .and_then(url)
+        .or_else(|| o.get("images").and_then(|i| i.get(0)).and_then(url))
+        .or_else(|| {
+            o.get("featuredMedia")
+                .map(|m| &m["preview"]["image"])
+                .and_then(url)
+        })
+        .or_else(|| o.get("featuredImage").and_then(url))
+}
+
+/// A metafield object as `(namespace.key, value)`; one without a key or value is skipped.
+pub(crate) fn metafield(m: &Obj) -> Option<(String, String)> {
+    let (ns, key, value) = (
+        string(m, &["namespace"]),
+        string(m, &["key"]),
+        string(m, &["value"]),
+    );
+    (!key.is_empty() && !value.is_empty()).then(|| {
+        let name = if ns.is_empty() {
+            key
+        } else {
+            format!("{ns}.{key}")
+        };
+        (name, value)
     })
 }
 
@@ -239,8 +298,8 @@ pub(crate) fn variant_from_json(
 }
 
 /// A GraphQL inventory item's `inventoryLevels`: the `available` quantity per location.
-fn item_levels(item: &Obj, place: &str) -> Result<std::collections::BTreeMap<u64, i64>> {
-    let mut levels = std::collections::BTreeMap::new();
+fn item_levels(item: &Obj, place: &str) -> Result<BTreeMap<u64, i64>> {
+    let mut levels = BTreeMap::new();
     let Some(list) = item.get("inventoryLevels").map(connection) else {
         return Ok(levels);
     };

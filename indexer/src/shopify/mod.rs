@@ -56,6 +56,15 @@ pub struct Product {
     /// says: an update older than the stored product is not applied.
     #[serde(default)]
     pub updated_at: Option<i64>,
+    /// The product's featured image (its first), a URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The titles of the collections the product is in (the Admin API's `collections`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collections: Vec<String>,
+    /// Metafields a domain asks for, by `namespace.key`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metafields: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

@@ -29,13 +29,25 @@ use super::json::product_from_json;
 use super::{Change, Product, parse_id_str};
 use crate::{Error, ErrorKind, Result};
 
-/// The bulk query of a full sync: products with their options, variants (their selected
-/// options and prices) and each variant's inventory levels per location. Three connections,
-/// two levels deep: within the documented five and two.
-pub const PRODUCTS_BULK_QUERY: &str = r#"{
-  products {
-    edges {
-      node {
+/// The bulk query of a full sync: products with their options, featured image, variants (their
+/// selected options and prices), each variant's inventory levels per location, the collections
+/// they are in and the metafields named in `metafields` (`namespace.key`). Five connections,
+/// two levels deep: the documented limits
+/// (<https://shopify.dev/docs/api/usage/bulk-operations/queries#operation-restrictions>).
+pub fn products_bulk_query(metafields: &[String]) -> String {
+    let metafields = if metafields.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\n        metafields(keys: {}) {{ edges {{ node {{ __typename id namespace key value }} }} }}",
+            serde_json::to_string(metafields).unwrap_or_default()
+        )
+    };
+    format!(
+        r#"{{
+  products {{
+    edges {{
+      node {{
         __typename
         id
         handle
@@ -47,10 +59,12 @@ pub const PRODUCTS_BULK_QUERY: &str = r#"{
         status
         updatedAt
         onlineStoreUrl
-        options { name values }
-        variants {
-          edges {
-            node {
+        options {{ name values }}
+        featuredMedia {{ preview {{ image {{ url }} }} }}
+        collections {{ edges {{ node {{ __typename id title }} }} }}{metafields}
+        variants {{
+          edges {{
+            node {{
               __typename
               id
               title
@@ -61,28 +75,30 @@ pub const PRODUCTS_BULK_QUERY: &str = r#"{
               inventoryQuantity
               inventoryPolicy
               updatedAt
-              selectedOptions { name value }
-              inventoryItem {
+              selectedOptions {{ name value }}
+              inventoryItem {{
                 id
                 tracked
-                inventoryLevels {
-                  edges {
-                    node {
+                inventoryLevels {{
+                  edges {{
+                    node {{
                       __typename
                       id
-                      location { id }
-                      quantities(names: ["available"]) { name quantity }
-                    }
-                  }
-                }
-              }
-            }
-          }
-        }
-      }
-    }
-  }
-}"#;
+                      location {{ id }}
+                      quantities(names: ["available"]) {{ name quantity }}
+                    }}
+                  }}
+                }}
+              }}
+            }}
+          }}
+        }}
+      }}
+    }}
+  }}
+}}"#
+    )
+}
 
 const RUN_BULK: &str = "mutation RunBulk($query: String!) {
   bulkOperationRunQuery(query: $query, groupObjects: true) {
@@ -101,28 +117,43 @@ const CANCEL_BULK: &str = "mutation CancelBulk($id: ID!) {
   bulkOperationCancel(id: $id) { bulkOperation { id status } userErrors { field message } }
 }";
 
-/// One page of the incremental query; the variant fields are the bulk query's.
-const PRODUCTS_PAGE: &str = r#"query ProductsPage($first: Int!, $after: String, $query: String) {
-  products(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) {
-    pageInfo { hasNextPage endCursor }
-    nodes {
+/// One page of the incremental query; the fields are the bulk query's.
+fn products_page_query(metafields: &[String]) -> String {
+    let metafields = if metafields.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\n      metafields(first: {}, keys: {}) {{ nodes {{ namespace key value }} }}",
+            metafields.len(),
+            serde_json::to_string(metafields).unwrap_or_default()
+        )
+    };
+    format!(
+        r#"query ProductsPage($first: Int!, $after: String, $query: String) {{
+  products(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) {{
+    pageInfo {{ hasNextPage endCursor }}
+    nodes {{
       id handle title descriptionHtml vendor productType tags status updatedAt onlineStoreUrl
-      options { name values }
-      variants(first: 100) {
-        nodes {
+      options {{ name values }}
+      featuredMedia {{ preview {{ image {{ url }} }} }}
+      collections(first: 50) {{ nodes {{ title }} }}{metafields}
+      variants(first: 100) {{
+        nodes {{
           id title sku barcode price compareAtPrice inventoryQuantity inventoryPolicy updatedAt
-          selectedOptions { name value }
-          inventoryItem {
+          selectedOptions {{ name value }}
+          inventoryItem {{
             id tracked
-            inventoryLevels(first: 50) {
-              nodes { location { id } quantities(names: ["available"]) { name quantity } }
-            }
-          }
-        }
-      }
-    }
-  }
-}"#;
+            inventoryLevels(first: 50) {{
+              nodes {{ location {{ id }} quantities(names: ["available"]) {{ name quantity }} }}
+            }}
+          }}
+        }}
+      }}
+    }}
+  }}
+}}"#
+    )
+}
 
 const DELETIONS_PAGE: &str = r#"query Deletions($first: Int!, $after: String, $query: String) {
   deletionEvents(first: $first, after: $after, subjectTypes: [PRODUCT], query: $query, sortKey: CREATED_AT) {
@@ -301,13 +332,14 @@ pub struct Page {
 /// Products updated at or after `since` (an ISO 8601 time), a page of `first` at a time.
 pub fn products_page(
     api: &mut AdminApi,
+    metafields: &[String],
     since: Option<&str>,
     after: Option<&str>,
     first: u32,
 ) -> Result<Page> {
     let query = since.map(|s| format!("updated_at:>='{s}'"));
     let data = api.query(
-        PRODUCTS_PAGE,
+        &products_page_query(metafields),
         json!({ "first": first, "after": after, "query": query }),
     )?;
     let products = &data["products"];
@@ -379,4 +411,58 @@ pub fn deletions_page(
         })
         .unwrap_or_default();
     Ok((ids, next_cursor(events)))
+}
+
+/// The webhook topics a pull-synced shop also pushes: products and inventory.
+pub const WEBHOOK_TOPICS: &[&str] = &[
+    "PRODUCTS_CREATE",
+    "PRODUCTS_UPDATE",
+    "PRODUCTS_DELETE",
+    "INVENTORY_LEVELS_UPDATE",
+    "INVENTORY_ITEMS_UPDATE",
+];
+
+const CREATE_WEBHOOK: &str =
+    "mutation Subscribe($topic: WebhookSubscriptionTopic!, $uri: String!) {
+  webhookSubscriptionCreate(topic: $topic, webhookSubscription: { uri: $uri, format: JSON }) {
+    webhookSubscription { id topic uri }
+    userErrors { field message }
+  }
+}";
+
+/// Subscribes `uri` to [`WEBHOOK_TOPICS`] with `webhookSubscriptionCreate` (`uri` replaced the
+/// deprecated `callbackUrl` in 2025-10:
+/// <https://shopify.dev/docs/api/admin-graphql/2025-10/mutations/webhooksubscriptioncreate>).
+/// A topic already delivered to `uri` counts as subscribed. Answers each topic with `created`
+/// or `existed`; any other refusal is an error naming the topic.
+pub fn register_webhooks(api: &mut AdminApi, uri: &str) -> Result<Vec<(String, &'static str)>> {
+    let mut out = Vec::new();
+    for topic in WEBHOOK_TOPICS {
+        let data = api.query(CREATE_WEBHOOK, json!({ "topic": topic, "uri": uri }))?;
+        let create = &data["webhookSubscriptionCreate"];
+        let errors: Vec<&str> = create["userErrors"]
+            .as_array()
+            .map(|e| e.iter().filter_map(|e| e["message"].as_str()).collect())
+            .unwrap_or_default();
+        let outcome = if errors.is_empty() && create["webhookSubscription"].is_object() {
+            "created"
+        } else if !errors.is_empty() && errors.iter().all(|m| m.contains("already been taken")) {
+            "existed"
+        } else {
+            return Err(shop_error(
+                api,
+                ErrorKind::BadRequest,
+                format!(
+                    "cannot subscribe {uri} to {topic}: {}",
+                    if errors.is_empty() {
+                        "no subscription returned".to_string()
+                    } else {
+                        errors.join("; ")
+                    }
+                ),
+            ));
+        };
+        out.push((topic.to_string(), outcome));
+    }
+    Ok(out)
 }

@@ -51,7 +51,7 @@ impl Product {
         })
     }
 
-    /// The chunk text: facts first (vendor, type, tags), the description, then options and
+    /// The chunk text: facts first (vendor, type, tags, collections, metafields), the description, then options and
     /// every variant with SKU, price, compare-at price and availability.
     pub fn render(&self) -> String {
         let mut s = String::new();
@@ -67,6 +67,13 @@ impl Product {
         }
         if !self.tags.is_empty() {
             facts.push(format!("Tags: {}", self.tags.join(", ")));
+        }
+        if !self.collections.is_empty() {
+            facts.push(format!("Collections: {}", self.collections.join(", ")));
+        }
+        for (name, value) in &self.metafields {
+            let key = name.rsplit('.').next().unwrap_or(name).replace('_', " ");
+            facts.push(format!("{key}: {}", value.trim()));
         }
         if let Some(st) = &self.status
             && st != "active"
@@ -160,6 +167,15 @@ impl Product {
         }
         for t in &self.tags {
             put("tags", kw(t));
+        }
+        for c in &self.collections {
+            put("collections", kw(c));
+        }
+        for (name, value) in &self.metafields {
+            put(&format!("metafield.{name}"), kw(value));
+        }
+        if let Some(image) = &self.image {
+            put("image", kw(image));
         }
         if let Some(st) = &self.status {
             put("status", kw(st));

@@ -57,6 +57,8 @@ pub struct ShopState {
     pub bulk_started: u64,
     /// Every request's headers and body, to prove what the client sent.
     pub seen: Vec<String>,
+    /// Webhook subscriptions: (topic, uri).
+    pub webhooks: Vec<(String, String)>,
 }
 
 pub struct Op {
@@ -141,26 +143,102 @@ pub fn graphql_product(rest: &Value) -> Value {
         "status": rest["status"].as_str().map(str::to_uppercase),
         "updatedAt": rest["updated_at"],
         "options": options,
+        "featuredMedia": rest["image"]["src"].as_str().or(rest["images"][0]["src"].as_str())
+            .map(|u| json!({"preview": {"image": {"url": u}}})),
+        "collections": {"nodes": []},
+        "metafields": {"nodes": []},
         "variants": {"nodes": variants},
     })
 }
 
+/// The metafield keys a query asks for (`metafields(keys: ["ns.key", …])`); `None` when it
+/// asks for no metafields.
+fn asked_metafields(query: &str) -> Option<Vec<String>> {
+    let at = query.find("metafields(")?;
+    let rest = &query[at..];
+    let keys = rest.find("keys: ")? + "keys: ".len();
+    let end = rest[keys..].find(']')? + keys + 1;
+    serde_json::from_str(&rest[keys..end]).ok()
+}
+
+/// A product as a query sees it: its metafields only those asked for, by `namespace.key`.
+fn as_asked(p: &Value, keys: Option<&[String]>) -> Value {
+    let mut p = p.clone();
+    let o = p.as_object_mut().unwrap();
+    match keys {
+        None => {
+            o.remove("metafields");
+        }
+        Some(keys) => {
+            let kept: Vec<Value> = o["metafields"]["nodes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|m| {
+                    let name = format!(
+                        "{}.{}",
+                        m["namespace"].as_str().unwrap_or(""),
+                        m["key"].as_str().unwrap_or("")
+                    );
+                    keys.contains(&name)
+                })
+                .collect();
+            o.insert("metafields".into(), json!({ "nodes": kept }));
+        }
+    }
+    p
+}
+
 /// The grouped JSONL a bulk operation over `products` writes: each product, then each of its
 /// variants, then that variant's inventory levels, each naming its parent.
-pub fn bulk_jsonl(products: &BTreeMap<u64, Value>) -> (String, u64) {
+pub fn bulk_jsonl(products: &BTreeMap<u64, Value>, keys: Option<&[String]>) -> (String, u64) {
     let mut out = String::new();
     let mut n = 0;
     for p in products.values() {
-        let mut product = p.clone();
-        let variants = product["variants"]["nodes"]
+        let mut product = as_asked(p, keys);
+        let o = product.as_object_mut().unwrap();
+        let variants = o.remove("variants").unwrap()["nodes"]
             .as_array()
             .cloned()
             .unwrap_or_default();
-        product.as_object_mut().unwrap().remove("variants");
+        // Nested connections become lines of their own, each naming its parent.
+        let mut children = Vec::new();
+        for (field, typename) in [("collections", "Collection"), ("metafields", "Metafield")] {
+            if let Some(c) = o.remove(field) {
+                for (i, mut node) in c["nodes"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .enumerate()
+                {
+                    node["__typename"] = json!(typename);
+                    if node.get("id").is_none() {
+                        let product: u64 = p["id"]
+                            .as_str()
+                            .unwrap()
+                            .rsplit('/')
+                            .next()
+                            .unwrap()
+                            .parse()
+                            .unwrap();
+                        node["id"] = json!(gid(typename, product * 100 + i as u64));
+                    }
+                    node["__parentId"] = p["id"].clone();
+                    children.push(node);
+                }
+            }
+        }
         product["__typename"] = json!("Product");
         out.push_str(&product.to_string());
         out.push('\n');
         n += 1;
+        for c in children {
+            out.push_str(&c.to_string());
+            out.push('\n');
+            n += 1;
+        }
         for v in variants {
             let mut variant = v.clone();
             let levels = variant["inventoryItem"]["inventoryLevels"]["nodes"]
@@ -382,7 +460,8 @@ fn serve(mut conn: TcpStream, state: &Mutex<ShopState>, base: &str) {
             s.next_op += 1;
             s.bulk_started += 1;
             let id = s.next_op;
-            let (result, objects) = bulk_jsonl(&s.products);
+            let keys = asked_metafields(vars["query"].as_str().unwrap_or(""));
+            let (result, objects) = bulk_jsonl(&s.products, keys.as_deref());
             s.ops.insert(
                 id,
                 Op {
@@ -394,6 +473,22 @@ fn serve(mut conn: TcpStream, state: &Mutex<ShopState>, base: &str) {
             );
             json!({"bulkOperationRunQuery": {"bulkOperation": {"id": gid("BulkOperation", id),
                 "status": "CREATED"}, "userErrors": []}})
+        }
+    } else if query.contains("webhookSubscriptionCreate") {
+        // <https://shopify.dev/docs/api/admin-graphql/2025-10/mutations/webhooksubscriptioncreate>
+        let topic = vars["topic"].as_str().unwrap_or("").to_string();
+        let uri = vars["uri"].as_str().unwrap_or("").to_string();
+        if !uri.starts_with("https://") {
+            json!({"webhookSubscriptionCreate": {"webhookSubscription": null, "userErrors": [
+                {"field": ["webhookSubscription", "uri"], "message": "Address protocol http:// is not supported"}]}})
+        } else if s.webhooks.contains(&(topic.clone(), uri.clone())) {
+            json!({"webhookSubscriptionCreate": {"webhookSubscription": null, "userErrors": [
+                {"field": ["webhookSubscription", "uri"], "message": "Address for this topic has already been taken"}]}})
+        } else {
+            s.webhooks.push((topic.clone(), uri.clone()));
+            let id = s.webhooks.len() as u64;
+            json!({"webhookSubscriptionCreate": {"webhookSubscription": {
+                "id": gid("WebhookSubscription", id), "topic": topic, "uri": uri}, "userErrors": []}})
         }
     } else if query.contains("publicApiVersions") {
         json!({"shop": {"name": "Acme"}, "publicApiVersions": [
@@ -469,11 +564,12 @@ fn serve(mut conn: TcpStream, state: &Mutex<ShopState>, base: &str) {
             .and_then(|c| c.parse().ok())
             .unwrap_or(0);
         let first = vars["first"].as_u64().unwrap_or(50).min(250) as usize;
+        let keys = asked_metafields(query);
         let page: Vec<Value> = all
             .iter()
             .skip(start)
             .take(first)
-            .map(|p| (*p).clone())
+            .map(|p| as_asked(p, keys.as_deref()))
             .collect();
         let end = start + page.len();
         json!({"products": {"nodes": page, "pageInfo": {"hasNextPage": end < all.len(),

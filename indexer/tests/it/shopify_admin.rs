@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use dartmouth_indexer::shopify::admin::AdminApi;
 use dartmouth_indexer::shopify::pull::{
-    PRODUCTS_BULK_QUERY, await_bulk, deletions_page, products_page, start_bulk, stream_result,
+    await_bulk, deletions_page, products_bulk_query, products_page, start_bulk, stream_result,
 };
 use dartmouth_indexer::shopify::{Change, Product, read_json};
 use serde_json::json;
@@ -27,7 +27,7 @@ fn upserts(changes: Vec<dartmouth_indexer::Result<Change>>) -> BTreeMap<String, 
 fn start(api: &mut AdminApi) -> dartmouth_indexer::Result<String> {
     start_bulk(
         api,
-        PRODUCTS_BULK_QUERY,
+        &products_bulk_query(&[]),
         Duration::from_millis(10),
         Duration::from_secs(5),
         &|| false,
@@ -87,7 +87,7 @@ fn the_cost_budget_is_waited_for_and_throttled_queries_are_retried() {
     shop.state.lock().unwrap().budget = Some((100.0, 60.0, 300.0));
     let mut api = shop.api(TOKEN);
     for _ in 0..6 {
-        let page = products_page(&mut api, None, None, 5).unwrap();
+        let page = products_page(&mut api, &[], None, None, 5).unwrap();
         assert_eq!(page.changes.len(), 5);
     }
     // The first query finds the budget full; the second would overdraw it and is throttled
@@ -104,7 +104,7 @@ fn transient_failures_are_retried_then_fail_cleanly() {
     shop.state.lock().unwrap().fail_next_with = vec![429, 500, 503];
     let mut api = shop.api(TOKEN);
     assert_eq!(
-        products_page(&mut api, None, None, 3)
+        products_page(&mut api, &[], None, None, 3)
             .unwrap()
             .changes
             .len(),
@@ -118,7 +118,7 @@ fn transient_failures_are_retried_then_fail_cleanly() {
     );
     // A server that keeps failing: a clear error after the last attempt.
     shop.state.lock().unwrap().fail_next_with = vec![502; 10];
-    let e = products_page(&mut shop.api(TOKEN), None, None, 3)
+    let e = products_page(&mut shop.api(TOKEN), &[], None, None, 3)
         .unwrap_err()
         .to_string();
     assert!(
@@ -130,7 +130,7 @@ fn transient_failures_are_retried_then_fail_cleanly() {
 #[test]
 fn a_refused_token_or_an_unknown_version_is_a_clear_error() {
     let shop = ShopServer::start(BTreeMap::new());
-    let e = products_page(&mut shop.api("shpat_wrong"), None, None, 3)
+    let e = products_page(&mut shop.api("shpat_wrong"), &[], None, None, 3)
         .unwrap_err()
         .to_string();
     assert!(
@@ -139,7 +139,7 @@ fn a_refused_token_or_an_unknown_version_is_a_clear_error() {
     );
     assert!(!e.contains("shpat_wrong"), "{e}");
     let mut old = AdminApi::new(&shop.base, SHOP, "2019-04", TOKEN, quick());
-    let e = products_page(&mut old, None, None, 3)
+    let e = products_page(&mut old, &[], None, None, 3)
         .unwrap_err()
         .to_string();
     assert!(e.contains("404") && e.contains("2019-04"), "{e}");
@@ -173,7 +173,7 @@ fn the_bulk_operation_lifecycle() {
     });
     let second = start_bulk(
         &mut api,
-        PRODUCTS_BULK_QUERY,
+        &products_bulk_query(&[]),
         Duration::from_millis(20),
         Duration::from_secs(5),
         &never,
@@ -254,8 +254,14 @@ fn products_changed_since_a_time_page_by_page_and_deletions() {
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let page =
-            products_page(&mut api, Some("2026-11-01T00:00:00Z"), after.as_deref(), 2).unwrap();
+        let page = products_page(
+            &mut api,
+            &[],
+            Some("2026-11-01T00:00:00Z"),
+            after.as_deref(),
+            2,
+        )
+        .unwrap();
         seen.extend(upserts(page.changes).into_values().map(|p| p.title));
         match page.next {
             Some(n) => after = Some(n),
@@ -272,14 +278,49 @@ fn products_changed_since_a_time_page_by_page_and_deletions() {
 #[test]
 fn a_grouped_result_streams_as_the_whole_file_reads() {
     use dartmouth_indexer::shopify::{BulkStream, read_bulk};
-    let (products, _) = real_products();
-    let (text, lines) = bulk_jsonl(&products);
+    let (mut products, _) = real_products();
+    // A product in a collection, with two metafields of which the query asks for one.
+    let first = products.values_mut().next().unwrap();
+    first["collections"] = json!({"nodes": [{"title": "Summer"}, {"title": "Organic"}]});
+    first["metafields"] = json!({"nodes": [
+        {"namespace": "custom", "key": "material", "value": "Organic cotton"},
+        {"namespace": "custom", "key": "internal_note", "value": "not asked for"}]});
+    let (text, lines) = bulk_jsonl(&products, Some(&["custom.material".to_string()]));
     let streamed = upserts(BulkStream::new(text.as_bytes(), "result").collect());
     let whole = upserts(read_bulk(&text, "result"));
     assert_eq!(streamed, whole);
     assert_eq!(streamed.len(), 27);
     assert!(lines > 27 * 2);
-    let variant = text.lines().nth(1).unwrap();
+    let p = streamed
+        .values()
+        .find(|p| !p.collections.is_empty())
+        .unwrap();
+    assert_eq!(p.collections, ["Summer", "Organic"]);
+    assert_eq!(
+        p.metafields.iter().collect::<Vec<_>>(),
+        [(
+            &"custom.material".to_string(),
+            &"Organic cotton".to_string()
+        )]
+    );
+    assert!(
+        p.image
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://")),
+        "{:?}",
+        p.image
+    );
+    let attributes = p.attributes();
+    assert_eq!(attributes["collections"].len(), 2);
+    assert!(attributes.contains_key("metafield.custom.material"));
+    assert!(
+        p.render().contains("Collections: Summer, Organic")
+            && p.render().contains("material: Organic cotton")
+    );
+    let variant = text
+        .lines()
+        .find(|l| l.contains(r#""__typename":"ProductVariant""#))
+        .unwrap();
     let out: Vec<_> = BulkStream::new(format!("{variant}\n{text}").as_bytes(), "result").collect();
     let e = out[0].as_ref().unwrap_err().to_string();
     assert!(

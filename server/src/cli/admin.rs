@@ -208,12 +208,16 @@ pub(super) fn shopify(ctx: &Ctx, command: ShopifyCommand) -> Result<()> {
             token_env,
             api_version,
             every,
+            metafields,
+            register_webhooks,
         } => {
             let input = ConnectInput {
                 shop,
                 token_env,
                 api_version,
                 every,
+                metafields,
+                register_webhooks,
             };
             let c = ctx.call(ctx.svc.connect_shop(&ctx.caller, &domain, input))?;
             writeln!(
@@ -225,6 +229,9 @@ pub(super) fn shopify(ctx: &Ctx, command: ShopifyCommand) -> Result<()> {
                     .map(|e| format!(", synced every {} s by a running server", e / 1000))
                     .unwrap_or_default()
             )?;
+            for (topic, outcome) in &c.webhooks {
+                writeln!(out(), "webhook {topic}: {outcome}")?;
+            }
         }
         ShopifyCommand::Sync { domain, full } => {
             let task = ctx.call(ctx.svc.sync_shop(&ctx.caller, &domain, SyncInput { full }))?;

@@ -177,6 +177,14 @@ enum ShopifyCommand {
         /// Sync on a schedule when a server runs: 15m, 1h (at least 1m).
         #[arg(long)]
         every: Option<String>,
+        /// A metafield to read with each product, `namespace.key` (repeat for more): the
+        /// attribute `metafield.namespace.key`.
+        #[arg(long = "metafield")]
+        metafields: Vec<String>,
+        /// This service's public https:// base URL: subscribe the shop's product and
+        /// inventory webhooks to it (the domain must take webhooks: a [[shopify]] table).
+        #[arg(long, value_name = "URL")]
+        register_webhooks: Option<String>,
     },
     /// Sync now: the products changed since the last good run (and the deletions), or all of
     /// them with --full (then what the shop no longer has is deleted).

@@ -6,8 +6,8 @@ use tonic::{Request, Response, Status};
 use super::Grpc;
 use crate::proto as pb;
 use crate::service::{
-    AuditInput, DomainInput, DomainUpdate, GrantInput, KeyInput, PrincipalInput, SnapshotOut,
-    SnapshotSource,
+    AuditInput, ConnectInput, ConnectionOut, DomainInput, DomainUpdate, GrantInput, KeyInput,
+    PrincipalInput, SnapshotOut, SnapshotSource,
 };
 
 fn domain_info(d: Domain) -> pb::DomainInfo {
@@ -575,5 +575,79 @@ impl pb::admin_server::Admin for Grpc {
             ))
         })
         .await
+    }
+
+    async fn connect_shop(
+        &self,
+        request: Request<pb::ConnectShopRequest>,
+    ) -> Result<Response<pb::ShopConnection>, Status> {
+        self.observe("ConnectShop", async {
+            let caller = self.caller(&request).await?;
+            let r = request.into_inner();
+            let some = |s: String| (!s.is_empty()).then_some(s);
+            let input = ConnectInput {
+                shop: r.shop,
+                token_env: r.token_env,
+                api_version: some(r.api_version),
+                every: some(r.every),
+                metafields: r.metafields,
+                register_webhooks: some(r.register_webhooks),
+            };
+            Ok(shop_connection(
+                self.svc.connect_shop(&caller, &r.domain, input).await?,
+            ))
+        })
+        .await
+    }
+
+    async fn get_shop_status(
+        &self,
+        request: Request<pb::DomainRequest>,
+    ) -> Result<Response<pb::ShopConnection>, Status> {
+        self.observe("GetShopStatus", async {
+            let caller = self.caller(&request).await?;
+            Ok(shop_connection(
+                self.svc
+                    .shop_status(&caller, &request.into_inner().name)
+                    .await?,
+            ))
+        })
+        .await
+    }
+
+    async fn disconnect_shop(
+        &self,
+        request: Request<pb::DomainRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        self.observe("DisconnectShop", async {
+            let caller = self.caller(&request).await?;
+            self.svc
+                .disconnect_shop(&caller, &request.into_inner().name)
+                .await?;
+            Ok(pb::Empty {})
+        })
+        .await
+    }
+}
+
+fn shop_connection(c: ConnectionOut) -> pb::ShopConnection {
+    pb::ShopConnection {
+        domain: c.domain,
+        shop: c.shop,
+        api_version: c.api_version,
+        token_env: c.token_env,
+        every_ms: c.every_ms,
+        metafields: c.metafields,
+        next_run: c.next_run,
+        syncing: c.syncing,
+        state_json: c.state.to_string(),
+        webhooks: c
+            .webhooks
+            .into_iter()
+            .map(|(topic, outcome)| pb::WebhookSubscription {
+                topic,
+                outcome: outcome.to_string(),
+            })
+            .collect(),
     }
 }

@@ -7,8 +7,8 @@ use super::Grpc;
 use crate::error::{ApiError, ApiResult};
 use crate::proto as pb;
 use crate::service::{
-    CatalogUpload, DeleteInput, DeleteOutput, IngestDocument, IngestInput, TaskOut, UploadOptions,
-    UploadOutcome, UploadedFile,
+    CatalogUpload, DeleteInput, DeleteOutput, IngestDocument, IngestInput, SyncInput, TaskOut,
+    UploadOptions, UploadOutcome, UploadedFile,
 };
 
 fn task(t: TaskOut) -> pb::Task {
@@ -239,6 +239,22 @@ impl pb::ingest_server::Ingest for Grpc {
             let caller = self.caller(&request).await?;
             Ok(task(
                 self.svc.task(&caller, &request.into_inner().id).await?,
+            ))
+        })
+        .await
+    }
+
+    async fn sync_shop(
+        &self,
+        request: Request<pb::SyncShopRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        self.observe("SyncShop", async {
+            let caller = self.caller(&request).await?;
+            let r = request.into_inner();
+            Ok(task(
+                self.svc
+                    .sync_shop(&caller, &r.domain, SyncInput { full: r.full })
+                    .await?,
             ))
         })
         .await

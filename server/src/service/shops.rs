@@ -16,8 +16,8 @@ use dartmouth_domains::{Caller, Role, ShopBinding, ShopConnection};
 use dartmouth_indexer::shopify::Change;
 use dartmouth_indexer::shopify::admin::{AdminApi, RetryPolicy};
 use dartmouth_indexer::shopify::pull::{
-    PRODUCTS_BULK_QUERY, ResultStream, await_bulk, deletions_page, products_page, start_bulk,
-    stream_result,
+    ResultStream, await_bulk, deletions_page, products_bulk_query, products_page,
+    register_webhooks, start_bulk, stream_result,
 };
 use dartmouth_indexer::{IndexSummary, Item, shopify_item};
 use serde::{Deserialize, Serialize};
@@ -48,6 +48,13 @@ pub struct ConnectInput {
     /// A schedule: `15m`, `1h`, `90s` (at least a minute).
     #[serde(default)]
     pub every: Option<String>,
+    /// Metafields read with each product (`namespace.key`): attributes `metafield.namespace.key`.
+    #[serde(default)]
+    pub metafields: Vec<String>,
+    /// This service's public base URL (`https://…`): the shop is subscribed to deliver product
+    /// and inventory webhooks to `{url}/v1/webhooks/shopify/{domain}`.
+    #[serde(default)]
+    pub register_webhooks: Option<String>,
 }
 
 /// `POST /v1/domains/{d}/shopify/sync`.
@@ -66,9 +73,13 @@ pub struct ConnectionOut {
     pub api_version: String,
     pub token_env: String,
     pub every_ms: Option<i64>,
+    pub metafields: Vec<String>,
     pub next_run: Option<i64>,
     pub syncing: bool,
     pub state: Value,
+    /// On connect with `register_webhooks`: each topic, `created` or `existed`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<(String, &'static str)>,
 }
 
 impl From<ShopConnection> for ConnectionOut {
@@ -79,9 +90,11 @@ impl From<ShopConnection> for ConnectionOut {
             api_version: c.binding.api_version,
             token_env: c.binding.token_env,
             every_ms: c.binding.every_ms,
+            metafields: c.binding.metafields,
             next_run: c.next_run,
             syncing: c.syncing.is_some(),
             state: c.state,
+            webhooks: Vec::new(),
         }
     }
 }
@@ -231,6 +244,7 @@ struct ShopItems {
     /// Incremental: products updated since (ISO 8601).
     since: Option<String>,
     base_url: String,
+    metafields: Vec<String>,
 }
 
 enum Stage {
@@ -251,6 +265,17 @@ impl ShopItems {
             *f = Some(e.to_string());
         }
         Some(Err(e))
+    }
+}
+
+impl Drop for ShopItems {
+    /// The run's Admin API calls go to the metrics when its items are done with.
+    fn drop(&mut self) {
+        let st = &self.api.stats;
+        self.hold
+            .svc
+            .metrics
+            .shop_calls(st.requests, st.throttled, st.retried);
     }
 }
 
@@ -314,7 +339,7 @@ impl ShopItems {
         let cancelled = move || task.cancelled();
         let id = start_bulk(
             &mut self.api,
-            PRODUCTS_BULK_QUERY,
+            &products_bulk_query(&self.metafields),
             self.poll,
             Duration::from_secs(600),
             &cancelled,
@@ -350,7 +375,13 @@ impl ShopItems {
 
     /// A page of changed products (the first without a cursor).
     fn page(&mut self, after: Option<String>) -> dartmouth_indexer::Result<Stage> {
-        let page = products_page(&mut self.api, self.since.as_deref(), after.as_deref(), 100)?;
+        let page = products_page(
+            &mut self.api,
+            &self.metafields,
+            self.since.as_deref(),
+            after.as_deref(),
+            100,
+        )?;
         Ok(Stage::Pages(page.next, page.changes.into_iter()))
     }
 
@@ -387,6 +418,7 @@ impl Service {
                 .unwrap_or_else(|| DEFAULT_API_VERSION.to_string()),
             token_env: input.token_env,
             every_ms,
+            metafields: input.metafields,
         };
         // The store's own checks first (field names), then the admin check, then the shop.
         binding.validate().map_err(ApiError::from)?;
@@ -394,38 +426,75 @@ impl Service {
             .authorize(caller, &[domain.to_string()], Role::Admin)
             .await?;
         opened(&pass, domain)?;
+        let hook = input
+            .register_webhooks
+            .as_deref()
+            .map(|base| self.webhook_uri(domain, base))
+            .transpose()?;
         let check = binding.clone();
-        self.blocking(move |_| {
-            let mut api = api_for(&check, policy())?;
-            let data = api.query(
-                "query Check { shop { name } publicApiVersions { handle supported } }",
-                json!({}),
-            )?;
-            let listed: Vec<&str> = data["publicApiVersions"]
-                .as_array()
-                .map(|v| v.iter().filter_map(|v| v["handle"].as_str()).collect())
-                .unwrap_or_default();
-            if !listed.is_empty() && !listed.contains(&check.api_version.as_str()) {
-                return Err(ApiError::invalid(format!(
-                    "api_version: the shop does not list `{}` (it lists {})",
-                    check.api_version,
-                    listed.join(", ")
-                )));
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|mut e| {
-            // The shop's answers name the field they are about.
-            if e.message.contains("refused the access token") {
-                e.message = format!("token_env: {}", e.message);
-            } else if e.message.contains("(404)") {
-                e.message = format!("api_version: {}", e.message);
-            }
-            e
-        })?;
+        let webhooks = self
+            .blocking(move |_| {
+                let mut api = api_for(&check, policy())?;
+                let data = api.query(
+                    "query Check { shop { name } publicApiVersions { handle supported } }",
+                    json!({}),
+                )?;
+                let listed: Vec<&str> = data["publicApiVersions"]
+                    .as_array()
+                    .map(|v| v.iter().filter_map(|v| v["handle"].as_str()).collect())
+                    .unwrap_or_default();
+                if !listed.is_empty() && !listed.contains(&check.api_version.as_str()) {
+                    return Err(ApiError::invalid(format!(
+                        "api_version: the shop does not list `{}` (it lists {})",
+                        check.api_version,
+                        listed.join(", ")
+                    )));
+                }
+                match hook {
+                    Some(uri) => register_webhooks(&mut api, &uri).map_err(|e| {
+                        let mut e = ApiError::from(e);
+                        e.message = format!("register_webhooks: {}", e.message);
+                        e
+                    }),
+                    None => Ok(Vec::new()),
+                }
+            })
+            .await
+            .map_err(|mut e| {
+                // The shop's answers name the field they are about.
+                if e.message.starts_with("register_webhooks:") {
+                } else if e.message.contains("refused the access token") {
+                    e.message = format!("token_env: {}", e.message);
+                } else if e.message.contains("(404)") {
+                    e.message = format!("api_version: {}", e.message);
+                }
+                e
+            })?;
         let c = self.store.connect_shop(caller, domain, &binding).await?;
-        Ok(c.into())
+        Ok(ConnectionOut {
+            webhooks,
+            ..c.into()
+        })
+    }
+
+    /// Where the shop delivers `domain`'s webhooks, from this service's public base URL; the
+    /// domain must take webhooks on this node (its secret and principal are configured).
+    fn webhook_uri(&self, domain: &str, base: &str) -> ApiResult<String> {
+        let base = base.trim().trim_end_matches('/');
+        let host = base.strip_prefix("https://").unwrap_or("");
+        if host.is_empty() || host.contains(char::is_whitespace) {
+            return Err(ApiError::invalid(format!(
+                "register_webhooks: `{}` is not an https:// URL (Shopify delivers webhooks only over HTTPS)",
+                dartmouth_domains::names::shown(base)
+            )));
+        }
+        if !self.webhooks.contains_key(domain) {
+            return Err(ApiError::invalid(format!(
+                "register_webhooks: domain `{domain}` takes no webhooks on this node; configure \
+                 a [[shopify]] table with its secret and principal first"
+            )));
+        }
+        Ok(format!("{base}/v1/webhooks/shopify/{domain}"))
     }
 
     /// Unbinds `domain`'s shop (its admins); the documents stay.
@@ -510,6 +579,7 @@ impl Service {
         let base_url = format!("https://{}", conn.binding.shop);
         let full_sync = since.is_none();
         let every = conn.binding.every_ms;
+        let metafields = conn.binding.metafields.clone();
         let previous = conn.state.clone();
         let domain_id = conn.domain_id;
         let fatal: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
@@ -528,6 +598,7 @@ impl Service {
                         run["unchanged"] = json!(s.unchanged);
                         run["deleted"] = json!(s.deleted);
                         run["failed"] = json!(s.failed_count);
+                        run["embedded_chunks"] = json!(s.embedded_chunks);
                         run["cancelled"] = json!(s.cancelled);
                         if let Some(e) = &shop_error {
                             run["error"] = json!(e);
@@ -550,6 +621,25 @@ impl Service {
                     }
                 }
                 state["last"] = run;
+                let outcome_name = match &outcome {
+                    Ok(s) if shop_error.is_none() && s.cancelled => "cancelled",
+                    Ok(_) if shop_error.is_none() => "succeeded",
+                    _ => "failed",
+                };
+                let s = outcome.as_ref().ok();
+                let n = |f: fn(&IndexSummary) -> usize| s.map_or(0, f);
+                svc.metrics.shop_sync(
+                    kind,
+                    outcome_name,
+                    &[
+                        ("added", n(|s| s.added)),
+                        ("updated", n(|s| s.updated)),
+                        ("unchanged", n(|s| s.unchanged)),
+                        ("deleted", n(|s| s.deleted)),
+                        ("failed", n(|s| s.failed_count)),
+                    ],
+                    Duration::from_millis((finished - started).max(0) as u64),
+                );
                 let next = every.map(|e| finished + e + rand::random_range(0..=e / 10));
                 let system = svc.store.system();
                 let recorded = svc.applier().runtime.block_on(svc.store.finish_shop_sync(
@@ -600,6 +690,7 @@ impl Service {
                     stage: Stage::Start,
                     since,
                     base_url,
+                    metafields,
                 }) as Items
             },
             full_sync,

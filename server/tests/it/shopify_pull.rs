@@ -62,9 +62,17 @@ fn a_connected_shop_syncs_full_then_incremental() {
         cli(&data, &["domain", "create", d, "--embedder", "fake"]);
     }
     let admin = key_for(&data, "admin");
+    let hook = format!("store=admin={SHOPIFY_SECRET_ENV}");
     let s = start_with_env(
         &data,
-        &["--rate-limit", "0", "--ip-rate-limit", "0"],
+        &[
+            "--rate-limit",
+            "0",
+            "--ip-rate-limit",
+            "0",
+            "--shopify-webhook",
+            &hook,
+        ],
         &[
             ("ACME_TOKEN", TOKEN),
             ("WRONG_TOKEN", "shpat_not_the_right_one"),
@@ -112,6 +120,14 @@ fn a_connected_shop_syncs_full_then_incremental() {
             json!({"shop": host, "token_env": "ACME_TOKEN", "every": "soon"}),
             "every:",
         ),
+        (
+            json!({"shop": host, "token_env": "ACME_TOKEN", "metafields": ["material"]}),
+            "metafields:",
+        ),
+        (
+            json!({"shop": host, "token_env": "ACME_TOKEN", "register_webhooks": "http://search.example.com"}),
+            "register_webhooks:",
+        ),
     ] {
         let (status, v) = connect(body.clone());
         assert_eq!(status, 400, "{body}: {v}");
@@ -130,12 +146,39 @@ fn a_connected_shop_syncs_full_then_incremental() {
         .0,
         404
     );
-    let (status, c) = connect(json!({"shop": host, "token_env": "ACME_TOKEN", "every": "15m"}));
+    // Connected with a metafield and the shop's webhooks subscribed to this service; again,
+    // the subscriptions exist already.
+    let body = json!({"shop": host, "token_env": "ACME_TOKEN", "every": "15m",
+        "metafields": ["custom.material"], "register_webhooks": "https://search.example.com/"});
+    let (status, c) = connect(body.clone());
     assert_eq!(status, 200, "{c}");
     assert_eq!(
         (c["every_ms"].as_i64(), c["api_version"].as_str()),
         (Some(900_000), Some("2026-01"))
     );
+    let topics = |c: &Value, outcome: &str| {
+        c["webhooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|w| w[1] == outcome)
+            .count()
+    };
+    assert_eq!(topics(&c, "created"), 5, "{c}");
+    let (status, c) = connect(body);
+    assert_eq!((status, topics(&c, "existed")), (200, 5), "{c}");
+    {
+        let st = shop.state.lock().unwrap();
+        assert_eq!(st.webhooks.len(), 5);
+        assert!(
+            st.webhooks
+                .iter()
+                .all(|(_, uri)| uri == "https://search.example.com/v1/webhooks/shopify/store")
+        );
+        let topics: Vec<&str> = st.webhooks.iter().map(|(t, _)| t.as_str()).collect();
+        assert!(topics.contains(&"PRODUCTS_DELETE") && topics.contains(&"INVENTORY_LEVELS_UPDATE"));
+    }
+    assert_eq!(c["metafields"], json!(["custom.material"]));
     // A full sync: one bulk operation, the catalog streamed in.
     let (status, task) = call(
         &s,
@@ -185,6 +228,13 @@ fn a_connected_shop_syncs_full_then_incremental() {
         let p = st.products.get_mut(&edited).unwrap();
         p["title"] = json!("Renamed by the merchant");
         p["updatedAt"] = json!(now);
+        p["collections"] = json!({"nodes": [{"title": "Summer Sale"}]});
+        p["metafields"] = json!({"nodes": [
+            {"namespace": "custom", "key": "material", "value": "Recycled wool"},
+            {"namespace": "custom", "key": "supplier_cost", "value": "not asked for"}]});
+        // The shop is busy: a tight cost budget, a 429 and a 503 on the way.
+        st.budget = Some((40.0, 25.0, 400.0));
+        st.fail_next_with = vec![429, 503];
         st.products.remove(&gone);
         st.deletions.push((gone, now.into()));
         let mut r = rest.iter().find(|r| r["id"] == stock).unwrap().clone();
@@ -227,6 +277,29 @@ fn a_connected_shop_syncs_full_then_incremental() {
         None,
     );
     assert_eq!(d["title"], "Renamed by the merchant", "{d}");
+    let attributes = &d["attributes"];
+    assert_eq!(attributes["collections"], "Summer Sale", "{d}");
+    assert_eq!(
+        attributes["metafield.custom.material"], "Recycled wool",
+        "{d}"
+    );
+    assert!(!d.to_string().contains("not asked for"), "{d}");
+    // Throttled and failed calls were waited for and retried; the metrics say so.
+    for outcome in ["throttled", "retried"] {
+        let n = metric(
+            &s,
+            &format!("dartmouth_shopify_api_requests_total{{outcome=\"{outcome}\"}}"),
+        );
+        assert!(n >= 1.0, "{outcome}: {n}");
+    }
+    assert_eq!(
+        metric(
+            &s,
+            "dartmouth_shopify_syncs_total{kind=\"incremental\",outcome=\"succeeded\"}"
+        ),
+        1.0
+    );
+    shop.state.lock().unwrap().budget = None;
     let (status, _) = call(
         &s,
         "GET",
@@ -284,6 +357,53 @@ fn a_connected_shop_syncs_full_then_incremental() {
         "{st}"
     );
     assert_eq!(count(&s, &admin, "store"), 26);
+    // Over gRPC: the same status; a full sync as a task that puts the shop back (the failing
+    // shop recovered).
+    shop.state.lock().unwrap().fail_next_with.clear();
+    let rt = runtime();
+    let (grpc_state, grpc_task) = rt.block_on(async {
+        use dartmouth_server::proto::{
+            self as pb, admin_client::AdminClient, ingest_client::IngestClient,
+        };
+        let channel = tonic::transport::Channel::from_shared(s.grpc.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let status = AdminClient::new(channel.clone())
+            .get_shop_status(with_key(
+                pb::DomainRequest {
+                    name: "store".into(),
+                },
+                Some(&admin),
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (status.shop.as_str(), status.metafields.len()),
+            (host.as_str(), 1)
+        );
+        let task = IngestClient::new(channel)
+            .sync_shop(with_key(
+                pb::SyncShopRequest {
+                    domain: "store".into(),
+                    full: true,
+                },
+                Some(&admin),
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        (status.state_json, task.id)
+    });
+    assert_eq!(
+        serde_json::from_str::<Value>(&grpc_state).unwrap(),
+        st["state"]
+    );
+    let done = finished(&s, &admin, &json!({ "id": grpc_task }));
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["summary"]["unchanged"], 26, "{done}");
     // The token is in no answer, no audit entry, no file of the store or the shards.
     let (_, audit) = call(&s, "GET", "/v1/audit", Some(&admin), None);
     assert!(audit.to_string().contains("shopify-connect"));
