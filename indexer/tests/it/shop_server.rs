@@ -59,6 +59,8 @@ pub struct ShopState {
     pub seen: Vec<String>,
     /// Webhook subscriptions: (topic, uri).
     pub webhooks: Vec<(String, String)>,
+    /// Results are written a line at a time, this long apart (a slow download).
+    pub drip: Option<Duration>,
 }
 
 pub struct Op {
@@ -266,6 +268,43 @@ pub fn bulk_jsonl(products: &BTreeMap<u64, Value>, keys: Option<&[String]>) -> (
     (out, n)
 }
 
+/// `copies` of each product under new ids (every id moved by a multiple of 10^14), handles
+/// and titles: a larger catalog of the real products' shapes.
+pub fn copies(products: &BTreeMap<u64, Value>, copies: u64) -> BTreeMap<u64, Value> {
+    let mut out = BTreeMap::new();
+    for k in 1..=copies {
+        let shift = |g: &Value| {
+            let g = g.as_str().unwrap();
+            let (kind, id) = g.rsplit_once('/').unwrap();
+            let (id, rest) = id.split_once('?').map_or((id, ""), |(a, b)| (a, b));
+            let id: u64 = id.parse::<u64>().unwrap() + k * 100_000_000_000_000;
+            json!(if rest.is_empty() {
+                format!("{kind}/{id}")
+            } else {
+                format!("{kind}/{id}?{rest}")
+            })
+        };
+        for (id, p) in products {
+            let mut p = p.clone();
+            p["id"] = shift(&p["id"]);
+            p["handle"] = json!(format!("{}-{k}", p["handle"].as_str().unwrap_or("")));
+            p["title"] = json!(format!("{} #{k}", p["title"].as_str().unwrap_or("")));
+            for v in p["variants"]["nodes"].as_array_mut().unwrap() {
+                v["id"] = shift(&v["id"]);
+                v["inventoryItem"]["id"] = shift(&v["inventoryItem"]["id"]);
+                for l in v["inventoryItem"]["inventoryLevels"]["nodes"]
+                    .as_array_mut()
+                    .unwrap()
+                {
+                    l["id"] = shift(&l["id"]);
+                }
+            }
+            out.insert(id + k * 100_000_000_000_000, p);
+        }
+    }
+    out
+}
+
 /// The real products of the Admin REST files, in GraphQL's shape.
 pub fn real_products() -> (BTreeMap<u64, Value>, Vec<Value>) {
     let dir =
@@ -384,8 +423,23 @@ fn serve(mut conn: TcpStream, state: &Mutex<ShopState>, base: &str) {
             );
         }
         let result = s.ops.get(&op).map(|o| o.result.clone()).unwrap_or_default();
+        let drip = s.drip;
         drop(s);
-        return respond(&mut conn, 200, &[], &result);
+        let Some(pause) = drip else {
+            return respond(&mut conn, 200, &[], &result);
+        };
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\nContent-Type: application/jsonl\r\n\r\n",
+            result.len()
+        );
+        let _ = conn.write_all(head.as_bytes());
+        for line in result.split_inclusive('\n') {
+            if conn.write_all(line.as_bytes()).is_err() {
+                return;
+            }
+            std::thread::sleep(pause);
+        }
+        return;
     }
     if let Some(status) = (!s.fail_next_with.is_empty()).then(|| s.fail_next_with.remove(0)) {
         drop(s);

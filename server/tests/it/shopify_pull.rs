@@ -527,3 +527,84 @@ fn two_nodes_never_sync_one_shop_at_once() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(shop.state.lock().unwrap().bulk_started, 1);
 }
+
+/// A node killed (SIGKILL) while a full sync streams the bulk result: what it acknowledged
+/// stays, nothing is half-written; started again, the node gives back its lease and the next
+/// full sync finishes the job, writing only the products the killed run had not, embedding
+/// nothing twice, with no duplicates.
+#[test]
+fn a_sync_killed_midway_is_finished_by_the_next_run() {
+    let (real, _) = real_products();
+    let products = crate::shop_server::copies(&real, 12);
+    let total = products.len() as u64;
+    let shop = ShopServer::start(products);
+    shop.state.lock().unwrap().drip = Some(std::time::Duration::from_millis(3));
+    let host = shop.base.trim_start_matches("http://").to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    cli(&data, &["domain", "create", "store", "--embedder", "fake"]);
+    let admin = key_for(&data, "admin");
+    let env = [
+        ("ACME_TOKEN", TOKEN),
+        ("DARTMOUTH_SHOPIFY_PLAIN_HOSTS", host.as_str()),
+        ("DARTMOUTH_SHOPIFY_POLL_MS", "20"),
+    ];
+    let flags = ["--rate-limit", "0", "--ip-rate-limit", "0"];
+    let s = start_with_env(&data, &flags, &env);
+    let body = json!({"shop": host, "token_env": "ACME_TOKEN"}).to_string();
+    let path = "/v1/domains/store/shopify";
+    assert_eq!(
+        call(
+            &s,
+            "POST",
+            &format!("{path}/connection"),
+            Some(&admin),
+            Some(&body)
+        )
+        .0,
+        200
+    );
+    let (_, task) = call(&s, "POST", &format!("{path}/sync"), Some(&admin), None);
+    let id = task["id"].as_str().unwrap().to_string();
+    let mut t = Value::Null;
+    assert!(eventually(60, || {
+        t = call(&s, "GET", &format!("/v1/tasks/{id}"), Some(&admin), None).1;
+        t["batches"].as_u64().unwrap_or(0) >= 2 || t["status"] != "running"
+    }));
+    assert_eq!(
+        t["status"], "running",
+        "the sync ended before the kill: {t}"
+    );
+    s.kill();
+    // Started again: the acknowledged products are there, each once.
+    let s = start_with_env(&data, &flags, &env);
+    let written = count(&s, &admin, "store");
+    assert!(written > 0 && written < total, "{written} of {total}");
+    assert!(eventually(10, || {
+        call(&s, "GET", &format!("{path}/status"), Some(&admin), None).1["syncing"] == false
+    }));
+    shop.state.lock().unwrap().drip = None;
+    let (status, task) = call(&s, "POST", &format!("{path}/sync"), Some(&admin), None);
+    assert_eq!(status, 202, "{task}");
+    let done = finished(&s, &admin, &task);
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let summary = &done["summary"];
+    assert_eq!(summary["unchanged"].as_u64(), Some(written), "{done}");
+    assert_eq!(summary["added"].as_u64(), Some(total - written), "{done}");
+    assert_eq!(count(&s, &admin, "store"), total);
+    // Only the new products' chunks were embedded (at least one each), none of the rest.
+    let embedded = summary["embedded_chunks"].as_u64().unwrap();
+    assert!(embedded >= total - written, "{done}");
+    assert_eq!(summary["chunks"], summary["embedded_chunks"], "{done}");
+    // No duplicates: a copy's title finds its one product.
+    let body = json!({"query": "\"#7\"", "mode": "bm25", "domains": ["store"], "k": 100,
+        "filter": "handle = \"ipod-nano-7\""});
+    let (_, hits) = call(
+        &s,
+        "POST",
+        "/v1/search",
+        Some(&admin),
+        Some(&body.to_string()),
+    );
+    assert_eq!(hits["total"]["documents"], 1, "{hits}");
+}
