@@ -330,11 +330,70 @@ async function loadStats() {
   $('#generations').textContent = text;
   $('#rollback-button').disabled = !(other && other.state === 'kept');
   $('#drop-generation-button').disabled = !other;
+  renderShop(s.shop);
   const q = Array.isArray(s.quarantined) ? s.quarantined : [];
   fillRows($('#quarantine-table'), q.map((r) => el('tr', {},
     el('td', { text: r.external_id }), el('td', { text: fmtValue(r.seq) }),
     el('td', { text: r.reason }), el('td', { text: fmtTime(r.at) }))), 'Nothing quarantined.');
 }
+
+// ---------- a domain's shop ----------
+
+/** The domain's shop connection (from its stats), or null. */
+function renderShop(c) {
+  const connected = Boolean(c);
+  for (const id of ['#shop-sync-button', '#shop-full-sync-button', '#shop-disconnect-button']) $(id).disabled = !connected;
+  if (!connected) {
+    $('#shop-status').textContent = 'No shop connected.';
+    return;
+  }
+  const last = (c.state || {}).last;
+  let text = `${c.shop} (Admin API ${c.api_version}, token from ${c.token_env})`;
+  text += c.every_ms ? `, every ${fmtDuration(c.every_ms / 1000)}` : ', on demand';
+  if (c.syncing) text += '. Syncing now';
+  if (last) {
+    text += `. Last run: ${last.kind} at ${fmtTime(last.started)}, ${fmtNum(last.duration_ms / 1000, 1)} s: `
+      + `${last.added ?? 0} added, ${last.updated ?? 0} updated, ${last.unchanged ?? 0} unchanged, `
+      + `${last.deleted ?? 0} deleted, ${last.failed ?? 0} failed`;
+  } else {
+    text += '. Never synced';
+  }
+  if (c.next_run) text += `. Next run ${fmtTime(c.next_run)}`;
+  if (c.state && c.state.error) text += `. Last error: ${c.state.error}`;
+  $('#shop-status').textContent = `${text}.`;
+}
+
+$('#shop-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const form = ev.currentTarget;
+  run(async () => {
+    const v = formValues(form);
+    const body = { shop: v.shop, token_env: v.token_env };
+    if (v.api_version) body.api_version = v.api_version;
+    if (v.every) body.every = v.every;
+    if (v.metafields) body.metafields = commaList(v.metafields);
+    const c = await api('POST', `/v1/domains/${enc(state.panelDomain)}/shopify/connection`, body);
+    notify(`Connected ${c.shop} to ${c.domain}.`);
+    await loadStats();
+  }, $('button[type=submit]', form));
+});
+
+for (const [id, full] of [['#shop-sync-button', false], ['#shop-full-sync-button', true]]) {
+  $(id).addEventListener('click', (ev) => run(async () => {
+    const name = state.panelDomain;
+    const t = await api('POST', `/v1/domains/${enc(name)}/shopify/sync`, { full });
+    notify(`Syncing ${name}'s shop: task ${t.id}.`);
+    await loadStats();
+  }, ev.currentTarget));
+}
+
+$('#shop-disconnect-button').addEventListener('click', (ev) => run(async () => {
+  const name = state.panelDomain;
+  if (!window.confirm(`Disconnect the shop of "${name}"? Its documents stay.`)) return;
+  await api('DELETE', `/v1/domains/${enc(name)}/shopify/connection`);
+  notify(`Disconnected the shop of ${name}.`);
+  await loadStats();
+}, ev.currentTarget));
 
 $('#reindex-button').addEventListener('click', (ev) => run(async () => {
   const name = state.panelDomain;

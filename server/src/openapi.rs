@@ -388,7 +388,8 @@ pub fn document() -> Value {
                     "stored_documents": {"type": "integer"}, "stored_chunks": {"type": "integer"}, "last_seq": {"type": "integer"},
                     "last_sync": {"type": ["string", "null"]}, "quarantined": array(json!({"type": "object"})),
                     "generations": {"type": "object"},
-                    "other_generation": {"type": "object", "properties": {"chunks": {"type": "integer"}, "embedded": {"type": "integer"}}, "description": "while a switch builds the other generation (or it is kept): its chunks with vectors so far"} } },
+                    "other_generation": {"type": "object", "properties": {"chunks": {"type": "integer"}, "embedded": {"type": "integer"}}, "description": "while a switch builds the other generation (or it is kept): its chunks with vectors so far"},
+                    "shop": r("ShopConnection") } },
                 "DeleteOutput": { "type": "object", "properties": { "domain": {"type": "string"}, "deleted": {"type": "integer"}, "seq": {"type": "integer", "description": "pass as min_seq to read after the deletes"} } },
                 "IndexSummary": { "type": "object", "properties": {
                     "domain": {"type": "string"}, "documents": {"type": "integer"}, "added": {"type": "integer"}, "updated": {"type": "integer"},

@@ -328,4 +328,9 @@ fn a_grouped_result_streams_as_the_whole_file_reads() {
         "{e}"
     );
     assert_eq!(out.iter().filter(|c| c.is_ok()).count(), 27);
+    // Copies under new ids (the larger catalogs of the sync tests) are products of their own.
+    let (text, _) = bulk_jsonl(&copies(&products, 2), None);
+    let copied = upserts(BulkStream::new(text.as_bytes(), "result").collect());
+    assert_eq!(copied.len(), 54);
+    assert!(copied.values().any(|p| p.title.ends_with(" #2")));
 }

@@ -386,6 +386,11 @@ impl Service {
             .store
             .domain_stats(&pass, name, dartmouth_indexer::shopify::VARIANT_KEY_PREFIX)
             .await?;
+        let shop = self
+            .store
+            .shop_connection(&pass, name)
+            .await?
+            .map(super::ConnectionOut::from);
         let quarantined = if stored.quarantined > 0 {
             self.store.quarantined(&pass, name).await?
         } else {
@@ -401,6 +406,7 @@ impl Service {
             quarantined,
             generations,
             other_generation,
+            shop,
         })
     }
 

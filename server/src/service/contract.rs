@@ -357,6 +357,9 @@ pub struct DomainStatsOut {
     /// The other generation's vectors so far (while a switch builds it, or kept).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub other_generation: Option<dartmouth_domains::Progress>,
+    /// The shop connected for pull sync, with its last run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shop: Option<super::ConnectionOut>,
 }
 
 /// What a rebuild of a domain's shard from the store made.

@@ -21,6 +21,7 @@ const EXECUTABLE = process.env.CHROMIUM || '/usr/bin/chromium';
 const TIMEOUT_MS = 15_000;
 
 const DOMAIN = 'ui-test';
+const SHOP = process.env.DARTMOUTH_SHOP || '';
 const AGENT = 'ui-agent';
 const GROUP = 'ui-group';
 
@@ -394,6 +395,35 @@ async function flow(dialogs) {
     // The panel polls: the time stamp changes by itself.
     await page.locator('#metrics-updated').filter({ hasNotText: stamp }).waitFor({ timeout: 10_000 });
     await shot('metrics');
+  });
+
+  await step('connect a shop and sync it', async () => {
+    if (!SHOP) fail('DARTMOUTH_SHOP is not set');
+    allowedConsole = /status of 400/; // the refused connection below
+    await openTab('Domains');
+    await page.getByRole('button', { name: `Stats of ${DOMAIN}` }).click();
+    await waitText(page.locator('#panel-domain'), DOMAIN, 'stats panel');
+    const status = page.locator('#shop-status');
+    await waitText(status, 'No shop connected.', 'shop status before');
+    const form = page.locator('#shop-form');
+    await form.getByLabel('Shop').fill(SHOP);
+    await form.getByLabel('Token variable').fill('NO_SUCH_TOKEN_VARIABLE');
+    await form.getByRole('button', { name: 'Connect shop' }).click();
+    await waitText(page.locator('#notice'), 'token_env:', 'a missing token variable refused');
+    await form.getByLabel('Token variable').fill('ACME_TOKEN');
+    await form.getByLabel('Every').fill('15m');
+    await form.getByRole('button', { name: 'Connect shop' }).click();
+    await waitText(status, `${SHOP} (Admin API 2026-01, token from ACME_TOKEN), every 15m`, 'shop status connected');
+    await page.getByRole('button', { name: 'Full sync' }).click();
+    await until(async () => {
+      const t = (await status.textContent()).trim();
+      if (t.includes('Last run: full') && t.includes('27 added') && !t.includes('Syncing now')) return true;
+      await page.getByRole('button', { name: 'Refresh stats' }).click();
+      return t;
+    }, 'the shop sync never finished');
+    const [, c] = await apiCall('GET', `/v1/domains/${DOMAIN}/shopify/status`, ADMIN_KEY);
+    if (c.state.last.added !== 27 || c.state.error) fail(`the API shows ${JSON.stringify(c)}`);
+    await shot('shop');
   });
 
   await step('delete the agent', async () => {

@@ -56,7 +56,19 @@ fn names<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
 fn the_admin_console_works_in_a_browser() {
     let chromium = check_prerequisites();
     let (dir, data, keys) = setup();
-    let server = start(dir, data, &[]);
+    // A Shopify-compatible shop the console connects and syncs.
+    let shop = crate::shop_server::ShopServer::start(crate::shop_server::real_products().0);
+    let host = shop.base.trim_start_matches("http://").to_string();
+    let server = start_with_env(
+        &data,
+        &[],
+        &[
+            ("ACME_TOKEN", crate::shop_server::TOKEN),
+            ("DARTMOUTH_SHOPIFY_PLAIN_HOSTS", host.as_str()),
+            ("DARTMOUTH_SHOPIFY_POLL_MS", "20"),
+        ],
+    );
+    let _dir = dir;
     let screenshots = tempfile::tempdir().unwrap();
 
     let out = Command::new("node")
@@ -64,6 +76,7 @@ fn the_admin_console_works_in_a_browser() {
         .current_dir(browser_dir())
         .env("DARTMOUTH_URL", &server.http)
         .env("DARTMOUTH_ADMIN_KEY", &keys.admin)
+        .env("DARTMOUTH_SHOP", &host)
         .env("DARTMOUTH_SCREENSHOTS", screenshots.path())
         .env("CHROMIUM", &chromium)
         .output()
@@ -139,6 +152,7 @@ fn the_admin_console_works_in_a_browser() {
             )
         })
         .collect();
+    let connected = format!("{host} 2026-01");
     let expected = [
         (
             "create-domain",
@@ -151,6 +165,7 @@ fn the_admin_console_works_in_a_browser() {
         ("grant", "ui-test", "ui-agent read"),
         ("create-key", "ui-agent", revoked),
         ("revoke-key", revoked, "ui-agent"),
+        ("shopify-connect", "ui-test", connected.as_str()),
         ("delete-principal", "ui-agent", ""),
         ("delete-domain", "ui-test", ""),
     ];
