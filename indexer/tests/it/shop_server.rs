@@ -61,6 +61,9 @@ pub struct ShopState {
     pub webhooks: Vec<(String, String)>,
     /// Results are written a line at a time, this long apart (a slow download).
     pub drip: Option<Duration>,
+    /// A bulk result on disk (and its object count) that bulk operations answer instead of
+    /// `products`: a catalog too large to hold, streamed from the file.
+    pub result_file: Option<(PathBuf, u64)>,
 }
 
 pub struct Op {
@@ -68,6 +71,8 @@ pub struct Op {
     pub polls: u32,
     pub result: String,
     pub objects: u64,
+    /// The result as a file, streamed (instead of `result`).
+    pub file: Option<PathBuf>,
 }
 
 pub struct ShopServer {
@@ -268,41 +273,45 @@ pub fn bulk_jsonl(products: &BTreeMap<u64, Value>, keys: Option<&[String]>) -> (
     (out, n)
 }
 
-/// `copies` of each product under new ids (every id moved by a multiple of 10^14), handles
+/// Copy `k` (1, 2, …) of each product under new ids (every id moved by k × 10^14), handles
 /// and titles: a larger catalog of the real products' shapes.
-pub fn copies(products: &BTreeMap<u64, Value>, copies: u64) -> BTreeMap<u64, Value> {
+pub fn copy(products: &BTreeMap<u64, Value>, k: u64) -> BTreeMap<u64, Value> {
+    let moved = k * 100_000_000_000_000;
+    let shift = |g: &Value| {
+        let g = g.as_str().unwrap();
+        let (kind, id) = g.rsplit_once('/').unwrap();
+        let (id, rest) = id.split_once('?').unwrap_or((id, ""));
+        let id = id.parse::<u64>().unwrap() + moved;
+        json!(if rest.is_empty() {
+            format!("{kind}/{id}")
+        } else {
+            format!("{kind}/{id}?{rest}")
+        })
+    };
     let mut out = BTreeMap::new();
-    for k in 1..=copies {
-        let shift = |g: &Value| {
-            let g = g.as_str().unwrap();
-            let (kind, id) = g.rsplit_once('/').unwrap();
-            let (id, rest) = id.split_once('?').map_or((id, ""), |(a, b)| (a, b));
-            let id: u64 = id.parse::<u64>().unwrap() + k * 100_000_000_000_000;
-            json!(if rest.is_empty() {
-                format!("{kind}/{id}")
-            } else {
-                format!("{kind}/{id}?{rest}")
-            })
-        };
-        for (id, p) in products {
-            let mut p = p.clone();
-            p["id"] = shift(&p["id"]);
-            p["handle"] = json!(format!("{}-{k}", p["handle"].as_str().unwrap_or("")));
-            p["title"] = json!(format!("{} #{k}", p["title"].as_str().unwrap_or("")));
-            for v in p["variants"]["nodes"].as_array_mut().unwrap() {
-                v["id"] = shift(&v["id"]);
-                v["inventoryItem"]["id"] = shift(&v["inventoryItem"]["id"]);
-                for l in v["inventoryItem"]["inventoryLevels"]["nodes"]
-                    .as_array_mut()
-                    .unwrap()
-                {
-                    l["id"] = shift(&l["id"]);
-                }
+    for (id, p) in products {
+        let mut p = p.clone();
+        p["id"] = shift(&p["id"]);
+        p["handle"] = json!(format!("{}-{k}", p["handle"].as_str().unwrap_or("")));
+        p["title"] = json!(format!("{} #{k}", p["title"].as_str().unwrap_or("")));
+        for v in p["variants"]["nodes"].as_array_mut().unwrap() {
+            v["id"] = shift(&v["id"]);
+            v["inventoryItem"]["id"] = shift(&v["inventoryItem"]["id"]);
+            for l in v["inventoryItem"]["inventoryLevels"]["nodes"]
+                .as_array_mut()
+                .unwrap()
+            {
+                l["id"] = shift(&l["id"]);
             }
-            out.insert(id + k * 100_000_000_000_000, p);
         }
+        out.insert(id + moved, p);
     }
     out
+}
+
+/// Copies 1 to `n` of each product (see [`copy`]).
+pub fn copies(products: &BTreeMap<u64, Value>, n: u64) -> BTreeMap<u64, Value> {
+    (1..=n).flat_map(|k| copy(products, k)).collect()
 }
 
 /// The real products of the Admin REST files, in GraphQL's shape.
@@ -422,6 +431,19 @@ fn serve(mut conn: TcpStream, state: &Mutex<ShopState>, base: &str) {
                 "<Error><Code>ExpiredToken</Code></Error>",
             );
         }
+        if let Some(path) = s.ops.get(&op).and_then(|o| o.file.clone()) {
+            drop(s);
+            let Ok(mut file) = std::fs::File::open(&path) else {
+                return respond(&mut conn, 404, &[], "");
+            };
+            let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\nContent-Type: application/jsonl\r\n\r\n"
+            );
+            let _ = conn.write_all(head.as_bytes());
+            let _ = std::io::copy(&mut file, &mut conn);
+            return;
+        }
         let result = s.ops.get(&op).map(|o| o.result.clone()).unwrap_or_default();
         let drip = s.drip;
         drop(s);
@@ -515,7 +537,13 @@ fn serve(mut conn: TcpStream, state: &Mutex<ShopState>, base: &str) {
             s.bulk_started += 1;
             let id = s.next_op;
             let keys = asked_metafields(vars["query"].as_str().unwrap_or(""));
-            let (result, objects) = bulk_jsonl(&s.products, keys.as_deref());
+            let (result, objects, file) = match &s.result_file {
+                Some((path, objects)) => (String::new(), *objects, Some(path.clone())),
+                None => {
+                    let (result, objects) = bulk_jsonl(&s.products, keys.as_deref());
+                    (result, objects, None)
+                }
+            };
             s.ops.insert(
                 id,
                 Op {
@@ -523,6 +551,7 @@ fn serve(mut conn: TcpStream, state: &Mutex<ShopState>, base: &str) {
                     polls: 2,
                     result,
                     objects,
+                    file,
                 },
             );
             json!({"bulkOperationRunQuery": {"bulkOperation": {"id": gid("BulkOperation", id),

@@ -28,8 +28,15 @@ use super::tasks::{Items, Task, TaskOut};
 use super::{Service, opened};
 use crate::error::{ApiError, ApiResult, Code};
 
-/// How long a node's hold on a shop's sync lasts without being renewed.
-const SYNC_LEASE_MS: i64 = 60_000;
+/// How long a node's hold on a shop's sync lasts without being renewed: a minute, or a
+/// test's (`DARTMOUTH_SHOPIFY_LEASE_MS`).
+fn lease_ms() -> i64 {
+    std::env::var("DARTMOUTH_SHOPIFY_LEASE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|ms| *ms >= 300)
+        .unwrap_or(60_000)
+}
 /// The incremental mark is the last good run's start less this, for clocks and late writes.
 const OVERLAP_MS: i64 = 5 * 60_000;
 /// Hosts accepted as shops besides `*.myshopify.com`, reached over plain HTTP: a local
@@ -201,24 +208,25 @@ struct Hold {
     svc: Arc<Service>,
     domain_id: i64,
     renewed: std::time::Instant,
+    /// The runtime to reach the store from: the job reads its items on a thread of its own,
+    /// outside any runtime.
+    runtime: tokio::runtime::Handle,
 }
 
 impl Hold {
     /// Renews the lease when a third of it has passed; `false` when it was lost.
     fn keep(&mut self) -> bool {
-        if self.renewed.elapsed() < Duration::from_millis(SYNC_LEASE_MS as u64 / 3) {
+        if self.renewed.elapsed() < Duration::from_millis(lease_ms() as u64 / 3) {
             return true;
         }
         self.renewed = std::time::Instant::now();
         let system = self.svc.store.system();
-        self.svc
-            .applier()
-            .runtime
+        self.runtime
             .block_on(self.svc.store.renew_shop_sync(
                 &system,
                 self.domain_id,
                 &self.svc.node_id,
-                SYNC_LEASE_MS,
+                lease_ms(),
             ))
             .unwrap_or(false)
     }
@@ -566,7 +574,7 @@ impl Service {
         let system = self.store.system();
         let claimed = self
             .store
-            .claim_shop_sync(&system, conn.domain_id, &self.node_id, SYNC_LEASE_MS)
+            .claim_shop_sync(&system, conn.domain_id, &self.node_id, lease_ms())
             .await?;
         if !claimed {
             return Err(ApiError::new(
@@ -672,6 +680,7 @@ impl Service {
                 .unwrap_or(2000),
         );
         let svc = Arc::clone(self);
+        let runtime = tokio::runtime::Handle::current();
         self.spawn_index_task_with(
             caller,
             domain,
@@ -683,6 +692,7 @@ impl Service {
                         svc,
                         domain_id,
                         renewed: std::time::Instant::now(),
+                        runtime,
                     },
                     fatal,
                     task,
@@ -753,7 +763,7 @@ impl Service {
                         tracing::warn!(domain = %name, error = %e.message, "a scheduled shop sync cannot start");
                         let system = svc.store.system();
                         let owner = svc.node_id.clone();
-                        if svc.store.claim_shop_sync(&system, domain_id, &owner, SYNC_LEASE_MS).await.unwrap_or(false) {
+                        if svc.store.claim_shop_sync(&system, domain_id, &owner, lease_ms()).await.unwrap_or(false) {
                             state["error"] = json!(e.message);
                             let next = every.map(|e| dartmouth_domains::now_millis() + e);
                             let _ = svc.store.finish_shop_sync(&system, domain_id, &owner, &state, next).await;

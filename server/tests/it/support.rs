@@ -100,6 +100,18 @@ pub fn start_on(data: &Path, extra: &[&str]) -> Server {
 
 /// `start_on` with environment variables for the server process.
 pub fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+    spawn(data, extra, env, Stdio::inherit())
+}
+
+/// `start_with_env` logging everything (`DARTMOUTH_LOG=trace`) to the file `log`.
+pub fn start_logged(data: &Path, extra: &[&str], env: &[(&str, &str)], log: &Path) -> Server {
+    let mut env = env.to_vec();
+    env.push(("DARTMOUTH_LOG", "trace"));
+    let file = std::fs::File::create(log).unwrap();
+    spawn(data, extra, &env, Stdio::from(file))
+}
+
+fn spawn(data: &Path, extra: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Server {
     let mut child = Command::new(binary())
         .arg("--data-dir")
         .arg(data)
@@ -126,7 +138,7 @@ pub fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serv
         .env(SHOPIFY_SECRET_ENV, SHOPIFY_SECRET)
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut line = String::new();

@@ -12,6 +12,9 @@
 //!   and 64; p50/p99 and QPS per mode, with the query embedded per request and cached.
 //! - `bench shopify`: catalog parse + normalise + chunk in products/s per export format, and an
 //!   inventory webhook's time from receipt to visible through the store.
+//! - `bench pull`: a shop's full sync pulled from the tests' Shopify-compatible Admin API beside
+//!   `dartmouth index` of the same bulk file (products/s, peak memory at two sizes), and an
+//!   incremental sync of 100 changed products against their embedding time.
 //! - `bench store`: acknowledged writes through the store (single and batched) and the delay
 //!   from acknowledgement to searchable while an applier tails the changelog.
 #![allow(clippy::print_stdout, reason = "a benchmark program reports on stdout")]
@@ -23,7 +26,12 @@ mod nodes;
 // The tests' throwaway PostgreSQL cluster (`bench nodes`).
 #[path = "../../../../domains/tests/it/pg.rs"]
 mod pg;
+mod pull;
 mod query;
+// The tests' Shopify-compatible Admin API (`bench pull`).
+#[path = "../../../../indexer/tests/it/shop_server.rs"]
+#[allow(dead_code, reason = "the tests' server; the benchmark uses part of it")]
+mod shop_server;
 mod shopify;
 mod store;
 mod switch;
@@ -70,6 +78,9 @@ enum Cmd {
     Switch(switch::SwitchArgs),
     /// Catalog parse + normalise + chunk throughput; inventory webhook → visible latency.
     Shopify(shopify::ShopifyArgs),
+    /// A shop's full sync pulled over the Admin API beside an upload of the same bulk file;
+    /// an incremental sync of changed products.
+    Pull(pull::PullArgs),
 }
 
 fn main() -> Result<()> {
@@ -85,6 +96,7 @@ fn main() -> Result<()> {
         Cmd::Rerank(args) => models::rerank(&place, &args)?,
         Cmd::Store(args) => store::run(&args)?,
         Cmd::Switch(args) => switch::run(&args)?,
+        Cmd::Pull(args) => pull::run(&args)?,
         Cmd::Shopify(args) => shopify::run(&args, &model_dir, Arc::new(embedder()?))?,
         Cmd::Load(args) => load::run(
             &embedder()?,
