@@ -30,7 +30,11 @@ mod pull;
 mod query;
 // The tests' Shopify-compatible Admin API (`bench pull`).
 #[path = "../../../../indexer/tests/it/shop_server.rs"]
-#[allow(dead_code, reason = "the tests' server; the benchmark uses part of it")]
+#[allow(
+    dead_code,
+    clippy::unwrap_used,
+    reason = "the tests' server, whose every failure is a panic; the benchmark uses part of it"
+)]
 mod shop_server;
 mod shopify;
 mod store;
