@@ -399,11 +399,13 @@ impl Service {
         on_ack: Option<&(dyn Fn(u64) + Send + Sync)>,
         stop: Option<&std::sync::atomic::AtomicBool>,
     ) -> ApiResult<IndexSummary> {
+        // A task's batches are the CLI's: a long job (a shop's full sync) commits a quarter as
+        // often as a request's 64.
         let options = JobOptions {
             stop_on_error: false,
             full_sync,
             on_ack,
-            ..JobOptions::default()
+            batch_docs: 256,
         };
         let never = std::sync::atomic::AtomicBool::new(false);
         self.with_job(pass, domain, &options, |job| {

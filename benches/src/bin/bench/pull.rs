@@ -4,8 +4,9 @@
 //! file's size?); with the fake embedder (embedding excluded) and with a real model (included);
 //! then an incremental sync of `changed` products against the time their embedding took.
 //!
-//! Every figure runs the release `dartmouth` binary: `serve` for the pull (its peak resident
-//! memory from `/proc/PID/status` `VmHWM`), `index` for the upload (GNU time's maximum RSS).
+//! Every figure runs the release `dartmouth` binary: `serve` for the pull, `index` for the
+//! upload; memory is each process's largest anonymous resident set (`RssAnon` in
+//! `/proc/PID/status`, sampled every 20 ms: the heap, not the index files it maps).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -205,43 +206,69 @@ impl Serve {
         }
         Ok(())
     }
-
-    /// The server's peak resident memory so far, MiB.
-    fn peak_mib(&self) -> Result<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let kb: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .context("VmHWM")?;
-        Ok(kb / 1024.0)
-    }
 }
 
-/// `dartmouth index` of the bulk file: (seconds, peak RSS MiB).
+/// The largest anonymous resident memory (`RssAnon`: the heap, not the mapped index files)
+/// of process `pid`, sampled every 20 ms until `done`, in MiB.
+fn sample_anon(pid: u32, done: &std::sync::atomic::AtomicBool) -> f64 {
+    let mut peak = 0f64;
+    while !done.load(std::sync::atomic::Ordering::Acquire) {
+        let kb = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("RssAnon:"))
+                    .and_then(|v| v.split_whitespace().next())
+                    .and_then(|v| v.parse::<f64>().ok())
+            });
+        match kb {
+            Some(kb) => peak = peak.max(kb / 1024.0),
+            None => break,
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    peak
+}
+
+/// Runs `work` while sampling `pid`'s anonymous memory: its outcome and the peak, MiB.
+fn sampled<T>(pid: u32, work: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| sample_anon(pid, &done));
+        let out = work();
+        done.store(true, std::sync::atomic::Ordering::Release);
+        let peak = sampler
+            .join()
+            .map_err(|_| anyhow::anyhow!("sampler panicked"))?;
+        Ok((out?, peak))
+    })
+}
+
+/// `dartmouth index` of the bulk file: (seconds, peak anonymous memory MiB).
 fn upload(binary: &Path, data: &Path, file: &Path) -> Result<(f64, f64)> {
     let started = Instant::now();
-    let out = Command::new("/usr/bin/time")
-        .args(["-f", "maxrss_kb=%M"])
-        .arg(binary)
+    let mut child = Command::new(binary)
         .arg("--data-dir")
         .arg(data)
         .args(["index", "--domain", "store"])
         .arg(file)
-        .output()
-        .context("run /usr/bin/time (GNU time, Debian package `time`)")?;
-    let seconds = started.elapsed().as_secs_f64();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
-        bail!("dartmouth index: {stderr}");
-    }
-    let kb: f64 = stderr
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("maxrss_kb="))
-        .and_then(|v| v.parse().ok())
-        .context("no maxrss in GNU time's output")?;
-    Ok((seconds, kb / 1024.0))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("run {}", binary.display()))?;
+    let pid = child.id();
+    let mut stderr = child.stderr.take().context("stderr")?;
+    let (status, peak) = sampled(pid, || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut text)?;
+        let status = child.wait()?;
+        if !status.success() {
+            bail!("dartmouth index: {text}");
+        }
+        Ok(status)
+    })?;
+    let _ = status;
+    Ok((started.elapsed().as_secs_f64(), peak))
 }
 
 pub fn run(args: &PullArgs) -> Result<()> {
@@ -252,9 +279,9 @@ pub fn run(args: &PullArgs) -> Result<()> {
     let mut report = json!({});
     println!("full sync pulled from the test shop vs `dartmouth index` of the same bulk file:");
     println!(
-        "| catalog | embedder | pull products/s | pull peak MiB | index products/s | index peak MiB |"
+        "| catalog | embedder | pull products/s | pull peak heap MiB | served at rest, heap MiB | index products/s | index peak heap MiB |"
     );
-    println!("|---|---|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|");
     let fake = ["--embedder", "fake"];
     let model = ["--model", args.model.as_str()];
     let sizes = [
@@ -273,26 +300,38 @@ pub fn run(args: &PullArgs) -> Result<()> {
         let key = fresh(binary, &data, embedder)?;
         let s = Serve::start(binary, &data, &key, &host, args.poll_ms)?;
         s.connect(&host)?;
-        let (pull_secs, summary) = s.sync(true)?;
+        let ((pull_secs, summary), pull_peak) = sampled(s.child.id(), || s.sync(true))?;
         let added = summary["added"].as_u64().unwrap_or(0);
         if added != n {
             bail!("the pull added {added} of {n}: {summary}");
         }
-        let pull_peak = s.peak_mib()?;
+        drop(s);
+        // The same domain served at rest (its shard opened by a search): what the catalog
+        // itself costs, beside what the sync did.
+        let s = Serve::start(binary, &data, &key, &host, args.poll_ms)?;
+        let (_, rest_peak) = sampled(s.child.id(), || {
+            let body = json!({"query": "coat", "domains": ["store"], "mode": "bm25", "k": 10});
+            let (status, hits) = s.call("POST", "/v1/search", Some(body))?;
+            if status != 200 {
+                bail!("search answered {status}: {hits}");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            Ok(())
+        })?;
         drop(s);
         let up_data = args.dir.join("upload-data");
         fresh(binary, &up_data, embedder)?;
         let (up_secs, up_peak) = upload(binary, &up_data, &file)?;
         let bytes = std::fs::metadata(&file)?.len();
         println!(
-            "| {n} products ({:.0} MiB) | {label} | {:.0} | {pull_peak:.0} | {:.0} | {up_peak:.0} |",
+            "| {n} products ({:.0} MiB) | {label} | {:.0} | {pull_peak:.0} | {rest_peak:.0} | {:.0} | {up_peak:.0} |",
             bytes as f64 / 1048576.0,
             n as f64 / pull_secs,
             n as f64 / up_secs,
         );
         report[format!("{n}")] = json!({"embedder": label, "bytes": bytes,
             "pull_seconds": pull_secs, "pull_products_per_s": n as f64 / pull_secs,
-            "pull_peak_mib": pull_peak, "pull_embed_seconds": summary["embed_seconds"],
+            "pull_peak_mib": pull_peak, "at_rest_mib": rest_peak, "pull_embed_seconds": summary["embed_seconds"],
             "index_seconds": up_secs, "index_products_per_s": n as f64 / up_secs,
             "index_peak_mib": up_peak});
         std::fs::remove_file(&file)?;
