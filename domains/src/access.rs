@@ -179,7 +179,7 @@ impl Store {
         .bind(name)
         .fetch_optional(&self.pool)
         .await?
-        .ok_or_else(|| Error::not_found("principal", name))?;
+        .ok_or_else(|| Error::not_found(crate::Missing::Principal, name))?;
         Ok(Caller::principal(
             row.try_get("id")?,
             row.try_get("name")?,
@@ -281,7 +281,7 @@ impl Store {
                             "",
                         )
                         .await?;
-                        return Err(Error::not_found("domain", name));
+                        return Err(Error::not_found(crate::Missing::Domain, name));
                     }
                 }
             }

@@ -44,7 +44,7 @@ impl Store {
             None => {
                 self.audit(caller.name(), action, domain, "denied", "")
                     .await?;
-                Err(Error::not_found("domain", domain))
+                Err(Error::not_found(crate::Missing::Domain, domain))
             }
         }
     }
@@ -142,7 +142,7 @@ impl Store {
                 .bind(domain.id)
                 .fetch_optional(&mut *tx)
                 .await?
-                .ok_or_else(|| Error::not_found("domain", name))?;
+                .ok_or_else(|| Error::not_found(crate::Missing::Domain, name))?;
         let settings = match settings {
             Some(given) => {
                 let current: serde_json::Value =
@@ -166,7 +166,7 @@ impl Store {
         .bind(settings.as_ref().map(serde_json::Value::to_string))
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or_else(|| Error::not_found("domain", name))?;
+        .ok_or_else(|| Error::not_found(crate::Missing::Domain, name))?;
         tx.commit().await?;
         let mut changed = Vec::new();
         if description.is_some() {
@@ -252,7 +252,7 @@ impl Store {
             .bind(name)
             .fetch_optional(&self.pool)
             .await?
-            .ok_or_else(|| Error::not_found("principal", name))?;
+            .ok_or_else(|| Error::not_found(crate::Missing::Principal, name))?;
         Ok((
             row.try_get("id")?,
             PrincipalKind::parse(row.try_get("kind")?)?,

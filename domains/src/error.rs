@@ -5,7 +5,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum Error {
     #[error("{what} `{name}` does not exist")]
-    NotFound { what: &'static str, name: String },
+    NotFound { what: Missing, name: String },
     #[error("{what} `{name}` already exists")]
     Conflict { what: &'static str, name: String },
     #[error("{field}: {reason}")]
@@ -36,6 +36,30 @@ pub enum Error {
     /// A snapshot file that cannot be written or read back (its path, with the line).
     #[error("{path}: {reason}")]
     File { path: String, reason: String },
+}
+
+/// What was not found. A typed discriminator, not a word: a domain the caller may not read is
+/// answered as a missing one, and that choice is made on [`Missing::Domain`] (see
+/// [`Error::is_missing_domain`]), where a misspelt string would silently change an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    Domain,
+    Principal,
+    Key,
+    ShopConnection,
+    Snapshot,
+}
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Missing::Domain => "domain",
+            Missing::Principal => "principal",
+            Missing::Key => "key",
+            Missing::ShopConnection => "shop connection",
+            Missing::Snapshot => "snapshot",
+        })
+    }
 }
 
 /// The neutral class of an error; transports map it to their codes in one table.
@@ -69,7 +93,13 @@ impl Error {
     /// A domain the caller asked for does not exist, or it may not use it (the same thing to
     /// the caller).
     pub fn is_missing_domain(&self) -> bool {
-        matches!(self, Error::NotFound { what: "domain", .. })
+        matches!(
+            self,
+            Error::NotFound {
+                what: Missing::Domain,
+                ..
+            }
+        )
     }
 
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
@@ -79,7 +109,7 @@ impl Error {
         }
     }
 
-    pub(crate) fn not_found(what: &'static str, name: &str) -> Self {
+    pub(crate) fn not_found(what: Missing, name: &str) -> Self {
         Error::NotFound {
             what,
             name: crate::names::shown(name),

@@ -545,7 +545,7 @@ async fn lock_generations(
             .bind(domain_id)
             .fetch_optional(&mut **tx)
             .await?
-            .ok_or_else(|| Error::not_found("domain", &format!("#{domain_id}")))?;
+            .ok_or_else(|| Error::not_found(crate::Missing::Domain, &format!("#{domain_id}")))?;
     Generations::from_column(row.try_get::<Option<String>, _>("generations")?.as_deref())
 }
 

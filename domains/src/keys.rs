@@ -168,7 +168,7 @@ impl Store {
 
     pub async fn revoke_key(&self, caller: &Caller, id: &str) -> Result<()> {
         if !is_key_id(id) {
-            return Err(Error::not_found("key", id));
+            return Err(Error::not_found(crate::Missing::Key, id));
         }
         let row = sqlx::query(
             "SELECT p.name FROM api_keys k JOIN principals p ON p.id = k.principal_id WHERE k.id = $1",
@@ -178,7 +178,7 @@ impl Store {
         .await?;
         let owner: String = match row {
             Some(r) => r.try_get("name")?,
-            None => return Err(Error::not_found("key", id)),
+            None => return Err(Error::not_found(crate::Missing::Key, id)),
         };
         if caller.is_delegated() {
             self.audit(caller.name(), "revoke-key", id, "denied", "delegated token")

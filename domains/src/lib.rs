@@ -34,7 +34,7 @@ mod store;
 pub use access::{Caller, Pass, System};
 pub use admin::AuditQuery;
 pub use dump::{DumpInfo, DumpedDomain};
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, Missing, Result};
 pub use generations::{PendingDocument, Progress, slot_column};
 pub use jwt::{Delegation, JwtConfig, JwtKey, MAX_DELEGATION_SECS};
 pub use model::{

@@ -222,7 +222,7 @@ impl Store {
         .await?;
         self.shop_of(d.id)
             .await?
-            .ok_or_else(|| Error::not_found("shop connection", domain))
+            .ok_or_else(|| Error::not_found(crate::Missing::ShopConnection, domain))
     }
 
     /// Unbinds `domain`'s shop (its admins); its documents stay.
@@ -236,7 +236,7 @@ impl Store {
             .await?
             .rows_affected();
         if gone == 0 {
-            return Err(Error::not_found("shop connection", domain));
+            return Err(Error::not_found(crate::Missing::ShopConnection, domain));
         }
         self.audit(caller.name(), "shopify-disconnect", domain, "ok", "")
             .await
@@ -263,7 +263,7 @@ impl Store {
             .domains()
             .iter()
             .find(|d| d.name == domain)
-            .ok_or_else(|| Error::not_found("domain", domain))?;
+            .ok_or_else(|| Error::not_found(crate::Missing::Domain, domain))?;
         self.shop_of(d.id).await
     }
 

@@ -138,17 +138,38 @@ pub fn json_body(text: &str, label: &str) -> ApiResult<Value> {
         .map_err(|e| ApiError::invalid(format!("{label}:{}: malformed JSON: {e}", e.line())))
 }
 
+/// Why a catalog is refused before anything is written (both are 400s).
+#[derive(Debug)]
+pub enum Refusal {
+    /// The body cannot be read in the format (its place named): when the format was a guess,
+    /// the caller says so.
+    Body(ApiError),
+    /// A full sync of a catalog without products, which would delete every document.
+    EmptyFullSync(ApiError),
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> ApiError {
+        match r {
+            Refusal::Body(e) | Refusal::EmptyFullSync(e) => e,
+        }
+    }
+}
+
 /// The catalog's records as indexing items (bad records stay in place as errors, reported by
-/// the job). Refused outright (400, nothing written): a body none of whose records can be read,
+/// the job). Refused outright (nothing written): a body none of whose records can be read,
 /// and a full sync of a catalog that holds no products (it would delete every document).
 pub fn read_catalog(
     text: &str,
     format: CatalogFormat,
     base_url: Option<&str>,
     full_sync: bool,
-) -> ApiResult<Vec<dartmouth_indexer::Result<Item>>> {
+) -> Result<Vec<dartmouth_indexer::Result<Item>>, Refusal> {
     let changes: Vec<dartmouth_indexer::Result<shopify::Change>> = match format {
-        CatalogFormat::Json => shopify::read_json(json_body(text, BODY_LABEL)?, BODY_LABEL),
+        CatalogFormat::Json => shopify::read_json(
+            json_body(text, BODY_LABEL).map_err(Refusal::Body)?,
+            BODY_LABEL,
+        ),
         CatalogFormat::Bulk => shopify::read_bulk(text, BODY_LABEL),
         CatalogFormat::Csv => shopify::read_csv(text.as_bytes(), BODY_LABEL).collect(),
     };
@@ -157,9 +178,9 @@ pub fn read_catalog(
         .map(|c| shopify_item(c, BODY_LABEL, base_url))
         .collect();
     if items.is_empty() {
-        return Err(ApiError::invalid(format!(
+        return Err(Refusal::Body(ApiError::invalid(format!(
             "{BODY_LABEL}: the catalog holds no products"
-        )));
+        ))));
     }
     if items.iter().all(Result::is_err) {
         let mut errors = items.into_iter().filter_map(Result::err);
@@ -168,16 +189,16 @@ pub fn read_catalog(
             .map(ApiError::from)
             .map_or_else(String::new, |e| e.message);
         let more = errors.count();
-        return Err(ApiError::invalid(if more == 0 {
+        return Err(Refusal::Body(ApiError::invalid(if more == 0 {
             first
         } else {
             format!("{first} (and {more} more records failed; nothing was written)")
-        }));
+        })));
     }
     if full_sync && !items.iter().any(|i| matches!(i, Ok(Item::Doc(_)))) {
-        return Err(ApiError::invalid(
+        return Err(Refusal::EmptyFullSync(ApiError::invalid(
             "full_sync: the catalog holds no products, so a full sync would delete every document",
-        ));
+        )));
     }
     Ok(items)
 }
@@ -298,14 +319,32 @@ mod tests {
         let e = utf8_body(b"Handle,Title\nok,\xff\n").unwrap_err();
         assert_eq!(e.message, "body:2: invalid UTF-8 at byte 16");
         assert_eq!(utf8_body(b"\xEF\xBB\xBFHandle").ok(), Some("Handle"));
-        let e =
-            read_catalog("{\n\"products\": [\n,]}", CatalogFormat::Json, None, false).unwrap_err();
+        let body = |r: Result<_, Refusal>| match r {
+            Err(Refusal::Body(e)) => e,
+            other => panic!("{other:?}"),
+        };
+        let e = body(read_catalog(
+            "{\n\"products\": [\n,]}",
+            CatalogFormat::Json,
+            None,
+            false,
+        ));
         assert!(e.message.starts_with("body:3: malformed JSON"), "{e}");
-        let e = read_catalog("{\"items\": []}", CatalogFormat::Json, None, false).unwrap_err();
+        let e = body(read_catalog(
+            "{\"items\": []}",
+            CatalogFormat::Json,
+            None,
+            false,
+        ));
         assert!(e.message.starts_with("body: expected"), "{e}");
-        let e = read_catalog("Name,Price\nx,1\n", CatalogFormat::Csv, None, false).unwrap_err();
+        let e = body(read_catalog(
+            "Name,Price\nx,1\n",
+            CatalogFormat::Csv,
+            None,
+            false,
+        ));
         assert!(e.message.contains("body:1: unknown header dialect"), "{e}");
-        let e = read_catalog("", CatalogFormat::Csv, None, false).unwrap_err();
+        let e = body(read_catalog("", CatalogFormat::Csv, None, false));
         assert!(e.message.starts_with("body"), "{e}");
     }
 
@@ -322,7 +361,10 @@ mod tests {
                 .any(|i| matches!(i, Ok(Item::Inventory { .. })))
         );
         assert!(!items.iter().any(|i| matches!(i, Ok(Item::Doc(_)))));
-        let e = read_catalog(&levels, CatalogFormat::Bulk, None, true).unwrap_err();
+        let Err(Refusal::EmptyFullSync(e)) = read_catalog(&levels, CatalogFormat::Bulk, None, true)
+        else {
+            panic!("a full sync of no products was not refused")
+        };
         assert!(e.message.starts_with("full_sync"), "{e}");
     }
 }

@@ -79,7 +79,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 
 fn missing(name: &str) -> Error {
     Error::Store(dartmouth_domains::Error::NotFound {
-        what: "snapshot",
+        what: dartmouth_domains::Missing::Snapshot,
         name: dartmouth_domains::names::shown(name),
     })
 }

@@ -34,7 +34,7 @@ impl Store {
         match row {
             Some(r) => Ok(r.try_get::<i64, _>("last_seq")? as u64),
             None => Err(Error::NotFound {
-                what: "domain",
+                what: crate::Missing::Domain,
                 name: format!("#{domain_id}"),
             }),
         }

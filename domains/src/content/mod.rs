@@ -76,17 +76,17 @@ fn check_storable(doc: &StoredDocument) -> Result<()> {
 /// The domain `pass` opens for writing (a missing one and one without write look the same).
 fn writable<'a>(pass: &'a Pass, domain: &str) -> Result<&'a Domain> {
     if pass.role() < Role::Write {
-        return Err(Error::not_found("domain", domain));
+        return Err(Error::not_found(crate::Missing::Domain, domain));
     }
     pass.domain(domain)
-        .ok_or_else(|| Error::not_found("domain", domain))
+        .ok_or_else(|| Error::not_found(crate::Missing::Domain, domain))
 }
 
 /// The domain `pass` opens (for any role): a missing one and one the pass does not open look the
 /// same.
 fn opened<'a>(pass: &'a Pass, domain: &str) -> Result<&'a Domain> {
     pass.domain(domain)
-        .ok_or_else(|| Error::not_found("domain", domain))
+        .ok_or_else(|| Error::not_found(crate::Missing::Domain, domain))
 }
 
 impl Store {

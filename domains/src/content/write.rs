@@ -57,7 +57,7 @@ impl Store {
         .bind(writes.len() as i64)
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or_else(|| Error::not_found("domain", domain))?;
+        .ok_or_else(|| Error::not_found(crate::Missing::Domain, domain))?;
         let last: i64 = row.try_get("last_seq")?;
         let settings: serde_json::Value =
             serde_json::from_str(&row.try_get::<String, _>("settings")?)

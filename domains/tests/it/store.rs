@@ -114,7 +114,7 @@ async fn conformance(url: &str) {
         matches!(
             unknown,
             Error::NotFound {
-                what: "principal",
+                what: dartmouth_domains::Missing::Principal,
                 ..
             }
         ),
@@ -125,7 +125,13 @@ async fn conformance(url: &str) {
         .await
         .unwrap_err();
     assert!(
-        matches!(missing, Error::NotFound { what: "domain", .. }),
+        matches!(
+            missing,
+            Error::NotFound {
+                what: dartmouth_domains::Missing::Domain,
+                ..
+            }
+        ),
         "{missing}"
     );
 

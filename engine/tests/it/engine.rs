@@ -336,8 +336,12 @@ fn filtered_vector_search_has_full_recall() {
     }
     all.sort_by(|a, b| b.0.total_cmp(&a.0));
     let cutoff = all[9].0;
+    // Ten hits, every one in the filter and among the exact top 10.
+    assert_eq!(got.hits.len(), 10);
     for h in &got.hits {
         let s = h.vector.unwrap().score;
+        let i: usize = h.doc_id.trim_start_matches('d').parse().unwrap();
+        assert!(i % 50 < 3, "hit {} is outside the filter", h.doc_id);
         assert!(
             s >= cutoff - 1e-5,
             "hit {} scored {s} below the exact 10th {cutoff}",
@@ -820,4 +824,50 @@ fn embedding_during_the_search_changes_nothing() {
             "{refused:?}"
         );
     }
+}
+
+/// Invariant 2: a document deleted and written again gets new ordinals, never its old ones nor
+/// another's, so equal scores keep the order of writing: the re-written twin ranks last.
+#[test]
+fn ordinals_are_never_reused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shard = new_shard(tmp.path());
+    let twin = |id: &str| WriteOp::Upsert(doc(id, "", &["identical words in every twin"], &[]));
+    shard
+        .apply(batch(vec![twin("a"), twin("b"), twin("c")]))
+        .unwrap();
+    let order = |shard: &Shard| -> Vec<String> {
+        let mut req = request("identical words", Mode::Bm25);
+        req.k = 10;
+        search(&[shard], &req)
+            .unwrap()
+            .hits
+            .into_iter()
+            .map(|h| h.doc_id)
+            .collect()
+    };
+    assert_eq!(order(&shard), ["a", "b", "c"]);
+    shard
+        .apply(batch(vec![WriteOp::Delete("a".into())]))
+        .unwrap();
+    assert_eq!(order(&shard), ["b", "c"]);
+    // Written again: a new ordinal, after the others' (its old one is not reused), on both
+    // branches.
+    shard.apply(batch(vec![twin("a")])).unwrap();
+    assert_eq!(order(&shard), ["b", "c", "a"]);
+    let mut req = request("identical words in every twin", Mode::Vector);
+    req.k = 10;
+    let by_vector: Vec<String> = search(&[&shard], &req)
+        .unwrap()
+        .hits
+        .into_iter()
+        .map(|h| h.doc_id)
+        .collect();
+    assert_eq!(by_vector, ["b", "c", "a"]);
+    // And across a reopen.
+    drop(shard);
+    let shard = Shard::open(&tmp.path().join("kb"), "kb").unwrap();
+    assert_eq!(order(&shard), ["b", "c", "a"]);
+    shard.apply(batch(vec![twin("d")])).unwrap();
+    assert_eq!(order(&shard), ["b", "c", "a", "d"]);
 }

@@ -18,7 +18,7 @@ impl Service {
     ) -> ApiResult<()> {
         let missing = |name: &str| {
             ApiError::from(dartmouth_domains::Error::NotFound {
-                what: "domain",
+                what: dartmouth_domains::Missing::Domain,
                 name: dartmouth_domains::names::shown(name),
             })
         };

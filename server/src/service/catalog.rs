@@ -52,15 +52,16 @@ impl Service {
                 upload.base_url.as_deref(),
                 upload.full_sync,
             )
-            .map_err(|mut e| {
+            .map_err(|refusal| match refusal {
                 // `garbage` fails as a CSV header: say the format was a guess.
-                if !explicit && e.message.starts_with(crate::shopify::BODY_LABEL) {
+                crate::shopify::Refusal::Body(mut e) if !explicit => {
                     e.message.push_str(&format!(
                         " (read as {}, detected from the request; choose with ?format=json, csv or bulk)",
                         format.as_str()
                     ));
+                    e
                 }
-                e
+                other => ApiError::from(other),
             })?;
             let mut out = ShopifyOutput::new(s.run_shopify(pass, &name, items, upload.full_sync)?);
             out.format = Some(format);
@@ -74,7 +75,7 @@ impl Service {
         self.webhooks.get(domain).ok_or_else(|| {
             self.metrics.denied(Code::NotFound);
             ApiError::from(dartmouth_domains::Error::NotFound {
-                what: "domain",
+                what: dartmouth_domains::Missing::Domain,
                 name: dartmouth_domains::names::shown(domain),
             })
         })

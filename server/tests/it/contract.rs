@@ -325,6 +325,28 @@ fn one_contract_over_http_and_grpc_with_access_control() {
     }
     assert!(first["snippet"].as_str().unwrap().contains("<em>"));
     assert_eq!(first["model"], "fake-hash-384");
+    // The explanation is the hit's: its branches, its score, the default fusion's formula.
+    let explain = &first["explain"];
+    let f32_of = |v: &Value| v.as_f64().map(|x| x as f32);
+    assert_eq!(
+        f32_of(&explain["score"]),
+        f32_of(&first["score"]),
+        "{explain}"
+    );
+    for branch in ["bm25", "vector"] {
+        assert_eq!(explain[branch]["rank"], first[branch]["rank"], "{explain}");
+        assert_eq!(
+            f32_of(&explain[branch]["score"]),
+            f32_of(&first[branch]["score"]),
+            "{explain}"
+        );
+        assert!(explain[branch]["rank"].is_u64(), "{explain}");
+    }
+    let formula = explain["formula"].as_str().unwrap_or_default();
+    assert!(
+        formula.starts_with("zscore: 1 × z(bm25.score) + 1.2 × z(vector.score)"),
+        "{explain}"
+    );
 
     // Context: cited passages within the budget.
     let (status, ctx) = call(
