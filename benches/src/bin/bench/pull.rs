@@ -19,6 +19,7 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use crate::shop_server::{ShopServer, TOKEN, bulk_jsonl, copy, real_products};
+use crate::switch::cli;
 
 #[derive(Args)]
 pub struct PullArgs {
@@ -67,22 +68,6 @@ fn write_catalog(path: &Path, n: u64) -> Result<u64> {
     }
     out.flush()?;
     Ok(objects)
-}
-
-fn cli(binary: &Path, data: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new(binary)
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .output()
-        .with_context(|| format!("run {}", binary.display()))?;
-    if !out.status.success() {
-        bail!(
-            "dartmouth {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// A domain in a fresh data directory, and an admin key.

@@ -40,7 +40,8 @@ pub struct SwitchArgs {
     pub dartmouth: PathBuf,
 }
 
-fn cli(binary: &Path, data: &Path, args: &[&str]) -> Result<String> {
+/// `dartmouth --data-dir DATA ARGS…`: its stdout, or its stderr as the error.
+pub(crate) fn cli(binary: &Path, data: &Path, args: &[&str]) -> Result<String> {
     let out = Command::new(binary)
         .arg("--data-dir")
         .arg(data)
