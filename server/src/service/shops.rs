@@ -211,12 +211,14 @@ struct Hold {
     /// The runtime to reach the store from: the job reads its items on a thread of its own,
     /// outside any runtime.
     runtime: tokio::runtime::Handle,
+    /// The lease's length, read once per sync.
+    lease_ms: i64,
 }
 
 impl Hold {
     /// Renews the lease when a third of it has passed; `false` when it was lost.
     fn keep(&mut self) -> bool {
-        if self.renewed.elapsed() < Duration::from_millis(lease_ms() as u64 / 3) {
+        if self.renewed.elapsed() < Duration::from_millis(self.lease_ms as u64 / 3) {
             return true;
         }
         self.renewed = std::time::Instant::now();
@@ -226,7 +228,7 @@ impl Hold {
                 &system,
                 self.domain_id,
                 &self.svc.node_id,
-                lease_ms(),
+                self.lease_ms,
             ))
             .unwrap_or(false)
     }
@@ -693,6 +695,7 @@ impl Service {
                         domain_id,
                         renewed: std::time::Instant::now(),
                         runtime,
+                        lease_ms: lease_ms(),
                     },
                     fatal,
                     task,

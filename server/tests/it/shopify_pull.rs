@@ -23,6 +23,16 @@ fn finished(s: &Server, key: &str, task: &Value) -> Value {
     last
 }
 
+/// Syncs `domain`'s shop (`full` or incremental) as a task: accepted (202), then followed to
+/// its end; the finished task.
+fn sync(s: &Server, key: &str, domain: &str, full: bool) -> Value {
+    let body = json!({ "full": full }).to_string();
+    let path = format!("/v1/domains/{domain}/shopify/sync");
+    let (status, task) = call(s, "POST", &path, Some(key), Some(&body));
+    assert_eq!(status, 202, "{task}");
+    finished(s, key, &task)
+}
+
 fn doc_texts(s: &Server, key: &str, domain: &str, ids: &[String]) -> Vec<(String, Value)> {
     ids.iter()
         .map(|id| {
@@ -182,15 +192,7 @@ fn a_connected_shop_syncs_full_then_incremental() {
     }
     assert_eq!(c["metafields"], json!(["custom.material"]));
     // A full sync: one bulk operation, the catalog streamed in.
-    let (status, task) = call(
-        &s,
-        "POST",
-        "/v1/domains/store/shopify/sync",
-        Some(&admin),
-        Some(r#"{"full": true}"#),
-    );
-    assert_eq!(status, 202, "{task}");
-    let done = finished(&s, &admin, &task);
+    let done = sync(&s, &admin, "store", true);
     assert_eq!(done["status"], "succeeded", "{done}");
     let (_, st) = call(
         &s,
@@ -247,15 +249,7 @@ fn a_connected_shop_syncs_full_then_incremental() {
         r["updated_at"] = json!(now);
         st.products.insert(stock, graphql_product(&r));
     }
-    let (status, task) = call(
-        &s,
-        "POST",
-        "/v1/domains/store/shopify/sync",
-        Some(&admin),
-        None,
-    );
-    assert_eq!(status, 202, "{task}");
-    assert_eq!(finished(&s, &admin, &task)["status"], "succeeded");
+    assert_eq!(sync(&s, &admin, "store", false)["status"], "succeeded");
     let (_, st) = call(
         &s,
         "GET",
@@ -335,14 +329,7 @@ fn a_connected_shop_syncs_full_then_incremental() {
     );
     // A shop that keeps failing: the run fails, says why, and changes nothing.
     shop.state.lock().unwrap().fail_next_with = vec![502; 40];
-    let (_, task) = call(
-        &s,
-        "POST",
-        "/v1/domains/store/shopify/sync",
-        Some(&admin),
-        Some(r#"{"full": true}"#),
-    );
-    let failed = finished(&s, &admin, &task);
+    let failed = sync(&s, &admin, "store", true);
     assert_eq!(failed["status"], "failed", "{failed}");
     let (_, st) = call(
         &s,
@@ -598,9 +585,7 @@ fn a_sync_killed_midway_is_finished_by_the_next_run() {
         call(&s, "GET", &format!("{path}/status"), Some(&admin), None).1["syncing"] == false
     }));
     shop.state.lock().unwrap().drip = None;
-    let (status, task) = call(&s, "POST", &format!("{path}/sync"), Some(&admin), None);
-    assert_eq!(status, 202, "{task}");
-    let done = finished(&s, &admin, &task);
+    let done = sync(&s, &admin, "store", false);
     assert_eq!(done["status"], "succeeded", "{done}");
     let summary = &done["summary"];
     assert_eq!(summary["unchanged"].as_u64(), Some(written), "{done}");
@@ -659,15 +644,7 @@ fn the_real_bulk_files_pull_as_they_upload() {
         let path = files.join(name);
         let text = std::fs::read_to_string(&path).unwrap();
         shop.state.lock().unwrap().result_file = Some((path, text.lines().count() as u64));
-        let (status, task) = call(
-            &s,
-            "POST",
-            "/v1/domains/pulled/shopify/sync",
-            Some(&admin),
-            Some(r#"{"full": true}"#),
-        );
-        assert_eq!(status, 202, "{task}");
-        let done = finished(&s, &admin, &task);
+        let done = sync(&s, &admin, "pulled", true);
         assert_eq!(done["status"], "succeeded", "{name}: {done}");
         let (status, up) = call(
             &s,
