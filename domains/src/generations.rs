@@ -59,9 +59,12 @@ pub struct PendingDocument {
 }
 
 /// How far a generation being built has come.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = GenerationProgress)]
 pub struct Progress {
+    /// The domain's chunks.
     pub chunks: u64,
+    /// Those with the new generation's vectors so far.
     pub embedded: u64,
 }
 

@@ -93,12 +93,15 @@ struct Claims {
 }
 
 /// A delegated token as minted: the token, when it expires and what it opens.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Delegation {
+    /// The token (a JWT): `Authorization: Bearer <token>`.
     pub token: String,
     /// Milliseconds since the epoch.
     pub expires_at: i64,
+    /// The end user the agent acts for.
     pub end_user: String,
+    /// What it opens: the domains both may read.
     pub domains: Vec<String>,
 }
 

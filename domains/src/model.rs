@@ -7,24 +7,32 @@ use sqlx::any::AnyRow;
 
 use crate::{Error, Result};
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A knowledge domain: a named, access-controlled set of documents.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Domain {
+    /// The store's number for it.
     pub id: i64,
     /// Made at creation and never reused: a domain deleted and created again under the same
     /// name is another domain (its shard, caches and sequences start afresh).
     pub uid: String,
+    /// Its name: 1 to 64 of `a-z 0-9 . _ -`, starting with a letter or digit.
     pub name: String,
+    /// What it holds, in words.
     pub description: String,
-    /// The engine's `DomainSettings` as JSON (this crate depends on no other member); its
-    /// `model` is the serving generation's.
+    /// How it embeds and chunks (`embedder`, `model`, `dim`, `chunk_tokens`, `chunk_overlap`,
+    /// `option_names`, `rerank`): the engine's `DomainSettings` as JSON (this crate depends on
+    /// no other member); its `model` is the serving generation's.
+    #[schema(value_type = Object)]
     pub settings: serde_json::Value,
+    /// Milliseconds since the epoch.
     pub created_at: i64,
     /// Its embedding generations: the one serving, and one being built or kept (see
     /// `generations.rs`).
     pub generations: Generations,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What a principal is: an agent, a user, a service, or a group of principals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PrincipalKind {
     Agent,
@@ -62,18 +70,26 @@ impl PrincipalKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Principal {
+    /// The store's number for it.
     pub id: i64,
+    /// Its name.
     pub name: String,
+    /// What it is: agent, user, service or group.
     pub kind: PrincipalKind,
     /// May administer everything (the bootstrap admin).
     pub superuser: bool,
+    /// Milliseconds since the epoch.
     pub created_at: i64,
 }
 
 /// What a grant allows on a domain; each role includes the ones before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+/// A role on a domain; each includes the ones before it: read, write (ingest, delete), admin
+/// (grants, settings, the domain itself).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Read,
@@ -108,24 +124,33 @@ impl Role {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A principal's role on a domain.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Grant {
+    /// The principal (or group) granted.
     pub principal: String,
+    /// The domain.
     pub domain: String,
+    /// The role granted.
     pub role: Role,
 }
 
 /// An API key as listed: never the secret, never the hash.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct KeyInfo {
     /// The short public prefix that identifies the key (`dk_1a2b3c4d`).
     pub id: String,
+    /// The principal it authenticates as.
     pub principal: String,
+    /// The domains it is restricted to (`null`: the principal's grants decide).
     pub domains: Option<Vec<String>>,
     /// The highest role the key may use (`None`: the principal's grants decide).
     pub role: Option<Role>,
+    /// Milliseconds since the epoch.
     pub created_at: i64,
+    /// When it expires, in milliseconds since the epoch (`null`: never).
     pub expires_at: Option<i64>,
+    /// When it was revoked, in milliseconds since the epoch (`null`: not revoked).
     pub revoked_at: Option<i64>,
 }
 
@@ -141,14 +166,22 @@ pub struct KeyScope {
     pub expires_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
+    /// The entry's number (increasing).
     pub id: i64,
+    /// When, in milliseconds since the epoch.
     pub at: i64,
+    /// The principal that acted (`applier` for quarantines).
     pub actor: String,
+    /// What was done or tried (`create-domain`, `grant`, `create-key`, `read-domain`,
+    /// `authenticate`, `quarantine`, …).
     pub action: String,
+    /// What it was done to: a domain, principal, group, key or snapshot.
     pub target: String,
+    /// `ok`, `denied` or `failed`.
     pub outcome: String,
+    /// More, in words (may be empty).
     pub detail: String,
     /// How many times it happened (refused authentications are counted, not written each).
     pub count: i64,
@@ -205,12 +238,15 @@ pub struct DomainStats {
 
 /// A stored document that a shard refused to apply: the applier skipped it (removing any
 /// older version from the shard) and went on. Writing the document again clears it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct Quarantined {
+    /// The document's id.
     pub external_id: String,
     /// The change that was refused.
     pub seq: u64,
+    /// Why the shard refused it.
     pub reason: String,
+    /// When, in milliseconds since the epoch.
     pub at: i64,
 }
 
@@ -270,24 +306,29 @@ pub(crate) fn domain_from_row(row: &AnyRow) -> Result<Domain> {
 
 /// A domain's generations, as the `generations` column holds them (NULL: the first, never
 /// switched, in slot 1).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Generations {
     /// The serving generation's slot: 1 or 2.
     pub active: u8,
     /// The serving generation's id (part of its shards' identity; empty for a domain's first).
     pub active_id: String,
+    /// The generation being built by a model switch, or kept after one (`null`: none).
     pub other: Option<OtherGeneration>,
 }
 
 /// The generation that is not serving.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OtherGeneration {
+    /// Its slot: 1 or 2.
     pub slot: u8,
+    /// Its id.
     pub id: String,
     /// Its model (the engine's `ModelSpec` as JSON).
+    #[schema(value_type = Object)]
     pub model: serde_json::Value,
+    /// Building (a switch in progress) or kept (the previous model, for a rollback).
     pub state: GenerationState,
     /// When it started building, or was kept (milliseconds since the epoch).
     pub since: i64,
@@ -300,17 +341,21 @@ pub struct OtherGeneration {
     pub lease: Option<Lease>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What the generation that is not serving is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum GenerationState {
     Building,
     Kept,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Which node builds a generation, until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Lease {
+    /// The building node.
     pub owner: String,
+    /// Milliseconds since the epoch.
     pub until: i64,
 }
 

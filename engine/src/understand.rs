@@ -19,7 +19,7 @@ pub struct Vocabulary {
 }
 
 /// What was understood in a query.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Understood {
     /// The text searched: the query without the recognised constraints (the whole query when
     /// nothing else is left).
@@ -30,9 +30,12 @@ pub struct Understood {
     pub constraints: Vec<Constraint>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One recognised constraint.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Constraint {
+    /// The words of the query it came from (`under $50`).
     pub text: String,
+    /// The condition it became (`price < 50`).
     pub filter: String,
 }
 

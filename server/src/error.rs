@@ -7,7 +7,11 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// An error's stable code: `invalid_argument` (400), `unauthenticated` (401),
+/// `permission_denied` (403), `not_found` (404; also a domain the caller may not read),
+/// `conflict` (409), `payload_too_large` (413), `rate_limited` (429, with `Retry-After`),
+/// `unavailable` (503, with `Retry-After` when it says when to come back), `internal` (500).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Code {
     InvalidArgument,
@@ -19,6 +23,22 @@ pub enum Code {
     RateLimited,
     Unavailable,
     Internal,
+}
+
+/// Every error answer: `{"error": {"code", "message"}}`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// The stable code (`invalid_argument`, `not_found`, …) to act on.
+    pub code: Code,
+    /// What was wrong, naming the input and the place (`k: invalid type…`); safe to show.
+    pub message: String,
 }
 
 impl Code {

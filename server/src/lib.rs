@@ -15,7 +15,6 @@ pub mod http;
 pub mod mcp;
 pub mod metrics;
 pub mod models;
-pub mod openapi;
 pub mod service;
 pub mod shopify;
 pub mod throttle;

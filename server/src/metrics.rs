@@ -353,11 +353,16 @@ impl Recent {
 }
 
 /// The last minute's requests.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct RecentFigures {
+    /// Requests answered in the last 60 seconds (health, metrics and admin page requests not
+    /// counted).
     pub requests_last_minute: u64,
+    /// Those requests per second.
     pub qps: f64,
+    /// Their median latency, in milliseconds.
     pub p50_ms: f64,
+    /// Their 99th-percentile latency, in milliseconds.
     pub p99_ms: f64,
 }
 

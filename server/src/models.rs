@@ -105,11 +105,13 @@ pub enum RerankerError {
 }
 
 /// A catalogue model as `models list` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Model)]
 pub struct ModelInfo {
     #[serde(flatten)]
     pub card: ModelCard,
     /// `ok`, `missing` or `damaged` (files against their sha256), on this node.
+    #[schema(value_type = String)]
     pub installed: &'static str,
     /// Bytes of its files on this node.
     pub size_bytes: Option<u64>,

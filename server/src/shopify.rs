@@ -54,7 +54,7 @@ pub fn verify_signature(secret: &[u8], body: &[u8], header: &str) -> bool {
 }
 
 /// The shapes a catalog upload may take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CatalogFormat {
     /// Admin REST `{"products":[…]}`, `{"product":{…}}`, a bare array, or storefront
@@ -204,8 +204,9 @@ pub fn read_catalog(
 }
 
 /// What a catalog upload or a webhook did: the fields of the indexer's summary a client needs.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ShopifyOutput {
+    /// The domain written.
     pub domain: String,
     /// The catalog's format (uploads).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -216,10 +217,13 @@ pub struct ShopifyOutput {
     /// The domain's changelog sequence the writes were acknowledged with (or the one already
     /// applied when nothing changed): pass it as `min_seq` to read your own writes.
     pub seq: u64,
+    /// Products new to the domain.
     pub added: usize,
+    /// Products whose content, attributes or source changed.
     pub updated: usize,
     /// Products already stored as sent: not rewritten (a retried webhook lands here).
     pub unchanged: usize,
+    /// Products deleted (a delete, or a full sync's products the catalog no longer has).
     pub deleted: usize,
     /// Products and stock levels older than what the domain holds (by Shopify's
     /// `updated_at`: a late or replayed delivery): not applied.
@@ -227,12 +231,15 @@ pub struct ShopifyOutput {
     /// A webhook delivery already processed (its `X-Shopify-Webhook-Id`): not processed again.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
+    /// Records that could not be indexed.
     pub failed_count: usize,
     /// `place: reason` of each record not indexed (the first 1000).
     pub failed: Vec<String>,
     /// Products with nothing to index.
     pub skipped: Vec<String>,
+    /// Why a full sync deleted nothing, when it did not.
     pub notes: Vec<String>,
+    /// Chunks written.
     pub chunks: usize,
     /// Chunks the model embedded; the other written chunks kept their stored vectors.
     pub embedded_chunks: usize,

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::{Error, Result};
 
 /// What a model does with text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelKind {
     /// Text → one normalised vector.
@@ -22,7 +22,7 @@ pub enum ModelKind {
 }
 
 /// How an embedding model's token vectors become one vector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Pooling {
     /// The mean of the (unmasked) token vectors.
@@ -32,22 +32,28 @@ pub enum Pooling {
 }
 
 /// One catalogue entry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelCard {
+    /// The catalogue id (`bge-small-en-v1.5`).
     pub id: String,
     /// Older ids the same model was recorded under (domains made before the catalogue).
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// What it does: embedding or reranker.
     pub kind: ModelKind,
+    /// What it is, in a sentence.
     pub description: String,
     /// The vector size (embedding models only).
     #[serde(default)]
     pub dim: Option<usize>,
+    /// How token vectors become one (embedding models only).
     #[serde(default)]
     pub pooling: Option<Pooling>,
+    /// Put before each query (`query: `), or empty.
     #[serde(default)]
     pub query_prefix: String,
+    /// Put before each passage (`passage: `), or empty.
     #[serde(default)]
     pub passage_prefix: String,
     /// Tokens one input is cut to, special tokens and prefix included.

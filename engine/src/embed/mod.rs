@@ -23,9 +23,11 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, Result};
 
 /// Which model produced a vector, and its dimension. A shard records one; queries must match it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelSpec {
+    /// The model's id (a catalogue id, `fake-384`, or `openai:<model>`).
     pub id: String,
+    /// The vector size.
     pub dim: usize,
 }
 

@@ -18,7 +18,8 @@ pub(super) const MAX_QUERY_TERMS: usize = 256;
 pub const MAX_FACETS: usize = 32;
 pub const MAX_FACET_SIZE: usize = 1000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// Which retrieval branches run: BM25 alone, the vector index alone, or both fused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     Bm25,
@@ -195,9 +196,11 @@ impl SearchRequest {
 }
 
 /// A hit's standing in one branch.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct BranchHit {
+    /// 1-based rank in the branch's own order.
     pub rank: usize,
+    /// The branch's score (BM25; cosine similarity).
     pub score: f32,
 }
 
@@ -224,7 +227,7 @@ pub struct Hit {
 }
 
 /// A hit's standing before and after reranking.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RerankScore {
     /// The cross-encoder's score of (query, title + passage).
     pub score: f32,
@@ -257,8 +260,11 @@ pub struct SearchTimings {
     pub hydrate_us: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One value of a facet field and how many documents have it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FacetCount {
+    /// The attribute value (a string, number or boolean).
     pub value: serde_json::Value,
+    /// Documents that passed the filter with this value.
     pub count: u64,
 }

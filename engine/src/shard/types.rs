@@ -145,12 +145,19 @@ pub(super) fn micros(since: std::time::Instant) -> u64 {
     since.elapsed().as_micros() as u64
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A domain's shard on this node.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ShardStats {
+    /// The domain's name.
     pub domain: String,
+    /// Live documents in the shard.
     pub documents: u64,
+    /// Live chunks in the shard.
     pub chunks: u64,
+    /// Points in its vector graph (live chunks with a vector).
     pub graph_points: u64,
+    /// The changelog sequence the shard has applied.
     pub applied_seq: u64,
+    /// The model its vectors are from.
     pub model: ModelSpec,
 }

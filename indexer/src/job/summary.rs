@@ -34,28 +34,38 @@ impl Progress {
 
 /// What a job did. `failed` lists each record that could not be indexed, with its place and
 /// reason (the first [`MAX_REPORTED_FAILURES`]; `failed_count` counts them all).
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, utoipa::ToSchema)]
 pub struct IndexSummary {
+    /// The domain written.
     pub domain: String,
     /// Documents written (added + updated).
     pub documents: usize,
+    /// Documents new to the domain.
     pub added: usize,
+    /// Documents whose content, attributes or source changed.
     pub updated: usize,
     /// Documents whose content, attributes and source were already stored: not written.
     pub unchanged: usize,
+    /// Documents deleted (a delete record, or a full sync's documents no longer mentioned).
     pub deleted: usize,
     /// Updates older than what the domain holds (a late or replayed Shopify delivery, by its
     /// `updated_at`): not applied.
     pub stale: usize,
+    /// Records that could not be indexed.
     pub failed_count: usize,
+    /// Each failed record's place and reason (`file:line: reason`), the first 1000.
     pub failed: Vec<String>,
     /// Chunks written.
     pub chunks: usize,
     /// Chunks embedded by the model; the rest of the written chunks reused stored vectors.
     pub embedded_chunks: usize,
+    /// Wall time of the job.
     pub seconds: f64,
+    /// Of which spent embedding.
     pub embed_seconds: f64,
+    /// Chunks written per second.
     pub chunks_per_second: f64,
+    /// The last acknowledged sequence: pass it as `min_seq` to read what was written.
     pub applied_seq: u64,
     /// The job was stopped before its end (`run_until`): what it wrote stays, no full-sync
     /// deletion ran.

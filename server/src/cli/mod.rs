@@ -157,6 +157,9 @@ enum Command {
         #[arg(long, env = "DARTMOUTH_URL")]
         url: Option<String>,
     },
+    /// Print the HTTP API's OpenAPI 3.1 document (as `GET /openapi.json` serves it): the
+    /// clients' types are generated from it.
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -664,6 +667,13 @@ fn now_millis() -> i64 {
 
 pub fn run() -> Result<()> {
     let cli = Cli::parse();
+    if let Command::Openapi = cli.command {
+        #[allow(clippy::print_stdout)]
+        {
+            println!("{:#}", dartmouth_server::http::openapi::document());
+        }
+        return Ok(());
+    }
     std::fs::create_dir_all(&cli.data_dir)
         .with_context(|| format!("data directory {}", cli.data_dir.display()))?;
     let catalog = Catalog::open(&cli.data_dir)
@@ -771,7 +781,7 @@ pub fn run() -> Result<()> {
             ids,
             filter,
         } => index::delete(&ctx, &domain, ids, filter),
-        Command::Mcp { .. } => unreachable!("handled above"),
+        Command::Mcp { .. } | Command::Openapi => unreachable!("handled above"),
     };
     // Counted refusals and the like are written before the process ends.
     ctx.rt.block_on(ctx.svc.store().close());

@@ -44,12 +44,14 @@ const OVERLAP_MS: i64 = 5 * 60_000;
 pub const PLAIN_HOSTS_ENV: &str = "DARTMOUTH_SHOPIFY_PLAIN_HOSTS";
 
 /// `POST /v1/domains/{d}/shopify/connection`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectInput {
+    /// The shop's host (`acme.myshopify.com`).
     pub shop: String,
     /// The environment variable (or `file:PATH`) holding the token on each node.
     pub token_env: String,
+    /// The Admin API version (default 2026-01).
     #[serde(default)]
     pub api_version: Option<String>,
     /// A schedule: `15m`, `1h`, `90s` (at least a minute).
@@ -65,27 +67,45 @@ pub struct ConnectInput {
 }
 
 /// `POST /v1/domains/{d}/shopify/sync`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SyncInput {
+    /// Every product (a bulk operation), then delete what the shop no longer has (only when no
+    /// record failed); default: the products changed since the last good run, and the deletions
+    /// since.
     #[serde(default)]
     pub full: bool,
 }
 
 /// A connection as answered: the binding, the state, when it runs next.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = ShopConnection)]
 pub struct ConnectionOut {
+    /// The domain it syncs into.
     pub domain: String,
+    /// The shop's host (`acme.myshopify.com`).
     pub shop: String,
+    /// The Admin API version asked for.
     pub api_version: String,
+    /// The environment variable (or `file:PATH`) holding the token on each node; the token itself
+    /// is never stored or answered.
     pub token_env: String,
+    /// Scheduled runs every so many milliseconds (`null`: on demand only).
     pub every_ms: Option<i64>,
+    /// Metafields read with each product (`namespace.key`).
     pub metafields: Vec<String>,
+    /// When the next scheduled run is due, in milliseconds since the epoch (`null`: none).
     pub next_run: Option<i64>,
+    /// Whether a node is syncing the shop now.
     pub syncing: bool,
+    /// `last` (the last run: kind, started, finished, duration_ms, added, updated, unchanged,
+    /// deleted, failed, embedded_chunks, cancelled, error), `mark` (where the next incremental run
+    /// starts from, milliseconds since the epoch), `error` (the last error, in words).
+    #[schema(value_type = Object)]
     pub state: Value,
     /// On connect with `register_webhooks`: each topic, `created` or `existed`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Vec<String>>)]
     pub webhooks: Vec<(String, &'static str)>,
 }
 

@@ -27,9 +27,12 @@ const BACKFILL_DOCS: u32 = 32;
 pub const SWITCH_LEASE_MS: i64 = 15_000;
 
 /// What starting a switch (or a rollback) answers: the domain, and the task that builds it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = ModelSwitch)]
 pub struct SwitchOut {
+    /// The domain, its `generations` showing the one being built.
     pub domain: Domain,
+    /// The task building the generation (`GET /v1/tasks/{id}`).
     pub task: TaskOut,
 }
 

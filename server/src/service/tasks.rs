@@ -22,7 +22,7 @@ use crate::error::{ApiError, ApiResult, Code};
 /// Finished tasks kept for their status (the oldest are forgotten first).
 const KEEP_FINISHED: usize = 1000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskStatus {
     Queued,
@@ -61,30 +61,42 @@ pub(super) enum TaskKind {
 }
 
 /// A model switch's progress: the domain's chunks, and how many have the new model's vectors.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub struct SwitchProgress {
+    /// Those with the new model's vectors so far.
     pub embedded: u64,
+    /// The domain's chunks.
     pub chunks: u64,
 }
 
 /// A task as callers see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Task)]
 pub struct TaskOut {
+    /// Its id (`GET /v1/tasks/{id}`).
     pub id: String,
     /// `index` or `switch-model`.
     pub kind: String,
+    /// The domain it writes.
     pub domain: String,
+    /// Where it is: queued, running, succeeded, failed or canceled.
     pub status: TaskStatus,
     /// The files it indexes.
     pub files: Vec<String>,
+    /// When it was created (RFC 3339, UTC).
     pub created_at: String,
+    /// When it started running (RFC 3339, UTC); `null` while queued.
     pub started_at: Option<String>,
+    /// When it ended (RFC 3339, UTC); `null` until then.
     pub finished_at: Option<String>,
-    /// Batches the store acknowledged so far, and the last one's sequence (`min_seq`).
+    /// Batches the store acknowledged so far.
     pub batches: u64,
+    /// The last acknowledged batch's sequence: pass it as `min_seq` to read what the task wrote (0
+    /// before the first, and for a model switch).
     pub seq: u64,
     /// What the job did, once it finished (also when cancelled: what was written before).
     pub summary: Option<IndexSummary>,
+    /// Why it failed, in words.
     pub error: Option<String>,
     /// A model switch: how far it has come.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -28,6 +28,7 @@ mod limits;
 mod mcp;
 mod model;
 mod nodes;
+mod openapi;
 mod products;
 mod rerank;
 mod shopify_pull;

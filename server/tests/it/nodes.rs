@@ -131,10 +131,18 @@ fn three_nodes_on_postgresql_survive_a_kill_and_an_empty_disk() {
                 else {
                     break; // the node is gone (killed): this writer stops
                 };
+                let content_type = content_type(&r);
                 if r.status().as_u16() == 200
                     && let Ok(v) = r.body_mut().read_json::<Value>()
                     && let Some(seq) = v["seq"].as_u64()
                 {
+                    crate::openapi::check_answer(
+                        "POST",
+                        "/v1/domains/kb/documents",
+                        200,
+                        content_type.as_deref(),
+                        &v,
+                    );
                     acknowledged.lock().unwrap().insert(id);
                     let mut last = last_seq.lock().unwrap();
                     *last = (*last).max(seq);

@@ -229,8 +229,10 @@ pub fn call_full(
         .headers()
         .get("retry-after")
         .map(|v| v.to_str().unwrap().to_string());
+    let content_type = content_type(&response);
     let text = response.body_mut().read_to_string().unwrap_or_default();
     let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    crate::openapi::check_answer(method, path, status, content_type.as_deref(), &value);
     (status, value, retry)
 }
 
@@ -246,11 +248,20 @@ pub fn post_raw(s: &Server, path: &str, headers: &[(&str, &str)], body: &[u8]) -
     }
     let mut response = r.send(body).unwrap();
     let status = response.status().as_u16();
+    let content_type = content_type(&response);
     let text = response.body_mut().read_to_string().unwrap_or_default();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    crate::openapi::check_answer("POST", path, status, content_type.as_deref(), &value);
+    (status, value)
+}
+
+/// An answer's `Content-Type`.
+pub fn content_type(response: &ureq::http::Response<ureq::Body>) -> Option<String> {
+    response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 /// base64(HMAC-SHA256(body, secret)), as Shopify signs a webhook.

@@ -147,7 +147,9 @@ fn post(
         .header("Content-Type", "application/json")
         .send(body.to_string().as_bytes())?;
     let status = r.status().as_u16();
+    let content_type = content_type(&r);
     let v = r.body_mut().read_json::<Value>().unwrap_or(Value::Null);
+    crate::openapi::check_answer("POST", path, status, content_type.as_deref(), &v);
     Ok((status, v))
 }
 

@@ -1,6 +1,8 @@
 //! The HTTP transport (axum): decode, call the service, encode. Errors are JSON
 //! `{"error": {"code": "...", "message": "..."}}` with the status from the one table.
 
+pub mod openapi;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,7 +31,6 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryArgs<T> {
 use axum::{Json, Router};
 use dartmouth_domains::Caller;
 use serde::de::DeserializeOwned;
-use serde_json::json;
 use tracing::Instrument;
 
 use crate::error::{ApiError, Code};
@@ -39,6 +40,12 @@ use crate::service::{
     SearchInput, Service, ShopifyDelivery, SnapshotInput, SnapshotSource, SyncInput, UploadOptions,
     UploadOutcome, UploadedFile,
 };
+use crate::service::{
+    ChunkWithDocument, ConnectionOut, ContextOutput, DeleteOutput, DocumentOut, DomainOut,
+    DomainStatsOut, IngestOutput, LiveStats, Membership, ModelList, NewKey, PrincipalDeleted,
+    ReindexOut, SearchOutput, SnapshotList, SnapshotOut, SwitchOut, TaskOut,
+};
+use crate::shopify::ShopifyOutput;
 
 type Svc = State<Arc<Service>>;
 
@@ -46,7 +53,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (
             self.code.http(),
-            Json(json!({ "error": { "code": self.code, "message": self.message } })),
+            Json(crate::error::ErrorBody {
+                error: crate::error::ErrorDetail {
+                    code: self.code,
+                    message: self.message,
+                },
+            }),
         )
             .into_response();
         if let Some(after) = self.retry_after
@@ -174,15 +186,18 @@ pub fn router(svc: Arc<Service>) -> Router {
             "/v1/domains/{domain}/shopify/connection",
             get(shop_status).post(connect_shop).delete(disconnect_shop),
         )
-        .route("/v1/domains/{domain}/shopify/status", get(shop_status))
+        .route(
+            "/v1/domains/{domain}/shopify/status",
+            get(shop_status_alias),
+        )
         .route("/v1/domains/{domain}/shopify/sync", post(sync_shop))
         .route(
             "/v1/domains/{domain}/files",
             post(upload_files).layer(DefaultBodyLimit::max(svc.limits.max_upload_bytes)),
         )
         .route("/mcp", post(mcp).get(mcp_no_stream).delete(mcp_no_stream))
-        .route("/admin", get(|| admin_asset(AdminAsset::Page)))
-        .route("/admin/", get(|| admin_asset(AdminAsset::Page)))
+        .route("/admin", get(admin_page))
+        .route("/admin/", get(admin_page))
         .route("/admin/app.js", get(|| admin_asset(AdminAsset::Script)))
         .route("/admin/style.css", get(|| admin_asset(AdminAsset::Style)))
         .route("/v1/tasks", get(list_tasks))
@@ -214,13 +229,10 @@ pub fn router(svc: Arc<Service>) -> Router {
         .route("/v1/tokens/delegate", post(delegate))
         .route("/v1/snapshots", get(list_snapshots).post(create_snapshot))
         .route("/v1/snapshots/{name}/restore", post(restore_snapshot))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
-        .route(
-            "/openapi.json",
-            get(|| async { Json(crate::openapi::document()) }),
-        )
+        .route("/openapi.json", get(openapi_json))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&svc),
             observe,
@@ -276,14 +288,38 @@ pub fn new_request_id() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/search",
+    tag = "retrieval",
+    description = "Search the domains the caller may read: BM25, vector or hybrid (fused), with filters, facets, paging, sorting, \"more like this\" and reranking. A domain the caller may not read answers exactly as one that does not exist.",
+    request_body = SearchInput,
+    responses((status = 200, description = "hits", body = SearchOutput))
+)]
 async fn search(State(svc): Svc, Authed(c): Authed, Body(input): Body<SearchInput>) -> Response {
     svc.search(&c, input).await.map(Json).into_response()
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/context",
+    tag = "retrieval",
+    description = "A token budget of cited passages for a prompt: the best hits, merged per document, each headed by its marker and provenance.",
+    request_body = ContextInput,
+    responses((status = 200, description = "the context", body = ContextOutput))
+)]
 async fn context(State(svc): Svc, Authed(c): Authed, Body(input): Body<ContextInput>) -> Response {
     svc.context(&c, input).await.map(Json).into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/domains/{domain}/documents/{id}",
+    tag = "retrieval",
+    description = "One document with its chunks (reader).",
+    params(("domain" = String, Path, description = "the domain's name"), ("id" = String, Path, description = "the document's id")),
+    responses((status = 200, description = "the document", body = DocumentOut))
+)]
 async fn document(
     State(svc): Svc,
     Authed(c): Authed,
@@ -295,6 +331,14 @@ async fn document(
         .into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/domains/{domain}/documents/{id}/chunks/{idx}",
+    tag = "retrieval",
+    description = "One chunk with its document's provenance (reader).",
+    params(("domain" = String, Path, description = "the domain's name"), ("id" = String, Path, description = "the document's id"), ("idx" = u64, Path, description = "the chunk's number, from 0")),
+    responses((status = 200, description = "the chunk", body = ChunkWithDocument))
+)]
 async fn chunk(
     State(svc): Svc,
     Authed(c): Authed,
@@ -309,6 +353,15 @@ async fn chunk(
         .into_response()
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/domains/{domain}/documents",
+    tag = "ingest",
+    description = "Ingest documents (writer): chunked, embedded, stored and acknowledged with a sequence (pass it as `min_seq` to read them).",
+    request_body = IngestInput,
+    params(("domain" = String, Path, description = "the domain's name")),
+    responses((status = 200, description = "acknowledged", body = IngestOutput))
+)]
 async fn ingest(
     State(svc): Svc,
     Authed(c): Authed,
@@ -321,6 +374,15 @@ async fn ingest(
         .into_response()
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/domains/{domain}/shopify",
+    tag = "ingest",
+    description = "Upload a Shopify catalog (writer): each product one document, its variants filterable; bad records are listed in `failed`, the rest is written.",
+    request_body(content((Object = "application/json"), (String = "text/csv"), (String = "application/jsonl")), description = "Admin REST `{\"products\":[…]}`, `{\"product\":{…}}`, a bare array, or storefront /products.json; a product CSV export (legacy or 2025 headers); or GraphQL bulk-operation JSONL"),
+    params(("domain" = String, Path, description = "the domain's name"), CatalogUpload),
+    responses((status = 200, description = "indexed", body = ShopifyOutput))
+)]
 async fn upload_catalog(
     State(svc): Svc,
     Authed(c): Authed,
@@ -360,6 +422,15 @@ fn header(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
 
 /// Not authenticated by a bearer credential: by the shop's HMAC signature. A domain without
 /// webhooks and an unsigned request are refused before the body is read.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/shopify/{domain}",
+    tag = "ingest",
+    description = "A Shopify webhook (products/create, products/update, products/delete, inventory_levels/update, inventory_items/update) for a domain configured with `[[shopify]]` or `--shopify-webhook`; written as the configured principal. Signed, not bearer-authenticated. A payload that cannot be used is answered 200 with the failure listed, since Shopify retries any other status.",
+    request_body = Object,
+    params(("domain" = String, Path, description = "the domain's name"), ("X-Shopify-Hmac-Sha256" = String, Header, description = "base64(HMAC-SHA256(raw body, the shop's secret)); missing or wrong: 401"), ("X-Shopify-Topic" = Option<String>, Header, description = "the topic"), ("X-Shopify-Webhook-Id" = Option<String>, Header, description = "the delivery's id: a retried delivery is processed once")),
+    responses((status = 200, description = "processed", body = ShopifyOutput))
+)]
 async fn shopify_webhook(State(svc): Svc, Path(domain): Path<String>, req: Request) -> Response {
     let signature = header(req.headers(), "x-shopify-hmac-sha256");
     let delivery = ShopifyDelivery {
@@ -384,10 +455,25 @@ async fn shopify_webhook(State(svc): Svc, Path(domain): Path<String>, req: Reque
         .into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/domains",
+    tag = "admin",
+    description = "The domains the caller can read.",
+    responses((status = 200, description = "domains", body = Vec<dartmouth_domains::Domain>))
+)]
 async fn list_domains(State(svc): Svc, Authed(c): Authed) -> Response {
     svc.list_domains(&c).await.map(Json).into_response()
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/domains",
+    tag = "admin",
+    description = "Create a domain (admin).",
+    request_body = DomainInput,
+    responses((status = 201, description = "created", body = dartmouth_domains::Domain))
+)]
 async fn create_domain(
     State(svc): Svc,
     Authed(c): Authed,
@@ -399,6 +485,14 @@ async fn create_domain(
         .into_response()
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/domains/{domain}",
+    tag = "admin",
+    description = "Delete a domain with its documents (its admin).",
+    params(("domain" = String, Path, description = "the domain's name")),
+    responses((status = 200, description = "deleted", body = dartmouth_domains::Domain))
+)]
 async fn delete_domain(State(svc): Svc, Authed(c): Authed, Path(domain): Path<String>) -> Response {
     svc.delete_domain(&c, &domain)
         .await
@@ -406,10 +500,25 @@ async fn delete_domain(State(svc): Svc, Authed(c): Authed, Path(domain): Path<St
         .into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/principals",
+    tag = "admin",
+    description = "Principals (admin).",
+    responses((status = 200, description = "principals", body = Vec<dartmouth_domains::Principal>))
+)]
 async fn list_principals(State(svc): Svc, Authed(c): Authed) -> Response {
     svc.list_principals(&c).await.map(Json).into_response()
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/principals",
+    tag = "admin",
+    description = "Create a principal (admin).",
+    request_body = PrincipalInput,
+    responses((status = 201, description = "created", body = dartmouth_domains::Principal))
+)]
 async fn create_principal(
     State(svc): Svc,
     Authed(c): Authed,
@@ -421,6 +530,14 @@ async fn create_principal(
         .into_response()
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/snapshots",
+    tag = "admin",
+    description = "Take a snapshot of the store and this node's shards (a superuser); the body is optional.",
+    request_body = SnapshotInput,
+    responses((status = 201, description = "taken", body = SnapshotOut))
+)]
 async fn create_snapshot(State(svc): Svc, Authed(c): Authed, RawBody(body): RawBody) -> Response {
     // The body is optional: none (or `{}`) names the snapshot by its time.
     let input: SnapshotInput = if body.iter().all(u8::is_ascii_whitespace) {
@@ -437,13 +554,28 @@ async fn create_snapshot(State(svc): Svc, Authed(c): Authed, RawBody(body): RawB
         .into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/snapshots",
+    tag = "admin",
+    description = "The snapshots in this node's snapshot directory (a superuser).",
+    responses((status = 200, description = "snapshots", body = SnapshotList))
+)]
 async fn list_snapshots(State(svc): Svc, Authed(c): Authed) -> Response {
     svc.list_snapshots(&c)
         .await
-        .map(|s| Json(serde_json::json!({ "snapshots": s })))
+        .map(|snapshots| Json(SnapshotList { snapshots }))
         .into_response()
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/snapshots/{name}/restore",
+    tag = "admin",
+    description = "Restore a snapshot into this node's empty store (a superuser).",
+    params(("name" = String, Path, description = "the snapshot's name")),
+    responses((status = 200, description = "restored", body = SnapshotOut))
+)]
 async fn restore_snapshot(
     State(svc): Svc,
     Authed(c): Authed,
@@ -455,14 +587,37 @@ async fn restore_snapshot(
         .into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/grants",
+    tag = "admin",
+    description = "Grants (admin: of the domains the caller administers).",
+    responses((status = 200, description = "grants", body = Vec<dartmouth_domains::Grant>))
+)]
 async fn list_grants(State(svc): Svc, Authed(c): Authed) -> Response {
     svc.list_grants(&c).await.map(Json).into_response()
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/grants",
+    tag = "admin",
+    description = "Grant a role on a domain (the domain's admin).",
+    request_body = GrantInput,
+    responses((status = 200, description = "granted", body = dartmouth_domains::Grant))
+)]
 async fn grant(State(svc): Svc, Authed(c): Authed, Body(input): Body<GrantInput>) -> Response {
     svc.grant(&c, input).await.map(Json).into_response()
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/grants/{principal}/{domain}",
+    tag = "admin",
+    description = "Revoke a principal's grant on a domain (the domain's admin).",
+    params(("principal" = String, Path, description = "the principal"), ("domain" = String, Path, description = "the domain's name")),
+    responses((status = 204, description = "revoked"))
+)]
 async fn revoke_grant(
     State(svc): Svc,
     Authed(c): Authed,
@@ -474,10 +629,25 @@ async fn revoke_grant(
         .into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/keys",
+    tag = "admin",
+    description = "API keys (admin: all; others: their own), never their secrets.",
+    responses((status = 200, description = "keys", body = Vec<dartmouth_domains::KeyInfo>))
+)]
 async fn list_keys(State(svc): Svc, Authed(c): Authed) -> Response {
     svc.list_keys(&c).await.map(Json).into_response()
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/keys",
+    tag = "admin",
+    description = "Create an API key for a principal; the secret is answered once (only its SHA-256 is stored). Domains, role and expiry only ever narrow what the principal's grants allow.",
+    request_body = KeyInput,
+    responses((status = 201, description = "created", body = NewKey))
+)]
 async fn create_key(State(svc): Svc, Authed(c): Authed, Body(input): Body<KeyInput>) -> Response {
     svc.create_key(&c, input)
         .await
@@ -485,6 +655,14 @@ async fn create_key(State(svc): Svc, Authed(c): Authed, Body(input): Body<KeyInp
         .into_response()
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/tokens/delegate",
+    tag = "admin",
+    description = "A short-lived token for an end user an agent acts for: it opens only what both may read.",
+    request_body = DelegateInput,
+    responses((status = 201, description = "minted", body = dartmouth_domains::Delegation))
+)]
 async fn delegate(
     State(svc): Svc,
     Authed(c): Authed,
@@ -496,6 +674,14 @@ async fn delegate(
         .into_response()
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/keys/{id}",
+    tag = "admin",
+    description = "Revoke an API key (admin, or its own principal).",
+    params(("id" = String, Path, description = "the key's id (`dk_…`)")),
+    responses((status = 204, description = "revoked"))
+)]
 async fn revoke_key(State(svc): Svc, Authed(c): Authed, Path(id): Path<String>) -> Response {
     svc.revoke_key(&c, &id)
         .await
@@ -506,6 +692,15 @@ async fn revoke_key(State(svc): Svc, Authed(c): Authed, Path(id): Path<String>) 
 /// Files in one of three shapes, by Content-Type: `multipart/form-data` (each part with a
 /// file name is a file), `application/json` (`{"files": [{"name", "content" |
 /// "content_base64", "format"?}]}`), or anything else as one file named by `?name=`.
+#[utoipa::path(
+    post,
+    path = "/v1/domains/{domain}/files",
+    tag = "ingest",
+    description = "Index files (writer) in any format `dartmouth index` reads (Markdown, HTML, text, PDF, JSON/JSONL records, Shopify exports) with the same idempotent sync: unchanged documents are skipped. A file's name is its document id and tells its format. Three body shapes by Content-Type: multipart/form-data (each part with a file name is a file), application/json (`files`), anything else one file named by `?name=`.",
+    request_body(content((FilesInput = "application/json"), (Object = "multipart/form-data"), (Vec<u8> = "application/octet-stream")), description = "the files"),
+    params(("domain" = String, Path, description = "the domain's name"), UploadOptions),
+    responses((status = 200, description = "indexed", body = dartmouth_indexer::IndexSummary), (status = 202, description = "started (with `async`): the task", body = TaskOut))
+)]
 async fn upload_files(
     State(svc): Svc,
     Authed(c): Authed,
@@ -596,15 +791,15 @@ async fn admin_asset(asset: AdminAsset) -> Response {
     let (content_type, body) = match asset {
         AdminAsset::Page => (
             "text/html; charset=utf-8",
-            include_str!("../admin/index.html"),
+            include_str!("../../admin/index.html"),
         ),
         AdminAsset::Script => (
             "text/javascript; charset=utf-8",
-            include_str!("../admin/app.js"),
+            include_str!("../../admin/app.js"),
         ),
         AdminAsset::Style => (
             "text/css; charset=utf-8",
-            include_str!("../admin/style.css"),
+            include_str!("../../admin/style.css"),
         ),
     };
     (
@@ -627,6 +822,21 @@ async fn admin_asset(asset: AdminAsset) -> Response {
 /// MCP over streamable HTTP: one JSON-RPC message per POST, answered with plain JSON (a
 /// notification: 202, no body). A refused credential is a JSON-RPC error with status 401, so
 /// that MCP clients show its message.
+#[utoipa::path(
+    post,
+    path = "/mcp",
+    tag = "mcp",
+    description = "Model Context Protocol (streamable HTTP, JSON answers, no session): tools `search`, `context`, `get_document` as the bearer credential. A refused credential: 401 with a JSON-RPC error.",
+    request_body = Object,
+    responses(
+        (status = 200, description = "a JSON-RPC response", body = Object),
+        (status = 202, description = "a notification: no body"),
+        (status = 400, description = "a body that is not JSON: a JSON-RPC parse error (-32700)", body = Object),
+        (status = 401, description = "a refused credential: a JSON-RPC error (-32003) answering the request's id", body = Object),
+        (status = 429, description = "rate limited: a JSON-RPC error (-32004) with `Retry-After` (the per-address limit, spent before the endpoint, answers the API's `Error`)", body = Object),
+        (status = 503, description = "the store cannot check the credential now: a JSON-RPC error with `Retry-After`", body = Object),
+    )
+)]
 async fn mcp(State(svc): Svc, headers: axum::http::HeaderMap, RawBody(body): RawBody) -> Response {
     let rpc = |status: StatusCode, value: serde_json::Value| (status, Json(value)).into_response();
     let message: serde_json::Value = match serde_json::from_slice(&body) {
@@ -690,18 +900,49 @@ async fn mcp_no_stream() -> Response {
         .into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tasks",
+    tag = "tasks",
+    description = "This node's tasks (indexing, model switches, shop syncs) the caller created (a superuser: all), newest first.",
+    responses((status = 200, description = "tasks", body = Vec<TaskOut>))
+)]
 async fn list_tasks(State(svc): Svc, Authed(c): Authed) -> Response {
     svc.list_tasks(&c).await.map(Json).into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tasks/{id}",
+    tag = "tasks",
+    description = "A task's status; another principal's task answers as a missing one (404).",
+    params(("id" = String, Path, description = "the task's id")),
+    responses((status = 200, description = "the task", body = TaskOut))
+)]
 async fn task(State(svc): Svc, Authed(c): Authed, Path(id): Path<String>) -> Response {
     svc.task(&c, &id).await.map(Json).into_response()
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/tasks/{id}/cancel",
+    tag = "tasks",
+    description = "Stop a queued or running task between batches; what it acknowledged stays written, a full sync deletes nothing.",
+    params(("id" = String, Path, description = "the task's id")),
+    responses((status = 200, description = "the task", body = TaskOut))
+)]
 async fn cancel_task(State(svc): Svc, Authed(c): Authed, Path(id): Path<String>) -> Response {
     svc.cancel_task(&c, &id).await.map(Json).into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/domains/{domain}",
+    tag = "admin",
+    description = "A domain's state (reader): its shard on this node, its store, what the applier quarantined, its generations and its shop.",
+    params(("domain" = String, Path, description = "the domain's name")),
+    responses((status = 200, description = "stats", body = DomainStatsOut))
+)]
 async fn domain_stats(State(svc): Svc, Authed(c): Authed, Path(domain): Path<String>) -> Response {
     svc.domain_stats(&c, &domain)
         .await
@@ -709,6 +950,15 @@ async fn domain_stats(State(svc): Svc, Authed(c): Authed, Path(domain): Path<Str
         .into_response()
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/domains/{domain}",
+    tag = "admin",
+    description = "Change a domain's description, catalog option names or default reranking, or switch its embedding model online (its admin). `model` starts a task that builds the new generation while the old one serves (the answer's `task`).",
+    request_body = DomainUpdate,
+    params(("domain" = String, Path, description = "the domain's name")),
+    responses((status = 200, description = "updated", body = DomainOut))
+)]
 async fn update_domain(
     State(svc): Svc,
     Authed(c): Authed,
@@ -721,6 +971,15 @@ async fn update_domain(
         .into_response()
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/domains/{domain}/shopify/connection",
+    tag = "shops",
+    description = "Connect a Shopify shop to the domain for pull sync (its admin). The shop is asked once: a refused token or an unlisted API version is a 400 naming the field, and nothing is stored. The token is never stored or answered.",
+    request_body = ConnectInput,
+    params(("domain" = String, Path, description = "the domain's name")),
+    responses((status = 200, description = "connected", body = ConnectionOut))
+)]
 async fn connect_shop(
     State(svc): Svc,
     Authed(c): Authed,
@@ -733,10 +992,38 @@ async fn connect_shop(
         .into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/domains/{domain}/shopify/connection",
+    tag = "shops",
+    description = "The shop connection and its sync state (reader): the last run, the incremental mark, the next scheduled run, whether a node syncs it now.",
+    params(("domain" = String, Path, description = "the domain's name")),
+    responses((status = 200, description = "the connection", body = ConnectionOut))
+)]
 async fn shop_status(State(svc): Svc, Authed(c): Authed, Path(domain): Path<String>) -> Response {
     svc.shop_status(&c, &domain).await.map(Json).into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/domains/{domain}/shopify/status",
+    tag = "shops",
+    description = "The shop connection's state (reader), as `GET …/shopify/connection`.",
+    params(("domain" = String, Path, description = "the domain's name")),
+    responses((status = 200, description = "the connection", body = ConnectionOut))
+)]
+async fn shop_status_alias(svc: Svc, caller: Authed, domain: Path<String>) -> Response {
+    shop_status(svc, caller, domain).await
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/domains/{domain}/shopify/connection",
+    tag = "shops",
+    description = "Disconnect the shop (its admin); the documents stay.",
+    params(("domain" = String, Path, description = "the domain's name")),
+    responses((status = 204, description = "disconnected"))
+)]
 async fn disconnect_shop(
     State(svc): Svc,
     Authed(c): Authed,
@@ -748,6 +1035,15 @@ async fn disconnect_shop(
         .into_response()
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/domains/{domain}/shopify/sync",
+    tag = "shops",
+    description = "Sync the shop now as a task (writer): `full` runs a bulk operation over every product, then deletes what the shop no longer has (only when no record failed); otherwise the products updated since the last good run, and the deletions since. 409 while a sync of the shop runs on any node. The body is optional.",
+    request_body = SyncInput,
+    params(("domain" = String, Path, description = "the domain's name")),
+    responses((status = 202, description = "queued", body = TaskOut))
+)]
 async fn sync_shop(
     State(svc): Svc,
     Authed(c): Authed,
@@ -770,6 +1066,14 @@ async fn sync_shop(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/domains/{domain}/rollback-model",
+    tag = "admin",
+    description = "Switch back to the generation kept from the last model switch (its admin): a task builds what was written since, then it serves; 409 when none is kept.",
+    params(("domain" = String, Path, description = "the domain's name")),
+    responses((status = 200, description = "rolling back", body = SwitchOut))
+)]
 async fn rollback_model(
     State(svc): Svc,
     Authed(c): Authed,
@@ -781,6 +1085,14 @@ async fn rollback_model(
         .into_response()
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/domains/{domain}/drop-old-generation",
+    tag = "admin",
+    description = "Drop the generation kept from the last model switch (no rollback after), or abandon one being built (its admin); 409 when there is none.",
+    params(("domain" = String, Path, description = "the domain's name")),
+    responses((status = 200, description = "dropped", body = dartmouth_domains::Domain))
+)]
 async fn drop_old_generation(
     State(svc): Svc,
     Authed(c): Authed,
@@ -792,10 +1104,26 @@ async fn drop_old_generation(
         .into_response()
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/domains/{domain}/reindex",
+    tag = "admin",
+    description = "Rebuild the domain's shard on this node from the store, without re-embedding (its admin).",
+    params(("domain" = String, Path, description = "the domain's name")),
+    responses((status = 200, description = "rebuilt", body = ReindexOut))
+)]
 async fn reindex(State(svc): Svc, Authed(c): Authed, Path(domain): Path<String>) -> Response {
     svc.reindex(&c, &domain).await.map(Json).into_response()
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/domains/{domain}/documents/{id}",
+    tag = "ingest",
+    description = "Delete one document (writer); not found when the domain does not hold it.",
+    params(("domain" = String, Path, description = "the domain's name"), ("id" = String, Path, description = "the document's id")),
+    responses((status = 200, description = "deleted", body = DeleteOutput))
+)]
 async fn delete_document(
     State(svc): Svc,
     Authed(c): Authed,
@@ -807,6 +1135,15 @@ async fn delete_document(
         .into_response()
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/domains/{domain}/delete",
+    tag = "ingest",
+    description = "Delete documents (writer): by `ids`, or every document `filter` matches once the shard has caught up; ids the domain does not hold are not counted.",
+    request_body = DeleteInput,
+    params(("domain" = String, Path, description = "the domain's name")),
+    responses((status = 200, description = "deleted", body = DeleteOutput))
+)]
 async fn delete_documents(
     State(svc): Svc,
     Authed(c): Authed,
@@ -819,6 +1156,14 @@ async fn delete_documents(
         .into_response()
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/principals/{name}",
+    tag = "admin",
+    description = "Delete a principal with its keys, grants and memberships (admin; not a superuser, not the caller).",
+    params(("name" = String, Path, description = "the principal")),
+    responses((status = 200, description = "deleted", body = PrincipalDeleted))
+)]
 async fn delete_principal(
     State(svc): Svc,
     Authed(c): Authed,
@@ -826,14 +1171,31 @@ async fn delete_principal(
 ) -> Response {
     svc.delete_principal(&c, &name)
         .await
-        .map(|()| Json(json!({ "deleted": name })))
+        .map(|()| Json(PrincipalDeleted { deleted: name }))
         .into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/groups/{group}/members",
+    tag = "admin",
+    description = "A group's direct members (admin).",
+    params(("group" = String, Path, description = "the group")),
+    responses((status = 200, description = "members", body = Vec<String>))
+)]
 async fn members(State(svc): Svc, Authed(c): Authed, Path(group): Path<String>) -> Response {
     svc.members(&c, &group).await.map(Json).into_response()
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/groups/{group}/members",
+    tag = "admin",
+    description = "Add a member to a group (admin).",
+    request_body = MemberInput,
+    params(("group" = String, Path, description = "the group")),
+    responses((status = 200, description = "added", body = Membership))
+)]
 async fn add_member(
     State(svc): Svc,
     Authed(c): Authed,
@@ -842,10 +1204,23 @@ async fn add_member(
 ) -> Response {
     svc.add_member(&c, &group, &input.member)
         .await
-        .map(|()| Json(json!({ "group": group, "member": input.member })))
+        .map(|()| {
+            Json(Membership {
+                group,
+                member: input.member,
+            })
+        })
         .into_response()
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/groups/{group}/members/{member}",
+    tag = "admin",
+    description = "Take a member out of a group (admin).",
+    params(("group" = String, Path, description = "the group"), ("member" = String, Path, description = "the member")),
+    responses((status = 204, description = "removed"))
+)]
 async fn remove_member(
     State(svc): Svc,
     Authed(c): Authed,
@@ -857,6 +1232,14 @@ async fn remove_member(
         .into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/audit",
+    tag = "admin",
+    description = "Audit entries, newest first (admin): admin actions, every denied access, quarantines, refused logins counted.",
+    params(AuditInput),
+    responses((status = 200, description = "entries", body = Vec<dartmouth_domains::AuditEntry>))
+)]
 async fn audit(
     State(svc): Svc,
     Authed(c): Authed,
@@ -865,14 +1248,71 @@ async fn audit(
     svc.audit_query(&c, input).await.map(Json).into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/models",
+    tag = "admin",
+    description = "The model catalogue (any authenticated caller): each model's id, kind, dimension, pooling, prefixes, max tokens, quantization, source, measured speed, and whether this node has its files and has it loaded.",
+    responses((status = 200, description = "models", body = ModelList))
+)]
 async fn list_models(State(svc): Svc, Authed(c): Authed) -> Response {
-    Json(json!({ "models": svc.list_models(&c) })).into_response()
+    Json(ModelList {
+        models: svc.list_models(&c),
+    })
+    .into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/stats",
+    tag = "admin",
+    description = "Live figures: this node's last minute of requests (QPS, p50, p99) and the applier's lag on the domains the caller administers.",
+    responses((status = 200, description = "figures", body = LiveStats))
+)]
 async fn live_stats(State(svc): Svc, Authed(c): Authed) -> Response {
     svc.live_stats(&c).await.map(Json).into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    description = "Alive (no credential).",
+    responses((status = 200, description = "alive", body = String, content_type = "text/plain"))
+)]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    description = "This document (no credential).",
+    responses((status = 200, description = "the OpenAPI 3.1 document", body = Object))
+)]
+async fn openapi_json() -> Response {
+    Json(openapi::document()).into_response()
+}
+
+#[utoipa::path(
+    get,
+    path = "/admin",
+    tag = "operations",
+    description = "The admin console (HTML; sign in with an admin key).",
+    responses((status = 200, description = "the page", body = String, content_type = "text/html"))
+)]
+async fn admin_page() -> Response {
+    admin_asset(AdminAsset::Page).await
+}
+
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    description = "Ready: the node has started and its store answers (no credential). Otherwise 503.",
+    responses((status = 200, description = "ready", body = String, content_type = "text/plain"))
+)]
 async fn ready(State(svc): Svc) -> Response {
     match svc.check_ready().await {
         Ok(()) => "ready".into_response(),
@@ -880,6 +1320,13 @@ async fn ready(State(svc): Svc) -> Response {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    description = "Prometheus metrics (no credential).",
+    responses((status = 200, description = "the text exposition format", body = String, content_type = "text/plain"))
+)]
 async fn metrics(State(svc): Svc) -> Response {
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4")],
