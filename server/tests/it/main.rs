@@ -18,6 +18,7 @@ mod admin_api;
 mod admin_ui;
 mod catalog;
 mod cli;
+mod clients;
 mod contract;
 mod crash;
 mod files;
