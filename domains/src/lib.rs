@@ -10,8 +10,14 @@
 //!   exactly as one that does not exist.
 //! - `jwt.rs`: JWT verification (algorithm pinned per key, selected by `kid`; `exp`, `aud`,
 //!   `iss`, `sub` required) and delegated tokens that can only narrow a principal's grants.
-//! - `content.rs`: documents, chunks with embeddings, and the changelog; writes acknowledge
-//!   with their sequence.
+//! - `content/`: documents, chunks with embeddings (`write.rs`, `read.rs`), the changelog
+//!   (`changelog.rs`) and webhook delivery ids (`deliveries.rs`); writes acknowledge with their
+//!   sequence.
+//! - `keys.rs`: API keys (secrets stored as SHA-256, public ids, narrowing).
+//! - `model.rs`: the stored rows (domains, principals, grants, keys, audit entries, documents).
+//! - `names.rs`: every name and free-text field validated before it reaches SQL.
+//! - `shops.rs`: shop connections and the lease one sync per shop holds.
+//! - `error.rs`: the store's errors, each of a kind the server maps to one code.
 //! - `generations.rs`: a domain's embedding generations, for switching its model online.
 //! - `dump.rs`: every table as JSON lines from one read transaction, restored into an empty
 //!   store in one transaction (SQLite and PostgreSQL alike).

@@ -105,6 +105,31 @@ impl Fusion {
         self
     }
 
+    /// A fusion from its parts as callers give them (HTTP's and gRPC's `fusion`, the CLI's
+    /// flags, eval's sweeps): the method by name with its own defaults, then the given RRF `k`
+    /// and weights in their place. The one constructor every adapter uses; the error names the
+    /// unknown method.
+    pub fn parse(
+        method: &str,
+        rrf_k: Option<f32>,
+        bm25_weight: Option<f32>,
+        vector_weight: Option<f32>,
+    ) -> Result<Self, String> {
+        let named = Fusion::named(method)
+            .ok_or_else(|| format!("`{method}` is not one of {}", Fusion::METHODS.join(", ")))?;
+        Ok(named
+            .with_weights(bm25_weight, vector_weight)
+            .with_rrf_k(rrf_k))
+    }
+
+    /// The same fusion with RRF's `k` given in place of its own (other methods have none).
+    pub fn with_rrf_k(mut self, rrf_k: Option<f32>) -> Self {
+        if let (Fusion::Rrf { k, .. }, Some(given)) = (&mut self, rrf_k) {
+            *k = given;
+        }
+        self
+    }
+
     /// The method's name, as serde and [`Fusion::named`] spell it.
     pub fn method(&self) -> &'static str {
         match self {

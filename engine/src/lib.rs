@@ -8,11 +8,10 @@
 //! Invariants kept here:
 //! - a write batch is applied completely or not at all (one tantivy commit is the commit point);
 //! - the applied change sequence is recorded inside that same commit;
-//! - the same shard and request give the same ranking (ties break on document id, then chunk);
+//! - the same shards and request give the same ranking (equal scores break on shard, then ordinal);
 //! - a query vector from another model or of another dimension is an error.
 
 mod attrs;
-mod catalog;
 mod document;
 pub mod embed;
 mod error;
@@ -23,25 +22,24 @@ mod hnsw;
 mod schema;
 mod search;
 mod shard;
+mod shards;
 pub mod understand;
 pub mod validate;
 mod vectors;
 
 pub use attrs::{AttrValue, Attributes, Decimal, attributes_to_json};
-pub use catalog::{
-    Catalog, SECOND_GENERATION, shard_key, validate_domain_name, validate_shard_key,
-};
 pub use embed::{Embedder, Embedding, ModelSpec};
 pub use error::{Error, ErrorKind, Result};
 pub use filter::{CompareOp, Filter, MAX_FILTER_DEPTH};
 pub use fusion::{Fused, Fusion, RRF_K_DEFAULT, fuse};
 pub use highlight::{Highlighter, snippet, term_ranges};
 pub use search::{
-    BranchHit, EmbedQuery, FacetCount, Hit, MAX_FACET_SIZE, MAX_FACETS, MAX_K, MAX_QUERY_BYTES,
-    Mode, RerankScore, SearchRequest, SearchResponse, SearchTimings, SortBy, rerank_hits,
-    rerank_passage, search, search_embedding,
+    BranchHit, CANDIDATES_DEFAULT, EmbedQuery, FACET_SIZE_DEFAULT, FacetCount, Hit, K_DEFAULT,
+    MAX_FACET_SIZE, MAX_FACETS, MAX_K, MAX_QUERY_BYTES, Mode, RerankScore, SearchRequest,
+    SearchResponse, SearchTimings, SortBy, rerank_hits, rerank_passage, search, search_embedding,
 };
 pub use shard::{
     ApplyTimings, CatalogSettings, Chunk, CommitInfo, Document, DomainSettings, Manifest, Shard,
     ShardStats, WriteBatch, WriteOp,
 };
+pub use shards::{SECOND_GENERATION, Shards, shard_key, validate_domain_name, validate_shard_key};

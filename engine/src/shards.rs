@@ -1,4 +1,5 @@
-//! The shards of a data directory, by domain name.
+//! The shards of a data directory, by domain name: the registry (`Shards`) that opens, creates,
+//! replaces and deletes them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,7 +30,7 @@ pub fn validate_domain_name(name: &str) -> Result<()> {
 /// `dartmouth_domains::Generations`). A domain name cannot hold a dot, so no key is both.
 pub const SECOND_GENERATION: &str = ".g2";
 
-/// A shard's key in the catalog: a domain name, or a domain name and [`SECOND_GENERATION`].
+/// A shard's key in the registry: a domain name, or a domain name and [`SECOND_GENERATION`].
 /// Returns the domain name (what the shard's hits name).
 pub fn validate_shard_key(key: &str) -> Result<&str> {
     let name = key.strip_suffix(SECOND_GENERATION).unwrap_or(key);
@@ -46,15 +47,15 @@ pub fn shard_key(domain: &str, slot: u8) -> String {
     }
 }
 
-/// Opens shards lazily and keeps them open; one `Catalog` per process and data directory.
+/// Opens shards lazily and keeps them open; one `Shards` per process and data directory.
 /// Shards are found by key (see [`validate_shard_key`]).
-pub struct Catalog {
+pub struct Shards {
     root: PathBuf,
     open: RwLock<BTreeMap<String, Arc<Shard>>>,
 }
 
-impl Catalog {
-    pub fn open(data_dir: &Path) -> Result<Catalog> {
+impl Shards {
+    pub fn open(data_dir: &Path) -> Result<Shards> {
         let root = data_dir.join("shards");
         std::fs::create_dir_all(&root).map_err(Error::io(&root))?;
         // What a crash left half done: rebuilds, deletions, replacements, creations.
@@ -78,7 +79,7 @@ impl Catalog {
                 }
             }
         }
-        Ok(Catalog {
+        Ok(Shards {
             root,
             open: RwLock::new(BTreeMap::new()),
         })
@@ -171,7 +172,7 @@ impl Catalog {
     /// The shard of one incarnation of a domain: the open or stored shard of `name` when it
     /// records `identity`, otherwise a new empty one, which replaces a shard left by another
     /// incarnation (a domain deleted and created again) or made before identities. Returns
-    /// whether the shard is new. Serialised with every other change to the catalog.
+    /// whether the shard is new. Serialised with every other change to the registry.
     pub fn ensure(
         &self,
         name: &str,
@@ -264,7 +265,7 @@ impl Catalog {
         }
     }
 
-    /// A directory of its own on the catalog's file system where a replacement shard for
+    /// A directory of its own on the registry's file system where a replacement shard for
     /// `name` can be built before `replace` swaps it in (two rebuilds never share one).
     pub fn scratch_dir(&self, name: &str) -> Result<PathBuf> {
         use std::sync::atomic::{AtomicU64, Ordering};
@@ -322,11 +323,11 @@ fn read_manifest(path: &Path) -> Result<crate::Manifest> {
 fn poisoned(root: &Path) -> Error {
     Error::Corrupt {
         path: root.to_path_buf(),
-        reason: "catalog lock poisoned by an earlier panic".into(),
+        reason: "shard registry lock poisoned by an earlier panic".into(),
     }
 }
 
-/// Retires a shard the catalog stops handing out (see `Shard::retire`).
+/// Retires a shard the registry stops handing out (see `Shard::retire`).
 fn retire(shard: Option<Arc<Shard>>) {
     if let Some(s) = shard {
         s.retire();

@@ -201,6 +201,24 @@ fn claim(
     used[from..=to].iter_mut().for_each(|u| *u = true);
 }
 
+/// Understands `query` and joins what it recognised to the caller's `filter` (`(given) AND
+/// made`; a blank given filter counts as none): the understanding and the filter to search
+/// with. The one place `parse: true` on search and eval's `--parse` do this.
+pub fn understand_with_filter(
+    query: &str,
+    filter: Option<&str>,
+    vocab: &Vocabulary,
+) -> (Understood, Option<String>) {
+    let understood = understand(query, vocab);
+    let given = filter.map(str::trim).filter(|f| !f.is_empty());
+    let filter = match (given, &understood.filter) {
+        (Some(given), Some(made)) => Some(format!("({given}) AND {made}")),
+        (None, Some(made)) => Some(made.clone()),
+        (given, None) => given.map(str::to_string),
+    };
+    (understood, filter)
+}
+
 /// Recognises price bounds, sizes, colours and stock wording in `query`.
 pub fn understand(query: &str, vocab: &Vocabulary) -> Understood {
     let ws = words(query);
@@ -513,6 +531,27 @@ mod tests {
             .map(String::from)
             .into(),
         }
+    }
+
+    /// The caller's filter and the understood one join with AND; a blank given filter is none
+    /// (the service and eval once disagreed on it); nothing understood keeps the given one.
+    #[test]
+    fn the_understood_filter_joins_the_given_one() {
+        let join =
+            |given: Option<&str>| understand_with_filter("hoodie in size M", given, &vocab()).1;
+        assert_eq!(join(None).as_deref(), Some("size = \"M\""));
+        assert_eq!(join(Some("")).as_deref(), Some("size = \"M\""));
+        assert_eq!(join(Some("  ")).as_deref(), Some("size = \"M\""));
+        assert_eq!(
+            join(Some("vendor = \"Acme\"")).as_deref(),
+            Some("(vendor = \"Acme\") AND size = \"M\"")
+        );
+        let (u, filter) = understand_with_filter("hoodie", Some("price < 5"), &vocab());
+        assert_eq!(
+            (u.query.as_str(), filter.as_deref()),
+            ("hoodie", Some("price < 5"))
+        );
+        assert_eq!(understand_with_filter("hoodie", None, &vocab()).1, None);
     }
 
     fn u(q: &str) -> (String, Option<String>) {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dartmouth_engine::embed::Reranker;
-use dartmouth_engine::{Catalog, DomainSettings, Embedder, Embedding, Fusion, Mode, Shard};
+use dartmouth_engine::{DomainSettings, Embedder, Embedding, Fusion, Mode, Shard, Shards};
 use dartmouth_indexer::{Chunker, IndexJob, Progress, Sizer, SourceReader};
 
 use crate::Error;
@@ -82,7 +82,7 @@ pub fn domain_name(root: &Path, model_id: &str) -> String {
 
 /// Opens the collection's domain, (re)indexing it when the corpus checksum or model changed.
 pub fn prepare_domain(
-    catalog: &Catalog,
+    shards: &Shards,
     data_dir: &Path,
     collection: &Collection,
     embedder: &dyn Embedder,
@@ -95,15 +95,15 @@ pub fn prepare_domain(
     let marker = marker_dir.join(format!("{name}.indexed"));
     let expected = format!("{corpus_sum} {}", embedder.spec().id);
     if std::fs::read_to_string(&marker).is_ok_and(|m| m.trim() == expected)
-        && let Ok(shard) = catalog.get(&name)
+        && let Ok(shard) = shards.get(&name)
     {
         return Ok(shard);
     }
-    if catalog.list()?.contains(&name) {
-        catalog.delete(&name)?;
+    if shards.list()?.contains(&name) {
+        shards.delete(&name)?;
     }
     let settings = DomainSettings::new(embedder.spec().clone());
-    let shard = catalog.create(&name, settings.clone())?;
+    let shard = shards.create(&name, settings.clone())?;
     IndexJob {
         sink: shard.clone(),
         embedder,

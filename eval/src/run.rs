@@ -65,12 +65,13 @@ pub fn understand_queries(collection: &mut Collection, shard: &Shard) {
         colors: shard.keyword_values("color").into_iter().collect(),
     };
     for q in &mut collection.queries {
-        let u = dartmouth_engine::understand::understand(&q.text, &vocabulary);
+        let (u, filter) = dartmouth_engine::understand::understand_with_filter(
+            &q.text,
+            q.filter.as_deref(),
+            &vocabulary,
+        );
         q.text = u.query;
-        q.filter = match (q.filter.take(), u.filter) {
-            (Some(given), Some(made)) => Some(format!("({given}) AND {made}")),
-            (given, made) => given.or(made),
-        };
+        q.filter = filter;
     }
 }
 
@@ -116,7 +117,7 @@ pub fn search_query(
         .unwrap_or_default();
     #[allow(
         clippy::disallowed_methods,
-        reason = "evaluation shards are catalog-only `eval-*` domains, outside the store"
+        reason = "evaluation shards are shard-only `eval-*` domains, outside the store"
     )]
     let response = search(&[shard], &req)?;
     Ok(response.hits)

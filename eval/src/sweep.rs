@@ -66,27 +66,14 @@ pub fn apply(config: &mut RunConfig, name: &str, value: &str) -> Result<(), Erro
         _ => dartmouth_engine::RRF_K_DEFAULT,
     };
     match name {
-        "rrf_k" => {
-            let value = number()?;
-            if let Fusion::Rrf { k, .. } = &mut config.fusion {
-                *k = value;
-            }
-        }
+        "rrf_k" => config.fusion = config.fusion.with_rrf_k(Some(number()?)),
         "bm25_weight" => config.fusion = config.fusion.with_weights(Some(number()?), None),
         "vector_weight" => config.fusion = config.fusion.with_weights(None, Some(number()?)),
         // Another method keeps the weights (and k) set so far.
         "fusion" => {
-            let Some(named) = Fusion::named(value) else {
-                return Err(Error::Parameter(format!(
-                    "fusion: `{value}` is not one of {}",
-                    Fusion::METHODS.join(", ")
-                )));
-            };
             let (bw, vw) = weights(&config.fusion);
-            config.fusion = named.with_weights(Some(bw), Some(vw));
-            if let Fusion::Rrf { k: slot, .. } = &mut config.fusion {
-                *slot = k;
-            }
+            config.fusion = Fusion::parse(value, Some(k), Some(bw), Some(vw))
+                .map_err(|e| Error::Parameter(format!("fusion: {e}")))?;
         }
         "candidates" => {
             config.candidates = value

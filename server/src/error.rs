@@ -189,12 +189,20 @@ impl From<dartmouth_views::Error> for ApiError {
     }
 }
 
+impl ApiError {
+    /// The `Retry-After` value (whole seconds, at least 1) of an error that says when to come
+    /// back: the one place it is written, for HTTP, `/mcp` and gRPC alike.
+    pub fn retry_after_header(&self) -> Option<String> {
+        self.retry_after
+            .map(|after| after.as_secs().max(1).to_string())
+    }
+}
+
 impl From<ApiError> for tonic::Status {
     fn from(e: ApiError) -> Self {
+        let retry_after = e.retry_after_header();
         let mut status = tonic::Status::new(e.code.grpc(), e.message);
-        if let Some(after) = e.retry_after
-            && let Ok(v) = after.as_secs().max(1).to_string().parse()
-        {
+        if let Some(v) = retry_after.and_then(|v| v.parse().ok()) {
             status.metadata_mut().insert("retry-after", v);
         }
         status

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use dartmouth_domains::names::shown;
 use dartmouth_domains::{Change, Domain, Store};
-use dartmouth_engine::{Catalog, Shard, WriteBatch, WriteOp, validate};
+use dartmouth_engine::{Shard, Shards, WriteBatch, WriteOp, validate};
 use tokio::runtime::Handle;
 
 use crate::settings::{Generation, to_document};
@@ -17,7 +17,7 @@ const BATCH: u32 = 512;
 
 pub struct Applier<'a> {
     pub store: &'a Store,
-    pub catalog: &'a Catalog,
+    pub shards: &'a Shards,
     /// The runtime the store's futures run on; the applier itself is synchronous (shard
     /// commits block), so call it outside async code or from `spawn_blocking`.
     pub runtime: Handle,
@@ -65,7 +65,7 @@ impl Applier<'_> {
 
     /// The shard of one generation of the domain (see [`Applier::shard`]).
     pub fn generation_shard(&self, domain: &Domain, generation: &Generation) -> Result<Arc<Shard>> {
-        let (shard, created) = self.catalog.ensure(
+        let (shard, created) = self.shards.ensure(
             &generation.key,
             generation.settings.clone(),
             &generation.identity,
@@ -76,7 +76,7 @@ impl Applier<'_> {
                 .is_some_and(|d| d.uid == domain.uid);
             if !alive {
                 drop(shard);
-                self.catalog
+                self.shards
                     .delete_identified(&generation.key, &generation.identity)?;
                 return Err(dartmouth_engine::Error::DomainNotFound(domain.name.clone()).into());
             }
@@ -90,7 +90,7 @@ impl Applier<'_> {
     pub fn existing_shard(&self, domain: &Domain) -> Result<Option<Arc<Shard>>> {
         let held = |g: &Generation| -> Result<Option<Arc<Shard>>> {
             Ok(self
-                .catalog
+                .shards
                 .find(&g.key)?
                 .filter(|s| s.identity() == Some(g.identity.as_str())))
         };
@@ -275,7 +275,7 @@ impl Applier<'_> {
     /// under the name).
     pub fn remove_shard(&self, domain: &Domain) -> Result<()> {
         for g in Generation::all(domain)? {
-            self.catalog.delete_identified(&g.key, &g.identity)?;
+            self.shards.delete_identified(&g.key, &g.identity)?;
         }
         Ok(())
     }
@@ -286,8 +286,8 @@ impl Applier<'_> {
     /// store (no identity: evaluation) are left alone. Returns the keys removed.
     pub fn remove_orphans(&self, live: &[Domain]) -> Result<Vec<String>> {
         let mut removed = Vec::new();
-        for key in self.catalog.list_keys()? {
-            let Some(identity) = self.catalog.identity_of(&key)? else {
+        for key in self.shards.list_keys()? {
+            let Some(identity) = self.shards.identity_of(&key)? else {
                 continue;
             };
             let name = dartmouth_engine::validate_shard_key(&key)?;
@@ -302,7 +302,7 @@ impl Applier<'_> {
                 }
                 None => !live.iter().any(|d| identity.starts_with(&d.uid)),
             };
-            if doomed && self.catalog.delete_identified(&key, &identity)? {
+            if doomed && self.shards.delete_identified(&key, &identity)? {
                 removed.push(key);
             }
         }
@@ -333,7 +333,7 @@ impl Applier<'_> {
             domain.id,
             generation.slot,
         ))?;
-        let dir = self.catalog.scratch_dir(&generation.key)?;
+        let dir = self.shards.scratch_dir(&generation.key)?;
         let model_id = settings.model.id.clone();
         let shard =
             Shard::create_identified(&dir, &domain.name, settings, Some(&generation.identity))?;
@@ -377,7 +377,7 @@ impl Applier<'_> {
         }
         shard.checkpoint()?;
         drop(shard);
-        self.catalog.replace(&generation.key, &dir)?;
+        self.shards.replace(&generation.key, &dir)?;
         let caught_up = self.catch_up_generation(domain, generation)?;
         report.seq = caught_up.seq;
         report.quarantined += caught_up.quarantined;

@@ -91,8 +91,6 @@ impl Reader {
             .map(|s| (s.identity().unwrap_or(""), s.applied_seq()))
     }
 
-    /// Searches the opened domains. A pass that opens none finds nothing (there is no model to
-    /// embed the query with, so no vector is required).
     /// The sizes and colours the domains hold (what query understanding recognises).
     pub fn vocabulary(&self) -> dartmouth_engine::understand::Vocabulary {
         let mut v = dartmouth_engine::understand::Vocabulary::default();
@@ -103,6 +101,8 @@ impl Reader {
         v
     }
 
+    /// Searches the opened domains. A pass that opens none finds nothing (there is no model to
+    /// embed the query with, so no vector is required).
     pub fn search(&self, req: &SearchRequest) -> Result<SearchResponse> {
         if self.shards.is_empty() {
             req.validate_parameters()?;

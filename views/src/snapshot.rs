@@ -272,12 +272,12 @@ pub fn list(root: &Path) -> Result<Vec<SnapshotInfo>> {
     Ok(out)
 }
 
-/// Restores the snapshot in `dir` into an empty store and this node's catalog: the store in
+/// Restores the snapshot in `dir` into an empty store and this node's shards: the store in
 /// one transaction, then each shard copy swapped in (checked to be of its domain and not ahead
 /// of the store; otherwise it is left out and the domain rebuilt from the changelog). The
 /// caller then catches the shards up.
 pub fn restore(applier: &Applier<'_>, dir: &Path) -> Result<SnapshotInfo> {
-    let (store, catalog) = (applier.store, applier.catalog);
+    let (store, shards) = (applier.store, applier.shards);
     let info = read(dir)?;
     let dump = DumpInfo {
         schema_version: info.schema_version,
@@ -296,7 +296,7 @@ pub fn restore(applier: &Applier<'_>, dir: &Path) -> Result<SnapshotInfo> {
     applier.block(store.restore(&store.system(), &dir.join("store"), &dump))?;
     for d in &info.domains {
         let swapped = match d.shard_seq {
-            Some(seq) => swap_in(catalog, dir, d, seq).unwrap_or_else(|e| {
+            Some(seq) => swap_in(shards, dir, d, seq).unwrap_or_else(|e| {
                 tracing::warn!(domain = %d.name, error = %e, "snapshot shard not restored; rebuilding it from the store");
                 false
             }),
@@ -305,7 +305,7 @@ pub fn restore(applier: &Applier<'_>, dir: &Path) -> Result<SnapshotInfo> {
         // A shard this node already had under the domain's identity may be ahead of the
         // restored store: it goes, and the domain is rebuilt from the store.
         if !swapped {
-            catalog.delete_identified(&d.name, &d.uid)?;
+            shards.delete_identified(&d.name, &d.uid)?;
         }
     }
     Ok(info)
@@ -314,13 +314,13 @@ pub fn restore(applier: &Applier<'_>, dir: &Path) -> Result<SnapshotInfo> {
 /// Swaps the domain's shard copy in when it opens as that domain at its recorded sequence and
 /// is not ahead of the store copy; whether it did.
 fn swap_in(
-    catalog: &dartmouth_engine::Catalog,
+    shards: &dartmouth_engine::Shards,
     dir: &Path,
     d: &SnapshotDomain,
     seq: u64,
 ) -> Result<bool> {
     let from = dir.join("shards").join(&d.name);
-    let scratch = catalog.scratch_dir(&d.name)?;
+    let scratch = shards.scratch_dir(&d.name)?;
     let result = (|| {
         copy_tree(&from, &scratch)?;
         let usable = {
@@ -328,7 +328,7 @@ fn swap_in(
             s.identity() == Some(d.uid.as_str()) && s.applied_seq() == seq && seq <= d.store_seq
         };
         if usable {
-            catalog.replace(&d.name, &scratch)?;
+            shards.replace(&d.name, &scratch)?;
         }
         Ok(usable)
     })();

@@ -33,8 +33,9 @@ pub use rerank::{rerank_hits, rerank_passage};
 /// the shard's document number).
 type Key = (usize, u32);
 pub use request::{
-    BranchHit, FacetCount, Hit, MAX_CANDIDATES, MAX_FACET_SIZE, MAX_FACETS, MAX_K, MAX_QUERY_BYTES,
-    Mode, RerankScore, SearchRequest, SearchResponse, SearchTimings, SortBy,
+    BranchHit, CANDIDATES_DEFAULT, FACET_SIZE_DEFAULT, FacetCount, Hit, K_DEFAULT, MAX_CANDIDATES,
+    MAX_FACET_SIZE, MAX_FACETS, MAX_K, MAX_QUERY_BYTES, Mode, RerankScore, SearchRequest,
+    SearchResponse, SearchTimings, SortBy,
 };
 
 /// A filter that keeps at most this many chunks is served by an exact scan (recall 1.0).

@@ -17,6 +17,11 @@ pub const MAX_QUERY_BYTES: usize = 16 * 1024;
 pub(super) const MAX_QUERY_TERMS: usize = 256;
 pub const MAX_FACETS: usize = 32;
 pub const MAX_FACET_SIZE: usize = 1000;
+/// The defaults of a request that leaves them out (every adapter's too: they start from
+/// [`SearchRequest::new`]).
+pub const K_DEFAULT: usize = 10;
+pub const CANDIDATES_DEFAULT: usize = 100;
+pub const FACET_SIZE_DEFAULT: usize = 10;
 
 /// Which retrieval branches run: BM25 alone, the vector index alone, or both fused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
@@ -118,8 +123,8 @@ impl SearchRequest {
             query: query.into(),
             vectors: Vec::new(),
             mode: Mode::Hybrid,
-            k: 10,
-            candidates: 100,
+            k: K_DEFAULT,
+            candidates: CANDIDATES_DEFAULT,
             fusion: Fusion::default(),
             filter: None,
             ef_search: EF_SEARCH_DEFAULT,
@@ -127,7 +132,7 @@ impl SearchRequest {
             collapse: false,
             with_payload: true,
             facets: Vec::new(),
-            facet_size: 10,
+            facet_size: FACET_SIZE_DEFAULT,
             sort: None,
             offset: 0,
         }

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use dartmouth_engine::embed::FakeEmbedder;
 use dartmouth_engine::{
-    AttrValue, Catalog, Chunk, Document, DomainSettings, Embedder, Error, Filter, Fusion, Mode,
-    SearchRequest, Shard, WriteBatch, WriteOp, search,
+    AttrValue, Chunk, Document, DomainSettings, Embedder, Error, Filter, Fusion, Mode,
+    SearchRequest, Shard, Shards, WriteBatch, WriteOp, search,
 };
 use rand::{Rng, SeedableRng};
 
@@ -437,25 +437,22 @@ fn bad_queries_get_clear_errors() {
 #[test]
 fn catalog_creates_lists_and_deletes() {
     let tmp = tempfile::tempdir().unwrap();
-    let catalog = Catalog::open(tmp.path()).unwrap();
+    let shards = Shards::open(tmp.path()).unwrap();
     let settings = DomainSettings::new(embedder().spec().clone());
-    catalog.create("support-kb", settings.clone()).unwrap();
-    catalog.create("store", settings.clone()).unwrap();
+    shards.create("support-kb", settings.clone()).unwrap();
+    shards.create("store", settings.clone()).unwrap();
     assert!(matches!(
-        catalog.create("store", settings.clone()),
+        shards.create("store", settings.clone()),
         Err(Error::DomainExists(_))
     ));
-    assert!(catalog.create("Bad Name", settings.clone()).is_err());
-    assert!(catalog.create("../etc", settings).is_err());
-    assert_eq!(catalog.list().unwrap(), vec!["store", "support-kb"]);
-    catalog.delete("store").unwrap();
-    assert_eq!(catalog.list().unwrap(), vec!["support-kb"]);
+    assert!(shards.create("Bad Name", settings.clone()).is_err());
+    assert!(shards.create("../etc", settings).is_err());
+    assert_eq!(shards.list().unwrap(), vec!["store", "support-kb"]);
+    shards.delete("store").unwrap();
+    assert_eq!(shards.list().unwrap(), vec!["support-kb"]);
+    assert!(matches!(shards.get("store"), Err(Error::DomainNotFound(_))));
     assert!(matches!(
-        catalog.get("store"),
-        Err(Error::DomainNotFound(_))
-    ));
-    assert!(matches!(
-        catalog.get("../etc"),
+        shards.get("../etc"),
         Err(Error::DomainNotFound(_))
     ));
 }

@@ -1,4 +1,4 @@
-//! `dartmouth eval`: judged collections indexed into evaluation shards of the catalog (no
+//! `dartmouth eval`: judged collections indexed into evaluation shards of the data directory (no
 //! store: they are rebuilt from the collections), run and reported.
 
 use std::io::{IsTerminal, Write};
@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use dartmouth_engine::{Catalog, Fusion, Mode};
+use dartmouth_engine::{Fusion, Mode, Shards};
 use dartmouth_indexer::Progress;
 
 use dartmouth_server::models::{EmbedderKind, Loaded, ModelArgs};
@@ -32,7 +32,7 @@ fn git_revision() -> String {
 }
 
 pub(super) fn eval_cmd(
-    catalog: &Catalog,
+    shards: &Shards,
     data_dir: &std::path::Path,
     models: &ModelArgs,
     args: EvalArgs,
@@ -54,7 +54,7 @@ pub(super) fn eval_cmd(
     if !sweeps.is_empty() && args.tune_on.is_none() {
         bail!("--sweep needs --tune-on SPLIT (tuning on the reported split would overfit it)");
     }
-    let fusion = args.fusion.fusion()?;
+    let fusion = args.fusion.fusion().context("--fusion")?;
     let fusions = args
         .compare_fusions
         .iter()
@@ -127,7 +127,7 @@ pub(super) fn eval_cmd(
             let progress = Progress::new(None, std::io::stderr().is_terminal());
             let t = Instant::now();
             let shard = prepare_domain(
-                catalog,
+                shards,
                 data_dir,
                 collection,
                 embedder.as_ref(),
@@ -217,12 +217,8 @@ fn compare_fusion(spec: &str, candidates: usize) -> Result<(String, Fusion, usiz
         ),
         None => (spec, candidates),
     };
-    let fusion = Fusion::named(method).with_context(|| {
-        format!(
-            "--compare-fusion `{method}` is not one of {}",
-            Fusion::METHODS.join(", ")
-        )
-    })?;
+    let fusion = Fusion::parse(method, None, None, None)
+        .map_err(|e| anyhow::anyhow!("--compare-fusion {e}"))?;
     let variant = if depth == candidates {
         format!("({method})")
     } else {

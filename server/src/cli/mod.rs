@@ -1,6 +1,6 @@
 //! The `dartmouth` command line: a thin adapter over the same [`Service`] as HTTP and gRPC
 //! (the local operator is the caller, `--as` acts as another principal), plus `serve` and the
-//! catalog-only `eval`. No command calls the store itself.
+//! shards-only `eval` (no store). No command calls the store itself.
 //!
 //! - `admin.rs`: domains, principals, grants, keys, reindex, audit, snapshots.
 //! - `index.rs`: `dartmouth index` (files into a domain).
@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use dartmouth_domains::{Caller, Store};
-use dartmouth_engine::{Catalog, Fusion};
+use dartmouth_domains::{Caller, Store, now_millis};
+use dartmouth_engine::{Fusion, Shards};
 
 use dartmouth_server::config::ServeArgs;
 use dartmouth_server::models::{EmbedderKind, ModelArgs};
@@ -440,8 +440,9 @@ struct FusionArgs {
     /// zscore (standardised scores; the tuned default) | weighted (min-max normalised) | rrf
     #[arg(long, default_value = "zscore")]
     fusion: String,
-    #[arg(long, default_value_t = dartmouth_engine::RRF_K_DEFAULT)]
-    rrf_k: f32,
+    /// RRF's k [default: 60]
+    #[arg(long)]
+    rrf_k: Option<f32>,
     /// Weight of the BM25 branch [default: 1]
     #[arg(long)]
     bm25_weight: Option<f32>,
@@ -453,18 +454,13 @@ struct FusionArgs {
 impl FusionArgs {
     /// The method by its name with its own defaults, the weights given in their place.
     fn fusion(&self) -> Result<Fusion> {
-        let Some(named) = Fusion::named(&self.fusion) else {
-            bail!(
-                "--fusion `{}` is not one of {}",
-                self.fusion,
-                Fusion::METHODS.join(", ")
-            );
-        };
-        let mut fusion = named.with_weights(self.bm25_weight, self.vector_weight);
-        if let Fusion::Rrf { k, .. } = &mut fusion {
-            *k = self.rrf_k;
-        }
-        Ok(fusion)
+        Fusion::parse(
+            &self.fusion,
+            self.rrf_k,
+            self.bm25_weight,
+            self.vector_weight,
+        )
+        .map_err(anyhow::Error::msg)
     }
 }
 
@@ -602,7 +598,7 @@ async fn open_store(cli: &Cli) -> Result<Store> {
         .with_context(|| format!("store {}", url.split('@').next_back().unwrap_or("")))
 }
 
-fn serve_cmd(catalog: Catalog, cli: &Cli, args: &ServeArgs) -> Result<()> {
+fn serve_cmd(shards: Shards, cli: &Cli, args: &ServeArgs) -> Result<()> {
     let config = args.resolve()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.workers)
@@ -612,7 +608,7 @@ fn serve_cmd(catalog: Catalog, cli: &Cli, args: &ServeArgs) -> Result<()> {
         let store = open_store(cli).await?;
         let svc = Service::new(ServiceConfig {
             store,
-            catalog: Arc::new(catalog),
+            shards: Arc::new(shards),
             models: cli.models.clone(),
             preloaded: Default::default(),
             jwt: config.jwt.clone(),
@@ -659,12 +655,6 @@ fn parse_duration(text: &str) -> Result<i64> {
         .with_context(|| format!("duration `{text}` is too long"))
 }
 
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 pub fn run() -> Result<()> {
     let cli = Cli::parse();
     if let Command::Openapi = cli.command {
@@ -676,14 +666,14 @@ pub fn run() -> Result<()> {
     }
     std::fs::create_dir_all(&cli.data_dir)
         .with_context(|| format!("data directory {}", cli.data_dir.display()))?;
-    let catalog = Catalog::open(&cli.data_dir)
+    let shards = Shards::open(&cli.data_dir)
         .with_context(|| format!("data directory {}", cli.data_dir.display()))?;
     if let Command::Eval(args) = cli.command {
         // Evaluation domains live in the catalog only: they are rebuilt from the collections.
-        return eval::eval_cmd(&catalog, &cli.data_dir, &cli.models, args);
+        return eval::eval_cmd(&shards, &cli.data_dir, &cli.models, args);
     }
     if let Command::Serve(args) = &cli.command {
-        return serve_cmd(catalog, &cli, args);
+        return serve_cmd(shards, &cli, args);
     }
     if let Command::Mcp {
         url: Some(url),
@@ -702,7 +692,7 @@ pub fn run() -> Result<()> {
     let svc = Arc::new(
         Service::new(ServiceConfig {
             store,
-            catalog: Arc::new(catalog),
+            shards: Arc::new(shards),
             models: cli.models.clone(),
             preloaded: Default::default(),
             jwt: None,
@@ -725,7 +715,7 @@ pub fn run() -> Result<()> {
     );
     let caller = match &cli.command {
         Command::Mcp { key: Some(key), .. } => rt
-            .block_on(svc.authenticate(Some(&format!("Bearer {key}"))))
+            .block_on(svc.authenticate(Some(format!("Bearer {key}").as_bytes())))
             .map_err(|e| anyhow::anyhow!("--key: {}", e.message))?,
         _ => rt
             .block_on(svc.local_caller(cli.as_principal.as_deref()))

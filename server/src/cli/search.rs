@@ -28,7 +28,7 @@ pub(super) fn search_cmd(ctx: &Ctx, args: SearchArgs) -> Result<()> {
             method: Some(args.fusion.fusion.clone()),
             bm25_weight: args.fusion.bm25_weight,
             vector_weight: args.fusion.vector_weight,
-            rrf_k: Some(args.fusion.rrf_k),
+            rrf_k: args.fusion.rrf_k,
         }),
         candidates: Some(args.fusion.candidates),
         filter: args.filter.clone(),

@@ -14,7 +14,7 @@ use std::time::Instant;
 use dartmouth_domains::Caller;
 use tonic::{Request, Response, Status};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::service::Service;
 
 pub use ingest::ingest_document;
@@ -32,15 +32,7 @@ impl Grpc {
         let header = request
             .metadata()
             .get("authorization")
-            .map(|v| {
-                v.to_str().map_err(|_| {
-                    ApiError::new(
-                        crate::error::Code::Unauthenticated,
-                        "authorization: not printable ASCII",
-                    )
-                })
-            })
-            .transpose()?;
+            .map(|v| v.as_bytes());
         self.svc.authenticate(header).await
     }
 

@@ -51,6 +51,7 @@ type Svc = State<Arc<Service>>;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = self.retry_after_header();
         let mut response = (
             self.code.http(),
             Json(crate::error::ErrorBody {
@@ -61,9 +62,7 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
-        if let Some(after) = self.retry_after
-            && let Ok(v) = HeaderValue::from_str(&after.as_secs().max(1).to_string())
-        {
+        if let Some(v) = retry_after.and_then(|v| HeaderValue::from_str(&v).ok()) {
             response.headers_mut().insert(RETRY_AFTER, v);
         }
         response
@@ -77,15 +76,7 @@ impl FromRequestParts<Arc<Service>> for Authed {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, svc: &Arc<Service>) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .map(|v| {
-                v.to_str().map_err(|_| {
-                    ApiError::new(Code::Unauthenticated, "authorization: not printable ASCII")
-                })
-            })
-            .transpose()?;
+        let header = parts.headers.get(AUTHORIZATION).map(HeaderValue::as_bytes);
         Ok(Authed(svc.authenticate(header).await?))
     }
 }
@@ -857,7 +848,7 @@ async fn mcp(State(svc): Svc, headers: axum::http::HeaderMap, RawBody(body): Raw
         .get("id")
         .cloned()
         .unwrap_or(serde_json::Value::Null);
-    let authorization = headers.get(AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
+    let authorization = headers.get(AUTHORIZATION).map(HeaderValue::as_bytes);
     let caller = match svc.authenticate(authorization).await {
         Ok(c) => c,
         Err(e) => {
@@ -866,7 +857,7 @@ async fn mcp(State(svc): Svc, headers: axum::http::HeaderMap, RawBody(body): Raw
                 Code::RateLimited => crate::mcp::RATE_LIMITED,
                 _ => crate::mcp::INVALID_REQUEST,
             };
-            let retry_after = e.retry_after;
+            let retry_after = e.retry_after_header();
             let mut response = rpc(
                 e.code.http(),
                 crate::mcp::error(id, code, format!("{}: {}", e.code.as_str(), e.message)),
@@ -877,9 +868,7 @@ async fn mcp(State(svc): Svc, headers: axum::http::HeaderMap, RawBody(body): Raw
                     HeaderValue::from_static("Bearer realm=\"dartmouth\""),
                 );
             }
-            if let Some(after) = retry_after
-                && let Ok(v) = HeaderValue::from_str(&after.as_secs().max(1).to_string())
-            {
+            if let Some(v) = retry_after.and_then(|v| HeaderValue::from_str(&v).ok()) {
                 response.headers_mut().insert(RETRY_AFTER, v);
             }
             return response;

@@ -1,5 +1,5 @@
-//! The service layer every adapter calls — HTTP (`http.rs`), gRPC (`grpc/`) and the CLI
-//! (`cli/`). Adapters only decode, call one method with the authenticated caller, and encode;
+//! The service layer every adapter calls — HTTP (`http/`), MCP (`mcp.rs`), gRPC (`grpc/`) and
+//! the CLI (`cli/`). Adapters only decode, call one method with the authenticated caller, and encode;
 //! everything else — rate limits, request limits, access, caching, embedding, searching, context
 //! packing, indexing, administration — happens here, once.
 //!
@@ -10,6 +10,9 @@
 //! - `admin.rs`: domains, principals, grants, keys, delegation, stats, audit, reindex.
 //! - `apply.rs`: the applier tick and read-your-writes.
 //! - `snapshots.rs`: snapshots of the store and the shards, and their restore.
+//! - `tasks.rs`: asynchronous tasks (indexing jobs, model switches, shop syncs) and their queue.
+//! - `shops.rs`: connected shops and their pull sync.
+//! - `switch.rs`: switching a domain's model online, rolling back, dropping the old generation.
 
 mod admin;
 mod apply;
@@ -35,7 +38,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use dartmouth_domains::{Caller, JwtConfig, Pass, Role, Store};
-use dartmouth_engine::{Catalog, Embedder, ModelSpec};
+use dartmouth_engine::{Embedder, ModelSpec, Shards};
 use dartmouth_views::Applier;
 use tokio::runtime::Handle;
 
@@ -132,7 +135,7 @@ fn opened(pass: &Pass, name: &str) -> ApiResult<dartmouth_domains::Domain> {
 
 pub struct ServiceConfig {
     pub store: Store,
-    pub catalog: Arc<Catalog>,
+    pub shards: Arc<Shards>,
     pub models: ModelArgs,
     /// Models loaded before the service starts (tests inject theirs here; otherwise empty).
     pub preloaded: crate::models::Loaded,
@@ -154,7 +157,7 @@ pub struct ServiceConfig {
 
 pub struct Service {
     store: Store,
-    catalog: Arc<Catalog>,
+    shards: Arc<Shards>,
     models: ModelArgs,
     /// The local models this node has loaded (only those its domains and requests use).
     loaded: crate::models::Loaded,
@@ -218,16 +221,16 @@ impl Service {
             tasks: tasks::Tasks::default(),
             placement: config.placement.map(|p| p.into_iter().collect()),
             snapshot_dir: config.snapshot_dir,
-            node_id: node_id(config.catalog.root()),
+            node_id: node_id(config.shards.root()),
             switching: Mutex::new(HashMap::new()),
-            catalog: config.catalog,
+            shards: config.shards,
         })
     }
 
     fn applier(&self) -> Applier<'_> {
         Applier {
             store: &self.store,
-            catalog: &self.catalog,
+            shards: &self.shards,
             runtime: Handle::current(),
             events: Some(&self.applier_events),
         }
@@ -256,8 +259,9 @@ impl Service {
     }
 
     /// The caller a bearer credential stands for (an API key `dk_…` or a JWT), then the
-    /// principal's rate limit. Both transports call this and only this.
-    pub async fn authenticate(&self, authorization: Option<&str>) -> ApiResult<Caller> {
+    /// principal's rate limit. Every adapter (HTTP, `/mcp`, gRPC, the CLI) calls this and only
+    /// this, with the `Authorization` header's raw bytes: it is decoded here, once.
+    pub async fn authenticate(&self, authorization: Option<&[u8]>) -> ApiResult<Caller> {
         let outcome = self.authenticate_inner(authorization).await;
         if let Err(e) = &outcome {
             self.metrics.denied(e.code);
@@ -292,13 +296,20 @@ impl Service {
         }
     }
 
-    async fn authenticate_inner(&self, authorization: Option<&str>) -> ApiResult<Caller> {
+    async fn authenticate_inner(&self, authorization: Option<&[u8]>) -> ApiResult<Caller> {
         let header = authorization.ok_or_else(|| {
             ApiError::new(
                 Code::Unauthenticated,
                 "missing credentials: send `Authorization: Bearer <key or token>`",
             )
         })?;
+        // A header value is visible ASCII (RFC 9110); anything else is no credential.
+        let header = std::str::from_utf8(header)
+            .ok()
+            .filter(|h| h.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)))
+            .ok_or_else(|| {
+                ApiError::new(Code::Unauthenticated, "authorization: not printable ASCII")
+            })?;
         let token = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))

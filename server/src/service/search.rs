@@ -148,22 +148,20 @@ impl Service {
             input.mode = Some(Mode::Vector);
         }
         // Room for the document's own chunks, left out below.
-        let k = input.k.unwrap_or(10);
+        let k = input.k.unwrap_or(dartmouth_engine::K_DEFAULT);
         if like.is_some() {
             input.k = Some((k + 32).min(self.limits.max_k.min(MAX_K).max(k)));
         }
         // Understood over the domains the caller may read and searches: the vocabulary says
         // nothing of any other.
         let understood = input.parse.then(|| {
-            let u = dartmouth_engine::understand::understand(&input.query, &reader.vocabulary());
+            let (u, filter) = dartmouth_engine::understand::understand_with_filter(
+                &input.query,
+                input.filter.as_deref(),
+                &reader.vocabulary(),
+            );
             input.query = u.query.clone();
-            input.filter = match (input.filter.as_deref().map(str::trim), &u.filter) {
-                (Some(given), Some(made)) if !given.is_empty() => {
-                    Some(format!("({given}) AND {made}"))
-                }
-                (_, Some(made)) => Some(made.clone()),
-                (given, None) => given.map(str::to_string),
-            };
+            input.filter = filter;
             u
         });
         let mut out = self.search_reader(reader, &input, rerank).await?;
@@ -224,11 +222,11 @@ impl Service {
         let mode = input.mode.unwrap_or_default();
         let mut req = SearchRequest::new(input.query.clone());
         req.mode = mode;
-        req.k = input.k.unwrap_or(10);
-        req.candidates = input.candidates.unwrap_or(100);
+        req.k = input.k.unwrap_or(req.k);
+        req.candidates = input.candidates.unwrap_or(req.candidates);
         req.collapse = input.collapse;
         req.facets = input.facets.clone();
-        req.facet_size = input.facet_size.unwrap_or(10);
+        req.facet_size = input.facet_size.unwrap_or(req.facet_size);
         req.fusion = fusion_of(input.fusion.as_ref())?;
         req.filter = input
             .filter
@@ -242,7 +240,7 @@ impl Service {
             .filter(|s| !s.trim().is_empty())
             .map(str::parse)
             .transpose()?;
-        req.offset = input.offset.unwrap_or(0);
+        req.offset = input.offset.unwrap_or(req.offset);
         if req.sort.is_some() {
             // One hit per document, in the attribute's order: no query vector is needed.
             req.collapse = true;
@@ -530,19 +528,8 @@ fn fusion_of(input: Option<&FusionInput>) -> ApiResult<Fusion> {
         return Ok(Fusion::default());
     };
     let method = f.method.as_deref().unwrap_or(Fusion::default().method());
-    let Some(named) = Fusion::named(method) else {
-        return Err(ApiError::invalid(format!(
-            "fusion.method: `{method}` is not one of {}",
-            Fusion::METHODS.join(", ")
-        )));
-    };
-    // Each method's own defaults (zscore: 1 and 1.2, tuned; weighted: 1 and 0.7; rrf: 1 and 1),
-    // the weights given in their place.
-    let mut fusion = named.with_weights(f.bm25_weight, f.vector_weight);
-    if let (Fusion::Rrf { k, .. }, Some(rrf_k)) = (&mut fusion, f.rrf_k) {
-        *k = rrf_k;
-    }
-    Ok(fusion)
+    Fusion::parse(method, f.rrf_k, f.bm25_weight, f.vector_weight)
+        .map_err(|e| ApiError::invalid(format!("fusion.method: {e}")))
 }
 
 fn explain_hit(fusion: &Fusion, hit: &Hit, rerank: Option<&RerankSettings>) -> Value {

@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use dartmouth_domains::{Role, Store};
-use dartmouth_engine::{Catalog, Mode, SearchRequest, search};
+use dartmouth_engine::{Mode, SearchRequest, Shards, search};
 use dartmouth_views::Applier;
 use rand::{Rng, SeedableRng};
 
@@ -101,7 +101,7 @@ fn killed_indexing_loses_nothing_acknowledged() {
 
         // Restart: open the store and the shard, apply what the store holds.
         let store = rt.block_on(Store::open(&Store::sqlite_url(&data))).unwrap();
-        let catalog = Catalog::open(&data).unwrap();
+        let shards = Shards::open(&data).unwrap();
         let admin = rt.block_on(store.local_admin()).unwrap();
         let pass = rt
             .block_on(store.authorize(&admin, &["crash".into()], Role::Read))
@@ -119,13 +119,13 @@ fn killed_indexing_loses_nothing_acknowledged() {
         }
         let applier = Applier {
             store: &store,
-            catalog: &catalog,
+            shards: &shards,
             runtime: rt.handle().clone(),
             events: None,
         };
         let applied = applier.catch_up(domain).unwrap();
         assert_eq!(applied, last, "round {round}");
-        let shard = catalog.get("crash").unwrap();
+        let shard = shards.get("crash").unwrap();
         // Nothing half-present: the shard holds exactly the store's documents and chunks.
         let docs = rt
             .block_on(store.all_documents(&store.system(), domain.id, 1))
@@ -158,7 +158,7 @@ fn killed_indexing_loses_nothing_acknowledged() {
             );
         }
         drop(shard);
-        drop(catalog);
+        drop(shards);
         rt.block_on(store.close());
     }
     // The kills landed at different points: some rounds acknowledged work.

@@ -334,6 +334,62 @@ fn poison(data: &Path) {
     });
 }
 
+/// `min_seq` alone makes another node's write readable: node B's applier sleeps for a minute
+/// (the longest interval there is), so a search on B without it does not see what node A wrote
+/// (nothing else applied it there), and the same search with it does, on BM25 and on the
+/// vector branch. (On the writing node a write is applied before it is acknowledged.)
+#[test]
+fn min_seq_reads_a_write_the_applier_has_not_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data_a, writer, reader) = data_with_kb(dir.path());
+    let store = format!(
+        "sqlite://{}?mode=rwc",
+        data_a.join("store.sqlite3").display()
+    );
+    let a = start_on(&data_a, &[]);
+    let b = start_on(
+        &dir.path().join("b"),
+        &["--store", &store, "--apply-interval-ms", "60000"],
+    );
+    // B's first tick is over once it answers (it built its empty shard of kb then); the next
+    // is a minute away.
+    let (status, ack) = ingest(
+        &a,
+        &writer,
+        "kb",
+        json!([{"id": "fresh", "text": "quokka migration season"}]),
+    );
+    assert_eq!(status, 200, "{ack}");
+    assert_eq!(found(&a, &reader, "kb", "quokka", None), ["fresh"]);
+    assert_eq!(
+        found(&b, &reader, "kb", "quokka", None),
+        Vec::<String>::new(),
+        "node B applied the write without min_seq: this test would prove nothing"
+    );
+    assert_eq!(
+        found(&b, &reader, "kb", "quokka", Some(&ack["seq"])),
+        ["fresh"]
+    );
+    let (status, more) = ingest(
+        &a,
+        &writer,
+        "kb",
+        json!([{"id": "later", "text": "wombat burrows"}]),
+    );
+    assert_eq!(status, 200, "{more}");
+    let body = json!({"query": "wombat burrows", "domains": ["kb"], "mode": "vector", "k": 1,
+                      "min_seq": {"kb": more["seq"]}});
+    let (status, out) = call(
+        &b,
+        "POST",
+        "/v1/search",
+        Some(&reader),
+        Some(&body.to_string()),
+    );
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["hits"][0]["doc_id"], "later", "{out}");
+}
+
 #[test]
 fn a_stored_document_a_shard_refuses_is_quarantined_and_the_domain_goes_on() {
     let dir = tempfile::tempdir().unwrap();
@@ -449,13 +505,21 @@ fn a_domain_deleted_and_created_again_never_serves_the_old_content() {
     let ask =
         json!({"query": "zebra", "domains": ["x"], "mode": "bm25", "min_seq": {"x": old["seq"]}})
             .to_string();
+    let result_hits =
+        |s: &Server| metric(s, "dartmouth_cache_total{cache=\"result\",outcome=\"hit\"}");
     for s in [&a, &b] {
+        let cached_before = result_hits(s);
         for _ in 0..2 {
             // Twice: the second answer comes from the result cache.
             let (status, out) = call(s, "POST", "/v1/search", Some(&admin), Some(&ask));
             assert_eq!(status, 200, "{out}");
             assert_eq!(out["hits"][0]["doc_id"], "old", "{out}");
         }
+        assert_eq!(
+            result_hits(s),
+            cached_before + 1.0,
+            "the second answer is the result cache's (what the old domain's entry must not serve below)"
+        );
     }
     let (status, gone) = call(&a, "DELETE", "/v1/domains/x", Some(&admin), None);
     assert_eq!(status, 200, "{gone}");

@@ -37,7 +37,7 @@ impl InProcess {
             Arc::new(
                 Service::new(ServiceConfig {
                     store,
-                    catalog: Arc::new(dartmouth_engine::Catalog::open(dir.path()).unwrap()),
+                    shards: Arc::new(dartmouth_engine::Shards::open(dir.path()).unwrap()),
                     models: ModelArgs {
                         models_dir: std::env::var_os("DARTMOUTH_MODELS_DIR").map(Into::into),
                         ort_library: std::env::var_os("ORT_DYLIB_PATH").map(Into::into),

@@ -9,7 +9,7 @@ use dartmouth_domains::{
     Caller, Error as StoreError, PrincipalKind, Role, Store, StoredChunk, StoredDocument, Write,
 };
 use dartmouth_engine::embed::FakeEmbedder;
-use dartmouth_engine::{Catalog, DomainSettings, Embedder, Filter, Mode, SearchRequest};
+use dartmouth_engine::{DomainSettings, Embedder, Filter, Mode, SearchRequest, Shards};
 use dartmouth_views::{Applier, Error};
 use proptest::prelude::*;
 use serde_json::json;
@@ -128,7 +128,7 @@ impl World {
 struct Fixture {
     _dir: tempfile::TempDir,
     store: Store,
-    catalog: Catalog,
+    shards: Shards,
     callers: Vec<Caller>,
 }
 
@@ -137,7 +137,7 @@ fn build(rt: &tokio::runtime::Runtime, embedder: &FakeEmbedder, w: &World) -> Fi
     let store = rt
         .block_on(Store::open(&Store::sqlite_url(dir.path())))
         .unwrap();
-    let catalog = Catalog::open(&dir.path().join("shards")).unwrap();
+    let shards = Shards::open(&dir.path().join("shards")).unwrap();
     let settings = serde_json::to_value(DomainSettings::new(embedder.spec().clone())).unwrap();
     let callers = rt.block_on(async {
         let admin = store.local_admin().await.unwrap();
@@ -225,7 +225,7 @@ fn build(rt: &tokio::runtime::Runtime, embedder: &FakeEmbedder, w: &World) -> Fi
     Fixture {
         _dir: dir,
         store,
-        catalog,
+        shards,
         callers,
     }
 }
@@ -253,7 +253,7 @@ fn check(
     let f = build(rt, embedder, w);
     let applier = Applier {
         store: &f.store,
-        catalog: &f.catalog,
+        shards: &f.shards,
         runtime: rt.handle().clone(),
         events: None,
     };
@@ -387,7 +387,7 @@ fn a_caller_without_grants_finds_nothing() {
     let f = build(&rt, &embedder, &w);
     let applier = Applier {
         store: &f.store,
-        catalog: &f.catalog,
+        shards: &f.shards,
         runtime: rt.handle().clone(),
         events: None,
     };

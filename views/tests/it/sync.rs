@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dartmouth_domains::{Role, Store};
 use dartmouth_engine::embed::FakeEmbedder;
-use dartmouth_engine::{Catalog, DomainSettings, Embedder, Filter, Mode, ModelSpec, SearchRequest};
+use dartmouth_engine::{DomainSettings, Embedder, Filter, Mode, ModelSpec, SearchRequest, Shards};
 use dartmouth_indexer::{
     Chunker, Format, IndexJob, IndexSummary, Item, Progress, Sizer, SourceOptions, SourceReader,
 };
@@ -42,7 +42,7 @@ struct World {
     _dir: tempfile::TempDir,
     rt: tokio::runtime::Runtime,
     store: Store,
-    catalog: Catalog,
+    shards: Shards,
     embedder: Counting,
 }
 
@@ -57,7 +57,7 @@ impl World {
         let store = rt
             .block_on(Store::open(&Store::sqlite_url(dir.path())))
             .unwrap();
-        let catalog = Catalog::open(&dir.path().join("shards")).unwrap();
+        let shards = Shards::open(&dir.path().join("shards")).unwrap();
         let embedder = Counting {
             inner: FakeEmbedder::new(32),
             texts: AtomicUsize::new(0),
@@ -73,7 +73,7 @@ impl World {
             _dir: dir,
             rt,
             store,
-            catalog,
+            shards,
             embedder,
         }
     }
@@ -81,7 +81,7 @@ impl World {
     fn applier(&self) -> Applier<'_> {
         Applier {
             store: &self.store,
-            catalog: &self.catalog,
+            shards: &self.shards,
             runtime: self.rt.handle().clone(),
             events: None,
         }
@@ -94,13 +94,13 @@ impl World {
         opts: SourceOptions,
         full_sync: bool,
     ) -> IndexSummary {
-        self.index_into(&self.catalog, domain, paths, opts, full_sync)
+        self.index_into(&self.shards, domain, paths, opts, full_sync)
     }
 
     /// [`World::index`] with the shards of `catalog` (another node's, say) caught up.
     fn index_into(
         &self,
-        catalog: &Catalog,
+        shards: &Shards,
         domain: &str,
         paths: &[&Path],
         opts: SourceOptions,
@@ -112,7 +112,7 @@ impl World {
             .block_on(self.store.authorize(&admin, &[domain.into()], Role::Write))
             .unwrap();
         let applier = Applier {
-            catalog,
+            shards,
             ..self.applier()
         };
         let target = pass.domains()[0].clone();
@@ -166,13 +166,13 @@ impl World {
 #[test]
 fn catalog_sync_is_idempotent_and_inventory_flips_without_embedding() {
     let w = World::new();
-    let catalog = shopify("admin_rest/products_united_by_blue_demo.json");
-    let first = w.index("store", &[&catalog], SourceOptions::default(), false);
+    let shards = shopify("admin_rest/products_united_by_blue_demo.json");
+    let first = w.index("store", &[&shards], SourceOptions::default(), false);
     assert_eq!((first.added, first.updated, first.failed_count), (25, 0, 0));
     let embedded = w.embedded();
     assert!(embedded >= 25);
     // A rerun writes and embeds nothing.
-    let again = w.index("store", &[&catalog], SourceOptions::default(), false);
+    let again = w.index("store", &[&shards], SourceOptions::default(), false);
     assert_eq!((again.added, again.updated, again.unchanged), (0, 0, 25));
     assert_eq!(w.embedded(), embedded);
 
@@ -248,7 +248,7 @@ fn catalog_sync_is_idempotent_and_inventory_flips_without_embedding() {
     // A full sync with two products keeps them and removes the other 23.
     let two = tmp.path().join("two.json");
     let all: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&catalog).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(&shards).unwrap()).unwrap();
     std::fs::write(
         &two,
         serde_json::to_string(&all.as_array().unwrap()[..2]).unwrap(),
@@ -397,8 +397,8 @@ fn a_bad_record_is_reported_and_the_rest_written() {
 #[test]
 fn every_chunk_of_an_updated_product_is_found() {
     let w = World::new();
-    let catalog = shopify("admin_rest/products_united_by_blue_demo.json");
-    w.index("store", &[&catalog], SourceOptions::default(), false);
+    let shards = shopify("admin_rest/products_united_by_blue_demo.json");
+    w.index("store", &[&shards], SourceOptions::default(), false);
     let filter = "handle = \"foraker-canvas-coat\"";
     let chunks = |mode: Mode| {
         let admin = w.rt.block_on(w.store.local_admin()).unwrap();
@@ -433,8 +433,8 @@ fn every_chunk_of_an_updated_product_is_found() {
 #[test]
 fn a_stock_change_after_a_delete_does_not_resurrect_and_full_sync_needs_documents() {
     let w = World::new();
-    let catalog = shopify("admin_rest/products_united_by_blue_demo.json");
-    w.index("store", &[&catalog], SourceOptions::default(), false);
+    let shards = shopify("admin_rest/products_united_by_blue_demo.json");
+    w.index("store", &[&shards], SourceOptions::default(), false);
     let tmp = tempfile::tempdir().unwrap();
     let delete = tmp.path().join("1-delete.json");
     std::fs::write(&delete, r#"{"id": 8557565378726}"#).unwrap();
@@ -483,7 +483,7 @@ fn a_snapshot_restores_and_its_shards_resume_from_the_changelog() {
     w.index("help-centre", &[&help], SourceOptions::default(), false);
     // Another node writes the catalog: the store moves on, this node's `store` shard does not.
     let elsewhere = tempfile::tempdir().unwrap();
-    let other = Catalog::open(elsewhere.path()).unwrap();
+    let other = Shards::open(elsewhere.path()).unwrap();
     w.index_into(
         &other,
         "store",
@@ -532,10 +532,10 @@ fn a_snapshot_restores_and_its_shards_resume_from_the_changelog() {
     let store2 =
         w.rt.block_on(Store::open(&Store::sqlite_url(there.path())))
             .unwrap();
-    let catalog2 = Catalog::open(there.path()).unwrap();
+    let catalog2 = Shards::open(there.path()).unwrap();
     let applier2 = Applier {
         store: &store2,
-        catalog: &catalog2,
+        shards: &catalog2,
         runtime: w.rt.handle().clone(),
         events: None,
     };
@@ -612,17 +612,17 @@ fn a_snapshot_restores_and_its_shards_resume_from_the_changelog() {
     let store3 =
         w.rt.block_on(Store::open(&Store::sqlite_url(bare.path())))
             .unwrap();
-    let catalog3 = Catalog::open(bare.path()).unwrap();
+    let catalog3 = Shards::open(bare.path()).unwrap();
     let applier3 = Applier {
         store: &store3,
-        catalog: &catalog3,
+        shards: &catalog3,
         runtime: w.rt.handle().clone(),
         events: None,
     };
     let nowhere = tempfile::tempdir().unwrap();
-    let no_shards = Catalog::open(nowhere.path()).unwrap();
+    let no_shards = Shards::open(nowhere.path()).unwrap();
     let without = Applier {
-        catalog: &no_shards,
+        shards: &no_shards,
         ..w.applier()
     };
     let info3 = snapshot::create(&without, &domains, root.path(), "none", 2).unwrap();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use dartmouth_domains::{Role, Store};
-use dartmouth_engine::{Catalog, Embedder, Embedding, Mode, SearchRequest, Shard};
+use dartmouth_engine::{Embedder, Embedding, Mode, SearchRequest, Shard, Shards};
 use dartmouth_server::models::ModelArgs;
 use dartmouth_server::service::{Limits, SearchInput, Service, ServiceConfig};
 use serde_json::json;
@@ -284,13 +284,13 @@ impl InProcess {
             .worker_threads(2)
             .enable_all()
             .build()?;
-        let catalog = Catalog::open(data)?;
+        let shards = Shards::open(data)?;
         let svc = rt.block_on(async {
             let store = Store::open(&Store::sqlite_url(data)).await?;
             let svc = Arc::new(
                 Service::new(ServiceConfig {
                     store,
-                    catalog: Arc::new(catalog),
+                    shards: Arc::new(shards),
                     models,
                     preloaded: Default::default(),
                     jwt: None,
@@ -334,7 +334,7 @@ impl InProcess {
                 let t = Instant::now();
                 let caller = self
                     .svc
-                    .authenticate(Some(&self.auth))
+                    .authenticate(Some(self.auth.as_bytes()))
                     .await
                     .map_err(fail)?;
                 auth.push(t.elapsed());

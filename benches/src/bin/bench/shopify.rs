@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use dartmouth_domains::{Role, Store};
-use dartmouth_engine::{Catalog, DomainSettings, Embedder, Filter, Mode, SearchRequest};
+use dartmouth_engine::{DomainSettings, Embedder, Filter, Mode, SearchRequest, Shards};
 use dartmouth_indexer::shopify::webhook;
 use dartmouth_indexer::{Chunker, IndexJob, Item, Progress, Sizer, SourceReader, shopify_item};
 use dartmouth_views::{Applier, StoreSink};
@@ -99,14 +99,14 @@ pub fn run(args: &ShopifyArgs, model_dir: &Path, embedder: Arc<dyn Embedder>) ->
         .build()?;
     let tmp = tempfile::tempdir()?;
     let store = rt.block_on(Store::open(&Store::sqlite_url(tmp.path())))?;
-    let catalog = Catalog::open(&tmp.path().join("shards"))?;
+    let shards = Shards::open(&tmp.path().join("shards"))?;
     let settings = DomainSettings::new(embedder.spec().clone());
     let admin = rt.block_on(store.local_admin())?;
     let domain =
         rt.block_on(store.create_domain(&admin, "store", "", &serde_json::to_value(&settings)?))?;
     let applier = Applier {
         store: &store,
-        catalog: &catalog,
+        shards: &shards,
         runtime: rt.handle().clone(),
         events: None,
     };

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use clap::Args;
 use dartmouth_domains::{Role, Store, StoredChunk, StoredDocument, Write};
-use dartmouth_engine::{Catalog, DomainSettings, ModelSpec, SearchRequest};
+use dartmouth_engine::{DomainSettings, ModelSpec, SearchRequest, Shards};
 use dartmouth_views::Applier;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::json;
@@ -87,7 +87,7 @@ pub fn run(args: &StoreArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| Store::sqlite_url(tmp.path()));
     let store = rt.block_on(Store::open(&url)).context("open the store")?;
-    let catalog = Catalog::open(&tmp.path().join("shards"))?;
+    let shards = Shards::open(&tmp.path().join("shards"))?;
     let spec = ModelSpec {
         id: format!("bench-{}", args.dim),
         dim: args.dim,
@@ -99,7 +99,7 @@ pub fn run(args: &StoreArgs) -> Result<()> {
     let pass = rt.block_on(store.authorize(&admin, std::slice::from_ref(&name), Role::Write))?;
     let applier = Applier {
         store: &store,
-        catalog: &catalog,
+        shards: &shards,
         runtime: rt.handle().clone(),
         events: None,
     };
