@@ -88,6 +88,13 @@ pub struct ServeArgs {
     /// `[[shopify]]` table of the same domain.
     #[arg(long = "shopify-webhook", value_name = "DOMAIN=PRINCIPAL=ENV_VAR")]
     pub shopify_webhook: Vec<String>,
+    /// Serve HTTPS and gRPC over TLS with this certificate chain (PEM; needs --tls-key). The
+    /// pair is re-read when either file changes and on SIGHUP.
+    #[arg(long, env = "DARTMOUTH_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "DARTMOUTH_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The file form; every field optional.
@@ -121,6 +128,15 @@ struct FileConfig {
     /// `[[shopify]]` tables: the domains that take Shopify webhooks.
     #[serde(default)]
     shopify: Vec<ShopifyFile>,
+    /// `[tls]`: `cert` and `key`, paths to PEM files.
+    tls: Option<TlsFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsFile {
+    cert: PathBuf,
+    key: PathBuf,
 }
 
 /// `[[shopify]]`: `{ domain = "store", secret_env = "SHOPIFY_STORE_SECRET", principal =
@@ -162,6 +178,8 @@ pub struct ServeConfig {
     pub jwt: Option<JwtConfig>,
     /// Domains that take Shopify webhooks, with their secrets (read once, at start-up).
     pub shopify: Vec<ShopifyWebhook>,
+    /// TLS on both listeners (`None`: plain text).
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
@@ -307,6 +325,18 @@ impl ServeArgs {
             placement: self.domains.clone().or(file.domains),
             jwt,
             shopify,
+            tls: match (&self.tls_cert, &self.tls_key, file.tls) {
+                (Some(cert), Some(key), _) => Some(crate::tls::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                (None, None, Some(t)) => Some(crate::tls::TlsFiles {
+                    cert: t.cert,
+                    key: t.key,
+                }),
+                (None, None, None) => None,
+                _ => bail!("--tls-cert and --tls-key go together"),
+            },
         })
     }
 

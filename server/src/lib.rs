@@ -1,10 +1,7 @@
-//! The query server: one service layer (`service/`) behind two transports, HTTP (`http.rs`,
+//! The query server: one service layer (`service/`) behind two transports, HTTP (`http/`,
 //! axum) and gRPC (`grpc/`, tonic), and the command line (`cli/`, in the binary), with one
 //! error table (`error.rs`), one auth and rate-limit path, Prometheus metrics and an applier
 //! task that tails the store's changelog.
-
-// The OpenAPI document is one `json!` literal, deeper than the default limit allows.
-#![recursion_limit = "256"]
 
 pub mod cache;
 pub mod codec;
@@ -18,6 +15,7 @@ pub mod models;
 pub mod service;
 pub mod shopify;
 pub mod throttle;
+pub mod tls;
 
 /// The generated gRPC types (`dartmouth.v1`), clients included for tests and tools.
 #[allow(
@@ -48,6 +46,8 @@ use crate::service::Service;
 /// Runs both servers until SIGINT/SIGTERM, then drains in-flight requests. Prints one line,
 /// `listening http=ADDR grpc=ADDR`, once both sockets are bound (tests and scripts read it).
 pub async fn serve(config: ServeConfig, svc: Arc<Service>) -> Result<()> {
+    // A bad certificate or key stops the start, before anything listens.
+    let tls = config.tls.clone().map(tls::Tls::new).transpose()?;
     let http_listener = TcpListener::bind(config.http)
         .await
         .with_context(|| format!("http: cannot listen on {}", config.http))?;
@@ -118,9 +118,23 @@ pub async fn serve(config: ServeConfig, svc: Arc<Service>) -> Result<()> {
     };
 
     let app = http::router(Arc::clone(&svc)).into_make_service_with_connect_info::<SocketAddr>();
-    let http_server = axum::serve(http_listener, app)
-        .with_graceful_shutdown(stopped(stop_rx.clone()))
-        .into_future();
+    type Serving = std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
+    let http_server: Serving = match &tls {
+        None => Box::pin(
+            axum::serve(http_listener, app)
+                .with_graceful_shutdown(stopped(stop_rx.clone()))
+                .into_future(),
+        ),
+        // `tap_io` makes `ConnectInfo` the client's address, as over plain TCP.
+        Some(t) => Box::pin(
+            axum::serve(
+                axum::serve::ListenerExt::tap_io(t.http_listener(http_listener)?, |_| {}),
+                app,
+            )
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+        ),
+    };
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -163,11 +177,20 @@ pub async fn serve(config: ServeConfig, svc: Arc<Service>) -> Result<()> {
         .add_service(retrieval)
         .add_service(ingest)
         .add_service(admin)
-        .add_service(auth)
-        .serve_with_incoming_shutdown(
+        .add_service(auth);
+    type GrpcServing =
+        std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
+    let grpc_server: GrpcServing = match &tls {
+        None => Box::pin(grpc_server.serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(grpc_listener),
             stopped(stop_rx.clone()),
-        );
+        )),
+        Some(t) => Box::pin(grpc_server.serve_with_incoming_shutdown(
+            t.grpc_incoming(grpc_listener)?,
+            stopped(stop_rx.clone()),
+        )),
+    };
+    let tls_watch = tls.as_ref().map(|t| t.watch(stop_rx.clone()));
 
     tracing::info!(%http_addr, %grpc_addr, "serving");
     #[allow(
@@ -175,7 +198,8 @@ pub async fn serve(config: ServeConfig, svc: Arc<Service>) -> Result<()> {
         reason = "the one line scripts and tests wait for"
     )]
     {
-        println!("listening http={http_addr} grpc={grpc_addr}");
+        let tls = if tls.is_some() { " tls=on" } else { "" };
+        println!("listening http={http_addr} grpc={grpc_addr}{tls}");
     }
 
     tokio::spawn(async move {
@@ -188,6 +212,9 @@ pub async fn serve(config: ServeConfig, svc: Arc<Service>) -> Result<()> {
     g.context("grpc server")?;
     let _ = applier.await;
     let _ = tidy.await;
+    if let Some(w) = tls_watch {
+        let _ = w.await;
+    }
     svc.store().close().await;
     Ok(())
 }

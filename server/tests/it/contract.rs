@@ -893,7 +893,7 @@ fn one_contract_over_http_and_grpc_with_access_control() {
             message_request: Some(m),
         });
         let mut stream = ServerReflectionClient::new(channel)
-            .server_reflection_info(tonic::codegen::tokio_stream::iter(requests))
+            .server_reflection_info(tokio_stream::iter(requests))
             .await
             .unwrap()
             .into_inner();

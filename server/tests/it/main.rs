@@ -35,3 +35,5 @@ mod rerank;
 mod shopify_pull;
 mod snapshots;
 mod switch;
+mod tidy;
+mod tls;

@@ -78,6 +78,11 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// The server's process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the server at once (SIGKILL), as a crash would.
     pub fn kill(mut self) {
         let _ = self.child.kill();
@@ -151,13 +156,18 @@ fn spawn(data: &Path, extra: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Se
             .unwrap_or_else(|| panic!("no {name} address in {line:?}"))
             .to_string()
     };
+    let tls = line.split_whitespace().any(|w| w == "tls=on");
+    let scheme = if tls { "https" } else { "http" };
     let server = Server {
-        http: format!("http://{}", addr("http")),
-        grpc: format!("http://{}", addr("grpc")),
+        http: format!("{scheme}://{}", addr("http")),
+        grpc: format!("{scheme}://{}", addr("grpc")),
         child,
         _dir: None,
         data: data.to_path_buf(),
     };
+    if tls {
+        return server; // its test waits with a client that trusts its certificate
+    }
     // Ready once the applier has run.
     let deadline = Instant::now() + Duration::from_secs(30);
     while call(&server, "GET", "/readyz", None, None).0 != 200 {
