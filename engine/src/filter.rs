@@ -605,7 +605,7 @@ mod tests {
 
     /// Two products: one with an M at 60 and an S at 45, one with an M at 40 that is sold out
     /// and an L at 30; a plain document with flat fields.
-    fn catalog() -> (AttrIndex, RoaringBitmap) {
+    fn products() -> (AttrIndex, RoaringBitmap) {
         let n = |s: &str| AttrValue::Number(s.parse().unwrap());
         let variant = |size: &str, price: &str, stock: bool| {
             AttrValue::Group(Attributes::from([
@@ -647,7 +647,7 @@ mod tests {
 
     #[test]
     fn conditions_on_a_group_hold_on_one_element() {
-        let (idx, live) = catalog();
+        let (idx, live) = products();
         let ids = |f: &str| {
             Filter::parse(f)
                 .unwrap()

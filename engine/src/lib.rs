@@ -23,7 +23,6 @@ mod schema;
 mod search;
 mod shard;
 mod shards;
-pub mod understand;
 pub mod validate;
 mod vectors;
 
@@ -39,7 +38,7 @@ pub use search::{
     SearchResponse, SearchTimings, SortBy, rerank_hits, rerank_passage, search, search_embedding,
 };
 pub use shard::{
-    ApplyTimings, CatalogSettings, Chunk, CommitInfo, Document, DomainSettings, Manifest, Shard,
-    ShardStats, WriteBatch, WriteOp,
+    ApplyTimings, Chunk, CommitInfo, Document, DomainSettings, Manifest, Shard, ShardStats,
+    WriteBatch, WriteOp,
 };
 pub use shards::{SECOND_GENERATION, Shards, shard_key, validate_domain_name, validate_shard_key};

@@ -60,12 +60,10 @@ impl ModeReport {
 /// Catalog query understanding applied to every query, as `parse: true` does on search:
 /// the recognised constraints join the query's filter, the rest of the text is searched.
 pub fn understand_queries(collection: &mut Collection, shard: &Shard) {
-    let vocabulary = dartmouth_engine::understand::Vocabulary {
-        sizes: shard.keyword_values("size").into_iter().collect(),
-        colors: shard.keyword_values("color").into_iter().collect(),
-    };
+    let mut vocabulary = dartmouth_catalog::understand::Vocabulary::default();
+    vocabulary.add(|field| shard.keyword_values(field));
     for q in &mut collection.queries {
-        let (u, filter) = dartmouth_engine::understand::understand_with_filter(
+        let (u, filter) = dartmouth_catalog::understand::understand_with_filter(
             &q.text,
             q.filter.as_deref(),
             &vocabulary,

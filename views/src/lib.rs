@@ -20,5 +20,7 @@ mod write;
 pub use applier::{Applier, ApplierEvents, CatchUp};
 pub use error::{Error, ErrorKind, Result, engine_kind};
 pub use reader::Reader;
-pub use settings::{Generation, domain_settings, new_domain_settings, to_document};
+pub use settings::{
+    Generation, catalog_settings, domain_settings, new_domain_settings, to_document,
+};
 pub use write::{StoreSink, commit};

@@ -92,11 +92,10 @@ impl Reader {
     }
 
     /// The sizes and colours the domains hold (what query understanding recognises).
-    pub fn vocabulary(&self) -> dartmouth_engine::understand::Vocabulary {
-        let mut v = dartmouth_engine::understand::Vocabulary::default();
+    pub fn vocabulary(&self) -> dartmouth_catalog::understand::Vocabulary {
+        let mut v = dartmouth_catalog::understand::Vocabulary::default();
         for shard in &self.shards {
-            v.sizes.extend(shard.keyword_values("size"));
-            v.colors.extend(shard.keyword_values("color"));
+            v.add(|field| shard.keyword_values(field));
         }
         v
     }

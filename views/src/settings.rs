@@ -1,10 +1,15 @@
 //! A domain's engine settings as the store keeps them (JSON: `domains` depends on no member),
 //! and stored documents in the engine's form.
 
+use dartmouth_catalog::CatalogSettings;
 use dartmouth_domains::{Domain, StoredDocument};
 use dartmouth_engine::{Attributes, Chunk, Document, DomainSettings};
 
 use crate::{Error, Result};
+
+/// Where the store's JSON of a domain's settings keeps its catalog settings, beside the
+/// engine's keys.
+const CATALOG_KEY: &str = "catalog";
 
 /// The engine's settings of a domain, from its JSON in the store.
 pub fn domain_settings(domain: &Domain) -> Result<DomainSettings> {
@@ -14,6 +19,20 @@ pub fn domain_settings(domain: &Domain) -> Result<DomainSettings> {
             domain.name
         ))
     })
+}
+
+/// The catalog settings of a domain (how its Shopify products are filed), from its JSON in the
+/// store; the defaults when it has none.
+pub fn catalog_settings(domain: &Domain) -> Result<CatalogSettings> {
+    match domain.settings.get(CATALOG_KEY) {
+        None => Ok(CatalogSettings::default()),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
+            Error::Unreadable(format!(
+                "domain `{}`: catalog settings in the store are unreadable: {e}",
+                domain.name
+            ))
+        }),
+    }
 }
 
 /// One embedding generation of a domain as a node holds it: which slot of the store its vectors
@@ -79,10 +98,27 @@ fn identity(domain: &Domain, generation_id: &str) -> String {
 /// The settings a new domain is stored with, once its name (which names its shard directory)
 /// and its settings are checked: call before `Store::create_domain`, so that a domain the
 /// engine cannot hold is never stored.
-pub fn new_domain_settings(name: &str, settings: &DomainSettings) -> Result<serde_json::Value> {
+pub fn new_domain_settings(
+    name: &str,
+    settings: &DomainSettings,
+    catalog: &CatalogSettings,
+) -> Result<serde_json::Value> {
     dartmouth_engine::validate_domain_name(name)?;
     settings.validate()?;
-    serde_json::to_value(settings).map_err(|e| Error::Input(format!("domain `{name}`: {e}")))
+    catalog
+        .validate()
+        .map_err(|e| Error::Input(format!("domain `{name}`: {e}")))?;
+    let json = |e: serde_json::Error| Error::Input(format!("domain `{name}`: {e}"));
+    let mut value = serde_json::to_value(settings).map_err(json)?;
+    if !catalog.is_default()
+        && let Some(object) = value.as_object_mut()
+    {
+        object.insert(
+            CATALOG_KEY.to_string(),
+            serde_json::to_value(catalog).map_err(json)?,
+        );
+    }
+    Ok(value)
 }
 
 /// A stored document in the engine's form.

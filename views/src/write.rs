@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use dartmouth_catalog::CatalogSettings;
 use dartmouth_domains::names::shown;
 use dartmouth_domains::{Domain, Pass, Store, StoredChunk, StoredDocument, Write};
 use dartmouth_engine::{DomainSettings, Embedder, ModelSpec, validate};
@@ -125,6 +126,7 @@ pub struct StoreSink<'a> {
     /// The domain's name (the sink's name).
     settings_name: String,
     settings: DomainSettings,
+    catalog: CatalogSettings,
     acknowledged: AtomicU64,
     on_ack: Option<&'a (dyn Fn(u64) + Send + Sync)>,
     embedder_for: Option<EmbedderFor<'a>>,
@@ -137,14 +139,15 @@ impl<'a> StoreSink<'a> {
         let seq = applier.catch_up(&domain)?;
         // The shard's model and chunking (what its vectors were made with), and the store's
         // catalog settings (a domain's admin may change them; they apply to what is written next).
-        let mut settings = applier.shard(&domain)?.settings().clone();
-        settings.catalog = crate::settings::domain_settings(&domain)?.catalog;
+        let settings = applier.shard(&domain)?.settings().clone();
+        let catalog = crate::settings::catalog_settings(&domain)?;
         Ok(StoreSink {
             applier,
             pass,
             settings_name: domain.name.clone(),
             domain: Mutex::new(domain),
             settings,
+            catalog,
             acknowledged: AtomicU64::new(seq),
             on_ack: None,
             embedder_for: None,
@@ -230,6 +233,10 @@ impl Sink for StoreSink<'_> {
 
     fn settings(&self) -> &DomainSettings {
         &self.settings
+    }
+
+    fn catalog(&self) -> &CatalogSettings {
+        &self.catalog
     }
 
     fn acknowledged(&self) -> u64 {

@@ -29,7 +29,7 @@ pub use crate::document::{Chunk, Document, WriteBatch, WriteOp};
 use graph::{GraphWorker, load_graph, write_json_atomic};
 use snapshot::build_snapshot;
 pub(crate) use snapshot::{DocTable, Snapshot};
-pub use types::{ApplyTimings, CatalogSettings, CommitInfo, DomainSettings, Manifest, ShardStats};
+pub use types::{ApplyTimings, CommitInfo, DomainSettings, Manifest, ShardStats};
 
 const FORMAT_VERSION: u32 = 2;
 const MANIFEST: &str = "manifest.json";
@@ -69,7 +69,7 @@ pub struct Shard {
     /// Shared with the graph worker, which swaps in a grown or rebuilt graph.
     snapshot: Arc<RwLock<Arc<Snapshot>>>,
     graph_worker: GraphWorker,
-    /// Set (under the writer lock) when the catalog removes or replaces this shard's files:
+    /// Set (under the writer lock) when the registry (`Shards`) removes or replaces this shard's files:
     /// writes that still hold the shard are refused instead of writing into a removed
     /// directory. Searches go on over what they hold.
     retired: std::sync::atomic::AtomicBool,
@@ -352,7 +352,7 @@ impl Shard {
         Ok(w)
     }
 
-    /// Refuses every later write: the catalog is about to remove or replace the files. Waits
+    /// Refuses every later write: the registry is about to remove or replace the files. Waits
     /// for a write in progress to finish first.
     pub(crate) fn retire(&self) {
         let _w = self.writer.lock();
@@ -361,7 +361,7 @@ impl Shard {
         self.graph_worker.stop();
     }
 
-    /// Whether the catalog has removed or replaced this shard (a write gets `DomainNotFound`:
+    /// Whether the registry has removed or replaced this shard (a write gets `DomainNotFound`:
     /// look the domain's shard up again).
     pub fn is_retired(&self) -> bool {
         self.retired.load(std::sync::atomic::Ordering::Acquire)

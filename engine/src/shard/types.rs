@@ -7,8 +7,10 @@ use crate::embed::ModelSpec;
 use crate::{Error, Result};
 
 /// Per-domain settings fixed at creation: the model its vectors come from and how text is chunked.
+/// Keys it does not know are ignored: the store keeps other settings of the domain beside these
+/// (its catalog settings, `dartmouth_catalog`), and manifests written before those moved out of
+/// the engine carry them too.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct DomainSettings {
     pub model: ModelSpec,
     /// Token budget of a chunk.
@@ -17,29 +19,9 @@ pub struct DomainSettings {
     pub chunk_overlap: usize,
     /// The BM25 analyzer (only "english" today).
     pub language: String,
-    /// How catalogs (Shopify products) are indexed in this domain.
-    #[serde(default, skip_serializing_if = "CatalogSettings::is_default")]
-    pub catalog: CatalogSettings,
     /// How searches of this domain rerank when a request does not say (none: they do not).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rerank: Option<crate::embed::RerankSettings>,
-}
-
-/// Catalog settings of a domain.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CatalogSettings {
-    /// A shop's option name (as a filter field: `case_size`) → the canonical field its values
-    /// are also filed under (`device`), or `""` for none. Names not listed follow the built-in
-    /// vocabulary (`Sizes`, `Mug size` → `size`; `Colors` → `color`; see the README).
-    #[serde(default)]
-    pub option_names: std::collections::BTreeMap<String, String>,
-}
-
-impl CatalogSettings {
-    fn is_default(&self) -> bool {
-        self == &CatalogSettings::default()
-    }
 }
 
 impl DomainSettings {
@@ -49,7 +31,6 @@ impl DomainSettings {
             chunk_tokens: 256,
             chunk_overlap: 32,
             language: "english".into(),
-            catalog: CatalogSettings::default(),
             rerank: None,
         }
     }
@@ -66,27 +47,6 @@ impl DomainSettings {
                 "chunking needs chunk_tokens >= 16 and chunk_overlap < chunk_tokens, got {} and {}",
                 self.chunk_tokens, self.chunk_overlap
             )));
-        }
-        for (from, to) in &self.catalog.option_names {
-            let field_like = |s: &str| {
-                s.len() <= 64
-                    && s.chars()
-                        .all(|c| c == '_' || c.is_alphanumeric() && !c.is_uppercase())
-            };
-            if from.is_empty() || !field_like(from) || !field_like(to) {
-                return Err(Error::invalid(format!(
-                    "catalog.option_names: `{from}` → `{to}`: names are lowercase letters, digits \
-                     and `_`, at most 64 bytes (an option \"Case size\" is `case_size`)"
-                )));
-            }
-            if matches!(
-                to.as_str(),
-                "price" | "compare_at_price" | "on_sale" | "in_stock" | "sku"
-            ) {
-                return Err(Error::invalid(format!(
-                    "catalog.option_names: `{from}` cannot be filed under `{to}`, a variant field of its own"
-                )));
-            }
         }
         if let Some(r) = &self.rerank {
             r.validate()?;

@@ -435,7 +435,7 @@ fn bad_queries_get_clear_errors() {
 }
 
 #[test]
-fn catalog_creates_lists_and_deletes() {
+fn shards_create_list_and_delete() {
     let tmp = tempfile::tempdir().unwrap();
     let shards = Shards::open(tmp.path()).unwrap();
     let settings = DomainSettings::new(embedder().spec().clone());

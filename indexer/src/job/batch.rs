@@ -82,7 +82,7 @@ impl IndexJob<'_> {
                         Ok(Some(doc)) => {
                             let chunks = match prepare(
                                 &self.chunker,
-                                &self.sink.settings().catalog.option_names,
+                                &self.sink.catalog().option_names,
                                 Item::Doc(doc),
                             )? {
                                 Prepared::Doc { doc, chunks } => (doc, chunks),
@@ -132,7 +132,7 @@ impl IndexJob<'_> {
         merged.url = doc.url;
         match prepare(
             &self.chunker,
-            &self.sink.settings().catalog.option_names,
+            &self.sink.catalog().option_names,
             Item::Doc(merged),
         )? {
             Prepared::Doc { doc, chunks } => Ok(Some((doc, chunks))),

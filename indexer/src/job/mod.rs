@@ -154,7 +154,7 @@ impl IndexJob<'_> {
         let batch_docs = self.batch_docs.max(1);
         let (tx, rx) = bounded::<Vec<Result<Prepared>>>(2);
         let chunker = &self.chunker;
-        let option_names = &self.sink.settings().catalog.option_names.clone();
+        let option_names = &self.sink.catalog().option_names.clone();
         let mut tally = Tally::default();
         tally.summary.domain = self.sink.name().to_string();
         tally.summary.applied_seq = self.sink.acknowledged();

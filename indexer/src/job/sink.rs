@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use dartmouth_catalog::CatalogSettings;
 use dartmouth_engine::{Document, DomainSettings, Shard, WriteBatch, WriteOp};
 
 use crate::Result;
@@ -41,11 +42,19 @@ impl SinkOp {
     }
 }
 
+static NO_CATALOG_SETTINGS: CatalogSettings = CatalogSettings {
+    option_names: std::collections::BTreeMap::new(),
+};
+
 /// Where an indexing job's batches go: straight into a shard, or through the store, whose
 /// changelog the shard then applies.
 pub trait Sink: Send + Sync {
     fn name(&self) -> &str;
     fn settings(&self) -> &DomainSettings;
+    /// How the domain files catalogs (none of its own by default: the built-in vocabulary).
+    fn catalog(&self) -> &CatalogSettings {
+        &NO_CATALOG_SETTINGS
+    }
     /// The sequence already acknowledged before the job (0 for a new domain).
     fn acknowledged(&self) -> u64;
     /// Durably writes one batch; returns the sequence that acknowledges it.

@@ -6,10 +6,11 @@ use std::fmt::Write as _;
 
 use dartmouth_engine::{AttrValue, Attributes, Decimal};
 
-use super::options::{canonical_option, canonical_value};
 use super::{Product, ProductOption, Variant, inventory_key};
 use crate::doc::{Format, SourceDoc};
 use crate::{Error, Result};
+use dartmouth_catalog::fields;
+use dartmouth_catalog::options::{canonical_option, canonical_value};
 
 /// Key prefix counting a catalog's variants.
 pub const VARIANT_KEY_PREFIX: &str = "variant:";
@@ -205,18 +206,18 @@ impl Product {
                     values.push(value);
                 }
             };
-            set("in_stock", AttrValue::Bool(v.in_stock()));
+            set(fields::IN_STOCK, AttrValue::Bool(v.in_stock()));
             let mut on_sale = false;
             if let Some(p) = v.price {
-                set("price", AttrValue::Number(p));
+                set(fields::PRICE, AttrValue::Number(p));
                 if let Some(c) = v.compare_at_price {
-                    set("compare_at_price", AttrValue::Number(c));
+                    set(fields::COMPARE_AT_PRICE, AttrValue::Number(c));
                     on_sale = c > p;
                 }
             }
-            set("on_sale", AttrValue::Bool(on_sale));
+            set(fields::ON_SALE, AttrValue::Bool(on_sale));
             if let Some(sku) = v.sku.as_deref().filter(|s| !s.trim().is_empty()) {
-                set("sku", kw(sku));
+                set(fields::SKU, kw(sku));
             }
             if v.tracked
                 && let Some(q) = v.quantity()
@@ -235,8 +236,8 @@ impl Product {
             put("variants", AttrValue::Group(variant));
         }
         if self.variants.is_empty() {
-            put("in_stock", AttrValue::Bool(false));
-            put("on_sale", AttrValue::Bool(false));
+            put(fields::IN_STOCK, AttrValue::Bool(false));
+            put(fields::ON_SALE, AttrValue::Bool(false));
         }
         if let Some(q) = inventory
             && let Some(d) = Decimal::from_int(q)
@@ -254,19 +255,12 @@ impl Product {
 const MAX_OPTION_FIELD_BYTES: usize =
     dartmouth_engine::validate::MAX_ATTR_NAME_BYTES - "option.".len();
 
-/// `Size` → `size`, `Fabric Weight` → `fabric_weight`: option names as filter fields. A name
-/// longer than an attribute name may be (Shopify allows 255 characters) is cut on a character
-/// boundary; the product's text keeps it whole.
+/// `Size` → `size`, `Fabric Weight` → `fabric_weight`: option names as filter fields
+/// ([`dartmouth_catalog::options::option_field`]). A name longer than an attribute name may
+/// be (Shopify allows 255 characters) is cut on a character boundary; the product's text
+/// keeps it whole.
 pub fn option_field(name: &str) -> String {
-    let mut out = String::new();
-    for c in name.trim().chars() {
-        if c.is_alphanumeric() {
-            out.extend(c.to_lowercase());
-        } else if !out.ends_with('_') {
-            out.push('_');
-        }
-    }
-    let mut out = out.trim_matches('_').to_string();
+    let mut out = dartmouth_catalog::options::option_field(name);
     if out.len() > MAX_OPTION_FIELD_BYTES {
         let mut end = MAX_OPTION_FIELD_BYTES;
         while !out.is_char_boundary(end) {

@@ -89,7 +89,7 @@ pub fn context_input(r: pb::ContextRequest) -> ApiResult<ContextInput> {
     })
 }
 
-fn understood(u: dartmouth_engine::understand::Understood) -> pb::Understood {
+fn understood(u: dartmouth_catalog::understand::Understood) -> pb::Understood {
     pb::Understood {
         query: u.query,
         filter: u.filter.unwrap_or_default(),

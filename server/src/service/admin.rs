@@ -56,11 +56,13 @@ impl Service {
         if let Some(o) = input.chunk_overlap {
             settings.chunk_overlap = o;
         }
-        settings.catalog.option_names = input.option_names;
+        let catalog = dartmouth_catalog::CatalogSettings {
+            option_names: input.option_names,
+        };
         if let Some(r) = &input.rerank {
             settings.rerank = super::search::rerank_default(self, r)?;
         }
-        let settings = dartmouth_views::new_domain_settings(&input.name, &settings)?;
+        let settings = dartmouth_views::new_domain_settings(&input.name, &settings, &catalog)?;
         let domain = self
             .store
             .create_domain(caller, &input.name, &input.description, &settings)
@@ -252,13 +254,16 @@ impl Service {
                 match current {
                     Some(d) => {
                         let mut settings = dartmouth_views::domain_settings(&d)?;
+                        let mut catalog = dartmouth_views::catalog_settings(&d)?;
                         if let Some(option_names) = option_names {
-                            settings.catalog.option_names = option_names;
+                            catalog.option_names = option_names;
                         }
                         if let Some(r) = &rerank {
                             settings.rerank = super::search::rerank_default(self, r)?;
                         }
-                        Some(dartmouth_views::new_domain_settings(name, &settings)?)
+                        Some(dartmouth_views::new_domain_settings(
+                            name, &settings, &catalog,
+                        )?)
                     }
                     // Not readable: the store refuses (and audits) it as a missing domain.
                     None => None,

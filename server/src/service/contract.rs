@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use dartmouth_catalog::understand::Understood;
 use dartmouth_domains::{KeyInfo, PrincipalKind, Role};
-use dartmouth_engine::understand::Understood;
 use dartmouth_engine::{BranchHit, FacetCount, Mode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

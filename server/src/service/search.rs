@@ -155,7 +155,7 @@ impl Service {
         // Understood over the domains the caller may read and searches: the vocabulary says
         // nothing of any other.
         let understood = input.parse.then(|| {
-            let (u, filter) = dartmouth_engine::understand::understand_with_filter(
+            let (u, filter) = dartmouth_catalog::understand::understand_with_filter(
                 &input.query,
                 input.filter.as_deref(),
                 &reader.vocabulary(),

@@ -12,16 +12,20 @@ fn root() -> PathBuf {
 /// The workspace members each crate may depend on (normal dependencies; tests may use more).
 const ALLOWED: &[(&str, &[&str])] = &[
     ("engine", &[]),
+    ("catalog", &[]),
     ("domains", &[]),
-    ("indexer", &["engine"]),
-    ("views", &["engine", "domains", "indexer"]),
-    ("eval", &["engine", "indexer"]),
-    ("server", &["engine", "domains", "indexer", "views", "eval"]),
+    ("indexer", &["engine", "catalog"]),
+    ("views", &["engine", "catalog", "domains", "indexer"]),
+    ("eval", &["engine", "catalog", "indexer"]),
+    (
+        "server",
+        &["engine", "catalog", "domains", "indexer", "views", "eval"],
+    ),
     (
         "benches",
-        &["engine", "domains", "indexer", "views", "server"],
+        &["engine", "catalog", "domains", "indexer", "views", "server"],
     ),
-    ("fuzz", &["engine", "indexer", "server"]),
+    ("fuzz", &["engine", "catalog", "indexer", "server"]),
 ];
 
 /// The names in a manifest's `[dependencies]` table (normal dependencies only).

@@ -6,14 +6,14 @@
 
 use std::collections::BTreeMap;
 
-use super::option_field;
+use crate::fields;
 
 /// The canonical names and the option names (as `option_field` writes them, a trailing
 /// plural `s` and a parenthesised part removed) that mean each.
 const VOCABULARY: &[(&str, &[&str])] = &[
-    ("size", &["size"]),
+    (fields::SIZE, &["size"]),
     (
-        "color",
+        fields::COLOR,
         &[
             "color",
             "colour",
@@ -68,17 +68,31 @@ pub fn canonical_option(name: &str, overrides: &BTreeMap<String, String>) -> Opt
     }
     // A product noun before "size" names what is sized: "Mug size", "Shoes size".
     if singular.ends_with("_size") {
-        return Some("size".into());
+        return Some(fields::SIZE.into());
     }
     None
 }
 
+/// `Size` → `size`, `Fabric Weight` → `fabric_weight`: an option name as a filter field
+/// (the indexer cuts a name longer than an attribute name may be).
+pub fn option_field(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.trim().chars() {
+        if c.is_alphanumeric() {
+            out.extend(c.to_lowercase());
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    out.trim_matches('_').to_string()
+}
+
 /// A value as the canonical field holds it: sizes written out are the letters shops use
-/// most ("Medium" → "M", see `dartmouth_engine::understand::canonical_size`); everything
-/// else as written (comparisons ignore case).
+/// most ("Medium" → "M", see [`crate::understand::canonical_size`]); everything else as
+/// written (comparisons ignore case).
 pub fn canonical_value(canonical: &str, value: &str) -> String {
-    if canonical == "size" {
-        dartmouth_engine::understand::canonical_size(value)
+    if canonical == fields::SIZE {
+        crate::understand::canonical_size(value)
     } else {
         value.trim().to_string()
     }

@@ -11,11 +11,21 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
+use crate::fields;
+
 /// The values of the fields query understanding recognises, from the searched domains.
 #[derive(Debug, Clone, Default)]
 pub struct Vocabulary {
     pub sizes: BTreeSet<String>,
     pub colors: BTreeSet<String>,
+}
+
+impl Vocabulary {
+    /// Adds the sizes and colours one domain holds; `values` lists a keyword field's values.
+    pub fn add<I: IntoIterator<Item = String>>(&mut self, values: impl Fn(&str) -> I) {
+        self.sizes.extend(values(fields::SIZE));
+        self.colors.extend(values(fields::COLOR));
+    }
 }
 
 /// What was understood in a query.
