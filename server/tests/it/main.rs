@@ -1,12 +1,13 @@
 //! The server's integration tests: one binary, a module per concern. Most run the real
 //! `dartmouth` binary (as a CLI or a server on loopback) over real stores and shards;
-//! `rerank.rs` drives the service in process.
+//! `routes/` and `rerank.rs` drive the service in process (`inproc.rs`).
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 #![allow(
     dead_code,
     reason = "not every module uses every helper of the support"
 )]
 
+mod inproc;
 #[path = "../../../domains/tests/it/pg.rs"]
 mod pg;
 #[path = "../../../indexer/tests/it/shop_server.rs"]
@@ -32,6 +33,7 @@ mod nodes;
 mod openapi;
 mod products;
 mod rerank;
+mod routes;
 mod shopify_pull;
 mod snapshots;
 mod switch;

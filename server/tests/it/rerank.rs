@@ -4,127 +4,14 @@
 
 use std::sync::Arc;
 
-use dartmouth_domains::{Caller, PrincipalKind, Role, Store};
 use dartmouth_engine::embed::{FakeReranker, Reranker};
-use dartmouth_server::models::{Loaded, ModelArgs};
 use dartmouth_server::service::{
-    ContextInput, DomainInput, GrantInput, IngestDocument, IngestInput, PrincipalInput, ReadMode,
-    RerankInput, SearchInput, SearchOutput, Service, ServiceConfig,
+    ContextInput, DomainInput, IngestDocument, IngestInput, RerankInput, SearchInput, SearchOutput,
 };
 
-pub struct InProcess {
-    pub rt: tokio::runtime::Runtime,
-    pub svc: Arc<Service>,
-    pub admin: Caller,
-    _dir: tempfile::TempDir,
-}
+use dartmouth_server::models::{Loaded, ModelArgs};
 
-impl InProcess {
-    /// A service over a new store and data directory, with `rerankers` loaded already.
-    pub fn new(rerankers: &[(&str, Arc<dyn Reranker>)]) -> InProcess {
-        let dir = tempfile::tempdir().unwrap();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let mut preloaded = Loaded::default();
-        for (id, r) in rerankers {
-            preloaded = preloaded.with_reranker(id, Arc::clone(r));
-        }
-        let svc = rt.block_on(async {
-            let store = Store::open(&Store::sqlite_url(dir.path())).await.unwrap();
-            Arc::new(
-                Service::new(ServiceConfig {
-                    store,
-                    shards: Arc::new(dartmouth_engine::Shards::open(dir.path()).unwrap()),
-                    models: ModelArgs {
-                        models_dir: std::env::var_os("DARTMOUTH_MODELS_DIR").map(Into::into),
-                        ort_library: std::env::var_os("ORT_DYLIB_PATH").map(Into::into),
-                        openai_url: None,
-                        openai_key: None,
-                    },
-                    preloaded,
-                    jwt: None,
-                    rate_limits: Default::default(),
-                    limits: Default::default(),
-                    embedding_cache_bytes: 1 << 20,
-                    result_cache_bytes: 0,
-                    shopify: Vec::new(),
-                    read_mode: ReadMode::CaughtUp,
-                    placement: None,
-                    snapshot_dir: dir.path().join("snapshots"),
-                })
-                .unwrap(),
-            )
-        });
-        let admin = rt.block_on(svc.local_caller(None)).unwrap();
-        InProcess {
-            rt,
-            svc,
-            admin,
-            _dir: dir,
-        }
-    }
-
-    pub fn domain(&self, name: &str, embedder: &str, dim: Option<usize>, docs: &[(&str, &str)]) {
-        let input = DomainInput {
-            name: name.into(),
-            embedder: Some(embedder.into()),
-            dim,
-            ..DomainInput::default()
-        };
-        self.rt
-            .block_on(self.svc.create_domain(&self.admin, input))
-            .unwrap();
-        let documents = docs
-            .iter()
-            .map(|(id, text)| IngestDocument {
-                id: (*id).into(),
-                title: String::new(),
-                text: (*text).into(),
-                url: None,
-                attributes: Default::default(),
-            })
-            .collect();
-        self.rt
-            .block_on(
-                self.svc
-                    .ingest(&self.admin, name, IngestInput { documents }),
-            )
-            .unwrap();
-    }
-
-    /// A principal that may read `domains`, as the local operator acting for it.
-    pub fn reader(&self, name: &str, domains: &[&str]) -> Caller {
-        let principal = PrincipalInput {
-            name: name.into(),
-            kind: PrincipalKind::Agent,
-        };
-        self.rt
-            .block_on(self.svc.create_principal(&self.admin, principal))
-            .unwrap();
-        for d in domains {
-            let grant = GrantInput {
-                principal: name.into(),
-                domain: (*d).into(),
-                role: Role::Read,
-            };
-            self.rt
-                .block_on(self.svc.grant(&self.admin, grant))
-                .unwrap();
-        }
-        self.rt.block_on(self.svc.local_caller(Some(name))).unwrap()
-    }
-
-    pub fn search(
-        &self,
-        caller: &Caller,
-        input: SearchInput,
-    ) -> Result<SearchOutput, dartmouth_server::error::ApiError> {
-        self.rt.block_on(self.svc.search(caller, input))
-    }
-}
+use crate::inproc::InProcess;
 
 fn ids(out: &SearchOutput) -> Vec<&str> {
     out.hits.iter().map(|h| h.doc_id.as_str()).collect()
