@@ -1,6 +1,9 @@
 //! A throwaway PostgreSQL cluster for tests: `initdb` into a temporary directory, a free port on
-//! loopback, stopped on drop. PostgreSQL refuses to run as root, so as root the server runs as
-//! the `postgres` user that Debian's package creates (`.ci/run` installs the package).
+//! loopback, stopped on drop. It serves TLS only (`ssl = on`, plain TCP rejected by
+//! `pg_hba.conf`) with a server certificate for `localhost` and `127.0.0.1` signed by a
+//! certificate authority made here (`ca`), so every PostgreSQL test runs encrypted and a client
+//! can verify the server in full. PostgreSQL refuses to run as root, so as root the server runs
+//! as the `postgres` user that Debian's package creates (`.ci/run` installs the package).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -9,6 +12,8 @@ pub struct PgCluster {
     dir: tempfile::TempDir,
     bin: PathBuf,
     pub url: String,
+    /// The certificate authority that signed the server's certificate (a PEM file).
+    pub ca: PathBuf,
 }
 
 fn bin_dir() -> PathBuf {
@@ -31,6 +36,35 @@ fn is_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// The server's owner: `postgres` when we are root (a file the server reads must be its own).
+fn give_to_server(path: &Path) {
+    if is_root() {
+        let status = Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(path)
+            .status()
+            .expect("chown");
+        assert!(status.success());
+    }
+}
+
+/// A certificate authority (its PEM) and a server certificate it signed for `localhost` and
+/// `127.0.0.1` with the server's key (both PEM).
+fn certificates() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    ca.distinguished_name
+        .push(DnType::CommonName, "dartmouth test CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let issuer =
+        CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("CA key")).expect("CA");
+    let server = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .expect("server parameters");
+    let key = KeyPair::generate().expect("server key");
+    let cert = server.signed_by(&key, &issuer).expect("server certificate");
+    (issuer.pem(), cert.pem(), key.serialize_pem())
 }
 
 /// Runs a PostgreSQL program, as `postgres` when we are root.
@@ -82,6 +116,26 @@ impl PgCluster {
                 "UTF8",
             ],
         );
+        // TLS: the server's pair in its data directory (the key private to it), plain TCP
+        // rejected.
+        let (ca_pem, cert, key) = certificates();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, ca_pem).expect("write ca.pem");
+        for (name, pem) in [("server.crt", &cert), ("server.key", &key)] {
+            let path = data.join(name);
+            std::fs::write(&path, pem).expect("write the server's pair");
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .expect("chmod");
+            give_to_server(&path);
+        }
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\n\
+             hostssl all all 127.0.0.1/32 trust\n\
+             hostnossl all all 127.0.0.1/32 reject\n",
+        )
+        .expect("write pg_hba.conf");
+        give_to_server(&data.join("pg_hba.conf"));
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
@@ -89,7 +143,7 @@ impl PgCluster {
         let socket_dir = dir.path().to_str().expect("utf-8 path").to_string();
         let log = dir.path().join("server.log");
         let options = format!(
-            "-p {port} -k {socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off"
+            "-p {port} -k {socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c ssl=on"
         );
         run(
             &bin,
@@ -122,11 +176,21 @@ impl PgCluster {
             url: format!("postgres://postgres@127.0.0.1:{port}/dartmouth"),
             dir,
             bin,
+            ca,
         }
     }
 }
 
 impl PgCluster {
+    /// This cluster's URL with the server verified in full against the test's CA.
+    pub fn verified_url(&self) -> String {
+        format!(
+            "{}?sslmode=verify-full&sslrootcert={}",
+            self.url,
+            self.ca.display()
+        )
+    }
+
     /// A new, empty database on this cluster: its URL.
     pub fn database(&self, name: &str) -> String {
         let port = self

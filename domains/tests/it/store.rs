@@ -1145,3 +1145,40 @@ async fn a_bad_store_url_is_a_clear_error() {
     let err = Store::open("mysql://x").await.err().unwrap().to_string();
     assert!(err.contains("neither sqlite"), "{err}");
 }
+
+/// The test cluster serves TLS only, with a certificate its own CA signed: a client verifying
+/// in full connects and works; one that does not trust that CA, or asks for no TLS at all, is
+/// refused with an error that says why.
+#[tokio::test]
+async fn postgres_over_tls_verified_in_full() {
+    let cluster = crate::pg::PgCluster::start();
+    let store = Store::open(&cluster.verified_url()).await.unwrap();
+    let admin = store.local_admin().await.unwrap();
+    store.list_domains(&admin).await.unwrap();
+    store.close().await;
+    // The host name is checked too: `localhost` is in the certificate, as is 127.0.0.1.
+    let by_name = cluster.verified_url().replace("127.0.0.1", "localhost");
+    Store::open(&by_name).await.unwrap().close().await;
+
+    let plain = format!("{}?sslmode=disable", cluster.url);
+    let err = Store::open(&plain).await.err().unwrap().to_string();
+    assert!(
+        err.contains("no encryption") || err.contains("pg_hba.conf"),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let other_ca = dir.path().join("other-ca.pem");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let other = params
+        .self_signed(&rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    std::fs::write(&other_ca, other.pem()).unwrap();
+    let untrusted = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        cluster.url,
+        other_ca.display()
+    );
+    let err = Store::open(&untrusted).await.err().unwrap().to_string();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+}

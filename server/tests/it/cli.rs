@@ -282,8 +282,9 @@ fn domains_are_access_controlled_through_the_store() {
     assert!(!data.join("shards/kb").exists());
 }
 
-/// The same commands on PostgreSQL (`--store postgres://…`): the shards stay local, the store
-/// is the cluster.
+/// The same commands on PostgreSQL (`--store postgres://…`) over TLS, the server verified in
+/// full against the cluster's CA: the shards stay local, the store is the cluster. Asking for
+/// no TLS from a cluster that requires it is a clear error.
 #[test]
 fn the_cli_runs_on_postgresql() {
     let cluster = crate::pg::PgCluster::start();
@@ -291,7 +292,13 @@ fn the_cli_runs_on_postgresql() {
     let data = tmp.path().join("data");
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sample/help-centre");
     let sample = sample.to_str().unwrap();
-    let url = cluster.url.clone();
+    let plain = format!("{}?sslmode=disable", cluster.url);
+    let refused = fails(&data, &["--store", plain.as_str(), "domain", "list"]);
+    assert!(
+        refused.contains("store 127.0.0.1") && refused.contains("no encryption"),
+        "{refused}"
+    );
+    let url = cluster.verified_url();
     let on_pg = |args: &[&str]| -> Vec<String> {
         ["--store", url.as_str()]
             .iter()

@@ -204,7 +204,8 @@ pub fn run(embedder: &dyn Embedder, args: &NodesArgs) -> Result<()> {
     };
     let url = match (&args.store, &cluster) {
         (Some(u), _) => u.clone(),
-        (None, Some(c)) => c.url.clone(),
+        // Verified TLS, as a deployment over a network would run.
+        (None, Some(c)) => c.verified_url(),
         (None, None) => unreachable!("a cluster is started when no store is given"),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
