@@ -13,6 +13,7 @@
 mod applier;
 mod error;
 mod reader;
+pub mod seal;
 mod settings;
 pub mod snapshot;
 mod write;

@@ -11,6 +11,12 @@
 //! A snapshot is a directory: `snapshot.json` (written last: a directory without it is not a
 //! snapshot), `store/<table>.jsonl`, `shards/<domain>/`. It is built under a hidden name and
 //! renamed into place, so a crash leaves no half snapshot under a real name.
+//!
+//! Encrypted with a key (`seal.rs`), every file is sealed under a number (`sealed/000001`, …),
+//! the paths, domains and row counts go into a sealed manifest (`sealed/000000`), and
+//! `snapshot.json` keeps only the name, the time, the backend, the size and the sealing record.
+//! A restore opens every file into a scratch directory first — any wrong byte stops it there —
+//! and restores from that.
 
 use std::path::{Path, PathBuf};
 
@@ -18,10 +24,24 @@ use dartmouth_domains::{Domain, DumpInfo, DumpedDomain};
 use dartmouth_engine::Shard;
 use serde::{Deserialize, Serialize};
 
+use crate::seal::{Sealer, Sealing, SnapshotKey};
 use crate::{Applier, Error, Result};
 
 const FORMAT: u32 = 1;
 const INFO: &str = "snapshot.json";
+/// Where a sealed snapshot keeps its files, numbered (`sealed/000000` is the manifest).
+const SEALED: &str = "sealed";
+
+fn sealed_name(i: usize) -> String {
+    format!("{SEALED}/{i:06}")
+}
+
+/// A sealed snapshot's manifest: its full description and the path of each numbered file.
+#[derive(Serialize, Deserialize)]
+struct Manifest {
+    info: SnapshotInfo,
+    files: Vec<String>,
+}
 
 /// What `snapshot.json` says.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -38,6 +58,9 @@ pub struct SnapshotInfo {
     pub rows: Vec<(String, u64)>,
     /// Bytes on disk.
     pub bytes: u64,
+    /// Encrypted: how (the domains and rows are then in the sealed `contents.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealing: Option<Sealing>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -92,6 +115,7 @@ pub fn create(
     root: &Path,
     name: &str,
     created_at: i64,
+    key: Option<&SnapshotKey>,
 ) -> Result<SnapshotInfo> {
     check_name(name)?;
     // One snapshot at a time in this process: two of the same name never race for it.
@@ -168,9 +192,51 @@ pub fn create(
             domains: listed,
             rows: dump.rows,
             bytes: 0,
+            sealing: None,
         };
-        info.bytes = dir_bytes(&tmp)?;
-        write_info(&tmp, &info)?;
+        let Some(key) = key else {
+            info.bytes = dir_bytes(&tmp)?;
+            write_info(&tmp, &info)?;
+            return Ok(info);
+        };
+        let (sealer, sealing) = Sealer::new(key)?;
+        // Every file sealed under a number (no name of a domain left in the clear), then the
+        // manifest that maps the numbers back to paths, sealed as number 0.
+        let sealed = tmp.join(SEALED);
+        std::fs::create_dir(&sealed).map_err(io(&sealed))?;
+        let mut paths = Vec::new();
+        for (i, (path, rel)) in files(&tmp)?.into_iter().enumerate() {
+            let number = sealed_name(i + 1);
+            sealer.seal_file(&path, &number)?;
+            let to = tmp.join(&number);
+            std::fs::rename(&path, &to).map_err(io(&path))?;
+            paths.push(rel);
+        }
+        for sub in ["store", "shards"] {
+            let d = tmp.join(sub);
+            if d.exists() {
+                std::fs::remove_dir_all(&d).map_err(io(&d))?;
+            }
+        }
+        let manifest = Manifest {
+            info: info.clone(),
+            files: paths,
+        };
+        let first = tmp.join(sealed_name(0));
+        let bytes = serde_json::to_vec(&manifest).map_err(|e| Error::Unreadable(e.to_string()))?;
+        std::fs::write(&first, bytes).map_err(io(&first))?;
+        sealer.seal_file(&first, &sealed_name(0))?;
+        sync_dir(&sealed)?;
+        let mut public = SnapshotInfo {
+            domains: Vec::new(),
+            rows: Vec::new(),
+            sealing: Some(sealing),
+            ..info.clone()
+        };
+        public.bytes = dir_bytes(&tmp)?;
+        write_info(&tmp, &public)?;
+        info.bytes = public.bytes;
+        info.sealing = public.sealing;
         Ok(info)
     })();
     match built {
@@ -184,6 +250,34 @@ pub fn create(
             Err(e)
         }
     }
+}
+
+/// Every file under `dir` with its path inside it (`/`-separated), `snapshot.json` left out.
+fn files(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, String)>) -> Result<()> {
+        for e in std::fs::read_dir(dir).map_err(io(dir))?.flatten() {
+            let path = e.path();
+            if e.file_type().map_err(io(&path))?.is_dir() {
+                walk(root, &path, out)?;
+            } else if path != root.join(INFO) {
+                let rel = path
+                    .strip_prefix(root)
+                    .map_err(|_| {
+                        Error::Unreadable(format!("{}: outside the snapshot", path.display()))
+                    })?
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                out.push((path, rel));
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out)?;
+    out.sort();
+    Ok(out)
 }
 
 fn write_info(dir: &Path, info: &SnapshotInfo) -> Result<()> {
@@ -276,9 +370,76 @@ pub fn list(root: &Path) -> Result<Vec<SnapshotInfo>> {
 /// one transaction, then each shard copy swapped in (checked to be of its domain and not ahead
 /// of the store; otherwise it is left out and the domain rebuilt from the changelog). The
 /// caller then catches the shards up.
-pub fn restore(applier: &Applier<'_>, dir: &Path) -> Result<SnapshotInfo> {
-    let (store, shards) = (applier.store, applier.shards);
+///
+/// An encrypted snapshot needs its `key`: every file is opened (and so authenticated) into a
+/// scratch directory under `work` before anything is restored, and the scratch directory is
+/// removed afterwards, whatever happened.
+pub fn restore(
+    applier: &Applier<'_>,
+    dir: &Path,
+    key: Option<&SnapshotKey>,
+    work: &Path,
+) -> Result<SnapshotInfo> {
     let info = read(dir)?;
+    let Some(sealing) = &info.sealing else {
+        return restore_plain(applier, dir, info);
+    };
+    let key = key.ok_or_else(|| {
+        Error::Input(format!(
+            "snapshot `{}` is encrypted: give its key (--snapshot-key-env VAR); nothing was restored",
+            info.name
+        ))
+    })?;
+    let sealer = Sealer::open(key, sealing, &info.name)?;
+    std::fs::create_dir_all(work).map_err(io(work))?;
+    let scratch = work.join(format!(".opening-{}.{}", info.name, std::process::id()));
+    if scratch.exists() {
+        std::fs::remove_dir_all(&scratch).map_err(io(&scratch))?;
+    }
+    let result = (|| {
+        let raw = sealer.open_bytes(&dir.join(sealed_name(0)), &sealed_name(0))?;
+        let manifest: Manifest = serde_json::from_slice(&raw)
+            .map_err(|e| Error::Input(format!("{}: {e}", sealed_name(0))))?;
+        let present = std::fs::read_dir(dir.join(SEALED))
+            .map_err(io(&dir.join(SEALED)))?
+            .count();
+        if present != manifest.files.len() + 1 {
+            return Err(Error::Input(format!(
+                "snapshot `{}`: {present} sealed files where its manifest lists {}; nothing was restored",
+                info.name,
+                manifest.files.len() + 1
+            )));
+        }
+        for (i, rel) in manifest.files.iter().enumerate() {
+            let plain = Path::new(rel);
+            if !plain
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err(Error::Input(format!(
+                    "{}: the manifest names `{rel}`, outside the snapshot",
+                    sealed_name(0)
+                )));
+            }
+            let to = scratch.join(plain);
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent).map_err(io(parent))?;
+            }
+            let number = sealed_name(i + 1);
+            sealer.open_file(&dir.join(&number), &number, &to)?;
+        }
+        let mut full = manifest.info;
+        full.bytes = info.bytes;
+        full.sealing = info.sealing.clone();
+        restore_plain(applier, &scratch, full)
+    })();
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+/// Restores an unencrypted snapshot (or an opened one) whose `snapshot.json` says `info`.
+fn restore_plain(applier: &Applier<'_>, dir: &Path, info: SnapshotInfo) -> Result<SnapshotInfo> {
+    let (store, shards) = (applier.store, applier.shards);
     let dump = DumpInfo {
         schema_version: info.schema_version,
         domains: Vec::new(),

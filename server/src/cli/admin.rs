@@ -506,8 +506,12 @@ pub(super) fn snapshot(ctx: &Ctx, command: SnapshotCommand) -> Result<()> {
         let mib = s.bytes as f64 / (1 << 20) as f64;
         writeln!(
             o,
-            "{}  {}  {} store, schema {}  {mib:.1} MiB",
-            s.name, s.created_at, s.backend, s.schema_version
+            "{}  {}  {} store, schema {}  {mib:.1} MiB{}",
+            s.name,
+            s.created_at,
+            s.backend,
+            s.schema_version,
+            if s.encrypted { "  encrypted" } else { "" }
         )?;
         for d in &s.domains {
             match d.shard_seq {
@@ -522,9 +526,17 @@ pub(super) fn snapshot(ctx: &Ctx, command: SnapshotCommand) -> Result<()> {
         Ok(())
     };
     match command {
-        SnapshotCommand::Create { name, json } => {
-            show(&ctx.call(ctx.svc.create_snapshot(&ctx.caller, name))?, json)
-        }
+        SnapshotCommand::Create {
+            name,
+            encrypt_key_env,
+            json,
+        } => show(
+            &ctx.call(
+                ctx.svc
+                    .create_snapshot(&ctx.caller, name, encrypt_key_env.is_some()),
+            )?,
+            json,
+        ),
         SnapshotCommand::List { json } => {
             for s in ctx.call(ctx.svc.list_snapshots(&ctx.caller))? {
                 show(&s, json)?;

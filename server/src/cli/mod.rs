@@ -45,6 +45,10 @@ struct Cli {
     /// Where snapshots are created and listed [default: snapshots in the data directory]
     #[arg(long, env = "DARTMOUTH_SNAPSHOT_DIR", global = true)]
     snapshot_dir: Option<PathBuf>,
+    /// The environment variable holding the snapshot key (32 random bytes, base64): what
+    /// `serve` encrypts snapshots with when asked, and what restores an encrypted one.
+    #[arg(long, env = "DARTMOUTH_SNAPSHOT_KEY_ENV", global = true)]
+    snapshot_key_env: Option<String>,
     /// Act as this principal (its grants decide what is visible); the local operator is the
     /// bootstrap admin otherwise.
     #[arg(long = "as", global = true)]
@@ -239,6 +243,10 @@ enum SnapshotCommand {
         /// Its name [default: the time, 2026-11-29T19-30-00Z].
         #[arg(long)]
         name: Option<String>,
+        /// Encrypt it with the key in this environment variable (32 random bytes, base64:
+        /// `head -c 32 /dev/urandom | base64`); restoring it then needs the same key.
+        #[arg(long, value_name = "VAR")]
+        encrypt_key_env: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -620,6 +628,7 @@ fn serve_cmd(shards: Shards, cli: &Cli, args: &ServeArgs) -> Result<()> {
             read_mode: ReadMode::AsApplied,
             placement: config.placement.clone(),
             snapshot_dir: snapshot_dir(cli),
+            snapshot_key: snapshot_key(cli.snapshot_key_env.as_deref())?,
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?;
         svc.check_webhooks()
@@ -627,6 +636,13 @@ fn serve_cmd(shards: Shards, cli: &Cli, args: &ServeArgs) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("{}", e.message))?;
         dartmouth_server::serve(config, Arc::new(svc)).await
     })
+}
+
+/// The snapshot key in the variable `var` names, when it names one; the error names the
+/// variable, never the key.
+fn snapshot_key(var: Option<&str>) -> Result<Option<dartmouth_views::seal::SnapshotKey>> {
+    var.map(|v| dartmouth_views::seal::SnapshotKey::from_env(v).map_err(|e| anyhow::anyhow!("{e}")))
+        .transpose()
 }
 
 fn snapshot_dir(cli: &Cli) -> PathBuf {
@@ -710,6 +726,17 @@ pub fn run() -> Result<()> {
             read_mode: ReadMode::CaughtUp,
             placement: None,
             snapshot_dir: snapshot_dir(&cli),
+            // `snapshot create --encrypt-key-env` names its own variable.
+            snapshot_key: snapshot_key(match &cli.command {
+                Command::Snapshot {
+                    command:
+                        SnapshotCommand::Create {
+                            encrypt_key_env: Some(var),
+                            ..
+                        },
+                } => Some(var.as_str()),
+                _ => cli.snapshot_key_env.as_deref(),
+            })?,
         })
         .map_err(|e| anyhow::anyhow!("{}", e.message))?,
     );

@@ -39,6 +39,7 @@ fn snapshot_info(s: SnapshotOut) -> pb::Snapshot {
             })
             .collect(),
         rows: s.rows.into_iter().collect(),
+        encrypted: s.encrypted,
     }
 }
 
@@ -538,10 +539,12 @@ impl pb::admin_server::Admin for Grpc {
     ) -> Result<Response<pb::Snapshot>, Status> {
         self.observe("CreateSnapshot", async {
             let caller = self.caller(&request).await?;
-            let name = request.into_inner().name;
-            let name = (!name.is_empty()).then_some(name);
+            let request = request.into_inner();
+            let name = (!request.name.is_empty()).then_some(request.name);
             Ok(snapshot_info(
-                self.svc.create_snapshot(&caller, name).await?,
+                self.svc
+                    .create_snapshot(&caller, name, request.encrypt)
+                    .await?,
             ))
         })
         .await

@@ -539,7 +539,7 @@ async fn create_snapshot(State(svc): Svc, Authed(c): Authed, RawBody(body): RawB
             Err(e) => return e.into_response(),
         }
     };
-    svc.create_snapshot(&c, input.name)
+    svc.create_snapshot(&c, input.name, input.encrypt)
         .await
         .map(|s| (StatusCode::CREATED, Json(s)))
         .into_response()

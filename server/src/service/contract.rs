@@ -510,6 +510,9 @@ pub struct SnapshotOut {
     pub domains: Vec<SnapshotDomainOut>,
     /// Rows per store table.
     pub rows: BTreeMap<String, u64>,
+    /// Encrypted with the node's snapshot key: its domains and rows are then sealed too, and
+    /// listed empty.
+    pub encrypted: bool,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -529,6 +532,9 @@ pub struct SnapshotDomainOut {
 pub struct SnapshotInput {
     /// Default: the time it is taken (`2026-11-29T19-30-00Z`).
     pub name: Option<String>,
+    /// Encrypt it with the node's snapshot key (`serve --snapshot-key-env`).
+    #[serde(default)]
+    pub encrypt: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]

@@ -153,6 +153,8 @@ pub struct ServiceConfig {
     pub placement: Option<Vec<String>>,
     /// Where snapshots are created, listed and restored from by name.
     pub snapshot_dir: std::path::PathBuf,
+    /// The key snapshots are encrypted with (`--snapshot-key-env`); `None`: none can be.
+    pub snapshot_key: Option<dartmouth_views::seal::SnapshotKey>,
 }
 
 pub struct Service {
@@ -188,6 +190,7 @@ pub struct Service {
     tasks: tasks::Tasks,
     placement: Option<std::collections::BTreeSet<String>>,
     snapshot_dir: std::path::PathBuf,
+    snapshot_key: Option<dartmouth_views::seal::SnapshotKey>,
     /// This node's id (kept in its data directory): its claim on building a generation.
     node_id: String,
     /// The domains whose switch this node is starting or building now (by domain id).
@@ -221,6 +224,7 @@ impl Service {
             tasks: tasks::Tasks::default(),
             placement: config.placement.map(|p| p.into_iter().collect()),
             snapshot_dir: config.snapshot_dir,
+            snapshot_key: config.snapshot_key,
             node_id: node_id(config.shards.root()),
             switching: Mutex::new(HashMap::new()),
             shards: config.shards,

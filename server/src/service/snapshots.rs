@@ -39,6 +39,7 @@ fn out(info: SnapshotInfo) -> SnapshotOut {
             })
             .collect(),
         rows: info.rows.into_iter().collect(),
+        encrypted: info.sealing.is_some(),
     }
 }
 
@@ -61,17 +62,28 @@ impl Service {
         ))
     }
 
-    /// Takes a snapshot named `name` (by default the time, `2026-11-29T19-30-00Z`).
+    /// Takes a snapshot named `name` (by default the time, `2026-11-29T19-30-00Z`), encrypted
+    /// with this node's snapshot key when `encrypt`.
     pub async fn create_snapshot(
         self: &Arc<Self>,
         caller: &Caller,
         name: Option<String>,
+        encrypt: bool,
     ) -> ApiResult<SnapshotOut> {
         self.require_superuser(caller, "snapshot-create", name.as_deref().unwrap_or(""))
             .await?;
         if let Some(n) = &name {
             snapshot::check_name(n)?;
         }
+        let key = match (encrypt, &self.snapshot_key) {
+            (false, _) => None,
+            (true, Some(k)) => Some(k.clone()),
+            (true, None) => {
+                return Err(ApiError::invalid(
+                    "encrypt: this node has no snapshot key (serve --snapshot-key-env VAR, the variable holding 32 random bytes in base64)",
+                ));
+            }
+        };
         let mut domains = self.store.list_domains(caller).await?;
         domains.retain(|d| self.holds(&d.name));
         let root = self.snapshot_dir.clone();
@@ -91,7 +103,14 @@ impl Service {
                         n
                     }
                 };
-                Ok(snapshot::create(&s.applier(), &domains, &root, &name, now)?)
+                Ok(snapshot::create(
+                    &s.applier(),
+                    &domains,
+                    &root,
+                    &name,
+                    now,
+                    key.as_ref(),
+                )?)
             })
             .await?;
         self.store
@@ -130,7 +149,9 @@ impl Service {
                     SnapshotSource::Dir(d) => d,
                 };
                 let applier = s.applier();
-                let info = snapshot::restore(&applier, &dir)?;
+                // An encrypted snapshot is opened (and checked whole) under the snapshot
+                // directory first.
+                let info = snapshot::restore(&applier, &dir, s.snapshot_key.as_ref(), &root)?;
                 if s.read_mode == super::ReadMode::CaughtUp {
                     let admin = applier.runtime.block_on(s.store.local_admin())?;
                     for d in applier.runtime.block_on(s.store.list_domains(&admin))? {

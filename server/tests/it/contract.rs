@@ -192,7 +192,7 @@ async fn grpc_call(ch: Channel, method: &str, key: Option<&str>, spare_key: &str
         "LiveStats" => a.live_stats(with_key(pb::ListRequest {}, key)).await.map(drop),
         "ListSnapshots" => a.list_snapshots(with_key(pb::ListRequest {}, key)).await.map(drop),
         "CreateSnapshot" => a
-            .create_snapshot(with_key(pb::CreateSnapshotRequest { name: String::new() }, key))
+            .create_snapshot(with_key(pb::CreateSnapshotRequest { name: String::new(), encrypt: false }, key))
             .await
             .map(drop),
         "RestoreSnapshot" => a

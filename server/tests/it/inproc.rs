@@ -64,6 +64,7 @@ impl InProcess {
                     read_mode: ReadMode::CaughtUp,
                     placement: None,
                     snapshot_dir: dir.path().join("snapshots"),
+                    snapshot_key: None,
                 })
                 .unwrap(),
             )

@@ -2,4 +2,5 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
 mod access;
+mod seal;
 mod sync;

@@ -499,7 +499,15 @@ fn a_snapshot_restores_and_its_shards_resume_from_the_changelog() {
     applier.shard(store_domain).unwrap();
 
     let root = tempfile::tempdir().unwrap();
-    let info = snapshot::create(&applier, &domains, root.path(), "s1", 1_795_000_000_000).unwrap();
+    let info = snapshot::create(
+        &applier,
+        &domains,
+        root.path(),
+        "s1",
+        1_795_000_000_000,
+        None,
+    )
+    .unwrap();
     let of = |name: &str| {
         info.domains
             .iter()
@@ -515,14 +523,14 @@ fn a_snapshot_restores_and_its_shards_resume_from_the_changelog() {
     assert!(of("store").store_seq > 0);
     assert_eq!(snapshot::list(root.path()).unwrap(), vec![info.clone()]);
     assert!(
-        snapshot::create(&applier, &domains, root.path(), "s1", 0)
+        snapshot::create(&applier, &domains, root.path(), "s1", 0, None)
             .unwrap_err()
             .to_string()
             .contains("already exists")
     );
     for bad in ["", ".hidden", "a/b", "../up", &"x".repeat(65)] {
         assert!(
-            snapshot::create(&applier, &domains, root.path(), bad, 0).is_err(),
+            snapshot::create(&applier, &domains, root.path(), bad, 0, None).is_err(),
             "{bad:?}"
         );
     }
@@ -540,7 +548,7 @@ fn a_snapshot_restores_and_its_shards_resume_from_the_changelog() {
         events: None,
     };
     let dir = root.path().join("s1");
-    let restored = snapshot::restore(&applier2, &dir).unwrap();
+    let restored = snapshot::restore(&applier2, &dir, None, root.path()).unwrap();
     assert_eq!(restored, info);
     let admin2 = w.rt.block_on(store2.local_admin()).unwrap();
     let domains2 = w.rt.block_on(store2.list_domains(&admin2)).unwrap();
@@ -595,7 +603,7 @@ fn a_snapshot_restores_and_its_shards_resume_from_the_changelog() {
     }
 
     // A store that is not empty any more refuses a restore, and keeps what it has.
-    let err = snapshot::restore(&applier2, &dir).unwrap_err();
+    let err = snapshot::restore(&applier2, &dir, None, root.path()).unwrap_err();
     assert!(
         err.to_string()
             .contains("restores only into an empty store"),
@@ -625,9 +633,9 @@ fn a_snapshot_restores_and_its_shards_resume_from_the_changelog() {
         shards: &no_shards,
         ..w.applier()
     };
-    let info3 = snapshot::create(&without, &domains, root.path(), "none", 2).unwrap();
+    let info3 = snapshot::create(&without, &domains, root.path(), "none", 2, None).unwrap();
     assert!(info3.domains.iter().all(|d| d.shard_seq.is_none()));
-    snapshot::restore(&applier3, &root.path().join("none")).unwrap();
+    snapshot::restore(&applier3, &root.path().join("none"), None, root.path()).unwrap();
     let admin3 = w.rt.block_on(store3.local_admin()).unwrap();
     for d in w.rt.block_on(store3.list_domains(&admin3)).unwrap() {
         applier3.catch_up(&d).unwrap();
@@ -642,4 +650,125 @@ fn a_snapshot_restores_and_its_shards_resume_from_the_changelog() {
             "{domain}: {query}"
         );
     }
+}
+
+/// An encrypted snapshot: no file holds the store's or the shards' text, `snapshot.json` names
+/// no domain; without the key, with another key, or with one byte of any file flipped, a restore
+/// says so and restores nothing; with its key it restores what a plain one does.
+#[test]
+fn an_encrypted_snapshot_restores_only_with_its_key_and_unaltered() {
+    use base64::Engine as _;
+    use dartmouth_views::seal::SnapshotKey;
+    use dartmouth_views::snapshot;
+    let w = World::new();
+    let help = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sample/help-centre");
+    w.index("help-centre", &[&help], SourceOptions::default(), false);
+    let admin = w.rt.block_on(w.store.local_admin()).unwrap();
+    let domains = w.rt.block_on(w.store.list_domains(&admin)).unwrap();
+    let applier = w.applier();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let key = SnapshotKey::parse(&b64.encode([42u8; 32])).unwrap();
+    let other = SnapshotKey::parse(&b64.encode([43u8; 32])).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let info = snapshot::create(&applier, &domains, root.path(), "sealed", 5, Some(&key)).unwrap();
+    assert!(info.sealing.is_some() && !info.domains.is_empty());
+    let dir = root.path().join("sealed");
+    // No file holds a word of the help centre, nor a domain's name in the clear.
+    let mut files = Vec::new();
+    let mut stack = vec![dir.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                files.push(e.path());
+            }
+        }
+    }
+    assert!(files.len() > 5, "{files:?}");
+    for f in &files {
+        assert!(
+            !f.to_string_lossy().contains("help-centre"),
+            "a name in the clear: {f:?}"
+        );
+        let bytes = std::fs::read(f).unwrap();
+        for word in ["refund", "warranty", "help-centre", "admin"] {
+            assert!(
+                !bytes.windows(word.len()).any(|w| w == word.as_bytes()),
+                "{} holds `{word}`",
+                f.display()
+            );
+        }
+    }
+    let listed = snapshot::list(root.path()).unwrap();
+    assert!(listed[0].domains.is_empty() && listed[0].sealing.is_some());
+
+    let fresh = || {
+        let there = tempfile::tempdir().unwrap();
+        let store =
+            w.rt.block_on(Store::open(&Store::sqlite_url(there.path())))
+                .unwrap();
+        (there, store)
+    };
+    let restore = |store: &Store, there: &tempfile::TempDir, key: Option<&SnapshotKey>| {
+        let shards = Shards::open(there.path()).unwrap();
+        let applier = Applier {
+            store,
+            shards: &shards,
+            runtime: w.rt.handle().clone(),
+            events: None,
+        };
+        snapshot::restore(&applier, &dir, key, &there.path().join("work"))
+    };
+    let empty = |store: &Store| {
+        let admin = w.rt.block_on(store.local_admin()).unwrap();
+        w.rt.block_on(store.list_domains(&admin))
+            .unwrap()
+            .is_empty()
+    };
+    let (there, store) = fresh();
+    let e = restore(&store, &there, None).unwrap_err().to_string();
+    assert!(e.contains("is encrypted: give its key"), "{e}");
+    let e = restore(&store, &there, Some(&other))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not the key it was encrypted with"), "{e}");
+    assert!(empty(&store));
+    // One flipped byte in each file in turn: refused, naming the file, nothing restored, and
+    // no opened copy left behind.
+    for f in &files {
+        if f.ends_with("snapshot.json") {
+            continue;
+        }
+        let original = std::fs::read(f).unwrap();
+        let mut flipped = original.clone();
+        let at = original.len() / 2;
+        flipped[at] ^= 0x01;
+        std::fs::write(f, &flipped).unwrap();
+        let e = restore(&store, &there, Some(&key)).unwrap_err().to_string();
+        std::fs::write(f, &original).unwrap();
+        let rel = f.strip_prefix(&dir).unwrap().to_string_lossy().into_owned();
+        assert!(
+            e.contains(&rel) && e.contains("damaged or was altered"),
+            "{rel}: {e}"
+        );
+        assert!(empty(&store), "{rel}");
+        let work = there.path().join("work");
+        assert!(
+            std::fs::read_dir(&work).map_or(true, |mut d| d.next().is_none()),
+            "{rel}: scratch left"
+        );
+    }
+    // With its key: everything back, and the same answers as the original.
+    let restored = restore(&store, &there, Some(&key)).unwrap();
+    assert_eq!(restored.domains, info.domains);
+    let admin2 = w.rt.block_on(store.local_admin()).unwrap();
+    let names: Vec<String> =
+        w.rt.block_on(store.list_domains(&admin2))
+            .unwrap()
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
+    let before: Vec<&str> = domains.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, before);
 }

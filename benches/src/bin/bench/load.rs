@@ -302,6 +302,7 @@ impl InProcess {
                     read_mode: Default::default(),
                     placement: None,
                     snapshot_dir: data.join("snapshots"),
+                    snapshot_key: None,
                 })
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?,
             );

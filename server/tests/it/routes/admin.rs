@@ -222,3 +222,21 @@ fn live_figures_cover_the_domains_the_caller_administers() {
         "only the domains it administers"
     );
 }
+
+#[test]
+fn an_encrypted_snapshot_needs_a_node_key() {
+    let (p, keys) = help_centre();
+    let (status, reply) = p.call(
+        "POST",
+        "/v1/snapshots",
+        Some(&keys.admin),
+        Some(r#"{"name":"s","encrypt":true}"#),
+    );
+    assert_eq!(status, 400, "{reply}");
+    assert!(
+        message(&reply).starts_with("encrypt: this node has no snapshot key"),
+        "{reply}"
+    );
+    let (_, listed) = p.call("GET", "/v1/snapshots", Some(&keys.admin), None);
+    assert_eq!(listed, json!({"snapshots": []}), "nothing written");
+}
