@@ -1070,6 +1070,10 @@ class Snapshot(TypedDict):
     """RFC 3339."""
     domains: "list[SnapshotDomain]"
     """The domains it holds, with their sequences."""
+    encrypted: bool
+    """Encrypted with the node's snapshot key: its domains and rows are then sealed too, and
+    listed empty.
+    """
     name: str
     """Its name, the directory it is in under the snapshot directory."""
     rows: dict[str, int]
@@ -1090,6 +1094,8 @@ class SnapshotDomain(TypedDict):
 
 
 class SnapshotInput(TypedDict):
+    encrypt: NotRequired[bool]
+    """Encrypt it with the node's snapshot key (`serve --snapshot-key-env`)."""
     name: NotRequired[str | None]
     """Default: the time it is taken (`2026-11-29T19-30-00Z`)."""
 

@@ -1892,6 +1892,11 @@ export interface components {
             created_at: string;
             /** @description The domains it holds, with their sequences. */
             domains: components["schemas"]["SnapshotDomain"][];
+            /**
+             * @description Encrypted with the node's snapshot key: its domains and rows are then sealed too, and
+             *     listed empty.
+             */
+            encrypted: boolean;
             /** @description Its name, the directory it is in under the snapshot directory. */
             name: string;
             /** @description Rows per store table. */
@@ -1920,6 +1925,8 @@ export interface components {
             store_seq: number;
         };
         SnapshotInput: {
+            /** @description Encrypt it with the node's snapshot key (`serve --snapshot-key-env`). */
+            encrypt?: boolean;
             /** @description Default: the time it is taken (`2026-11-29T19-30-00Z`). */
             name?: string | null;
         };
