@@ -16,6 +16,7 @@ pub mod service;
 pub mod shopify;
 pub mod throttle;
 pub mod tls;
+pub mod trace;
 
 /// The generated gRPC types (`dartmouth.v1`), clients included for tests and tools.
 #[allow(
@@ -172,6 +173,7 @@ pub async fn serve(config: ServeConfig, svc: Arc<Service>) -> Result<()> {
     .max_decoding_message_size(config.limits.max_body_bytes);
     let grpc_server = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(60))
+        .trace_fn(trace::grpc_span)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(retrieval)

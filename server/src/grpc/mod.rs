@@ -51,6 +51,12 @@ impl Grpc {
         self.svc
             .metrics
             .request("grpc", method, &code, started.elapsed());
+        // In the call's span (`trace::grpc_span`): its request and trace ids.
+        tracing::info!(
+            code = %code,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "done"
+        );
         outcome.map(Response::new).map_err(Status::from)
     }
 }

@@ -249,14 +249,15 @@ async fn observe(State(svc): Svc, matched: MatchedPath, req: Request, next: Next
             return e.into_response();
         }
     }
-    let id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() <= 128)
-        .map_or_else(new_request_id, str::to_string);
-    let span =
-        tracing::info_span!("http", request_id = %id, method = %req.method(), route = %route);
+    let id = crate::trace::request_id(req.headers());
+    let trace_id = crate::trace::trace_id(req.headers());
+    let span = tracing::info_span!(
+        "http",
+        request_id = %id,
+        trace_id = %trace_id,
+        method = %req.method(),
+        route = %route
+    );
     let started = Instant::now();
     let mut response = next.run(req).instrument(span.clone()).await;
     let status = response.status();
@@ -273,10 +274,6 @@ async fn observe(State(svc): Svc, matched: MatchedPath, req: Request, next: Next
         response.headers_mut().insert("x-request-id", v);
     }
     response
-}
-
-pub fn new_request_id() -> String {
-    format!("{:016x}", rand::random::<u64>())
 }
 
 #[utoipa::path(

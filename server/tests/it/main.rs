@@ -27,6 +27,7 @@ mod hardening;
 mod inputs;
 mod layering;
 mod limits;
+mod logs;
 mod mcp;
 mod model;
 mod nodes;
