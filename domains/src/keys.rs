@@ -225,6 +225,38 @@ impl Store {
             .collect()
     }
 
+    /// The caller a verified client certificate names (the server maps the certificate to a
+    /// name): a principal of that name that is not a group. Anything else is `Unauthenticated`,
+    /// counted in the audit log like a refused key.
+    pub async fn authenticate_certificate(&self, name: &str) -> Result<Caller> {
+        let refuse = || {
+            Error::Unauthenticated(
+                "invalid client certificate (it names no principal that may authenticate)".into(),
+            )
+        };
+        let row = sqlx::query(
+            "SELECT id, name, kind, CASE WHEN superuser THEN 1 ELSE 0 END AS su \
+             FROM principals WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            self.count_refusal("anonymous", "certificate", "unknown principal");
+            return Err(refuse());
+        };
+        let name: String = row.try_get("name")?;
+        if row.try_get::<String, _>("kind")? == "group" {
+            self.count_refusal(&name, "certificate", "a group cannot authenticate");
+            return Err(refuse());
+        }
+        Ok(Caller::principal(
+            row.try_get("id")?,
+            name,
+            row.try_get::<i64, _>("su")? != 0,
+        ))
+    }
+
     /// The caller a key secret stands for. Unknown, malformed, revoked and expired keys all get
     /// `Unauthenticated` (the reason is audited, not returned).
     pub async fn authenticate_key(&self, secret: &str) -> Result<Caller> {

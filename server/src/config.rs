@@ -95,6 +95,23 @@ pub struct ServeArgs {
     /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
     #[arg(long, env = "DARTMOUTH_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Ask clients for a certificate signed by one of these CAs (PEM), on both listeners.
+    #[arg(long, env = "DARTMOUTH_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// `required` (default: a client without a valid certificate cannot connect) or
+    /// `optional` (one without a certificate connects and authenticates as before).
+    #[arg(long, env = "DARTMOUTH_TLS_CLIENT_AUTH", requires = "tls_client_ca")]
+    pub tls_client_auth: Option<String>,
+    /// How a client certificate names a principal, for requests without an Authorization
+    /// header: `cn` (the subject's common name) or `san-uri:PREFIX` (a URI SAN starting with
+    /// PREFIX, the rest the name: `san-uri:spiffe://corp/agents/`). Without it a certificate
+    /// only opens the connection.
+    #[arg(
+        long,
+        env = "DARTMOUTH_TLS_CLIENT_PRINCIPAL",
+        requires = "tls_client_ca"
+    )]
+    pub tls_client_principal: Option<String>,
 }
 
 /// The file form; every field optional.
@@ -137,6 +154,10 @@ struct FileConfig {
 struct TlsFile {
     cert: PathBuf,
     key: PathBuf,
+    /// `client_ca`, `client_auth`, `client_principal`: as the flags.
+    client_ca: Option<PathBuf>,
+    client_auth: Option<String>,
+    client_principal: Option<String>,
 }
 
 /// `[[shopify]]`: `{ domain = "store", secret_env = "SHOPIFY_STORE_SECRET", principal =
@@ -326,11 +347,28 @@ impl ServeArgs {
             jwt,
             shopify,
             tls: match (&self.tls_cert, &self.tls_key, file.tls) {
-                (Some(cert), Some(key), _) => Some(crate::tls::TlsFiles {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                }),
+                (Some(cert), Some(key), t) => {
+                    let t = t.unwrap_or_default();
+                    Some(crate::tls::TlsFiles {
+                        cert: cert.clone(),
+                        key: key.clone(),
+                        client: crate::tls::ClientTls::from_settings(
+                            self.tls_client_ca.clone().or(t.client_ca),
+                            self.tls_client_auth.as_deref().or(t.client_auth.as_deref()),
+                            self.tls_client_principal
+                                .as_deref()
+                                .or(t.client_principal.as_deref()),
+                        )?,
+                    })
+                }
                 (None, None, Some(t)) => Some(crate::tls::TlsFiles {
+                    client: crate::tls::ClientTls::from_settings(
+                        self.tls_client_ca.clone().or(t.client_ca),
+                        self.tls_client_auth.as_deref().or(t.client_auth.as_deref()),
+                        self.tls_client_principal
+                            .as_deref()
+                            .or(t.client_principal.as_deref()),
+                    )?,
                     cert: t.cert,
                     key: t.key,
                 }),

@@ -118,6 +118,9 @@ pub async fn serve(config: ServeConfig, svc: Arc<Service>) -> Result<()> {
         })
     };
 
+    if let Some(t) = &tls {
+        svc.set_certificates(Arc::clone(&t.http_peers), Arc::clone(&t.grpc_peers));
+    }
     let app = http::router(Arc::clone(&svc)).into_make_service_with_connect_info::<SocketAddr>();
     type Serving = std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
     let http_server: Serving = match &tls {

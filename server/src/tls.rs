@@ -4,18 +4,26 @@
 //! already open keep theirs — and kept as they were when the new files are bad (logged).
 //! Handshakes run off the accept loop, each bounded in time, so a slow or hostile client holds
 //! up no other. HTTP speaks HTTP/1.1 over it (ALPN `http/1.1`), gRPC HTTP/2 (ALPN `h2`).
+//!
+//! Client certificates (`--tls-client-ca`): required or optional, verified against the given
+//! CAs by rustls' WebPKI verifier; with `--tls-client-principal` a verified certificate's
+//! subject CN or URI SAN names the principal a request without an `Authorization` header acts
+//! as. The name is read at the handshake and kept per connection (`Peers`, by the client's
+//! address, dropped with the connection), where the transports look it up.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, anyhow, bail};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -28,11 +36,124 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the files are looked at for a change (SIGHUP reloads at once).
 const WATCH_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Where the certificate chain and its key are (PEM).
+/// Where the certificate chain and its key are (PEM), and what is asked of clients.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
+    pub client: Option<ClientTls>,
+}
+
+/// Client certificates: the CAs that sign them, whether one is required, and how one names a
+/// principal.
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    pub ca: PathBuf,
+    pub required: bool,
+    pub principal: Option<ClientPrincipal>,
+}
+
+/// Where a client certificate names its principal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientPrincipal {
+    /// The subject's common name.
+    Cn,
+    /// A URI subject alternative name starting with this prefix; the rest is the name.
+    SanUri(String),
+}
+
+impl ClientTls {
+    /// The settings from their flags (or the `[tls]` table): each bad value names its flag.
+    pub fn from_settings(
+        ca: Option<PathBuf>,
+        auth: Option<&str>,
+        principal: Option<&str>,
+    ) -> Result<Option<ClientTls>> {
+        let Some(ca) = ca else {
+            if auth.is_some() || principal.is_some() {
+                bail!("--tls-client-auth and --tls-client-principal need --tls-client-ca");
+            }
+            return Ok(None);
+        };
+        let required = match auth.unwrap_or("required") {
+            "required" => true,
+            "optional" => false,
+            other => bail!("--tls-client-auth: `{other}` is neither `required` nor `optional`"),
+        };
+        let principal = match principal {
+            None => None,
+            Some("cn") => Some(ClientPrincipal::Cn),
+            Some(p) => match p.strip_prefix("san-uri:") {
+                Some(prefix) if !prefix.is_empty() => Some(ClientPrincipal::SanUri(prefix.into())),
+                _ => bail!("--tls-client-principal: `{p}` is neither `cn` nor `san-uri:PREFIX`"),
+            },
+        };
+        Ok(Some(ClientTls {
+            ca,
+            required,
+            principal,
+        }))
+    }
+
+    /// The verifier of client certificates against the CA file, checked at start.
+    fn verifier(&self) -> Result<Arc<dyn ClientCertVerifier>> {
+        let shown = self.ca.display();
+        let pem = std::fs::read(&self.ca)
+            .with_context(|| format!("--tls-client-ca {shown}: cannot read"))?;
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| anyhow!("--tls-client-ca {shown}: not PEM certificates: {e}"))?;
+        if certs.is_empty() {
+            bail!("--tls-client-ca {shown}: no certificate in it");
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| anyhow!("--tls-client-ca {shown}: {e}"))?;
+        }
+        let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+        let builder = if self.required {
+            builder
+        } else {
+            builder.allow_unauthenticated()
+        };
+        builder
+            .build()
+            .map_err(|e| anyhow!("--tls-client-ca {shown}: {e}"))
+    }
+}
+
+/// The principal names of the client certificates of the open connections of one listener,
+/// by the client's address.
+#[derive(Debug, Default)]
+pub struct Peers(Mutex<HashMap<SocketAddr, Arc<str>>>);
+
+impl Peers {
+    /// The principal the certificate of the connection from `peer` names, if any.
+    pub fn get(&self, peer: SocketAddr) -> Option<Arc<str>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&peer)
+            .cloned()
+    }
+}
+
+/// A connection's entry in its `Peers`, removed when the connection closes.
+struct PeerEntry {
+    peers: Arc<Peers>,
+    peer: SocketAddr,
+}
+
+impl Drop for PeerEntry {
+    fn drop(&mut self) {
+        self.peers
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.peer);
+    }
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -121,18 +242,26 @@ pub struct Tls {
     current: Arc<Current>,
     http: Arc<rustls::ServerConfig>,
     grpc: Arc<rustls::ServerConfig>,
+    /// The principals client certificates name, per listener.
+    pub http_peers: Arc<Peers>,
+    pub grpc_peers: Arc<Peers>,
 }
 
 impl Tls {
     /// Loads and checks the files (see [`load`]).
     pub fn new(files: TlsFiles) -> Result<Arc<Tls>> {
         let current = Arc::new(Current(RwLock::new(Arc::new(load(&files)?))));
+        let verifier = files.client.as_ref().map(ClientTls::verifier).transpose()?;
         let config = |alpn: &[u8]| -> Result<Arc<rustls::ServerConfig>> {
-            let mut c = rustls::ServerConfig::builder_with_provider(provider())
+            let builder = rustls::ServerConfig::builder_with_provider(provider())
                 .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-                .context("tls protocol versions")?
-                .with_no_client_auth()
-                .with_cert_resolver(Arc::clone(&current) as Arc<dyn ResolvesServerCert>);
+                .context("tls protocol versions")?;
+            let builder = match &verifier {
+                Some(v) => builder.with_client_cert_verifier(Arc::clone(v)),
+                None => builder.with_no_client_auth(),
+            };
+            let mut c =
+                builder.with_cert_resolver(Arc::clone(&current) as Arc<dyn ResolvesServerCert>);
             c.alpn_protocols = vec![alpn.to_vec()];
             Ok(Arc::new(c))
         };
@@ -141,7 +270,14 @@ impl Tls {
             grpc: config(b"h2")?,
             current,
             files,
+            http_peers: Arc::default(),
+            grpc_peers: Arc::default(),
         }))
+    }
+
+    /// How client certificates name principals, if they do.
+    fn principal(&self) -> Option<ClientPrincipal> {
+        self.files.client.as_ref().and_then(|c| c.principal.clone())
     }
 
     /// Loads the files again: on success new handshakes get the new pair; on failure the old
@@ -204,7 +340,13 @@ impl Tls {
 
     /// HTTPS connections on `tcp`, for `axum::serve`.
     pub fn http_listener(&self, tcp: TcpListener) -> Result<TlsListener> {
-        TlsListener::new(tcp, Arc::clone(&self.http))
+        let (rx, local) = accept_loop(
+            tcp,
+            Arc::clone(&self.http),
+            Arc::clone(&self.http_peers),
+            self.principal(),
+        )?;
+        Ok(TlsListener { rx, local })
     }
 
     /// gRPC-over-TLS connections on `tcp`, for tonic's `serve_with_incoming`.
@@ -212,7 +354,12 @@ impl Tls {
         &self,
         tcp: TcpListener,
     ) -> Result<tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsConn>>> {
-        let (rx, _) = accept_loop(tcp, Arc::clone(&self.grpc))?;
+        let (rx, _) = accept_loop(
+            tcp,
+            Arc::clone(&self.grpc),
+            Arc::clone(&self.grpc_peers),
+            self.principal(),
+        )?;
         let (tx, out) = mpsc::channel(64);
         tokio::spawn(async move {
             let mut rx = rx;
@@ -231,6 +378,8 @@ impl Tls {
 fn accept_loop(
     tcp: TcpListener,
     config: Arc<rustls::ServerConfig>,
+    peers: Arc<Peers>,
+    principal: Option<ClientPrincipal>,
 ) -> Result<(mpsc::Receiver<(TlsConn, SocketAddr)>, SocketAddr)> {
     let local = tcp.local_addr().context("tls listener address")?;
     let acceptor = TlsAcceptor::from(config);
@@ -250,15 +399,34 @@ fn accept_loop(
                 return;
             }
             let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            let (peers, principal) = (Arc::clone(&peers), principal.clone());
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(tls)) => {
+                        // The principal a verified client certificate names, for this
+                        // connection's lifetime.
+                        let named = principal.as_ref().and_then(|p| {
+                            let leaf = tls.get_ref().1.peer_certificates()?.first()?;
+                            principal_of(leaf, p)
+                        });
+                        let entry = named.map(|name| {
+                            peers
+                                .0
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(peer, Arc::from(name.as_str()));
+                            PeerEntry {
+                                peers: Arc::clone(&peers),
+                                peer,
+                            }
+                        });
                         let _ = tx
                             .send((
                                 TlsConn {
                                     inner: Box::new(tls),
                                     local,
                                     peer,
+                                    _entry: entry,
                                 },
                                 peer,
                             ))
@@ -278,6 +446,8 @@ pub struct TlsConn {
     inner: Box<TlsStream<TcpStream>>,
     local: SocketAddr,
     peer: SocketAddr,
+    /// Its client certificate's principal in the listener's `Peers`, while it is open.
+    _entry: Option<PeerEntry>,
 }
 
 impl AsyncRead for TlsConn {
@@ -342,13 +512,6 @@ pub struct TlsListener {
     local: SocketAddr,
 }
 
-impl TlsListener {
-    fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>) -> Result<TlsListener> {
-        let (rx, local) = accept_loop(tcp, config)?;
-        Ok(TlsListener { rx, local })
-    }
-}
-
 impl axum::serve::Listener for TlsListener {
     type Io = TlsConn;
     type Addr = SocketAddr;
@@ -387,6 +550,89 @@ fn validity(cert: &[u8]) -> Option<(SystemTime, SystemTime)> {
     let (t1, not_before, rest) = der(validity)?;
     let (t2, not_after, _) = der(rest)?;
     Some((time(t1, not_before)?, time(t2, not_after)?))
+}
+
+/// The principal a DER X.509 certificate names: its subject's common name, or the rest of the
+/// first URI SAN starting with the prefix. A name that is not printable ASCII, or empty, is
+/// none.
+fn principal_of(cert: &[u8], how: &ClientPrincipal) -> Option<String> {
+    let (tag, certificate, _) = der(cert)?;
+    (tag == 0x30).then_some(())?;
+    let (tag, tbs, _) = der(certificate)?;
+    (tag == 0x30).then_some(())?;
+    let mut rest = tbs;
+    let (tag, _, after) = der(rest)?;
+    if tag == 0xa0 {
+        rest = after; // the explicit version
+    }
+    for _ in 0..4 {
+        rest = der(rest)?.2; // serial, signature algorithm, issuer, validity
+    }
+    let (tag, subject, after) = der(rest)?;
+    (tag == 0x30).then_some(())?;
+    let name = match how {
+        ClientPrincipal::Cn => common_name(subject)?,
+        ClientPrincipal::SanUri(prefix) => {
+            // After the subject: its key, then optional [1] and [2] ids, then [3] extensions.
+            let mut rest = der(after)?.2;
+            let extensions = loop {
+                let (tag, content, next) = der(rest)?;
+                if tag == 0xa3 {
+                    break content;
+                }
+                rest = next;
+            };
+            let (_, mut list, _) = der(extensions)?;
+            let mut found = None;
+            while !list.is_empty() {
+                let (_, extension, next) = der(list)?;
+                list = next;
+                let (tag, oid, mut fields) = der(extension)?;
+                // subjectAltName, 2.5.29.17.
+                if tag != 0x06 || oid != [0x55, 0x1d, 0x11] {
+                    continue;
+                }
+                let (tag, _, after_critical) = der(fields)?;
+                if tag == 0x01 {
+                    fields = after_critical; // the critical flag
+                }
+                let (_, value, _) = der(fields)?;
+                let (_, mut names, _) = der(value)?;
+                while !names.is_empty() {
+                    let (tag, uri, next) = der(names)?;
+                    names = next;
+                    // uniformResourceIdentifier, [6] IA5String.
+                    if tag == 0x86
+                        && let Some(rest) = std::str::from_utf8(uri)
+                            .ok()
+                            .and_then(|u| u.strip_prefix(prefix.as_str()))
+                    {
+                        found = Some(rest.to_string());
+                        break;
+                    }
+                }
+                break;
+            }
+            found?
+        }
+    };
+    (!name.is_empty() && name.len() <= 128 && name.bytes().all(|b| (b'!'..=b'~').contains(&b)))
+        .then_some(name)
+}
+
+/// The common name (2.5.4.3) in a DER Name's contents.
+fn common_name(mut rdns: &[u8]) -> Option<String> {
+    while !rdns.is_empty() {
+        let (_, set, next) = der(rdns)?;
+        rdns = next;
+        let (_, pair, _) = der(set)?;
+        let (tag, oid, value) = der(pair)?;
+        if tag == 0x06 && oid == [0x55, 0x04, 0x03] {
+            let (_, text, _) = der(value)?;
+            return std::str::from_utf8(text).ok().map(str::to_string);
+        }
+    }
+    None
 }
 
 /// One DER element: its tag, its contents and what follows it.

@@ -33,7 +33,10 @@ impl Grpc {
             .metadata()
             .get("authorization")
             .map(|v| v.as_bytes());
-        self.svc.authenticate(header).await
+        let certificate = self.svc.certificate_principal(true, request.remote_addr());
+        self.svc
+            .authenticate_from(header, certificate.as_deref())
+            .await
     }
 
     /// Runs one call with its latency recorded under the method's name.

@@ -77,7 +77,15 @@ impl FromRequestParts<Arc<Service>> for Authed {
 
     async fn from_request_parts(parts: &mut Parts, svc: &Arc<Service>) -> Result<Self, ApiError> {
         let header = parts.headers.get(AUTHORIZATION).map(HeaderValue::as_bytes);
-        Ok(Authed(svc.authenticate(header).await?))
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0);
+        let certificate = svc.certificate_principal(false, peer);
+        Ok(Authed(
+            svc.authenticate_from(header, certificate.as_deref())
+                .await?,
+        ))
     }
 }
 

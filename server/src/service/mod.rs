@@ -191,6 +191,9 @@ pub struct Service {
     placement: Option<std::collections::BTreeSet<String>>,
     snapshot_dir: std::path::PathBuf,
     snapshot_key: Option<dartmouth_views::seal::SnapshotKey>,
+    /// The principals client certificates name on the HTTP and gRPC listeners (TLS with
+    /// `--tls-client-principal`).
+    certificates: OnceLock<(Arc<crate::tls::Peers>, Arc<crate::tls::Peers>)>,
     /// This node's id (kept in its data directory): its claim on building a generation.
     node_id: String,
     /// The domains whose switch this node is starting or building now (by domain id).
@@ -225,6 +228,7 @@ impl Service {
             placement: config.placement.map(|p| p.into_iter().collect()),
             snapshot_dir: config.snapshot_dir,
             snapshot_key: config.snapshot_key,
+            certificates: OnceLock::new(),
             node_id: node_id(config.shards.root()),
             switching: Mutex::new(HashMap::new()),
             shards: config.shards,
@@ -266,7 +270,41 @@ impl Service {
     /// principal's rate limit. Every adapter (HTTP, `/mcp`, gRPC, the CLI) calls this and only
     /// this, with the `Authorization` header's raw bytes: it is decoded here, once.
     pub async fn authenticate(&self, authorization: Option<&[u8]>) -> ApiResult<Caller> {
-        let outcome = self.authenticate_inner(authorization).await;
+        self.authenticate_from(authorization, None).await
+    }
+
+    /// The listeners' client-certificate principals (`serve` over TLS sets them once).
+    pub fn set_certificates(&self, http: Arc<crate::tls::Peers>, grpc: Arc<crate::tls::Peers>) {
+        let _ = self.certificates.set((http, grpc));
+    }
+
+    /// The principal the client certificate of the connection from `peer` names, on the
+    /// HTTP listener (`grpc` false) or the gRPC one.
+    pub fn certificate_principal(
+        &self,
+        grpc: bool,
+        peer: Option<std::net::SocketAddr>,
+    ) -> Option<Arc<str>> {
+        let (http_peers, grpc_peers) = self.certificates.get()?;
+        let peers = if grpc { grpc_peers } else { http_peers };
+        peers.get(peer?)
+    }
+
+    /// The caller of a request: its `Authorization` header when it has one, else the principal
+    /// its connection's verified client certificate names, else none (401).
+    pub async fn authenticate_from(
+        &self,
+        authorization: Option<&[u8]>,
+        certificate: Option<&str>,
+    ) -> ApiResult<Caller> {
+        let outcome = match (authorization, certificate) {
+            (None, Some(name)) => self
+                .store
+                .authenticate_certificate(name)
+                .await
+                .map_err(ApiError::from),
+            _ => self.authenticate_inner(authorization).await,
+        };
         if let Err(e) = &outcome {
             self.metrics.denied(e.code);
         }

@@ -47,6 +47,41 @@ impl Ca {
     }
 }
 
+impl Ca {
+    /// A client certificate with this common name and, when given, this URI SAN; with its key.
+    fn client(&self, cn: &str, uri: Option<&str>) -> (String, String) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        if let Some(u) = uri {
+            params.subject_alt_names = vec![rcgen::SanType::URI(
+                rcgen::string::Ia5String::try_from(u).unwrap(),
+            )];
+        }
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// An HTTPS client that trusts only `ca` and presents `identity` (certificate, key; PEM).
+fn agent_with(ca: &Ca, identity: Option<&(String, String)>) -> ureq::Agent {
+    let root = ureq::tls::Certificate::from_pem(ca.pem().as_bytes()).unwrap();
+    let mut tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::Specific(Arc::new(vec![root])));
+    if let Some((cert, key)) = identity {
+        let cert = ureq::tls::Certificate::from_pem(cert.as_bytes()).unwrap();
+        let key = ureq::tls::PrivateKey::from_pem(key.as_bytes()).unwrap();
+        tls = tls.client_cert(Some(ureq::tls::ClientCert::new_with_certs(&[cert], key)));
+    }
+    ureq::Agent::config_builder()
+        .tls_config(tls.build())
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into()
+}
+
 fn write_pair(dir: &Path, stem: &str, (cert, key): &(String, String)) -> (PathBuf, PathBuf) {
     let (c, k) = (
         dir.join(format!("{stem}.crt")),
@@ -59,17 +94,7 @@ fn write_pair(dir: &Path, stem: &str, (cert, key): &(String, String)) -> (PathBu
 
 /// An HTTPS client that trusts only `ca`.
 fn agent(ca: &Ca) -> ureq::Agent {
-    let root = ureq::tls::Certificate::from_pem(ca.pem().as_bytes()).unwrap();
-    ureq::Agent::config_builder()
-        .tls_config(
-            ureq::tls::TlsConfig::builder()
-                .root_certs(ureq::tls::RootCerts::Specific(Arc::new(vec![root])))
-                .build(),
-        )
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .into()
+    agent_with(ca, None)
 }
 
 fn get(agent: &ureq::Agent, url: &str, key: Option<&str>) -> Result<(u16, String), ureq::Error> {
@@ -409,4 +434,189 @@ fn a_certificate_is_swapped_under_load_without_a_failed_request() {
         "{failed} of {} requests failed across the swaps",
         done + failed
     );
+}
+
+/// Client certificates: required, a connection without one (or with one another CA signed)
+/// never gets an answer; a verified certificate's URI SAN names the principal a request
+/// without an Authorization header acts as — with that principal's grants, no more; a header
+/// wins over the certificate; a certificate naming no principal is a 401; over gRPC too.
+/// Optional, with the common name: a client without a certificate authenticates as before.
+#[test]
+fn client_certificates_gate_connections_and_name_principals() {
+    let (dir, data, keys) = setup();
+    let certs = tempfile::tempdir().unwrap();
+    let ca = Ca::new("dartmouth test ca");
+    let (cert, key) = write_pair(
+        certs.path(),
+        "server",
+        &ca.server(&["localhost"], 2020, 2090),
+    );
+    let clients = Ca::new("internal services");
+    let client_ca = certs.path().join("clients.pem");
+    std::fs::write(&client_ca, clients.pem()).unwrap();
+    let reader = clients.client("svc-reader", Some("spiffe://corp/agents/reader"));
+    let nobody = clients.client("svc-nobody", Some("spiffe://corp/agents/nobody"));
+    let foreign = Ca::new("someone else").client("svc-reader", Some("spiffe://corp/agents/reader"));
+    let mut args: Vec<&str> = tls_args(&cert, &key).to_vec();
+    args.extend([
+        "--tls-client-ca",
+        client_ca.to_str().unwrap(),
+        "--tls-client-principal",
+        "san-uri:spiffe://corp/agents/",
+    ]);
+    let data_dir = data.clone();
+    let s = start_on(&data_dir, &args);
+    let as_reader = agent_with(&ca, Some(&reader));
+    wait_ready(&as_reader, &s);
+    let url = |path: &str| format!("{}{path}", by_name(&s.http));
+    let search =
+        |agent: &ureq::Agent, domain: &str, key: Option<&str>| -> Result<u16, ureq::Error> {
+            let mut req = agent.post(&url("/v1/search"));
+            if let Some(k) = key {
+                req = req.header("Authorization", &format!("Bearer {k}"));
+            }
+            let resp = req
+                .header("Content-Type", "application/json")
+                .send(json!({"query": "refund", "domains": [domain]}).to_string())?;
+            Ok(resp.status().as_u16())
+        };
+    // Required: no certificate, or one of another CA: no connection at all.
+    assert!(search(&agent_with(&ca, None), "help", Some(&keys.admin)).is_err());
+    assert!(search(&agent_with(&ca, Some(&foreign)), "help", Some(&keys.admin)).is_err());
+    // The certificate's principal, with its grants (reader: help only).
+    assert_eq!(search(&as_reader, "help", None).unwrap(), 200);
+    assert_eq!(search(&as_reader, "secret", None).unwrap(), 404);
+    let (status, _) = get(&as_reader, &url("/v1/audit"), None).unwrap();
+    assert_eq!(status, 403, "a reader's certificate is no admin");
+    // A header wins over the certificate.
+    let (status, _) = get(&as_reader, &url("/v1/audit"), Some(&keys.admin)).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(search(&as_reader, "help", Some("dk_wrong")).unwrap(), 401);
+    // A verified certificate naming no principal.
+    assert_eq!(
+        search(&agent_with(&ca, Some(&nobody)), "help", None).unwrap(),
+        401
+    );
+    // gRPC, with the same certificate and no credential.
+    let rt = runtime();
+    let hits = rt.block_on(async {
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(ca.pem()))
+            .identity(tonic::transport::Identity::from_pem(&reader.0, &reader.1))
+            .domain_name("localhost");
+        let channel = tonic::transport::Channel::from_shared(s.grpc.clone())
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = pb::retrieval_client::RetrievalClient::new(channel);
+        let found = client
+            .search(pb::SearchRequest {
+                query: "refund".into(),
+                domains: vec!["help".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let hidden = client
+            .search(pb::SearchRequest {
+                query: "refund".into(),
+                domains: vec!["secret".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(hidden.code(), tonic::Code::NotFound);
+        found.hits.len()
+    });
+    assert!(hits > 0);
+    drop(s);
+
+    // Optional, named by the common name: without a certificate, keys work as before.
+    let clients_cn = Ca::new("internal services, by name");
+    let cn_ca = certs.path().join("clients-cn.pem");
+    std::fs::write(&cn_ca, clients_cn.pem()).unwrap();
+    let by_cn = clients_cn.client("reader", None);
+    let mut args: Vec<&str> = tls_args(&cert, &key).to_vec();
+    args.extend([
+        "--tls-client-ca",
+        cn_ca.to_str().unwrap(),
+        "--tls-client-auth",
+        "optional",
+        "--tls-client-principal",
+        "cn",
+    ]);
+    let s = start(dir, data, &args);
+    let plain = agent_with(&ca, None);
+    wait_ready(&plain, &s);
+    let url = |path: &str| format!("{}{path}", by_name(&s.http));
+    let status = |agent: &ureq::Agent, key: Option<&str>| {
+        let mut req = agent.post(&url("/v1/search"));
+        if let Some(k) = key {
+            req = req.header("Authorization", &format!("Bearer {k}"));
+        }
+        req.header("Content-Type", "application/json")
+            .send(r#"{"query":"refund","domains":["help"]}"#)
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(status(&plain, Some(&keys.reader)), 200);
+    assert_eq!(status(&plain, None), 401);
+    assert_eq!(status(&agent_with(&ca, Some(&by_cn)), None), 200);
+}
+
+#[test]
+fn bad_client_certificate_settings_stop_the_start_naming_them() {
+    let (dir, data, _keys) = setup();
+    let certs = tempfile::tempdir().unwrap();
+    let ca = Ca::new("dartmouth test ca");
+    let (cert, key) = write_pair(
+        certs.path(),
+        "server",
+        &ca.server(&["localhost"], 2020, 2090),
+    );
+    let not_pem = certs.path().join("not.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let ca_file = certs.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let tls = tls_args(&cert, &key);
+    for (extra, want) in [
+        (
+            vec!["--tls-client-ca", not_pem.to_str().unwrap()],
+            "--tls-client-ca",
+        ),
+        (
+            vec!["--tls-client-ca", "/nowhere/ca.pem"],
+            "--tls-client-ca /nowhere/ca.pem: cannot read",
+        ),
+        (
+            vec![
+                "--tls-client-ca",
+                ca_file.to_str().unwrap(),
+                "--tls-client-auth",
+                "maybe",
+            ],
+            "--tls-client-auth: `maybe`",
+        ),
+        (
+            vec![
+                "--tls-client-ca",
+                ca_file.to_str().unwrap(),
+                "--tls-client-principal",
+                "email",
+            ],
+            "--tls-client-principal: `email`",
+        ),
+    ] {
+        let mut args = vec!["serve", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"];
+        args.extend_from_slice(&tls);
+        args.extend(extra);
+        let (ok, _, err) = cli_run(&data, &args);
+        assert!(!ok && err.contains(want), "{args:?}: {err}");
+    }
+    drop(dir);
 }
