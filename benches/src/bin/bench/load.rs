@@ -45,6 +45,11 @@ pub struct LoadArgs {
     pub requests: usize,
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Only HTTPS against HTTP: the same searches over TLS (a certificate made here) and over
+    /// plain HTTP, keep-alive, at each concurrency; and a new connection per request (what a
+    /// handshake costs).
+    #[arg(long)]
+    pub tls: bool,
 }
 
 pub(crate) struct Server(Child, pub(crate) String);
@@ -150,6 +155,57 @@ fn unlink_locks(dir: &Path) -> Result<()> {
 
 /// `embedding_cache`: bytes the query-embedding cache may hold (0: off).
 pub(crate) fn start(binary: &Path, data: &Path, embedding_cache: usize) -> Result<Server> {
+    start_with(binary, data, embedding_cache, &[], &plain_agent(1))
+}
+
+fn plain_agent(idle: usize) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_idle_connections_per_host(idle)
+        .max_idle_connections(idle.max(1) * 4)
+        .build()
+        .new_agent()
+}
+
+/// An agent that trusts only `ca` (PEM), keeping `idle` connections per host (0: a new
+/// connection, and so a handshake, per request).
+fn tls_agent(ca: &str, idle: usize) -> Result<ureq::Agent> {
+    let root = ureq::tls::Certificate::from_pem(ca.as_bytes())?;
+    Ok(ureq::Agent::config_builder()
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::Specific(Arc::new(vec![root])))
+                .build(),
+        )
+        .http_status_as_error(false)
+        .max_idle_connections_per_host(idle)
+        .max_idle_connections(idle.max(1) * 4)
+        .build()
+        .new_agent())
+}
+
+/// A CA (PEM) and a server certificate and key for `localhost` it signed, written to `dir`.
+fn certificates(dir: &Path) -> Result<(String, PathBuf, PathBuf)> {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let issuer = CertifiedIssuer::self_signed(ca, KeyPair::generate()?)?;
+    let key = KeyPair::generate()?;
+    let cert = CertificateParams::new(vec!["localhost".to_string()])?.signed_by(&key, &issuer)?;
+    let (c, k) = (dir.join("bench-tls.crt"), dir.join("bench-tls.key"));
+    std::fs::write(&c, cert.pem())?;
+    std::fs::write(&k, key.serialize_pem())?;
+    Ok((issuer.pem(), c, k))
+}
+
+/// `dartmouth serve` with `extra` flags, ready once `/readyz` answers through `agent`.
+fn start_with(
+    binary: &Path,
+    data: &Path,
+    embedding_cache: usize,
+    extra: &[&str],
+    agent: &ureq::Agent,
+) -> Result<Server> {
     let mut child = Command::new(binary)
         .arg("--data-dir")
         .arg(data)
@@ -158,6 +214,7 @@ pub(crate) fn start(binary: &Path, data: &Path, embedding_cache: usize) -> Resul
         .args(["--result-cache-bytes", "0"])
         .arg("--embedding-cache-bytes")
         .arg(embedding_cache.to_string())
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -169,11 +226,15 @@ pub(crate) fn start(binary: &Path, data: &Path, embedding_cache: usize) -> Resul
         .find_map(|w| w.strip_prefix("http="))
         .with_context(|| format!("no address in {line:?}"))?
         .to_string();
-    let server = Server(child, format!("http://{http}"));
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
+    let server = if line.contains("tls=on") {
+        // The certificate names localhost.
+        Server(
+            child,
+            format!("https://{}", http.replace("127.0.0.1", "localhost")),
+        )
+    } else {
+        Server(child, format!("http://{http}"))
+    };
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if let Ok(r) = agent.get(format!("{}/readyz", server.1)).call()
@@ -205,11 +266,19 @@ pub(crate) fn drive(
     c: usize,
     n: usize,
 ) -> Result<Row> {
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_idle_connections_per_host(c.max(1) * 2)
-        .build()
-        .new_agent();
+    drive_with(&plain_agent(c.max(1) * 2), urls, key, queries, mode, c, n)
+}
+
+/// [`drive`] through `agent` (TLS, or no keep-alive).
+fn drive_with(
+    agent: &ureq::Agent,
+    urls: &[&str],
+    key: &str,
+    queries: &[String],
+    mode: &str,
+    c: usize,
+    n: usize,
+) -> Result<Row> {
     let next = AtomicUsize::new(0);
     let latencies = Mutex::new(Vec::with_capacity(n));
     let auth = format!("Bearer {key}");
@@ -390,6 +459,67 @@ fn http_cost(
     })
 }
 
+/// HTTPS against HTTP on the same data with query vectors cached (what TLS adds is the point):
+/// keep-alive at each concurrency, then a new connection per request.
+fn tls_compare(
+    args: &LoadArgs,
+    data: &Path,
+    key: &str,
+    queries: &[String],
+    mut report: serde_json::Value,
+) -> Result<()> {
+    let (ca, cert, tls_key) = certificates(&args.dir)?;
+    let (cert, tls_key) = (
+        cert.to_str().context("utf-8 path")?.to_string(),
+        tls_key.to_str().context("utf-8 path")?.to_string(),
+    );
+    let tls_flags = ["--tls-cert", cert.as_str(), "--tls-key", tls_key.as_str()];
+    println!(
+        "\nHTTPS against HTTP ({} requests per row, k 10, query vectors cached, result cache off)",
+        args.requests
+    );
+    println!(
+        "{:>6} {:>8} {:>12} {:>10} {:>10} {:>9}",
+        "scheme", "mode", "concurrency", "p50 ms", "p99 ms", "QPS"
+    );
+    for (scheme, extra) in [("http", &[][..]), ("https", &tls_flags[..])] {
+        let agent = |idle: usize| -> Result<ureq::Agent> {
+            if scheme == "https" {
+                tls_agent(&ca, idle)
+            } else {
+                Ok(plain_agent(idle))
+            }
+        };
+        let server = start_with(&args.dartmouth, data, 256 << 20, extra, &agent(1)?)?;
+        let url = [server.1.as_str()];
+        // Warm: every query embedded once.
+        drive_with(&agent(4)?, &url, key, queries, "vector", 2, queries.len())?;
+        for &c in &args.concurrency {
+            for mode in ["bm25", "hybrid"] {
+                let row = drive_with(&agent(c * 2)?, &url, key, queries, mode, c, args.requests)?;
+                println!(
+                    "{scheme:>6} {mode:>8} {c:>12} {:>10.2} {:>10.2} {:>9.0}",
+                    row.p50, row.p99, row.qps
+                );
+                report["tls"][scheme][format!("{mode}@{c}")] =
+                    json!({ "p50_ms": row.p50, "p99_ms": row.p99, "qps": row.qps });
+            }
+        }
+        // No keep-alive: each request a new connection (over TLS, a full handshake).
+        let row = drive_with(&agent(0)?, &url, key, queries, "bm25", 16, args.requests)?;
+        println!(
+            "{scheme:>6} new connection per request, bm25, c=16: {:.0} connections/s, p50 {:.2} ms, p99 {:.2} ms",
+            row.qps, row.p50, row.p99
+        );
+        report["tls"][scheme]["new_connection_bm25@16"] =
+            json!({ "p50_ms": row.p50, "p99_ms": row.p99, "qps": row.qps });
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(())
+}
+
 pub fn run(embedder: &dyn Embedder, models: ModelArgs, args: &LoadArgs) -> Result<()> {
     let (corpus, shard_dir, _) = ensure_shard(embedder, &args.dir, &args.collections, args.chunks)?;
     let n = corpus.chunks;
@@ -398,6 +528,9 @@ pub fn run(embedder: &dyn Embedder, models: ModelArgs, args: &LoadArgs) -> Resul
     let inproc_data = copy_for_in_process(&data)?;
     let queries = &corpus.queries;
     let mut report = json!({ "chunks": n, "requests": args.requests });
+    if args.tls {
+        return tls_compare(args, &data, &key, queries, report);
+    }
 
     // In process, query vector given: the floor HTTP adds to.
     {
