@@ -523,6 +523,48 @@ mod tests {
     }
 
     #[test]
+    fn client_certificates_are_read_from_the_tls_table_and_flags_override_it() {
+        let table = "[tls]\ncert = \"s.crt\"\nkey = \"s.key\"\nclient_ca = \"ca.pem\"\n\
+                     client_auth = \"optional\"\nclient_principal = \"san-uri:spiffe://corp/\"\n";
+        let c = with_file(table, &[]).unwrap();
+        let client = c.tls.unwrap().client.unwrap();
+        assert_eq!(client.ca, PathBuf::from("ca.pem"));
+        assert!(!client.required);
+        assert_eq!(
+            client.principal,
+            Some(crate::tls::ClientPrincipal::SanUri("spiffe://corp/".into()))
+        );
+        let c = with_file(
+            "[tls]\ncert = \"s.crt\"\nkey = \"s.key\"\nclient_ca = \"ca.pem\"\n",
+            &[],
+        )
+        .unwrap();
+        let client = c.tls.unwrap().client.unwrap();
+        assert!(client.required, "required unless said");
+        assert_eq!(client.principal, None, "no mapping unless said");
+        for (bad, want) in [
+            ("client_auth = \"maybe\"", "--tls-client-auth: `maybe`"),
+            (
+                "client_principal = \"san-uri:\"",
+                "--tls-client-principal: `san-uri:`",
+            ),
+        ] {
+            let toml = format!(
+                "[tls]\ncert = \"s.crt\"\nkey = \"s.key\"\nclient_ca = \"ca.pem\"\n{bad}\n"
+            );
+            let e = with_file(&toml, &[]).err().unwrap();
+            assert!(e.to_string().contains(want), "{e}");
+        }
+        let e = with_file(
+            "[tls]\ncert = \"s.crt\"\nkey = \"s.key\"\nclient_principal = \"cn\"\n",
+            &[],
+        )
+        .err()
+        .unwrap();
+        assert!(e.to_string().contains("need --tls-client-ca"), "{e}");
+    }
+
+    #[test]
     fn rate_limits_are_shared_by_the_nodes() {
         let c = with_file("rate_limit = 100\nip_rate_limit = 1000\nnodes = 3\n", &[]).unwrap();
         let principal = c.rate_limits.principal.unwrap();
