@@ -228,7 +228,13 @@ impl Store {
     /// The caller a verified client certificate names (the server maps the certificate to a
     /// name): a principal of that name that is not a group. Anything else is `Unauthenticated`,
     /// counted in the audit log like a refused key.
-    pub async fn authenticate_certificate(&self, name: &str) -> Result<Caller> {
+    /// The caller expires with the certificate (`expires_at`, milliseconds): it can mint no
+    /// key that outlives it.
+    pub async fn authenticate_certificate(
+        &self,
+        name: &str,
+        expires_at: Option<i64>,
+    ) -> Result<Caller> {
         let refuse = || {
             Error::Unauthenticated(
                 "invalid client certificate (it names no principal that may authenticate)".into(),
@@ -250,11 +256,14 @@ impl Store {
             self.count_refusal(&name, "certificate", "a group cannot authenticate");
             return Err(refuse());
         }
-        Ok(Caller::principal(
-            row.try_get("id")?,
-            name,
-            row.try_get::<i64, _>("su")? != 0,
-        ))
+        if expires_at.is_some_and(|e| e <= now_millis()) {
+            self.count_refusal(&name, "certificate", "expired certificate");
+            return Err(refuse());
+        }
+        Ok(
+            Caller::principal(row.try_get("id")?, name, row.try_get::<i64, _>("su")? != 0)
+                .narrowed(None, None, expires_at),
+        )
     }
 
     /// The caller a key secret stands for. Unknown, malformed, revoked and expired keys all get

@@ -124,35 +124,59 @@ impl ClientTls {
     }
 }
 
-/// The principal names of the client certificates of the open connections of one listener,
-/// by the client's address.
+/// What a verified client certificate names: a principal, until the certificate expires.
+#[derive(Debug, Clone)]
+pub struct CertifiedPrincipal {
+    pub name: Arc<str>,
+    /// The certificate's `notAfter`, in milliseconds since the epoch.
+    pub expires_at: Option<i64>,
+}
+
+/// Every open connection of one listener, by the client's address, with the principal its
+/// certificate names (if any). Each connection has an entry of its own, so a new connection
+/// from an address a closed one used replaces that one's principal (with its own, or none),
+/// and the closed one's late removal cannot touch it.
 #[derive(Debug, Default)]
-pub struct Peers(Mutex<HashMap<SocketAddr, Arc<str>>>);
+pub struct Peers(Mutex<HashMap<SocketAddr, (u64, Option<CertifiedPrincipal>)>>);
 
 impl Peers {
     /// The principal the certificate of the connection from `peer` names, if any.
-    pub fn get(&self, peer: SocketAddr) -> Option<Arc<str>> {
+    pub fn get(&self, peer: SocketAddr) -> Option<CertifiedPrincipal> {
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&peer)
-            .cloned()
+            .and_then(|(_, p)| p.clone())
+    }
+
+    fn enter(self: &Arc<Self>, peer: SocketAddr, named: Option<CertifiedPrincipal>) -> PeerEntry {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(peer, (id, named));
+        PeerEntry {
+            peers: Arc::clone(self),
+            peer,
+            id,
+        }
     }
 }
 
-/// A connection's entry in its `Peers`, removed when the connection closes.
+/// A connection's entry in its `Peers`, removed when the connection closes (only its own).
 struct PeerEntry {
     peers: Arc<Peers>,
     peer: SocketAddr,
+    id: u64,
 }
 
 impl Drop for PeerEntry {
     fn drop(&mut self) {
-        self.peers
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.peer);
+        let mut map = self.peers.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.get(&self.peer).is_some_and(|(id, _)| *id == self.id) {
+            map.remove(&self.peer);
+        }
     }
 }
 
@@ -408,21 +432,25 @@ fn accept_loop(
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(tls)) => {
                         // The principal a verified client certificate names, for this
-                        // connection's lifetime.
-                        let named = principal.as_ref().and_then(|p| {
-                            let leaf = tls.get_ref().1.peer_certificates()?.first()?;
-                            principal_of(leaf, p)
-                        });
-                        let entry = named.map(|name| {
-                            peers
-                                .0
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .insert(peer, Arc::from(name.as_str()));
-                            PeerEntry {
-                                peers: Arc::clone(&peers),
-                                peer,
-                            }
+                        // connection's lifetime and no longer than the certificate's.
+                        let entry = principal.as_ref().map(|p| {
+                            let named = tls
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .and_then(|leaf| {
+                                    let name = principal_of(leaf, p)?;
+                                    let expires_at = validity(leaf).map(|(_, to)| {
+                                        i64::try_from(unix(to).saturating_mul(1000))
+                                            .unwrap_or(i64::MAX)
+                                    });
+                                    Some(CertifiedPrincipal {
+                                        name: Arc::from(name.as_str()),
+                                        expires_at,
+                                    })
+                                });
+                            peers.enter(peer, named)
                         });
                         let _ = tx
                             .send((
@@ -660,7 +688,11 @@ fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 
 /// UTCTime (`YYMMDDHHMMSSZ`, years 1950–2049) or GeneralizedTime (`YYYYMMDDHHMMSSZ`).
 fn time(tag: u8, bytes: &[u8]) -> Option<SystemTime> {
-    let text = std::str::from_utf8(bytes).ok()?.strip_suffix('Z')?;
+    // ASCII only: the slicing below is by byte.
+    let text = std::str::from_utf8(bytes)
+        .ok()
+        .filter(|t| t.is_ascii())?
+        .strip_suffix('Z')?;
     let digits = |s: &str| -> Option<u64> {
         s.bytes()
             .all(|b| b.is_ascii_digit())

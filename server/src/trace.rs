@@ -5,13 +5,15 @@
 
 use axum::http::HeaderMap;
 
-/// The request id a caller gave (`x-request-id`, at most 128 visible ASCII characters), or a
-/// new one.
+/// The request id a caller gave (`x-request-id`, 1 to 128 visible ASCII characters, no space:
+/// it cannot forge a field of a text log line), or a new one.
 pub fn request_id(headers: &HeaderMap) -> String {
     headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .filter(|v| {
+            !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| (b'!'..=b'~').contains(&b))
+        })
         .map_or_else(new_request_id, str::to_string)
 }
 
@@ -92,5 +94,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("traceparent", "nonsense".parse().unwrap());
         assert_eq!(trace_id(&h).len(), 32);
+        // A request id that would add a field to a text log line is replaced.
+        h.insert("x-request-id", "a status=200".parse().unwrap());
+        assert_ne!(request_id(&h), "a status=200");
+        h.insert("x-request-id", "req-1".parse().unwrap());
+        assert_eq!(request_id(&h), "req-1");
     }
 }

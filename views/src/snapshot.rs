@@ -324,6 +324,7 @@ pub fn read(dir: &Path) -> Result<SnapshotInfo> {
     })?;
     let info: SnapshotInfo = serde_json::from_slice(&raw)
         .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+    check_name(&info.name).map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
     if info.format != FORMAT {
         return Err(Error::Input(format!(
             "{}: snapshot format {} is not supported (this release reads {FORMAT})",
@@ -341,7 +342,14 @@ pub fn find(root: &Path, name: &str) -> Result<(PathBuf, SnapshotInfo)> {
     if !dir.join(INFO).is_file() {
         return Err(missing(name));
     }
-    Ok((dir.clone(), read(&dir)?))
+    let info = read(&dir)?;
+    if info.name != name {
+        return Err(Error::Input(format!(
+            "snapshot `{name}`: its snapshot.json calls it `{}`",
+            info.name
+        )));
+    }
+    Ok((dir, info))
 }
 
 /// The snapshots under `root`, oldest first.
@@ -382,6 +390,14 @@ pub fn restore(
 ) -> Result<SnapshotInfo> {
     let info = read(dir)?;
     let Some(sealing) = &info.sealing else {
+        if key.is_some() {
+            // Whoever holds a key expects an encrypted, authenticated snapshot: a plain one in
+            // its place could be anything.
+            return Err(Error::Input(format!(
+                "snapshot `{}` is not encrypted, and a snapshot key was given: nothing was restored (restore a plain snapshot without --snapshot-key-env)",
+                info.name
+            )));
+        }
         return restore_plain(applier, dir, info);
     };
     let key = key.ok_or_else(|| {
@@ -392,10 +408,13 @@ pub fn restore(
     })?;
     let sealer = Sealer::open(key, sealing, &info.name)?;
     std::fs::create_dir_all(work).map_err(io(work))?;
-    let scratch = work.join(format!(".opening-{}.{}", info.name, std::process::id()));
-    if scratch.exists() {
-        std::fs::remove_dir_all(&scratch).map_err(io(&scratch))?;
-    }
+    // A directory of this restore's own (`create_dir` fails if it exists), named by nothing
+    // the snapshot says.
+    let mut tag = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut tag)
+        .map_err(|_| Error::Unreadable("no randomness for the restore's scratch name".into()))?;
+    let scratch = work.join(format!(".opening.{:016x}", u64::from_be_bytes(tag)));
+    std::fs::create_dir(&scratch).map_err(io(&scratch))?;
     let result = (|| {
         let raw = sealer.open_bytes(&dir.join(sealed_name(0)), &sealed_name(0))?;
         let manifest: Manifest = serde_json::from_slice(&raw)
@@ -427,6 +446,15 @@ pub fn restore(
             }
             let number = sealed_name(i + 1);
             sealer.open_file(&dir.join(&number), &number, &to)?;
+        }
+        // What `snapshot.json` says in the clear must be what the sealed manifest says.
+        if (manifest.info.name.as_str(), manifest.info.created_at)
+            != (info.name.as_str(), info.created_at)
+        {
+            return Err(Error::Input(format!(
+                "snapshot `{}`: its snapshot.json does not match its sealed manifest (altered); nothing was restored",
+                info.name
+            )));
         }
         let mut full = manifest.info;
         full.bytes = info.bytes;

@@ -1182,3 +1182,42 @@ async fn postgres_over_tls_verified_in_full() {
     let err = Store::open(&untrusted).await.err().unwrap().to_string();
     assert!(err.to_lowercase().contains("certificate"), "{err}");
 }
+
+/// A verified client certificate's name authenticates a principal that is not a group, until
+/// the certificate expires (and the caller carries that expiry).
+#[tokio::test]
+async fn a_certificate_names_a_principal_until_it_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&Store::sqlite_url(dir.path())).await.unwrap();
+    let admin = store.local_admin().await.unwrap();
+    store
+        .create_principal(&admin, "svc", PrincipalKind::Service)
+        .await
+        .unwrap();
+    store
+        .create_principal(&admin, "crew", PrincipalKind::Group)
+        .await
+        .unwrap();
+    let later = dartmouth_domains::now_millis() + 60_000;
+    let caller = store
+        .authenticate_certificate("svc", Some(later))
+        .await
+        .unwrap();
+    assert_eq!((caller.name(), caller.expires_at()), ("svc", Some(later)));
+    for (name, expires) in [
+        ("svc", Some(dartmouth_domains::now_millis() - 1)),
+        ("crew", None),
+        ("nobody", None),
+    ] {
+        let e = store
+            .authenticate_certificate(name, expires)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string().contains("invalid client certificate"),
+            "{name}: {e}"
+        );
+    }
+    store.close().await;
+}

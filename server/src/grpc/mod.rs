@@ -35,7 +35,7 @@ impl Grpc {
             .map(|v| v.as_bytes());
         let certificate = self.svc.certificate_principal(true, request.remote_addr());
         self.svc
-            .authenticate_from(header, certificate.as_deref())
+            .authenticate_from(header, certificate.as_ref())
             .await
     }
 

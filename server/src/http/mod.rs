@@ -77,15 +77,33 @@ impl FromRequestParts<Arc<Service>> for Authed {
 
     async fn from_request_parts(parts: &mut Parts, svc: &Arc<Service>) -> Result<Self, ApiError> {
         let header = parts.headers.get(AUTHORIZATION).map(HeaderValue::as_bytes);
-        let peer = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0);
+        let peer = peer_of(parts);
         let certificate = svc.certificate_principal(false, peer);
         Ok(Authed(
-            svc.authenticate_from(header, certificate.as_deref())
-                .await?,
+            svc.authenticate_from(header, certificate.as_ref()).await?,
         ))
+    }
+}
+
+/// The client's address, when the server knows it (not for requests made in process).
+fn peer_of(parts: &Parts) -> Option<std::net::SocketAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0)
+}
+
+/// The client's address as an extractor (see [`peer_of`]).
+pub struct Peer(pub Option<std::net::SocketAddr>);
+
+impl FromRequestParts<Arc<Service>> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _: &Arc<Service>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Peer(peer_of(parts)))
     }
 }
 
@@ -833,7 +851,12 @@ async fn admin_asset(asset: AdminAsset) -> Response {
         (status = 503, description = "the store cannot check the credential now: a JSON-RPC error with `Retry-After`", body = Object),
     )
 )]
-async fn mcp(State(svc): Svc, headers: axum::http::HeaderMap, RawBody(body): RawBody) -> Response {
+async fn mcp(
+    State(svc): Svc,
+    Peer(peer): Peer,
+    headers: axum::http::HeaderMap,
+    RawBody(body): RawBody,
+) -> Response {
     let rpc = |status: StatusCode, value: serde_json::Value| (status, Json(value)).into_response();
     let message: serde_json::Value = match serde_json::from_slice(&body) {
         Ok(m) => m,
@@ -854,7 +877,11 @@ async fn mcp(State(svc): Svc, headers: axum::http::HeaderMap, RawBody(body): Raw
         .cloned()
         .unwrap_or(serde_json::Value::Null);
     let authorization = headers.get(AUTHORIZATION).map(HeaderValue::as_bytes);
-    let caller = match svc.authenticate(authorization).await {
+    let certificate = svc.certificate_principal(false, peer);
+    let caller = match svc
+        .authenticate_from(authorization, certificate.as_ref())
+        .await
+    {
         Ok(c) => c,
         Err(e) => {
             let code = match e.code {

@@ -284,7 +284,7 @@ impl Service {
         &self,
         grpc: bool,
         peer: Option<std::net::SocketAddr>,
-    ) -> Option<Arc<str>> {
+    ) -> Option<crate::tls::CertifiedPrincipal> {
         let (http_peers, grpc_peers) = self.certificates.get()?;
         let peers = if grpc { grpc_peers } else { http_peers };
         peers.get(peer?)
@@ -295,12 +295,12 @@ impl Service {
     pub async fn authenticate_from(
         &self,
         authorization: Option<&[u8]>,
-        certificate: Option<&str>,
+        certificate: Option<&crate::tls::CertifiedPrincipal>,
     ) -> ApiResult<Caller> {
         let outcome = match (authorization, certificate) {
-            (None, Some(name)) => self
+            (None, Some(c)) => self
                 .store
-                .authenticate_certificate(name)
+                .authenticate_certificate(&c.name, c.expires_at)
                 .await
                 .map_err(ApiError::from),
             _ => self.authenticate_inner(authorization).await,

@@ -759,6 +759,39 @@ fn an_encrypted_snapshot_restores_only_with_its_key_and_unaltered() {
             "{rel}: scratch left"
         );
     }
+    // snapshot.json altered (its clear name no longer the sealed one's): refused.
+    let info_path = dir.join("snapshot.json");
+    let clear = std::fs::read_to_string(&info_path).unwrap();
+    std::fs::write(&info_path, clear.replace("\"sealed\"", "\"other\"")).unwrap();
+    let e = restore(&store, &there, Some(&key)).unwrap_err().to_string();
+    assert!(e.contains("does not match its sealed manifest"), "{e}");
+    std::fs::write(&info_path, &clear).unwrap();
+    assert!(empty(&store));
+    // A key given for a plain snapshot: refused (it could be anything).
+    let plain = snapshot::create(&applier, &domains, root.path(), "plain", 6, None).unwrap();
+    let plain_dir = root.path().join(&plain.name);
+    let shards_here = Shards::open(there.path()).unwrap();
+    let applier_here = Applier {
+        store: &store,
+        shards: &shards_here,
+        runtime: w.rt.handle().clone(),
+        events: None,
+    };
+    let e = snapshot::restore(
+        &applier_here,
+        &plain_dir,
+        Some(&key),
+        &there.path().join("work"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("is not encrypted, and a snapshot key was given"),
+        "{e}"
+    );
+    drop(applier_here);
+    drop(shards_here);
+    assert!(empty(&store));
     // With its key: everything back, and the same answers as the original.
     let restored = restore(&store, &there, Some(&key)).unwrap();
     assert_eq!(restored.domains, info.domains);
