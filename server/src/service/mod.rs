@@ -267,8 +267,10 @@ impl Service {
     }
 
     /// The caller a bearer credential stands for (an API key `dk_…` or a JWT), then the
-    /// principal's rate limit. Every adapter (HTTP, `/mcp`, gRPC, the CLI) calls this and only
-    /// this, with the `Authorization` header's raw bytes: it is decoded here, once.
+    /// principal's rate limit: [`Service::authenticate_from`] without a client certificate
+    /// (the CLI's `--key`). The transports call `authenticate_from` with the `Authorization`
+    /// header's raw bytes and their connection's certificate principal: the header is decoded
+    /// there, once.
     pub async fn authenticate(&self, authorization: Option<&[u8]>) -> ApiResult<Caller> {
         self.authenticate_from(authorization, None).await
     }
