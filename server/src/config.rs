@@ -346,12 +346,19 @@ impl ServeArgs {
             placement: self.domains.clone().or(file.domains),
             jwt,
             shopify,
-            tls: match (&self.tls_cert, &self.tls_key, file.tls) {
-                (Some(cert), Some(key), t) => {
-                    let t = t.unwrap_or_default();
-                    Some(crate::tls::TlsFiles {
-                        cert: cert.clone(),
-                        key: key.clone(),
+            tls: {
+                let has_table = file.tls.is_some();
+                let t = file.tls.unwrap_or_default();
+                let pair = match (&self.tls_cert, &self.tls_key) {
+                    (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+                    (None, None) if has_table => Some((t.cert, t.key)),
+                    (None, None) => None,
+                    _ => bail!("--tls-cert and --tls-key go together"),
+                };
+                match pair {
+                    Some((cert, key)) => Some(crate::tls::TlsFiles {
+                        cert,
+                        key,
                         client: crate::tls::ClientTls::from_settings(
                             self.tls_client_ca.clone().or(t.client_ca),
                             self.tls_client_auth.as_deref().or(t.client_auth.as_deref()),
@@ -359,21 +366,9 @@ impl ServeArgs {
                                 .as_deref()
                                 .or(t.client_principal.as_deref()),
                         )?,
-                    })
+                    }),
+                    None => None,
                 }
-                (None, None, Some(t)) => Some(crate::tls::TlsFiles {
-                    client: crate::tls::ClientTls::from_settings(
-                        self.tls_client_ca.clone().or(t.client_ca),
-                        self.tls_client_auth.as_deref().or(t.client_auth.as_deref()),
-                        self.tls_client_principal
-                            .as_deref()
-                            .or(t.client_principal.as_deref()),
-                    )?,
-                    cert: t.cert,
-                    key: t.key,
-                }),
-                (None, None, None) => None,
-                _ => bail!("--tls-cert and --tls-key go together"),
             },
         })
     }

@@ -565,29 +565,17 @@ impl axum::serve::Listener for TlsListener {
 /// tbsCertificate SEQUENCE { [0] version OPTIONAL, serialNumber, signature, issuer, validity
 /// SEQUENCE { notBefore, notAfter }, … }, … }.
 fn validity(cert: &[u8]) -> Option<(SystemTime, SystemTime)> {
-    let (tag, certificate, _) = der(cert)?;
-    (tag == 0x30).then_some(())?;
-    let (tag, tbs, _) = der(certificate)?;
-    (tag == 0x30).then_some(())?;
-    let mut rest = tbs;
-    let (tag, _, after) = der(rest)?;
-    if tag == 0xa0 {
-        rest = after; // the explicit version
-    }
-    for _ in 0..3 {
-        rest = der(rest)?.2; // serial, signature algorithm, issuer
-    }
-    let (tag, validity, _) = der(rest)?;
+    // After serial, signature algorithm and issuer.
+    let (tag, validity, _) = der(tbs_after(cert, 3)?)?;
     (tag == 0x30).then_some(())?;
     let (t1, not_before, rest) = der(validity)?;
     let (t2, not_after, _) = der(rest)?;
     Some((time(t1, not_before)?, time(t2, not_after)?))
 }
 
-/// The principal a DER X.509 certificate names: its subject's common name, or the rest of the
-/// first URI SAN starting with the prefix. A name that is not printable ASCII, or empty, is
-/// none.
-fn principal_of(cert: &[u8], how: &ClientPrincipal) -> Option<String> {
+/// The fields of a DER X.509 certificate's tbsCertificate after its optional version and the
+/// next `skip` fields.
+fn tbs_after(cert: &[u8], skip: usize) -> Option<&[u8]> {
     let (tag, certificate, _) = der(cert)?;
     (tag == 0x30).then_some(())?;
     let (tag, tbs, _) = der(certificate)?;
@@ -597,10 +585,18 @@ fn principal_of(cert: &[u8], how: &ClientPrincipal) -> Option<String> {
     if tag == 0xa0 {
         rest = after; // the explicit version
     }
-    for _ in 0..4 {
-        rest = der(rest)?.2; // serial, signature algorithm, issuer, validity
+    for _ in 0..skip {
+        rest = der(rest)?.2;
     }
-    let (tag, subject, after) = der(rest)?;
+    Some(rest)
+}
+
+/// The principal a DER X.509 certificate names: its subject's common name, or the rest of the
+/// first URI SAN starting with the prefix. A name that is not printable ASCII, or empty, is
+/// none.
+fn principal_of(cert: &[u8], how: &ClientPrincipal) -> Option<String> {
+    // After serial, signature algorithm, issuer and validity.
+    let (tag, subject, after) = der(tbs_after(cert, 4)?)?;
     (tag == 0x30).then_some(())?;
     let name = match how {
         ClientPrincipal::Cn => common_name(subject)?,

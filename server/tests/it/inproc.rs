@@ -292,6 +292,18 @@ pub fn help_centre() -> (InProcess, Keys) {
     (p, keys)
 }
 
+/// [`help_centre`] with `writer` also a writer of `scratch`.
+pub fn help_centre_with_scratch_writer() -> (InProcess, Keys) {
+    let (p, keys) = help_centre();
+    let grant = GrantInput {
+        principal: "writer".into(),
+        domain: "scratch".into(),
+        role: Role::Write,
+    };
+    p.rt.block_on(p.svc.grant(&p.admin, grant)).unwrap();
+    (p, keys)
+}
+
 /// The error message of a JSON error body.
 pub fn message(reply: &Value) -> &str {
     reply["error"]["message"].as_str().unwrap_or_default()

@@ -3,19 +3,10 @@
 
 use serde_json::json;
 
-use crate::inproc::{InProcess, Keys, help_centre, message};
+use crate::inproc::{InProcess, Keys, help_centre_with_scratch_writer, message};
 
 fn with_products() -> (InProcess, Keys) {
-    let (p, keys) = help_centre();
-    p.rt.block_on(p.svc.grant(
-        &p.admin,
-        dartmouth_server::service::GrantInput {
-            principal: "writer".into(),
-            domain: "scratch".into(),
-            role: dartmouth_domains::Role::Write,
-        },
-    ))
-    .unwrap();
+    let (p, keys) = help_centre_with_scratch_writer();
     let ingest = json!({"documents": [
         {"id": "p1", "text": "Red planet poster", "attributes": {"vendor": "Acme", "price": 10}},
         {"id": "p2", "text": "Red planet mug", "attributes": {"vendor": "Acme", "price": 30}},

@@ -4,7 +4,7 @@
 use base64::Engine as _;
 use serde_json::json;
 
-use crate::inproc::{InProcess, Keys, help_centre, message};
+use crate::inproc::{InProcess, Keys, help_centre_with_scratch_writer, message};
 
 const FILES: &str = "/v1/domains/scratch/files";
 
@@ -26,20 +26,6 @@ pub fn ids_found(p: &InProcess, key: &str, query: &str) -> Vec<String> {
 pub fn last_seq(p: &InProcess, keys: &Keys) -> u64 {
     let (_, d) = p.call("GET", "/v1/domains/scratch", Some(&keys.admin), None);
     d["last_seq"].as_u64().unwrap()
-}
-
-fn writer_of_scratch() -> (InProcess, Keys) {
-    let (p, keys) = help_centre();
-    p.rt.block_on(p.svc.grant(
-        &p.admin,
-        dartmouth_server::service::GrantInput {
-            principal: "writer".into(),
-            domain: "scratch".into(),
-            role: dartmouth_domains::Role::Write,
-        },
-    ))
-    .unwrap();
-    (p, keys)
 }
 
 fn pdf() -> Vec<u8> {
@@ -76,7 +62,7 @@ fn refs<'a>(files: &'a [(&'static str, Vec<u8>)]) -> Vec<(&'static str, &'a [u8]
 
 #[test]
 fn every_format_in_one_multipart_upload_is_found_by_its_words() {
-    let (p, keys) = writer_of_scratch();
+    let (p, keys) = help_centre_with_scratch_writer();
     let w = keys.writer.as_str();
     let files = every_format(&pdf());
     let (status, summary) = p.upload(FILES, w, &refs(&files));
@@ -108,7 +94,7 @@ fn every_format_in_one_multipart_upload_is_found_by_its_words() {
 
 #[test]
 fn the_same_files_again_write_nothing() {
-    let (p, keys) = writer_of_scratch();
+    let (p, keys) = help_centre_with_scratch_writer();
     let files = every_format(&pdf());
     p.upload(FILES, &keys.writer, &refs(&files));
     let seq = last_seq(&p, &keys);
@@ -123,7 +109,7 @@ fn the_same_files_again_write_nothing() {
 
 #[test]
 fn json_bodies_carry_text_or_base64_and_a_full_sync_deletes_the_rest() {
-    let (p, keys) = writer_of_scratch();
+    let (p, keys) = help_centre_with_scratch_writer();
     let w = keys.writer.as_str();
     let pdf = pdf();
     let files = every_format(&pdf);
@@ -151,7 +137,7 @@ fn json_bodies_carry_text_or_base64_and_a_full_sync_deletes_the_rest() {
 
 #[test]
 fn a_raw_body_is_named_by_its_query() {
-    let (p, keys) = writer_of_scratch();
+    let (p, keys) = help_centre_with_scratch_writer();
     let auth = format!("Bearer {}", keys.writer);
     let (status, raw) = p.raw(
         "POST",
@@ -176,7 +162,7 @@ fn a_raw_body_is_named_by_its_query() {
 
 #[test]
 fn bad_uploads_name_the_input_and_write_nothing() {
-    let (p, keys) = writer_of_scratch();
+    let (p, keys) = help_centre_with_scratch_writer();
     let before = last_seq(&p, &keys);
     for (body, query, want) in [
         (
@@ -225,7 +211,7 @@ fn bad_uploads_name_the_input_and_write_nothing() {
 
 #[test]
 fn a_malformed_record_is_named_by_file_and_line_and_the_rest_written() {
-    let (p, keys) = writer_of_scratch();
+    let (p, keys) = help_centre_with_scratch_writer();
     let before = last_seq(&p, &keys);
     let (status, partial) = p.upload(
         FILES,
@@ -247,7 +233,7 @@ fn a_malformed_record_is_named_by_file_and_line_and_the_rest_written() {
 
 #[test]
 fn a_reader_may_not_upload_to_a_domain_it_cannot_see() {
-    let (p, keys) = writer_of_scratch();
+    let (p, keys) = help_centre_with_scratch_writer();
     let before = last_seq(&p, &keys);
     let (status, reply) = p.upload(FILES, &keys.reader, &[("a.md", b"# A\n\ntext")]);
     assert_eq!(status, 404, "{reply}");

@@ -6,23 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::inproc::{InProcess, Keys, help_centre};
+use crate::inproc::{InProcess, help_centre_with_scratch_writer};
 
 const FILES: &str = "/v1/domains/scratch/files";
-
-fn writer_of_scratch() -> (InProcess, Keys) {
-    let (p, keys) = help_centre();
-    p.rt.block_on(p.svc.grant(
-        &p.admin,
-        dartmouth_server::service::GrantInput {
-            principal: "writer".into(),
-            domain: "scratch".into(),
-            role: dartmouth_domains::Role::Write,
-        },
-    ))
-    .unwrap();
-    (p, keys)
-}
 
 /// Task `id` once `done` says so (fails the test if not within `secs`).
 fn wait_for(p: &InProcess, key: &str, id: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
@@ -72,7 +58,7 @@ fn held(p: &InProcess, key: &str, id: &str) -> bool {
 
 #[test]
 fn an_async_upload_answers_202_and_its_task_succeeds() {
-    let (p, keys) = writer_of_scratch();
+    let (p, keys) = help_centre_with_scratch_writer();
     let w = keys.writer.as_str();
     let many = pages(300, "bulk");
     let (status, task) = p.upload(&format!("{FILES}?async=true"), w, &refs(&many));
@@ -89,7 +75,7 @@ fn an_async_upload_answers_202_and_its_task_succeeds() {
 
 #[test]
 fn another_principal_sees_no_such_task_and_an_admin_sees_every_task() {
-    let (p, keys) = writer_of_scratch();
+    let (p, keys) = help_centre_with_scratch_writer();
     let id = start(&p, &keys.writer, "", &[("a.txt", b"Asteroid text.")]);
     succeeded(&p, &keys.writer, &id);
     let (status, hidden) = p.call("GET", &format!("/v1/tasks/{id}"), Some(&keys.reader), None);
@@ -121,7 +107,7 @@ fn another_principal_sees_no_such_task_and_an_admin_sees_every_task() {
 
 #[test]
 fn the_creators_read_only_key_sees_a_task_but_may_not_cancel_it() {
-    let (p, keys) = writer_of_scratch();
+    let (p, keys) = help_centre_with_scratch_writer();
     let read_only = p.key("writer", None, Some(dartmouth_domains::Role::Read));
     let id = start(&p, &keys.writer, "", &[("a.txt", b"Asteroid text.")]);
     let (status, _) = p.call("GET", &format!("/v1/tasks/{id}"), Some(&read_only), None);
@@ -138,7 +124,7 @@ fn the_creators_read_only_key_sees_a_task_but_may_not_cancel_it() {
 
 #[test]
 fn cancelled_tasks_stop_without_deleting_and_the_rest_run_in_order() {
-    let (p, keys) = writer_of_scratch();
+    let (p, keys) = help_centre_with_scratch_writer();
     let w = keys.writer.as_str();
     p.upload(
         FILES,
