@@ -6,10 +6,29 @@ use std::collections::BTreeMap;
 
 use sqlx::Row;
 
+use crate::fallback::PrincipalRow;
 use crate::model::{Domain, Role, now_millis};
 use crate::names::shown;
 use crate::store::{BOOTSTRAP_ADMIN, Store};
 use crate::{Error, Result};
+
+/// The audited actions that change what a credential may do or which domain a name is.
+const ACCESS_CHANGES: &[&str] = &[
+    "create-domain",
+    "delete-domain",
+    "update-domain",
+    "add-member",
+    "remove-member",
+    "delete-principal",
+    "grant",
+    "revoke-grant",
+    "revoke-key",
+    "switch-model",
+    "rollback-model",
+    "abandon-switch",
+    "drop-generation",
+    "flip-generation",
+];
 
 /// An authenticated principal, with the narrowing its credential carries. A credential only
 /// ever narrows what its principal may do: fewer domains, a lower role, an expiry.
@@ -173,18 +192,34 @@ impl Store {
     }
 
     pub(crate) async fn caller_named(&self, name: &str) -> Result<Caller> {
-        let row = sqlx::query(
-            "SELECT id, name, CASE WHEN superuser THEN 1 ELSE 0 END AS su FROM principals WHERE name = $1",
-        )
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| Error::not_found(crate::Missing::Principal, name))?;
-        Ok(Caller::principal(
-            row.try_get("id")?,
-            row.try_get("name")?,
-            row.try_get::<i64, _>("su")? != 0,
-        ))
+        let row = self
+            .principal_row(name)
+            .await?
+            .ok_or_else(|| Error::not_found(crate::Missing::Principal, name))?;
+        Ok(Caller::principal(row.id, row.name, row.superuser))
+    }
+
+    /// The principal named `name` (through what this node keeps for an outage).
+    pub(crate) async fn principal_row(&self, name: &str) -> Result<Option<PrincipalRow>> {
+        self.kept_read::<PrincipalRow, _>(name.to_string(), async {
+            let row = sqlx::query(
+                "SELECT id, name, kind, CASE WHEN superuser THEN 1 ELSE 0 END AS su \
+                 FROM principals WHERE name = $1",
+            )
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+            row.map(|row| -> Result<PrincipalRow> {
+                Ok(PrincipalRow {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    group: row.try_get::<String, _>("kind")? == "group",
+                    superuser: row.try_get::<i64, _>("su")? != 0,
+                })
+            })
+            .transpose()
+        })
+        .await
     }
 
     /// Every domain the caller holds at least `role` on (own grants and its groups' grants),
@@ -216,37 +251,43 @@ impl Store {
         role: Role,
         cap: Option<Role>,
     ) -> Result<Vec<Domain>> {
-        let rows = if superuser {
-            sqlx::query(
-                "SELECT id, uid, name, description, settings, created_at, generations, 'admin' AS role FROM domains ORDER BY name",
-            )
-            .fetch_all(&self.pool)
+        let held = self
+            .kept_read::<crate::fallback::Held, _>((id, superuser), async {
+                let rows = if superuser {
+                    sqlx::query(
+                        "SELECT id, uid, name, description, settings, created_at, generations, 'admin' AS role FROM domains ORDER BY name",
+                    )
+                    .fetch_all(&self.pool)
+                    .await?
+                } else {
+                    sqlx::query(
+                        "SELECT d.id, d.uid, d.name, d.description, d.settings, d.created_at, d.generations, g.role FROM grants g \
+                         JOIN domains d ON d.id = g.domain_id \
+                         WHERE g.principal_id = $1 \
+                            OR g.principal_id IN (SELECT group_id FROM memberships WHERE member_id = $1) \
+                         ORDER BY d.name",
+                    )
+                    .bind(id)
+                    .fetch_all(&self.pool)
+                    .await?
+                };
+                // Each domain once, with the best role of the principal's and its groups'
+                // grants.
+                let mut best: BTreeMap<String, (Role, Domain)> = BTreeMap::new();
+                for row in rows {
+                    let r = Role::parse(row.try_get::<&str, _>("role")?)?;
+                    let d = crate::model::domain_from_row(&row)?;
+                    let entry = best.entry(d.name.clone()).or_insert((r, d));
+                    entry.0 = entry.0.max(r);
+                }
+                Ok(Some(best.into_values().collect()))
+            })
             .await?
-        } else {
-            sqlx::query(
-                "SELECT d.id, d.uid, d.name, d.description, d.settings, d.created_at, d.generations, g.role FROM grants g \
-                 JOIN domains d ON d.id = g.domain_id \
-                 WHERE g.principal_id = $1 \
-                    OR g.principal_id IN (SELECT group_id FROM memberships WHERE member_id = $1) \
-                 ORDER BY d.name",
-            )
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?
-        };
-        let mut best: BTreeMap<String, (Role, Domain)> = BTreeMap::new();
-        for row in rows {
-            let mut r = Role::parse(row.try_get::<&str, _>("role")?)?;
-            if let Some(cap) = cap {
-                r = r.min(cap);
-            }
-            let d = crate::model::domain_from_row(&row)?;
-            let entry = best.entry(d.name.clone()).or_insert((r, d));
-            entry.0 = entry.0.max(r);
-        }
-        Ok(best
-            .into_values()
-            .filter(|(r, _)| *r >= role)
+            .unwrap_or_default();
+        // Capping each grant then taking the best is capping the best.
+        Ok(held
+            .into_iter()
+            .filter(|(r, _)| cap.map_or(*r, |cap| (*r).min(cap)) >= role)
             .map(|(_, d)| d)
             .collect())
     }
@@ -273,14 +314,14 @@ impl Store {
                         }
                     }
                     None => {
-                        self.audit(
-                            caller.name(),
-                            &format!("{}-domain", role.as_str()),
-                            name,
-                            "denied",
-                            "",
-                        )
-                        .await?;
+                        let action = format!("{}-domain", role.as_str());
+                        match self.audit(caller.name(), &action, name, "denied", "").await {
+                            // Written with the next flush when the store is back.
+                            Err(e) if e.is_unreachable() => {
+                                self.count_denial(caller.name(), &action, name, "");
+                            }
+                            other => other?,
+                        }
                         return Err(Error::not_found(crate::Missing::Domain, name));
                     }
                 }
@@ -303,8 +344,16 @@ impl Store {
         outcome: &str,
         detail: &str,
     ) -> Result<()> {
-        self.audit_counted(actor, action, target, outcome, detail, 1)
-            .await
+        let written = self
+            .audit_counted(actor, action, target, outcome, detail, 1)
+            .await;
+        // Every change to keys, principals, groups, grants or domains (their settings and
+        // generations among them) is audited as done here, once committed: the answers kept
+        // for an outage are forgotten on every node.
+        if outcome == "ok" && ACCESS_CHANGES.contains(&action) {
+            self.access_changed().await;
+        }
+        written
     }
 
     /// An audit entry that stands for `count` occurrences.

@@ -19,6 +19,9 @@ pub enum Error {
     Unavailable(String),
     #[error("store: {0}")]
     Store(#[from] sqlx::Error),
+    /// The store did not answer within the store timeout.
+    #[error("the store did not answer within {0} ms")]
+    StoreTimeout(u128),
     #[error("store migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// What the domain is doing now forbids this (a model switch running, an earlier
@@ -85,7 +88,10 @@ impl Error {
             Error::Unauthenticated(_) => ErrorKind::Unauthenticated,
             Error::Forbidden(_) => ErrorKind::Forbidden,
             Error::Unavailable(_) => ErrorKind::Unavailable,
-            Error::Store(_) | Error::Migrate(_) => ErrorKind::Internal,
+            Error::Store(_) | Error::StoreTimeout(_) if self.is_unreachable() => {
+                ErrorKind::Unavailable
+            }
+            Error::Store(_) | Error::StoreTimeout(_) | Error::Migrate(_) => ErrorKind::Internal,
             Error::File { .. } => ErrorKind::BadRequest,
         }
     }
@@ -100,6 +106,30 @@ impl Error {
                 ..
             }
         )
+    }
+
+    /// The store could not be reached, or did not answer in time: the call may succeed when
+    /// retried (a connection refused, reset or timed out; PostgreSQL shutting down or starting
+    /// up). A query the store refused is not this.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            Error::StoreTimeout(_) => true,
+            Error::Store(e) => match e {
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed => true,
+                // Connection exceptions (08…) and operator intervention (57P01–57P05:
+                // shutdown, crash, starting up).
+                sqlx::Error::Database(d) => d
+                    .code()
+                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+                _ => false,
+            },
+            _ => false,
+        }
     }
 
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {

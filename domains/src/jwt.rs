@@ -117,18 +117,31 @@ impl Store {
     pub async fn authenticate_jwt(&self, config: &JwtConfig, token: &str) -> Result<Caller> {
         match self.verify_jwt(config, token).await {
             Ok(caller) => Ok(caller),
-            Err(reason) => {
+            Err(Refused::Store(e)) => Err(e),
+            Err(Refused::Reason(reason)) => {
                 self.count_refusal("anonymous", "jwt", &reason);
                 Err(Error::Unauthenticated(format!("invalid token ({reason})")))
             }
         }
     }
 
+    /// The principal a token names, or why it is refused (a store that cannot be reached is no
+    /// reason to refuse: that error is returned as it is).
+    async fn named(&self, name: &str, unknown: &str) -> std::result::Result<Caller, Refused> {
+        self.caller_named(name).await.map_err(|e| {
+            if e.is_unreachable() {
+                Refused::Store(e)
+            } else {
+                Refused::Reason(unknown.to_string())
+            }
+        })
+    }
+
     async fn verify_jwt(
         &self,
         config: &JwtConfig,
         token: &str,
-    ) -> std::result::Result<Caller, String> {
+    ) -> std::result::Result<Caller, Refused> {
         if token.len() > 16 * 1024 {
             return Err("too long".into());
         }
@@ -161,10 +174,7 @@ impl Store {
         })?;
         let claims = data.claims;
         let sub = claims.sub.ok_or_else(|| "missing claim".to_string())?;
-        let mut caller = self
-            .caller_named(&sub)
-            .await
-            .map_err(|_| "unknown principal".to_string())?;
+        let mut caller = self.named(&sub, "unknown principal").await?;
         let exp = claims.exp.ok_or_else(|| "missing claim".to_string())?;
         let mut role = claims
             .role
@@ -176,12 +186,9 @@ impl Store {
             // A delegated token: read-only, short-lived, and bounded by the end user's grants
             // as well as the principal's, re-checked on every use.
             if exp > now_secs() + MAX_DELEGATION_SECS + LEEWAY_SECS {
-                return Err("delegated token lives too long".into());
+                return Err(Refused::Reason("delegated token lives too long".into()));
             }
-            let end_user = self
-                .caller_named(user)
-                .await
-                .map_err(|_| "unknown end user".to_string())?;
+            let end_user = self.named(user, "unknown end user").await?;
             caller.on_behalf_of = Some(EndUser {
                 id: end_user.id,
                 name: end_user.name,
@@ -271,5 +278,25 @@ impl Store {
             end_user: user.name,
             domains: names,
         })
+    }
+}
+
+/// Why a token is not accepted.
+enum Refused {
+    /// Refused: the reason is audited, not returned.
+    Reason(String),
+    /// Not decided: the store could not be reached.
+    Store(Error),
+}
+
+impl From<String> for Refused {
+    fn from(reason: String) -> Self {
+        Refused::Reason(reason)
+    }
+}
+
+impl From<&str> for Refused {
+    fn from(reason: &str) -> Self {
+        Refused::Reason(reason.to_string())
     }
 }

@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use crate::access::Caller;
+use crate::fallback::KeyRow;
 use crate::model::{KeyInfo, KeyScope, Role, now_millis};
 use crate::names::{shown, validate_name};
 use crate::store::{Store, random_hex};
@@ -240,19 +241,12 @@ impl Store {
                 "invalid client certificate (it names no principal that may authenticate)".into(),
             )
         };
-        let row = sqlx::query(
-            "SELECT id, name, kind, CASE WHEN superuser THEN 1 ELSE 0 END AS su \
-             FROM principals WHERE name = $1",
-        )
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else {
+        let Some(row) = self.principal_row(name).await? else {
             self.count_refusal("anonymous", "certificate", "unknown principal");
             return Err(refuse());
         };
-        let name: String = row.try_get("name")?;
-        if row.try_get::<String, _>("kind")? == "group" {
+        let name = row.name;
+        if row.group {
             self.count_refusal(&name, "certificate", "a group cannot authenticate");
             return Err(refuse());
         }
@@ -260,10 +254,7 @@ impl Store {
             self.count_refusal(&name, "certificate", "expired certificate");
             return Err(refuse());
         }
-        Ok(
-            Caller::principal(row.try_get("id")?, name, row.try_get::<i64, _>("su")? != 0)
-                .narrowed(None, None, expires_at),
-        )
+        Ok(Caller::principal(row.id, name, row.superuser).narrowed(None, None, expires_at))
     }
 
     /// The caller a key secret stands for. Unknown, malformed, revoked and expired keys all get
@@ -280,44 +271,59 @@ impl Store {
             return Err(refuse("malformed"));
         }
         let id = &secret[..KEY_ID_LEN];
-        let row = sqlx::query(
-            "SELECT k.hash, k.domains, k.role, k.expires_at, k.revoked_at, p.id AS pid, p.name, \
-             CASE WHEN p.superuser THEN 1 ELSE 0 END AS su \
-             FROM api_keys k JOIN principals p ON p.id = k.principal_id WHERE k.id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = self
+            .kept_read::<KeyRow, _>(id.to_string(), async {
+                let row = sqlx::query(
+                    "SELECT k.hash, k.domains, k.role, k.expires_at, k.revoked_at, p.id AS pid, p.name, \
+                     CASE WHEN p.superuser THEN 1 ELSE 0 END AS su \
+                     FROM api_keys k JOIN principals p ON p.id = k.principal_id WHERE k.id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|row| -> Result<KeyRow> {
+                    Ok(KeyRow {
+                        hash: row.try_get("hash")?,
+                        domains: row.try_get("domains")?,
+                        role: row.try_get("role")?,
+                        expires_at: row.try_get("expires_at")?,
+                        revoked_at: row.try_get("revoked_at")?,
+                        principal_id: row.try_get("pid")?,
+                        name: row.try_get("name")?,
+                        superuser: row.try_get::<i64, _>("su")? != 0,
+                    })
+                })
+                .transpose()
+            })
+            .await?;
         let Some(row) = row else {
             self.count_refusal("anonymous", id, "unknown key");
             return Err(refuse("unknown or revoked"));
         };
-        let hash: String = row.try_get("hash")?;
-        if !constant_time_eq(&hash, &hash_secret(secret)) {
+        if !constant_time_eq(&row.hash, &hash_secret(secret)) {
             self.count_refusal("anonymous", id, "wrong secret");
             return Err(refuse("unknown or revoked"));
         }
-        let name: String = row.try_get("name")?;
-        if row.try_get::<Option<i64>, _>("revoked_at")?.is_some() {
+        let name = row.name;
+        if row.revoked_at.is_some() {
             self.count_refusal(&name, id, "revoked key");
             return Err(refuse("unknown or revoked"));
         }
-        let expires_at: Option<i64> = row.try_get("expires_at")?;
+        let expires_at = row.expires_at;
         if expires_at.is_some_and(|e| e <= now_millis()) {
             self.count_refusal(&name, id, "expired key");
             return Err(refuse("expired"));
         }
-        let domains: Option<String> = row.try_get("domains")?;
         // A restriction that cannot be read restricts to nothing, never to everything.
-        let only = domains.map(|d| serde_json::from_str(&d).unwrap_or_default());
-        let role: Option<String> = row.try_get("role")?;
+        let only = row
+            .domains
+            .map(|d| serde_json::from_str(&d).unwrap_or_default());
         Ok(
-            Caller::principal(row.try_get("pid")?, name, row.try_get::<i64, _>("su")? != 0)
-                .narrowed(
-                    only,
-                    role.as_deref().map(Role::parse).transpose()?,
-                    expires_at,
-                ),
+            Caller::principal(row.principal_id, name, row.superuser).narrowed(
+                only,
+                row.role.as_deref().map(Role::parse).transpose()?,
+                expires_at,
+            ),
         )
     }
 }

@@ -19,6 +19,8 @@
 //! - `shops.rs`: shop connections and the lease one sync per shop holds.
 //! - `error.rs`: the store's errors, each of a kind the server maps to one code.
 //! - `generations.rs`: a domain's embedding generations, for switching its model online.
+//! - `fallback.rs`: the read path's answers a node keeps (keys, principals, grants with their
+//!   domains) so that searches answer while the store is unreachable, within a staleness bound.
 //! - `dump.rs`: every table as JSON lines from one read transaction, restored into an empty
 //!   store in one transaction (SQLite and PostgreSQL alike).
 //!
@@ -29,6 +31,7 @@ mod admin;
 mod content;
 mod dump;
 mod error;
+mod fallback;
 mod generations;
 mod jwt;
 mod keys;
@@ -49,4 +52,4 @@ pub use model::{
     StoredChunk, StoredDocument, Write, now_millis,
 };
 pub use shops::{MIN_EVERY_MS, ShopBinding, ShopConnection};
-pub use store::{BOOTSTRAP_ADMIN, Backend, ChangeListener, Store};
+pub use store::{BOOTSTRAP_ADMIN, Backend, ChangeListener, Store, StoreOptions};

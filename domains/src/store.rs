@@ -10,8 +10,29 @@ use rand::RngCore;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 
+use crate::fallback::{Fallback, Kind};
 use crate::model::now_millis;
 use crate::{Error, Result};
+
+/// How long a node waits for the store, and how old an answer it keeps may be when the store
+/// cannot be reached (see `fallback.rs`).
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// The longest a call waits for the store (for a connection, or an answer on the read
+    /// path) before it is answered as unreachable.
+    pub timeout: std::time::Duration,
+    /// The oldest kept answer the read path uses while the store is unreachable.
+    pub stale_for: std::time::Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            timeout: std::time::Duration::from_secs(2),
+            stale_for: std::time::Duration::from_secs(600),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -27,13 +48,16 @@ pub struct Store {
     url: String,
     /// Refused authentications not yet written (see `Store::count_refusal`).
     refusals: Arc<Mutex<Refusals>>,
+    /// The read path's answers kept for a store outage.
+    pub(crate) fallback: Arc<Fallback>,
 }
 
-/// Refused authentications by (actor, target, reason): a flood of bad credentials costs one
-/// audit row per kind and flush, not one per request.
+/// Refused authentications by (actor, action, target, reason): a flood of bad credentials
+/// costs one audit row per kind and flush, not one per request. Denials that could not be
+/// written while the store was unreachable wait here too.
 #[derive(Default)]
 struct Refusals {
-    counts: HashMap<(String, String, String), i64>,
+    counts: HashMap<(String, String, String, String), i64>,
 }
 
 /// Distinct kinds kept between flushes; past it, new kinds count under one catch-all row.
@@ -42,19 +66,33 @@ const MAX_REFUSAL_KINDS: usize = 1024;
 /// The channel writes are announced on (PostgreSQL).
 const CHANGES_CHANNEL: &str = "dartmouth_changes";
 
+/// The payload announcing a change to keys, principals, groups, grants or domains.
+const AUTH_CHANGED: &str = "auth";
+
 /// Wakes when another node (or this one) commits a change; reconnects by itself.
 pub struct ChangeListener {
     listener: sqlx::postgres::PgListener,
+    fallback: Arc<Fallback>,
 }
 
 impl ChangeListener {
     /// Waits for the next change notification, then takes the ones already buffered too (one
-    /// catch-up serves them all): the ids of the domains that changed.
+    /// catch-up serves them all): the ids of the domains that changed. A change to access
+    /// (keys, principals, grants, domains) forgets the answers this node keeps for an outage.
     pub async fn next(&mut self) -> Result<Vec<i64>> {
         let first = self.listener.recv().await?;
-        let mut ids: Vec<i64> = first.payload().parse().into_iter().collect();
-        while let Some(n) = self.listener.next_buffered() {
-            ids.extend(n.payload().parse::<i64>());
+        let mut ids = Vec::new();
+        for payload in
+            std::iter::once(first.payload().to_string()).chain(std::iter::from_fn(|| {
+                self.listener
+                    .next_buffered()
+                    .map(|n| n.payload().to_string())
+            }))
+        {
+            if payload == AUTH_CHANGED {
+                self.fallback.clear();
+            }
+            ids.extend(payload.parse::<i64>());
         }
         Ok(ids)
     }
@@ -74,6 +112,12 @@ impl Store {
 
     /// Connects, applies pending migrations, and creates the bootstrap admin on a new store.
     pub async fn open(url: &str) -> Result<Store> {
+        Self::open_with(url, StoreOptions::default()).await
+    }
+
+    /// [`Store::open`] with the timeout and staleness bound of `options`.
+    pub async fn open_with(url: &str, options: StoreOptions) -> Result<Store> {
+        let store_options = options;
         install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -107,7 +151,10 @@ impl Store {
                         Ok(())
                     })
                 }),
-            Backend::Postgres => AnyPoolOptions::new().max_connections(8),
+            // A connection the store cannot give within the timeout is an unreachable store.
+            Backend::Postgres => AnyPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(store_options.timeout),
         };
         let pool = options.connect(url).await?;
         match backend {
@@ -119,6 +166,10 @@ impl Store {
             backend,
             url: url.to_string(),
             refusals: Arc::default(),
+            fallback: Arc::new(Fallback::new(
+                store_options.timeout,
+                store_options.stale_for,
+            )),
         };
         store.bootstrap().await?;
         Ok(store)
@@ -140,7 +191,72 @@ impl Store {
         }
         let mut listener = sqlx::postgres::PgListener::connect(&self.url).await?;
         listener.listen(CHANGES_CHANNEL).await?;
-        Ok(Some(ChangeListener { listener }))
+        Ok(Some(ChangeListener {
+            listener,
+            fallback: Arc::clone(&self.fallback),
+        }))
+    }
+
+    /// Keys, principals, groups, grants or domains changed (committed): every node forgets
+    /// the answers it keeps for an outage — this one at once, the others on the notification.
+    pub(crate) async fn access_changed(&self) {
+        self.fallback.clear();
+        if self.backend == Backend::Postgres
+            && let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANGES_CHANNEL)
+                .bind(AUTH_CHANGED)
+                .execute(&self.pool)
+                .await
+        {
+            tracing::warn!(error = %e, "access change not announced to the other nodes");
+        }
+    }
+
+    /// A read on the authentication and authorisation path, through what this node keeps:
+    /// the store's answer when it gives one within the timeout (kept, or forgotten when it
+    /// is `None`); the kept answer for `key` when the store cannot be reached. While the store
+    /// is known to be unreachable, a kept answer is used without asking.
+    pub(crate) async fn kept_read<V, F>(&self, key: V::Key, fetch: F) -> Result<Option<V>>
+    where
+        V: Kind + Clone,
+        F: Future<Output = Result<Option<V>>>,
+    {
+        let fallback = &self.fallback;
+        if fallback.is_down()
+            && let Some(v) = fallback.get::<V>(&key)
+        {
+            return Ok(Some(v));
+        }
+        let outcome = match tokio::time::timeout(fallback.timeout, fetch).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(Error::StoreTimeout(fallback.timeout.as_millis())),
+        };
+        match outcome {
+            Ok(found) => {
+                fallback.mark(false);
+                match &found {
+                    Some(v) => fallback.put(key, v.clone()),
+                    None => fallback.forget::<V>(&key),
+                }
+                Ok(found)
+            }
+            Err(e) if e.is_unreachable() => {
+                fallback.mark(true);
+                fallback.get::<V>(&key).map(Some).ok_or(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Forgets the answers kept for an outage (changes may have gone unannounced).
+    pub fn forget_kept(&self) {
+        self.fallback.clear();
+    }
+
+    /// Whether the last call found the store unreachable, and how many reads were answered
+    /// from what this node keeps since it started.
+    pub fn outage(&self) -> (bool, u64) {
+        (self.fallback.is_down(), self.fallback.served())
     }
 
     /// Tells other nodes' listeners that `domain_id` changed (delivered at commit).
@@ -178,20 +294,50 @@ impl Store {
         Ok(())
     }
 
-    /// Readiness: one round trip to the database.
+    /// Readiness: one round trip to the database, within the timeout (its outcome says
+    /// whether the store is reachable).
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        let timeout = self.fallback.timeout;
+        let outcome = match tokio::time::timeout(
+            timeout,
+            sqlx::query("SELECT 1").execute(&self.pool),
+        )
+        .await
+        {
+            Ok(r) => r.map(|_| ()).map_err(Error::from),
+            Err(_) => Err(Error::StoreTimeout(timeout.as_millis())),
+        };
+        match &outcome {
+            Ok(()) => self.fallback.mark(false),
+            Err(e) if e.is_unreachable() => self.fallback.mark(true),
+            Err(_) => {}
+        }
+        outcome
     }
 
     /// Counts a refused authentication; [`Store::flush_audit`] writes the counts.
     pub(crate) fn count_refusal(&self, actor: &str, target: &str, reason: &str) {
+        self.count_denial(actor, "authenticate", target, reason);
+    }
+
+    /// Counts a denial of `action`; [`Store::flush_audit`] writes the counts.
+    pub(crate) fn count_denial(&self, actor: &str, action: &str, target: &str, reason: &str) {
         let Ok(mut r) = self.refusals.lock() else {
             return;
         };
-        let mut key = (actor.to_string(), target.to_string(), reason.to_string());
+        let mut key = (
+            actor.to_string(),
+            action.to_string(),
+            target.to_string(),
+            reason.to_string(),
+        );
         if r.counts.len() >= MAX_REFUSAL_KINDS && !r.counts.contains_key(&key) {
-            key = ("anonymous".into(), "*".into(), "other refusals".into());
+            key = (
+                "anonymous".into(),
+                action.to_string(),
+                "*".into(),
+                "other refusals".into(),
+            );
         }
         *r.counts.entry(key).or_default() += 1;
     }
@@ -203,9 +349,22 @@ impl Store {
             Ok(mut r) => std::mem::take(&mut r.counts),
             Err(_) => return Ok(()),
         };
-        for ((actor, target, reason), n) in counts {
-            self.audit_counted(&actor, "authenticate", &target, "denied", &reason, n)
-                .await?;
+        let mut pending = counts.into_iter();
+        while let Some(((actor, action, target, reason), n)) = pending.next() {
+            if let Err(e) = self
+                .audit_counted(&actor, &action, &target, "denied", &reason, n)
+                .await
+            {
+                // Unwritten (the store is away): kept for the next flush.
+                if let Ok(mut r) = self.refusals.lock() {
+                    for (key, n) in
+                        std::iter::once(((actor, action, target, reason), n)).chain(pending)
+                    {
+                        *r.counts.entry(key).or_default() += n;
+                    }
+                }
+                return Err(e);
+            }
         }
         Ok(())
     }

@@ -112,6 +112,14 @@ pub struct ServeArgs {
         requires = "tls_client_ca"
     )]
     pub tls_client_principal: Option<String>,
+    /// Export spans over OTLP/gRPC to this collector (`http://collector:4317`, or `https://…`
+    /// verified against the public roots or --otlp-ca): a request's span with its stages (auth,
+    /// embed, bm25, ann, fuse, rerank, hydrate), continuing a caller's W3C `traceparent`.
+    #[arg(long, env = "DARTMOUTH_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// The CA (PEM) an `https://` OTLP endpoint's certificate is verified against.
+    #[arg(long, env = "DARTMOUTH_OTLP_CA", requires = "otlp_endpoint")]
+    pub otlp_ca: Option<PathBuf>,
 }
 
 /// The file form; every field optional.
@@ -147,6 +155,8 @@ struct FileConfig {
     shopify: Vec<ShopifyFile>,
     /// `[tls]`: `cert` and `key`, paths to PEM files.
     tls: Option<TlsFile>,
+    otlp_endpoint: Option<String>,
+    otlp_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -201,6 +211,8 @@ pub struct ServeConfig {
     pub shopify: Vec<ShopifyWebhook>,
     /// TLS on both listeners (`None`: plain text).
     pub tls: Option<crate::tls::TlsFiles>,
+    /// Where spans are exported (`None`: nowhere).
+    pub otlp: Option<crate::trace::Otlp>,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
@@ -323,7 +335,16 @@ impl ServeArgs {
         if let Some(j) = &jwt {
             tracing::info!(keys = j.keys.len(), "jwt enabled");
         }
+        let otlp = match self.otlp_endpoint.clone().or(file.otlp_endpoint) {
+            Some(endpoint) => Some(crate::trace::Otlp::new(
+                &endpoint,
+                self.otlp_ca.clone().or(file.otlp_ca),
+            )?),
+            None if file.otlp_ca.is_some() => bail!("otlp_ca: needs otlp_endpoint"),
+            None => None,
+        };
         Ok(ServeConfig {
+            otlp,
             http: self.http.or(file.http).unwrap_or(default_addr(8787)),
             grpc: self.grpc.or(file.grpc).unwrap_or(default_addr(50051)),
             rate_limits,
@@ -515,6 +536,55 @@ mod tests {
             ..ServeArgs::default()
         };
         args.resolve()
+    }
+
+    fn args(flags: &[&str]) -> ServeArgs {
+        #[derive(clap::Parser)]
+        struct Serve {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        <Serve as clap::Parser>::parse_from(std::iter::once("serve").chain(flags.iter().copied()))
+            .args
+    }
+
+    #[test]
+    fn an_otlp_endpoint_is_checked_at_start_up_naming_it() {
+        let ok = args(&["--otlp-endpoint", "http://collector:4317"]).resolve();
+        assert!(ok.unwrap().otlp.is_some());
+        for (flags, says) in [
+            (
+                vec!["--otlp-endpoint", "collector:4317"],
+                "the scheme must be http:// or https://",
+            ),
+            (
+                vec!["--otlp-endpoint", "ftp://collector"],
+                "the scheme must be http://",
+            ),
+            (
+                vec!["--otlp-endpoint", "http://"],
+                "--otlp-endpoint `http://`",
+            ),
+            (
+                vec!["--otlp-endpoint", "http://c:4317", "--otlp-ca", "ca.pem"],
+                "only for an https:// endpoint",
+            ),
+            (
+                vec![
+                    "--otlp-endpoint",
+                    "https://c:4317",
+                    "--otlp-ca",
+                    "/nonexistent/ca.pem",
+                ],
+                "--otlp-ca /nonexistent/ca.pem: cannot read",
+            ),
+        ] {
+            let e = args(&flags)
+                .resolve()
+                .err()
+                .unwrap_or_else(|| panic!("{flags:?}"));
+            assert!(format!("{e:#}").contains(says), "{flags:?}: {e:#}");
+        }
     }
 
     #[test]

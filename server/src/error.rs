@@ -88,7 +88,7 @@ impl Code {
 pub struct ApiError {
     pub code: Code,
     pub message: String,
-    /// For `RateLimited`: when to try again.
+    /// For `RateLimited` and an unreachable store: when to try again.
     pub retry_after: Option<Duration>,
 }
 
@@ -105,6 +105,12 @@ impl ApiError {
 
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(Code::InvalidArgument, message)
+    }
+
+    /// Tells the caller when to try again (`Retry-After`).
+    pub fn retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
     }
 
     /// An internal failure: the detail goes to the log, the caller gets a generic message.
@@ -155,6 +161,14 @@ impl ApiError {
 
 impl From<dartmouth_domains::Error> for ApiError {
     fn from(e: dartmouth_domains::Error) -> Self {
+        if e.is_unreachable() {
+            tracing::warn!(error = %e, "store unreachable");
+            return ApiError::new(
+                Code::Unavailable,
+                "the store is unreachable: retry shortly (searches still answer)",
+            )
+            .retry_after(Duration::from_secs(1));
+        }
         ApiError::of_kind(e.kind().into(), e.to_string(), true)
     }
 }

@@ -82,6 +82,24 @@ pub async fn serve(config: ServeConfig, svc: Arc<Service>) -> Result<()> {
         })
     };
 
+    // While the store is unreachable, ask it twice a second: everything resumes by itself.
+    let probe = {
+        let svc = Arc::clone(&svc);
+        let mut rx = stop_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                let stop = tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => false,
+                    _ = rx.wait_for(|s| *s) => true,
+                };
+                if stop {
+                    return;
+                }
+                svc.probe_store().await;
+            }
+        })
+    };
+
     // The applier: every domain's new changes become searchable within `apply_interval`; on
     // PostgreSQL a write committed by any node wakes it at once (LISTEN/NOTIFY), the interval
     // being the fallback should a notification be lost with a dropped connection.
@@ -90,6 +108,7 @@ pub async fn serve(config: ServeConfig, svc: Arc<Service>) -> Result<()> {
         let mut rx = stop_rx.clone();
         let interval = config.apply_interval;
         tokio::spawn(async move {
+            let mut lost = None;
             let mut listener = match svc.store().change_listener().await {
                 Ok(l) => l,
                 Err(e) => {
@@ -109,9 +128,25 @@ pub async fn serve(config: ServeConfig, svc: Arc<Service>) -> Result<()> {
                     _ = rx.wait_for(|s| *s) => return,
                     woke = next_change(&mut listener) => {
                         if let Err(e) = woke {
-                            tracing::warn!(error = %e, "change listener lost: polling only");
+                            tracing::warn!(error = %e, "change listener lost: polling until it is back");
                             listener = None;
+                            lost = Some(std::time::Instant::now());
                         }
+                    }
+                }
+                // A listener lost with its connection (the store restarted) is made again.
+                if lost.is_some_and(|at| at.elapsed() >= Duration::from_secs(1)) {
+                    let again =
+                        tokio::time::timeout(Duration::from_secs(2), svc.store().change_listener());
+                    match again.await {
+                        Ok(Ok(l)) => {
+                            listener = l;
+                            lost = None;
+                            // What changed meanwhile went unannounced: kept answers and
+                            // shards catch up from the store itself.
+                            svc.store().forget_kept();
+                        }
+                        Ok(Err(_)) | Err(_) => lost = Some(std::time::Instant::now()),
                     }
                 }
             }
@@ -217,6 +252,7 @@ pub async fn serve(config: ServeConfig, svc: Arc<Service>) -> Result<()> {
     g.context("grpc server")?;
     let _ = applier.await;
     let _ = tidy.await;
+    let _ = probe.await;
     if let Some(w) = tls_watch {
         let _ = w.await;
     }

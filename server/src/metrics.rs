@@ -24,6 +24,8 @@ pub struct Metrics {
     cache: IntCounterVec,
     webhooks: IntCounterVec,
     lag: IntGauge,
+    store_up: IntGauge,
+    store_fallback: prometheus::IntCounter,
     searchable: Histogram,
     applier: IntCounterVec,
     shop_syncs: IntCounterVec,
@@ -92,6 +94,17 @@ impl Metrics {
         let lag = IntGauge::new(
             "dartmouth_applier_lag_changes",
             "Changes acknowledged by the store but not yet searchable (largest over the domains).",
+        )
+        .expect("metric");
+        let store_up = IntGauge::new(
+            "dartmouth_store_up",
+            "1 while the store answers, 0 while it cannot be reached (searches then answer from the credentials and grants this node keeps; writes get 503).",
+        )
+        .expect("metric");
+        store_up.set(1);
+        let store_fallback = prometheus::IntCounter::new(
+            "dartmouth_store_fallback_reads_total",
+            "Authentication and authorisation reads answered from what this node keeps because the store could not be reached.",
         )
         .expect("metric");
         let searchable = Histogram::with_opts(
@@ -164,6 +177,8 @@ impl Metrics {
             Box::new(cache.clone()),
             Box::new(webhooks.clone()),
             Box::new(lag.clone()),
+            Box::new(store_up.clone()),
+            Box::new(store_fallback.clone()),
             Box::new(searchable.clone()),
         ] {
             registry.register(m).expect("register");
@@ -176,6 +191,8 @@ impl Metrics {
             cache,
             webhooks,
             lag,
+            store_up,
+            store_fallback,
             searchable,
             applier,
             shop_syncs,
@@ -195,6 +212,13 @@ impl Metrics {
             let c = self.applier.with_label_values(&[event]);
             c.inc_by(total.saturating_sub(c.get()));
         }
+    }
+
+    /// The store's reachability and the reads answered without it since start.
+    pub fn sync_store(&self, down: bool, fallback_reads: u64) {
+        self.store_up.set(i64::from(!down));
+        self.store_fallback
+            .inc_by(fallback_reads.saturating_sub(self.store_fallback.get()));
     }
 
     /// A catch-up made changes searchable, the oldest acknowledged `delay` ago.

@@ -121,9 +121,7 @@ fn limiter<K: std::hash::Hash + Eq + Clone>(
 }
 
 fn refused(wait: Duration, message: String) -> ApiError {
-    let mut e = ApiError::new(Code::RateLimited, message);
-    e.retry_after = Some(wait);
-    e
+    ApiError::new(Code::RateLimited, message).retry_after(wait)
 }
 
 impl Throttle {

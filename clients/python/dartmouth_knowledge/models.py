@@ -1511,7 +1511,11 @@ PrincipalKind: TypeAlias = Literal['agent', 'user', 'service', 'group']
 
 
 ReadyzResponse: TypeAlias = str
-"""`GET /readyz`: Ready: the node has started and its store answers (no credential). Otherwise 503."""
+"""`GET /readyz`: Ready: the node has started (no credential); 503 while starting. `ready` when its
+store answers; `degraded: …` (still 200) when the store cannot be reached: searches answer from
+the shards with the credentials and grants the node keeps, writes and admin calls get 503 with
+Retry-After.
+"""
 
 
 ReindexResponse: TypeAlias = ReindexOut

@@ -101,7 +101,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** @description Ready: the node has started and its store answers (no credential). Otherwise 503. */
+        /** @description Ready: the node has started (no credential); 503 while starting. `ready` when its store answers; `degraded: …` (still 200) when the store cannot be reached: searches answer from the shards with the credentials and grants the node keeps, writes and admin calls get 503 with Retry-After. */
         get: operations["ready"];
         put?: never;
         post?: never;
@@ -2240,7 +2240,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description ready */
+            /** @description ready, or degraded */
             200: {
                 headers: {
                     [name: string]: unknown;

@@ -14,6 +14,12 @@ pub struct PgCluster {
     pub url: String,
     /// The certificate authority that signed the server's certificate (a PEM file).
     pub ca: PathBuf,
+    /// `pg_ctl start`'s server options, to start it again after a crash.
+    #[allow(
+        dead_code,
+        reason = "only the server's outage test restarts the cluster"
+    )]
+    options: String,
 }
 
 fn bin_dir() -> PathBuf {
@@ -177,6 +183,7 @@ impl PgCluster {
             dir,
             bin,
             ca,
+            options,
         }
     }
 }
@@ -205,6 +212,66 @@ impl PgCluster {
             &["-h", "127.0.0.1", "-p", port, "-U", "postgres", name],
         );
         format!("postgres://postgres@127.0.0.1:{port}/{name}")
+    }
+}
+
+#[allow(
+    dead_code,
+    reason = "only the server's outage test crashes the cluster"
+)]
+impl PgCluster {
+    /// Crashes the server: SIGKILL to the postmaster and every backend at once.
+    pub fn kill(&self) {
+        let pid_file = self.dir.path().join("data").join("postmaster.pid");
+        let pid = std::fs::read_to_string(&pid_file).expect("postmaster.pid");
+        let pid = pid.lines().next().expect("a pid").trim().to_string();
+        let _ = Command::new("pkill").args(["-9", "-P", &pid]).status();
+        let status = Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -9 {pid}");
+    }
+
+    /// Restarts the server with commits that wait for their WAL write (it starts with
+    /// `synchronous_commit = off` for speed, which loses the last commits when the server is
+    /// killed, though not the machine).
+    pub fn durable_commits(&mut self) {
+        let data = self.dir.path().join("data");
+        run(
+            &self.bin,
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().expect("utf-8 path"),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+        );
+        self.options = self.options.replace(" -c synchronous_commit=off", "");
+        self.restart();
+    }
+
+    /// Starts the server again on its data (crash recovery runs first).
+    pub fn restart(&self) {
+        let data = self.dir.path().join("data");
+        let log = self.dir.path().join("server.log");
+        run(
+            &self.bin,
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().expect("utf-8 path"),
+                "-o",
+                &self.options,
+                "-l",
+                log.to_str().expect("utf-8"),
+                "-w",
+                "start",
+            ],
+        );
     }
 }
 

@@ -231,29 +231,38 @@ impl Snapshot {
         ef: usize,
     ) -> (Timed<Result<Ranked>>, Timed<Ranked>) {
         let t = Instant::now();
+        // The stages' spans, made in the caller's thread: the BM25 span is entered by both
+        // workers and ends when the later one is done with it.
+        let bm25_span = tracing::info_span!("bm25");
+        let ann_span = tracing::info_span!("ann");
         let title = (title_boost > 0.0).then_some((self.fields.title, title_boost));
-        let run = match self.bm25_run(terms, title, level, n, allowed) {
+        let run = match bm25_span.in_scope(|| self.bm25_run(terms, title, level, n, allowed)) {
             Ok(run) => run,
             Err(e) => return ((Err(e), 0), (Vec::new(), 0)),
         };
         // Each worker's top, and when it finished, if it found a segment left to score (the
         // branch's time is until the last segment is scored, not until the graph walk ends).
-        let bm25_work = || {
-            run.as_ref().map(|run| {
-                let late = run.next.load(AtomicOrdering::Relaxed) >= run.order.len();
-                (run.work(), (!late).then(Instant::now))
+        let bm25_work = |span: tracing::Span| {
+            span.in_scope(|| {
+                run.as_ref().map(|run| {
+                    let late = run.next.load(AtomicOrdering::Relaxed) >= run.order.len();
+                    (run.work(), (!late).then(Instant::now))
+                })
             })
         };
+        let other_bm25 = bm25_span.clone();
         // The graph walk goes first: on a pool of one thread that thread then scores every
         // segment, and the other worker finds none left.
         let ((second, (vector, ann_us)), first) = rayon::join(
-            || {
+            move || {
                 let v = Instant::now();
-                let vector = self.vector(query, vector_n, ef, allowed.map(|a| a.as_ref()));
+                let vector = ann_span
+                    .in_scope(|| self.vector(query, vector_n, ef, allowed.map(|a| a.as_ref())));
+                drop(ann_span);
                 let ann_us = micros(v);
-                (bm25_work(), (vector, ann_us))
+                (bm25_work(other_bm25), (vector, ann_us))
             },
-            bm25_work,
+            move || bm25_work(bm25_span),
         );
         let bm25 = match (run, first, second) {
             (Some(run), Some((a, ended_a)), Some((b, ended_b))) => {

@@ -187,6 +187,7 @@ fn search_inner(
             by_value.then_with(|| (a.1, a.2).cmp(&(b.1, b.2)))
         });
         timings.bm25_us = micros(t);
+        let _stage = tracing::info_span!("hydrate").entered();
         let t = Instant::now();
         let hits = ordered
             .into_iter()
@@ -216,10 +217,14 @@ fn search_inner(
     } else {
         chunk_depth
     };
+    // Each stage is a span (a child of the caller's, e.g. a request's): they are made here, in
+    // the caller's thread, and entered wherever the work runs.
+    let caller = tracing::Span::current();
     let bm25_branch = |si: usize| {
         if req.mode == Mode::Vector {
             return (Ok(Vec::new()), 0);
         }
+        let _stage = tracing::info_span!(parent: &caller, "bm25", shard = si).entered();
         let t = Instant::now();
         let hits = snapshots[si].bm25(
             &terms,
@@ -232,6 +237,7 @@ fn search_inner(
     };
     let vector_branch = |si: usize, query_vector: &[Option<Vec<f32>>]| match &query_vector[si] {
         Some(q) => {
+            let _stage = tracing::info_span!(parent: &caller, "ann", shard = si).entered();
             let t = Instant::now();
             let hits =
                 snapshots[si].vector(q, chunk_depth, req.ef_search, allowed_of[si].as_deref());
@@ -295,6 +301,7 @@ fn search_inner(
     normalise_per_model(&mut vector, &snapshots);
     // With `collapse`, keys become (shard, document number) and each branch remembers the
     // ordinal of the document's best chunk in that branch.
+    let stage = tracing::info_span!("fuse").entered();
     let t = Instant::now();
     let mut best_chunk: HashMap<Key, [Option<u32>; 2]> = HashMap::new();
     for (branch, list) in [&mut bm25, &mut vector].into_iter().enumerate() {
@@ -315,6 +322,8 @@ fn search_inner(
     }
     let fused = fuse(&req.fusion, &bm25, &vector);
     timings.fuse_us = micros(t);
+    drop(stage);
+    let _stage = tracing::info_span!("hydrate").entered();
     let t = Instant::now();
     let hits = fused
         .into_iter()

@@ -20,7 +20,7 @@ use clap::{Parser, Subcommand};
 use dartmouth_domains::{Caller, Store, now_millis};
 use dartmouth_engine::{Fusion, Shards};
 
-use dartmouth_server::config::ServeArgs;
+use dartmouth_server::config::{ServeArgs, ServeConfig};
 use dartmouth_server::models::{EmbedderKind, ModelArgs};
 use dartmouth_server::service::{Limits, ReadMode, Service, ServiceConfig};
 
@@ -42,6 +42,15 @@ struct Cli {
     /// The store: sqlite://… or postgres://… [default: store.sqlite3 in the data directory]
     #[arg(long, env = "DARTMOUTH_STORE", global = true)]
     store: Option<String>,
+    /// The longest a request waits for the store before it is answered 503 `unavailable`
+    /// with Retry-After (searches then answer from the credentials and grants kept), in
+    /// milliseconds [default: 2000].
+    #[arg(long, env = "DARTMOUTH_STORE_TIMEOUT_MS", global = true, value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    store_timeout_ms: Option<u64>,
+    /// The oldest kept credential or grant a search may use while the store is unreachable,
+    /// in seconds [default: 600].
+    #[arg(long, env = "DARTMOUTH_STORE_STALE_FOR_S", global = true, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    store_stale_for_s: Option<u64>,
     /// Where snapshots are created and listed [default: snapshots in the data directory]
     #[arg(long, env = "DARTMOUTH_SNAPSHOT_DIR", global = true)]
     snapshot_dir: Option<PathBuf>,
@@ -601,17 +610,26 @@ async fn open_store(cli: &Cli) -> Result<Store> {
         .store
         .clone()
         .unwrap_or_else(|| Store::sqlite_url(&cli.data_dir));
-    Store::open(&url)
+    let defaults = dartmouth_domains::StoreOptions::default();
+    let options = dartmouth_domains::StoreOptions {
+        timeout: cli
+            .store_timeout_ms
+            .map_or(defaults.timeout, std::time::Duration::from_millis),
+        stale_for: cli
+            .store_stale_for_s
+            .map_or(defaults.stale_for, std::time::Duration::from_secs),
+    };
+    Store::open_with(&url, options)
         .await
         .with_context(|| format!("store {}", url.split('@').next_back().unwrap_or("")))
 }
 
-fn serve_cmd(shards: Shards, cli: &Cli, args: &ServeArgs) -> Result<()> {
-    let config = args.resolve()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.workers)
-        .enable_all()
-        .build()?;
+fn serve_cmd(
+    shards: Shards,
+    cli: &Cli,
+    config: ServeConfig,
+    rt: &tokio::runtime::Runtime,
+) -> Result<()> {
     rt.block_on(async {
         let store = open_store(cli).await?;
         let svc = Service::new(ServiceConfig {
@@ -673,6 +691,23 @@ fn parse_duration(text: &str) -> Result<i64> {
 
 pub fn run() -> Result<()> {
     let cli = Cli::parse();
+    // `serve` reads its configuration and starts its runtime first: span export runs on it.
+    let serving = match &cli.command {
+        Command::Serve(args) => {
+            let config = args.resolve()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(config.workers)
+                .enable_all()
+                .build()?;
+            Some((config, rt))
+        }
+        _ => None,
+    };
+    // Dropped last: flushes the spans not yet exported, while the runtime still runs.
+    let telemetry = {
+        let _entered = serving.as_ref().map(|(_, rt)| rt.enter());
+        dartmouth_server::trace::init(serving.as_ref().and_then(|(c, _)| c.otlp.as_ref()))?
+    };
     if let Command::Openapi = cli.command {
         #[allow(clippy::print_stdout)]
         {
@@ -688,8 +723,10 @@ pub fn run() -> Result<()> {
         // Evaluation domains live in the catalog only: they are rebuilt from the collections.
         return eval::eval_cmd(&shards, &cli.data_dir, &cli.models, args);
     }
-    if let Command::Serve(args) = &cli.command {
-        return serve_cmd(shards, &cli, args);
+    if let Some((config, rt)) = serving {
+        let served = serve_cmd(shards, &cli, config, &rt);
+        drop(telemetry);
+        return served;
     }
     if let Command::Mcp {
         url: Some(url),

@@ -276,14 +276,14 @@ async fn observe(State(svc): Svc, matched: MatchedPath, req: Request, next: Next
         }
     }
     let id = crate::trace::request_id(req.headers());
-    let trace_id = crate::trace::trace_id(req.headers());
     let span = tracing::info_span!(
         "http",
         request_id = %id,
-        trace_id = %trace_id,
+        trace_id = tracing::field::Empty,
         method = %req.method(),
         route = %route
     );
+    crate::trace::join(&span, req.headers());
     let started = Instant::now();
     let mut response = next.run(req).instrument(span.clone()).await;
     let status = response.status();
@@ -1331,12 +1331,13 @@ async fn admin_page() -> Response {
     get,
     path = "/readyz",
     tag = "operations",
-    description = "Ready: the node has started and its store answers (no credential). Otherwise 503.",
-    responses((status = 200, description = "ready", body = String, content_type = "text/plain"))
+    description = "Ready: the node has started (no credential); 503 while starting. `ready` when its store answers; `degraded: …` (still 200) when the store cannot be reached: searches answer from the shards with the credentials and grants the node keeps, writes and admin calls get 503 with Retry-After.",
+    responses((status = 200, description = "ready, or degraded", body = String, content_type = "text/plain"))
 )]
 async fn ready(State(svc): Svc) -> Response {
     match svc.check_ready().await {
-        Ok(()) => "ready".into_response(),
+        Ok(None) => "ready".into_response(),
+        Ok(Some(degraded)) => degraded.into_response(),
         Err(e) => e.into_response(),
     }
 }

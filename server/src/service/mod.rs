@@ -251,6 +251,8 @@ impl Service {
             self.applier_events.quarantined.load(Relaxed),
             self.applier_events.rebuilt.load(Relaxed),
         );
+        let (down, fallback_reads) = self.store.outage();
+        self.metrics.sync_store(down, fallback_reads);
         self.metrics.render()
     }
 
@@ -294,6 +296,7 @@ impl Service {
 
     /// The caller of a request: its `Authorization` header when it has one, else the principal
     /// its connection's verified client certificate names, else none (401).
+    #[tracing::instrument(name = "auth", level = "info", skip_all, fields(step = "authenticate"))]
     pub async fn authenticate_from(
         &self,
         authorization: Option<&[u8]>,
@@ -382,6 +385,7 @@ impl Service {
         self.placement.as_ref().is_none_or(|p| p.contains(domain))
     }
 
+    #[tracing::instrument(name = "auth", level = "info", skip_all, fields(step = "authorize"))]
     async fn authorize(&self, caller: &Caller, domains: &[String], role: Role) -> ApiResult<Pass> {
         if domains.len() > self.limits.max_domains {
             return Err(ApiError::invalid(format!(
@@ -496,11 +500,29 @@ impl Service {
     }
 
     /// Readiness: the store answers.
-    pub async fn check_ready(&self) -> ApiResult<()> {
+    /// Readiness: `Ok(None)` ready; `Ok(Some(why))` ready but degraded — the store cannot be
+    /// reached, so searches answer from the shards with the credentials and grants this node
+    /// keeps while writes and admin calls get 503 (a balancer should keep sending it reads);
+    /// an error while starting.
+    pub async fn check_ready(&self) -> ApiResult<Option<String>> {
         if !self.is_ready() {
             return Err(ApiError::new(Code::Unavailable, "starting"));
         }
-        self.store.ping().await?;
-        Ok(())
+        match self.store.ping().await {
+            Ok(()) => Ok(None),
+            Err(e) if e.is_unreachable() => Ok(Some(
+                "degraded: the store is unreachable; searches answer, writes and admin calls get 503"
+                    .into(),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// While the store is unreachable, asks it again (every `every`) so that everything
+    /// resumes by itself once it answers.
+    pub async fn probe_store(&self) {
+        if self.store.outage().0 {
+            let _ = self.store.ping().await;
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use tracing::Instrument as _;
 
 use dartmouth_domains::{Caller, Pass, Role};
 use std::collections::HashMap;
@@ -297,14 +298,19 @@ impl Service {
         let (slot, embed_metrics) = (Arc::clone(&embedded), self.metrics.clone());
         let embedders: Vec<_> = embed_later.iter().map(|(e, _)| Arc::clone(e)).collect();
         let rerank_done = rerank.clone();
+        // The engine's stages are spans of the request's (`trace`).
+        let request_span = tracing::Span::current();
         let out = tokio::task::spawn_blocking(move || -> ApiResult<SearchOutput> {
+            let _request = request_span.enter();
             let mut response = if embedders.is_empty() {
                 reader.search(&req)?
             } else {
                 let text = query.clone();
+                let parent = tracing::Span::current();
                 reader.search_embedding(
                     &req,
                     Box::new(move || {
+                        let _stage = tracing::info_span!(parent: &parent, "embed").entered();
                         let t = Instant::now();
                         let made = embedders
                             .iter()
@@ -321,6 +327,7 @@ impl Service {
             metrics.stages(&response.timings);
             let rerank_out = match (&rerank_done, &reranker) {
                 (Some(r), Some(reranker)) => {
+                    let _stage = tracing::info_span!("rerank", top_n = r.top_n).entered();
                     let t = Instant::now();
                     let deadline = t + std::time::Duration::from_millis(r.timeout_ms);
                     let applied = dartmouth_engine::rerank_hits(
@@ -479,6 +486,7 @@ impl Service {
         let text = query.to_string();
         let t = Instant::now();
         let e = tokio::task::spawn_blocking(move || embedder.embed_query(&text))
+            .instrument(tracing::info_span!("embed"))
             .await
             .map_err(ApiError::internal)??;
         self.metrics.stage("embed", t.elapsed());

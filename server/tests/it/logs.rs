@@ -1,7 +1,9 @@
 //! What the server writes about itself: JSON log lines carrying each request's request id and
 //! trace id (a caller's W3C `traceparent` continued) over HTTP and gRPC; and secrets — API keys,
 //! the JWT secret and tokens, the webhook secret, a shop's token, the snapshot key — never in a
-//! log line at any level, an answer, an audit row, the metrics or a snapshot.
+//! log line at any level, an answer, an audit row, the metrics or a snapshot; and spans exported
+//! over OTLP/gRPC to a collector (a receiver of the real protocol here), continuing a caller's
+//! trace.
 
 use std::path::Path;
 
@@ -362,4 +364,155 @@ fn secrets_never_leak() {
             );
         }
     }
+}
+
+/// An OTLP/gRPC trace receiver (the collector's protocol): keeps every span it is sent.
+#[derive(Clone, Default)]
+struct Collector(std::sync::Arc<std::sync::Mutex<Vec<otlp::trace::v1::Span>>>);
+
+mod otlp {
+    pub use opentelemetry_proto::tonic::collector::trace::v1 as collector;
+    pub use opentelemetry_proto::tonic::trace;
+}
+
+#[tonic::codegen::async_trait]
+impl otlp::collector::trace_service_server::TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<otlp::collector::ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<otlp::collector::ExportTraceServiceResponse>, tonic::Status> {
+        let mut kept = self.0.lock().unwrap();
+        for resource in request.into_inner().resource_spans {
+            for scope in resource.scope_spans {
+                kept.extend(scope.spans);
+            }
+        }
+        Ok(tonic::Response::new(
+            otlp::collector::ExportTraceServiceResponse::default(),
+        ))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Collector {
+    /// The spans of trace `trace` received so far.
+    fn trace(&self, trace: &str) -> Vec<otlp::trace::v1::Span> {
+        let kept = self.0.lock().unwrap();
+        kept.iter()
+            .filter(|s| hex(&s.trace_id) == trace)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Checks one request's trace: its root span (`root`) is the child of the caller's span
+/// `parent`, every stage named is in the trace, and every span of it descends from the root
+/// within the root's time.
+fn check_trace(spans: &[otlp::trace::v1::Span], root: &str, parent: &str, stages: &[&str]) {
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    let roots: Vec<_> = spans.iter().filter(|s| s.name == root).collect();
+    assert_eq!(roots.len(), 1, "{names:?}");
+    let top = roots[0];
+    assert_eq!(hex(&top.parent_span_id), parent, "{names:?}");
+    for stage in stages {
+        assert!(names.contains(stage), "no {stage} span in {names:?}");
+    }
+    let by_id: std::collections::HashMap<Vec<u8>, &otlp::trace::v1::Span> =
+        spans.iter().map(|s| (s.span_id.clone(), s)).collect();
+    for span in spans.iter().filter(|s| s.span_id != top.span_id) {
+        let mut at = span;
+        let mut hops = 0;
+        while at.span_id != top.span_id {
+            at = by_id.get(&at.parent_span_id).unwrap_or_else(|| {
+                panic!("{}: its parent is not in the trace ({names:?})", span.name)
+            });
+            hops += 1;
+            assert!(hops < 10, "{}: a cycle", span.name);
+        }
+        assert!(
+            span.start_time_unix_nano >= top.start_time_unix_nano
+                && span.end_time_unix_nano <= top.end_time_unix_nano,
+            "{} outside {root}'s time",
+            span.name
+        );
+    }
+}
+
+#[test]
+fn spans_reach_an_otlp_collector_continuing_the_callers_trace() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let collector = Collector::default();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    rt.spawn(
+        tonic::transport::Server::builder()
+            .add_service(
+                otlp::collector::trace_service_server::TraceServiceServer::new(collector.clone()),
+            )
+            .serve(addr),
+    );
+    let (_dir, data, keys) = setup();
+    let endpoint = format!("http://{addr}");
+    let s = start_with_env(
+        &data,
+        &["--otlp-endpoint", &endpoint],
+        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
+    );
+    let (http_trace, http_parent) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let (grpc_trace, grpc_parent) = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
+    let auth = format!("Bearer {}", keys.reader);
+    let (status, _) = post_raw(
+        &s,
+        "/v1/search",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+            ("traceparent", &format!("00-{http_trace}-{http_parent}-01")),
+        ],
+        br#"{"query":"refund policy","domains":["help"],"mode":"hybrid"}"#,
+    );
+    assert_eq!(status, 200);
+    rt.block_on(async {
+        let mut request = with_key(
+            pb::SearchRequest {
+                query: "reset my password".into(),
+                domains: vec!["help".into()],
+                ..Default::default()
+            },
+            Some(&keys.reader),
+        );
+        request.metadata_mut().insert(
+            "traceparent",
+            format!("00-{grpc_trace}-{grpc_parent}-01").parse().unwrap(),
+        );
+        grpc_client(&s).await.search(request).await.unwrap();
+    });
+    let stages = ["auth", "embed", "bm25", "ann", "fuse", "hydrate"];
+    let complete = |trace: &str| {
+        let names: Vec<String> = collector.trace(trace).into_iter().map(|s| s.name).collect();
+        stages.iter().all(|n| names.iter().any(|m| m == n))
+    };
+    assert!(
+        eventually(30, || complete(http_trace) && complete(grpc_trace)),
+        "spans received: {:?}",
+        collector
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| (s.name.clone(), hex(&s.trace_id)))
+            .collect::<Vec<_>>()
+    );
+    check_trace(&collector.trace(http_trace), "http", http_parent, &stages);
+    check_trace(&collector.trace(grpc_trace), "grpc", grpc_parent, &stages);
+    drop(s);
 }

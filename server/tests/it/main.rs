@@ -32,6 +32,7 @@ mod mcp;
 mod model;
 mod nodes;
 mod openapi;
+mod outage;
 mod products;
 mod rerank;
 mod routes;

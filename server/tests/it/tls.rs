@@ -156,7 +156,9 @@ fn https_and_grpc_over_tls_with_verifying_clients() {
         "server",
         &ca.server(&["localhost"], 2020, 2090),
     );
-    let s = start(dir, data, &tls_args(&cert, &key));
+    // Everything the server says at trace level goes to a file: the private key must not.
+    let log = certs.path().join("server.log");
+    let s = start_logged(&data, &tls_args(&cert, &key), &[], &log);
     assert!(s.http.starts_with("https://"), "{}", s.http);
     let https = agent(&ca);
     wait_ready(&https, &s);
@@ -246,6 +248,20 @@ fn https_and_grpc_over_tls_with_verifying_clients() {
             assert!(refused.is_err(), "plain-text gRPC answered on the TLS port");
         }
     });
+    drop(s);
+    drop(dir);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.len() > 1000,
+        "the trace-level log holds little: {logged}"
+    );
+    let pem = std::fs::read_to_string(&key).unwrap();
+    for line in pem
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() > 16)
+    {
+        assert!(!logged.contains(line), "the TLS private key is in the log");
+    }
 }
 
 /// Each bad pair stops the start with an error naming the file; nothing listens.

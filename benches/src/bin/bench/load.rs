@@ -50,6 +50,11 @@ pub struct LoadArgs {
     /// handshake costs).
     #[arg(long)]
     pub tls: bool,
+    /// Only span export on against off: the same searches over HTTP, keep-alive, with the
+    /// server exporting every request's spans over OTLP/gRPC (to a collector in this process
+    /// that counts them) and without.
+    #[arg(long, conflicts_with = "tls")]
+    pub otlp: bool,
 }
 
 pub(crate) struct Server(Child, pub(crate) String);
@@ -520,6 +525,85 @@ fn tls_compare(
     Ok(())
 }
 
+/// Span export off against on, over HTTP with keep-alive and query vectors cached (the
+/// request's own work is the point).
+fn otlp_compare(
+    args: &LoadArgs,
+    data: &Path,
+    key: &str,
+    queries: &[String],
+    mut report: serde_json::Value,
+) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let counter = {
+        let _entered = rt.enter();
+        dartmouth_server::trace::span_counter(addr)
+    };
+    let endpoint = format!("http://{addr}");
+    println!(
+        "\nSpan export off against on ({} requests per row, k 10, query vectors cached, result cache off)",
+        args.requests
+    );
+    println!(
+        "{:>6} {:>8} {:>12} {:>10} {:>10} {:>9}",
+        "export", "mode", "concurrency", "p50 ms", "p99 ms", "QPS"
+    );
+    for (label, extra) in [
+        ("off", &[][..]),
+        ("on", &["--otlp-endpoint", endpoint.as_str()][..]),
+    ] {
+        let server = start_with(&args.dartmouth, data, 256 << 20, extra, &plain_agent(1))?;
+        let url = [server.1.as_str()];
+        drive_with(
+            &plain_agent(4),
+            &url,
+            key,
+            queries,
+            "vector",
+            2,
+            queries.len(),
+        )?;
+        for &c in &args.concurrency {
+            for mode in ["bm25", "hybrid"] {
+                let row = drive_with(
+                    &plain_agent(c * 2),
+                    &url,
+                    key,
+                    queries,
+                    mode,
+                    c,
+                    args.requests,
+                )?;
+                println!(
+                    "{label:>6} {mode:>8} {c:>12} {:>10.2} {:>10.2} {:>9.0}",
+                    row.p50, row.p99, row.qps
+                );
+                report["otlp"][label][format!("{mode}@{c}")] =
+                    json!({ "p50_ms": row.p50, "p99_ms": row.p99, "qps": row.qps });
+            }
+        }
+    }
+    // The last batches leave when the server stops (or within the batch delay).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counter.load(Ordering::Relaxed) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let spans = counter.load(Ordering::Relaxed);
+    println!("spans received by the collector: {spans}");
+    if spans == 0 {
+        bail!("span export on: the collector received no span");
+    }
+    report["otlp"]["spans_received"] = json!(spans);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(())
+}
+
 pub fn run(embedder: &dyn Embedder, models: ModelArgs, args: &LoadArgs) -> Result<()> {
     let (corpus, shard_dir, _) = ensure_shard(embedder, &args.dir, &args.collections, args.chunks)?;
     let n = corpus.chunks;
@@ -530,6 +614,9 @@ pub fn run(embedder: &dyn Embedder, models: ModelArgs, args: &LoadArgs) -> Resul
     let mut report = json!({ "chunks": n, "requests": args.requests });
     if args.tls {
         return tls_compare(args, &data, &key, queries, report);
+    }
+    if args.otlp {
+        return otlp_compare(args, &data, &key, queries, report);
     }
 
     // In process, query vector given: the floor HTTP adds to.
