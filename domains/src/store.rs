@@ -117,7 +117,6 @@ impl Store {
 
     /// [`Store::open`] with the timeout and staleness bound of `options`.
     pub async fn open_with(url: &str, options: StoreOptions) -> Result<Store> {
-        let store_options = options;
         install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -132,7 +131,7 @@ impl Store {
                 ),
             ));
         };
-        let options = match backend {
+        let pool_options = match backend {
             // One connection: SQLite has one writer, and a single connection never meets
             // SQLITE_BUSY on a read-to-write upgrade.
             Backend::Sqlite => AnyPoolOptions::new()
@@ -154,9 +153,9 @@ impl Store {
             // A connection the store cannot give within the timeout is an unreachable store.
             Backend::Postgres => AnyPoolOptions::new()
                 .max_connections(8)
-                .acquire_timeout(store_options.timeout),
+                .acquire_timeout(options.timeout),
         };
-        let pool = options.connect(url).await?;
+        let pool = pool_options.connect(url).await?;
         match backend {
             Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&pool).await?,
@@ -166,10 +165,7 @@ impl Store {
             backend,
             url: url.to_string(),
             refusals: Arc::default(),
-            fallback: Arc::new(Fallback::new(
-                store_options.timeout,
-                store_options.stale_for,
-            )),
+            fallback: Arc::new(Fallback::new(options.timeout, options.stale_for)),
         };
         store.bootstrap().await?;
         Ok(store)

@@ -65,40 +65,22 @@ pub async fn serve(config: ServeConfig, svc: Arc<Service>) -> Result<()> {
 
     // Housekeeping: counted authentication failures to the audit log, idle rate budgets
     // forgotten.
-    let tidy = {
+    let tidy = every(Duration::from_secs(5), stop_rx.clone(), {
         let svc = Arc::clone(&svc);
-        let mut rx = stop_rx.clone();
-        tokio::spawn(async move {
-            loop {
-                let stop = tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => false,
-                    _ = rx.wait_for(|s| *s) => true,
-                };
-                if stop {
-                    return;
-                }
-                svc.tidy().await;
-            }
-        })
-    };
+        move || {
+            let svc = Arc::clone(&svc);
+            async move { svc.tidy().await }
+        }
+    });
 
     // While the store is unreachable, ask it twice a second: everything resumes by itself.
-    let probe = {
+    let probe = every(Duration::from_millis(500), stop_rx.clone(), {
         let svc = Arc::clone(&svc);
-        let mut rx = stop_rx.clone();
-        tokio::spawn(async move {
-            loop {
-                let stop = tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => false,
-                    _ = rx.wait_for(|s| *s) => true,
-                };
-                if stop {
-                    return;
-                }
-                svc.probe_store().await;
-            }
-        })
-    };
+        move || {
+            let svc = Arc::clone(&svc);
+            async move { svc.probe_store().await }
+        }
+    });
 
     // The applier: every domain's new changes become searchable within `apply_interval`; on
     // PostgreSQL a write committed by any node wakes it at once (LISTEN/NOTIFY), the interval
@@ -291,4 +273,28 @@ async fn shutdown_signal() {
     {
         let _ = interrupt.await;
     }
+}
+
+/// Runs `tick` every `period` until `stop` turns true.
+fn every<F, T>(
+    period: Duration,
+    mut stop: watch::Receiver<bool>,
+    mut tick: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> T + Send + 'static,
+    T: Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        loop {
+            let stopped = tokio::select! {
+                _ = tokio::time::sleep(period) => false,
+                _ = stop.wait_for(|s| *s) => true,
+            };
+            if stopped {
+                return;
+            }
+            tick().await;
+        }
+    })
 }

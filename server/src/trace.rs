@@ -199,7 +199,7 @@ pub fn join(span: &tracing::Span, headers: &HeaderMap) {
     let parent = headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
-        .and_then(parse_traceparent_full);
+        .and_then(parse_traceparent);
     if let Some(parent) = &parent {
         let cx = opentelemetry::Context::new().with_remote_span_context(SpanContext::new(
             parent.trace,
@@ -227,19 +227,6 @@ struct Parent {
     flags: TraceFlags,
 }
 
-fn parse_traceparent_full(value: &str) -> Option<Parent> {
-    let trace = parse_traceparent(value)?;
-    let mut parts = value.trim().split('-').skip(2);
-    let span = SpanId::from_hex(parts.next()?).ok()?;
-    let flags = u8::from_str_radix(parts.next()?, 16).ok()?;
-    Some(Parent {
-        trace: TraceId::from_hex(&trace).ok()?,
-        span,
-        // Only the sampled bit is defined; the rest must not be propagated as set.
-        flags: TraceFlags::new(flags & 1),
-    })
-}
-
 /// The request id a caller gave (`x-request-id`, 1 to 128 visible ASCII characters, no space:
 /// it cannot forge a field of a text log line), or a new one.
 pub fn request_id(headers: &HeaderMap) -> String {
@@ -256,8 +243,8 @@ fn new_request_id() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
-/// The trace id in a `traceparent` value, if it is well formed.
-pub fn parse_traceparent(value: &str) -> Option<String> {
+/// The caller's trace and span in a `traceparent` value, if it is well formed.
+fn parse_traceparent(value: &str) -> Option<Parent> {
     let parts: Vec<&str> = value.trim().split('-').collect();
     let hex = |s: &str, n: usize| {
         s.len() == n
@@ -276,7 +263,15 @@ pub fn parse_traceparent(value: &str) -> Option<String> {
         && hex(parent, 16)
         && parent.bytes().any(|b| b != b'0')
         && hex(flags, 2);
-    ok.then(|| (*trace).to_string())
+    if !ok {
+        return None;
+    }
+    Some(Parent {
+        trace: TraceId::from_hex(trace).ok()?,
+        span: SpanId::from_hex(parent).ok()?,
+        // Only the sampled bit is defined; the rest must not be propagated as set.
+        flags: TraceFlags::new(u8::from_str_radix(flags, 16).ok()? & 1),
+    })
 }
 
 /// The span of one gRPC call (tonic's `trace_fn`): its method, request id and trace id.
@@ -295,15 +290,19 @@ pub fn grpc_span(req: &axum::http::Request<()>) -> tracing::Span {
 mod tests {
     use super::*;
 
+    fn trace_of(value: &str) -> Option<String> {
+        parse_traceparent(value).map(|p| format!("{:032x}", p.trace))
+    }
+
     #[test]
     fn traceparents_are_read_as_the_recommendation_says() {
         let t = "4bf92f3577b34da6a3ce929d0e0e4736";
         assert_eq!(
-            parse_traceparent(&format!("00-{t}-00f067aa0ba902b7-01")).as_deref(),
+            trace_of(&format!("00-{t}-00f067aa0ba902b7-01")).as_deref(),
             Some(t)
         );
         assert_eq!(
-            parse_traceparent(&format!("01-{t}-00f067aa0ba902b7-01-extra")).as_deref(),
+            trace_of(&format!("01-{t}-00f067aa0ba902b7-01-extra")).as_deref(),
             Some(t)
         );
         for bad in [
@@ -315,7 +314,7 @@ mod tests {
             format!("00-{t}-00f067aa0ba902b7"),
             "garbage".to_string(),
         ] {
-            assert_eq!(parse_traceparent(&bad), None, "{bad}");
+            assert_eq!(trace_of(&bad), None, "{bad}");
         }
         let mut h = HeaderMap::new();
         // A request id that would add a field to a text log line is replaced.

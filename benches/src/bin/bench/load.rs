@@ -497,19 +497,15 @@ fn tls_compare(
         };
         let server = start_with(&args.dartmouth, data, 256 << 20, extra, &agent(1)?)?;
         let url = [server.1.as_str()];
-        // Warm: every query embedded once.
-        drive_with(&agent(4)?, &url, key, queries, "vector", 2, queries.len())?;
-        for &c in &args.concurrency {
-            for mode in ["bm25", "hybrid"] {
-                let row = drive_with(&agent(c * 2)?, &url, key, queries, mode, c, args.requests)?;
-                println!(
-                    "{scheme:>6} {mode:>8} {c:>12} {:>10.2} {:>10.2} {:>9.0}",
-                    row.p50, row.p99, row.qps
-                );
-                report["tls"][scheme][format!("{mode}@{c}")] =
-                    json!({ "p50_ms": row.p50, "p99_ms": row.p99, "qps": row.qps });
-            }
-        }
+        keep_alive_rows(
+            args,
+            &agent,
+            &url,
+            key,
+            queries,
+            scheme,
+            &mut report["tls"][scheme],
+        )?;
         // No keep-alive: each request a new connection (over TLS, a full handshake).
         let row = drive_with(&agent(0)?, &url, key, queries, "bm25", 16, args.requests)?;
         println!(
@@ -521,6 +517,33 @@ fn tls_compare(
     }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(())
+}
+
+/// Every query embedded once, then bm25 and hybrid at each concurrency over keep-alive
+/// connections from `agent`: a printed line (labelled `label`) and a `mode@c` entry of `out`
+/// each.
+fn keep_alive_rows(
+    args: &LoadArgs,
+    agent: &dyn Fn(usize) -> Result<ureq::Agent>,
+    url: &[&str],
+    key: &str,
+    queries: &[String],
+    label: &str,
+    out: &mut serde_json::Value,
+) -> Result<()> {
+    drive_with(&agent(4)?, url, key, queries, "vector", 2, queries.len())?;
+    for &c in &args.concurrency {
+        for mode in ["bm25", "hybrid"] {
+            let row = drive_with(&agent(c * 2)?, url, key, queries, mode, c, args.requests)?;
+            println!(
+                "{label:>6} {mode:>8} {c:>12} {:>10.2} {:>10.2} {:>9.0}",
+                row.p50, row.p99, row.qps
+            );
+            out[format!("{mode}@{c}")] =
+                json!({ "p50_ms": row.p50, "p99_ms": row.p99, "qps": row.qps });
+        }
     }
     Ok(())
 }
@@ -558,34 +581,15 @@ fn otlp_compare(
     ] {
         let server = start_with(&args.dartmouth, data, 256 << 20, extra, &plain_agent(1))?;
         let url = [server.1.as_str()];
-        drive_with(
-            &plain_agent(4),
+        keep_alive_rows(
+            args,
+            &|idle| Ok(plain_agent(idle)),
             &url,
             key,
             queries,
-            "vector",
-            2,
-            queries.len(),
+            label,
+            &mut report["otlp"][label],
         )?;
-        for &c in &args.concurrency {
-            for mode in ["bm25", "hybrid"] {
-                let row = drive_with(
-                    &plain_agent(c * 2),
-                    &url,
-                    key,
-                    queries,
-                    mode,
-                    c,
-                    args.requests,
-                )?;
-                println!(
-                    "{label:>6} {mode:>8} {c:>12} {:>10.2} {:>10.2} {:>9.0}",
-                    row.p50, row.p99, row.qps
-                );
-                report["otlp"][label][format!("{mode}@{c}")] =
-                    json!({ "p50_ms": row.p50, "p99_ms": row.p99, "qps": row.qps });
-            }
-        }
     }
     // The last batches leave when the server stops (or within the batch delay).
     let deadline = Instant::now() + Duration::from_secs(10);
