@@ -400,7 +400,7 @@ fn e5_small_on_the_catalog_set() {
 #[test]
 fn bge_small_and_the_cross_encoder_on_the_catalog_set() {
     use dartmouth_engine::embed::CrossEncoder;
-    use dartmouth_eval::{RerankMode, evaluate_reranked};
+    use dartmouth_eval::{CachedReranker, RerankMode, evaluate_reranked};
     let tmp = tempfile::tempdir().unwrap();
     let (ndcg, shard, collection, vectors) = catalog_with_model("bge-small-en-v1.5", tmp.path());
     // Measured: 0.816 / 0.827 / 0.863.
@@ -408,12 +408,15 @@ fn bge_small_and_the_cross_encoder_on_the_catalog_set() {
     assert!(ndcg[2] >= 0.84, "hybrid {ndcg:?}");
     let id = "ms-marco-minilm-l-12-v2";
     let card = dartmouth_engine::embed::model_card(id).unwrap();
-    let reranker = CrossEncoder::load(&OnnxOptions::new(
-        card,
-        models_dir().join(id),
-        ort_library(),
-    ))
-    .unwrap();
+    // Both rows re-order the same first 20: each pair is scored once, as `dartmouth eval` does.
+    let reranker = CachedReranker::new(Arc::new(
+        CrossEncoder::load(&OnnxOptions::new(
+            card,
+            models_dir().join(id),
+            ort_library(),
+        ))
+        .unwrap(),
+    ));
     let modes = [
         RerankMode::new(20, 1.0).unwrap(),
         RerankMode::new(20, 0.5).unwrap(),
@@ -427,6 +430,11 @@ fn bge_small_and_the_cross_encoder_on_the_catalog_set() {
         &modes,
     )
     .unwrap();
+    let counts = reranker.counts();
+    assert!(
+        counts.scored > 0 && counts.reused >= counts.scored,
+        "{counts:?}"
+    );
     let reranked: Vec<f64> = rows.iter().map(|r| r.mean.ndcg_at_10).collect();
     eprintln!(
         "bge-small hybrid {} + rerank 20 alone / blended: {reranked:?}",
