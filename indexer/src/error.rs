@@ -22,9 +22,14 @@ pub enum Error {
     /// A shop's Admin API refused or failed a request (the shop named, never its token).
     #[error("{message}")]
     Shop { kind: ErrorKind, message: String },
-    /// Where the job's batches go failed (the store behind a sink), with the class of failure.
+    /// Where the job's batches go failed (the store behind a sink), with the class of failure;
+    /// `retry_soon` when the store could not be reached, so the caller may try again shortly.
     #[error("{message}")]
-    Sink { kind: ErrorKind, message: String },
+    Sink {
+        kind: ErrorKind,
+        message: String,
+        retry_soon: bool,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -144,6 +144,17 @@ impl From<dartmouth_views::ErrorKind> for Code {
 }
 
 impl ApiError {
+    /// The store could not be reached (or did not answer in time): 503 with `Retry-After: 1`,
+    /// the detail logged.
+    fn store_unreachable(detail: &dyn std::fmt::Display) -> ApiError {
+        tracing::warn!(error = %detail, "store unreachable");
+        ApiError::new(
+            Code::Unavailable,
+            "the store is unreachable: retry shortly (searches still answer)",
+        )
+        .retry_after(Duration::from_secs(1))
+    }
+
     /// An error of a crate below, by its kind: internal ones are logged and not shown; an
     /// unavailable dependency's detail is logged too (`shown` says whether its own message may
     /// be returned, as the store's "no delegation key is configured" may).
@@ -162,12 +173,7 @@ impl ApiError {
 impl From<dartmouth_domains::Error> for ApiError {
     fn from(e: dartmouth_domains::Error) -> Self {
         if e.is_unreachable() {
-            tracing::warn!(error = %e, "store unreachable");
-            return ApiError::new(
-                Code::Unavailable,
-                "the store is unreachable: retry shortly (searches still answer)",
-            )
-            .retry_after(Duration::from_secs(1));
+            return ApiError::store_unreachable(&e);
         }
         ApiError::of_kind(e.kind().into(), e.to_string(), true)
     }
@@ -184,6 +190,12 @@ impl From<dartmouth_indexer::Error> for ApiError {
     fn from(e: dartmouth_indexer::Error) -> Self {
         match e {
             dartmouth_indexer::Error::Engine(e) => e.into(),
+            // A write through the indexing pipeline that met a store outage.
+            dartmouth_indexer::Error::Sink {
+                retry_soon: true,
+                message,
+                ..
+            } => ApiError::store_unreachable(&message),
             e => {
                 let code = dartmouth_views::engine_kind(e.kind()).into();
                 ApiError::of_kind(code, e.to_string(), false)
@@ -229,6 +241,28 @@ mod tests {
 
     /// Every code (the `match` does not compile when one is added without a place here) has
     /// its own HTTP status, and its name is its JSON form.
+    /// A write that met a store outage answers 503 with `Retry-After: 1`, whether the store's
+    /// error came straight up or through the indexing pipeline's sink.
+    #[test]
+    fn an_unreachable_store_says_when_to_retry_on_every_path() {
+        let direct = ApiError::from(dartmouth_domains::Error::StoreTimeout(2000));
+        let through_sink = ApiError::from(dartmouth_indexer::Error::Sink {
+            kind: dartmouth_engine::ErrorKind::Unavailable,
+            message: "store: error communicating with database".into(),
+            retry_soon: true,
+        });
+        for e in [&direct, &through_sink] {
+            assert_eq!(e.code, Code::Unavailable, "{e}");
+            assert_eq!(e.retry_after_header().as_deref(), Some("1"), "{e}");
+        }
+        let other = ApiError::from(dartmouth_indexer::Error::Sink {
+            kind: dartmouth_engine::ErrorKind::Unavailable,
+            message: "disk".into(),
+            retry_soon: false,
+        });
+        assert_eq!(other.retry_after_header(), None);
+    }
+
     #[test]
     fn every_code_has_its_own_status_and_name() {
         let place = |c: Code| match c {

@@ -71,6 +71,7 @@ impl Error {
                 dartmouth_indexer::Error::Sink {
                     kind,
                     message: other.to_string(),
+                    retry_soon: matches!(&other, Error::Store(e) if e.is_unreachable()),
                 }
             }
         }
