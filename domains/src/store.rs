@@ -382,22 +382,16 @@ pub(crate) fn random_hex(n: usize) -> String {
 /// its checksum — without sqlx's proc macros, whose build compiles both drivers a second time for
 /// the compiler. A store migrated by either accepts the other (same versions, same checksums).
 macro_rules! migration_files {
-    ($dir:literal: $($file:literal),* $(,)?) => {
-        &[$(($file, include_str!(concat!("../migrations/", $dir, "/", $file)))),*]
+    ($($file:literal),* $(,)?) => {
+        const SQLITE_MIGRATIONS: &[(&str, &str)] =
+            &[$(($file, include_str!(concat!("../migrations/sqlite/", $file)))),*];
+        const POSTGRES_MIGRATIONS: &[(&str, &str)] =
+            &[$(($file, include_str!(concat!("../migrations/postgres/", $file)))),*];
     };
 }
 
-const SQLITE_MIGRATIONS: &[(&str, &str)] = migration_files!("sqlite":
-    "0001_init.sql",
-    "0002_domain_sequences.sql",
-    "0003_document_sources.sql",
-    "0004_hardening.sql",
-    "0005_generations.sql",
-    "0006_shopify_connections.sql",
-    "0007_shopify_metafields.sql",
-);
-
-const POSTGRES_MIGRATIONS: &[(&str, &str)] = migration_files!("postgres":
+// Both backends have the same files (the test below reads each directory).
+migration_files!(
     "0001_init.sql",
     "0002_domain_sequences.sql",
     "0003_document_sources.sql",

@@ -239,8 +239,6 @@ impl From<ApiError> for tonic::Status {
 mod tests {
     use super::*;
 
-    /// Every code (the `match` does not compile when one is added without a place here) has
-    /// its own HTTP status, and its name is its JSON form.
     /// A write that met a store outage answers 503 with `Retry-After: 1`, whether the store's
     /// error came straight up or through the indexing pipeline's sink.
     #[test]
@@ -263,6 +261,8 @@ mod tests {
         assert_eq!(other.retry_after_header(), None);
     }
 
+    /// Every code (the `match` does not compile when one is added without a place here) has
+    /// its own HTTP status, and its name is its JSON form.
     #[test]
     fn every_code_has_its_own_status_and_name() {
         let place = |c: Code| match c {
